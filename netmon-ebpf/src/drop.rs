@@ -1,0 +1,78 @@
+//! `skb:kfree_skb`: packets the kernel dropped, by namespace, device, protocol and reason.
+//! Normal frees (`SKB_NOT_DROPPED_YET`, `SKB_CONSUMED`) are not drops and are skipped.
+use aya_ebpf::{
+    EbpfContext,
+    macros::{btf_tracepoint, kprobe, raw_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, TracePointContext},
+};
+use netmon_common::{DROP_REASON_UNKNOWN, DropKey, Event};
+
+use crate::{
+    kernel::{drop_probe_args, normal_free, offsets, read, skb_interface, tp_fields},
+    maps::{DROPS, entry},
+};
+
+#[inline(always)]
+fn count_drop(skb: u64, reason: u32) {
+    let normal = normal_free();
+    if reason == normal.not_dropped_yet || reason == normal.consumed {
+        return;
+    }
+    let off = offsets();
+    let protocol: u16 = read(skb, off.skb_protocol).unwrap_or(0);
+    let key = DropKey {
+        interface: skb_interface(&off, skb),
+        reason,
+        protocol: u16::from_be(protocol),
+        _pad: 0,
+    };
+    if let Some(count) = entry(&DROPS, &key, Event::DropMapFull) {
+        // SAFETY: this CPU's value, written only by programs running on this CPU.
+        unsafe { *count += 1 };
+    }
+}
+
+// TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...); kernels
+// before 5.17 have no reason argument, and the agent then loads the classic tracepoint.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn nm_drop_btf(ctx: BtfTracePointContext) -> i32 {
+    count_drop(ctx.arg(0), ctx.arg(2));
+    0
+}
+
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn nm_drop_raw(ctx: RawTracePointContext) -> i32 {
+    count_drop(ctx.arg(0), ctx.arg(2));
+    0
+}
+
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn nm_drop_tp(ctx: TracePointContext) -> u32 {
+    let fields = tp_fields();
+    let base = ctx.as_ptr() as u64;
+    let skb: u64 = read(base, fields.drop_skb).unwrap_or(0);
+    let reason = if fields.drop_reason_present != 0 {
+        read(base, fields.drop_reason).unwrap_or(DROP_REASON_UNKNOWN)
+    } else {
+        DROP_REASON_UNKNOWN
+    };
+    count_drop(skb, reason);
+    0
+}
+
+/// Fallback where the tracepoint is missing: the kernel's drop function, whose arguments the
+/// agent describes in `DROP_PROBE_ARGS`.
+#[kprobe]
+pub fn nm_drop_kprobe(ctx: ProbeContext) -> u32 {
+    let args = drop_probe_args();
+    let skb: u64 = ctx.arg(args.skb_arg as usize).unwrap_or(0);
+    let reason = if args.reason_present != 0 {
+        ctx.arg::<u64>(args.reason_arg as usize)
+            .map(|reason| reason as u32)
+            .unwrap_or(DROP_REASON_UNKNOWN)
+    } else {
+        DROP_REASON_UNKNOWN
+    };
+    count_drop(skb, reason);
+    0
+}

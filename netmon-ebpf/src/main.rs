@@ -1,0 +1,25 @@
+//! netmon's kernel programs. Each hook lives in its own file and has one entry per attach
+//! method (BTF-typed tracepoint, raw tracepoint, classic tracepoint, kprobe where it is a
+//! fallback); the agent loads the one the running kernel supports. Programs only count: they
+//! never change, drop or redirect a packet, and any failure leaves the packet alone.
+#![no_std]
+#![no_main]
+
+mod kernel;
+mod maps;
+
+mod drop;
+mod receive;
+mod tcp_events;
+mod tcp_state;
+mod xmit;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

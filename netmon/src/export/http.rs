@@ -1,0 +1,80 @@
+//! The HTTP server's routes. Handlers read the newest snapshot; none of them collects.
+use std::sync::{Arc, RwLock};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde_json::json;
+
+use crate::{
+    export::metrics,
+    model::{History, Snapshot},
+};
+
+/// What the poll loop publishes and the handlers read.
+pub struct Shared {
+    latest: RwLock<Arc<Snapshot>>,
+    history: RwLock<History>,
+}
+
+impl Shared {
+    pub fn new(history_length: usize) -> Self {
+        Self {
+            latest: RwLock::new(Arc::new(Snapshot::default())),
+            history: RwLock::new(History::new(history_length)),
+        }
+    }
+
+    pub fn publish(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        if let Ok(mut history) = self.history.write() {
+            history.push(snapshot.clone());
+        }
+        if let Ok(mut latest) = self.latest.write() {
+            *latest = snapshot;
+        }
+    }
+
+    pub fn latest(&self) -> Arc<Snapshot> {
+        self.latest
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/status", get(status_handler))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(shared)
+}
+
+/// A JSON error body with its status.
+pub fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn metrics_handler(State(shared): State<Arc<Shared>>) -> Response {
+    match metrics::render_text(&shared.latest()) {
+        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{err:#}")),
+    }
+}
+
+async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
+    let snapshot = shared.latest();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "snapshot_timestamp_ms": snapshot.timestamp_ms,
+        "probes": snapshot.probes,
+        "collectors": snapshot.collectors,
+    }))
+    .into_response()
+}

@@ -1,0 +1,391 @@
+//! Prometheus exposition of a Snapshot. Every family is named and described here, once.
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+
+use crate::model::{HandshakeHistogram, Snapshot};
+
+/// A metric family under construction.
+struct Family(MetricFamily);
+
+impl Family {
+    fn new(name: &str, help: &str, kind: MetricType) -> Self {
+        let mut family = MetricFamily::default();
+        family.set_name(name.to_string());
+        family.set_help(help.to_string());
+        family.set_field_type(kind);
+        Self(family)
+    }
+
+    fn labelled(labels: &[(&str, &str)]) -> Metric {
+        let mut metric = Metric::default();
+        metric.set_label(
+            labels
+                .iter()
+                .map(|(name, value)| {
+                    let mut pair = LabelPair::default();
+                    pair.set_name(name.to_string());
+                    pair.set_value(value.to_string());
+                    pair
+                })
+                .collect(),
+        );
+        metric
+    }
+
+    fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
+        let mut metric = Self::labelled(labels);
+        match self.0.get_field_type() {
+            MetricType::COUNTER => {
+                let mut counter = Counter::default();
+                counter.set_value(value);
+                metric.set_counter(counter);
+            }
+            _ => {
+                let mut gauge = Gauge::default();
+                gauge.set_value(value);
+                metric.set_gauge(gauge);
+            }
+        }
+        self.0.mut_metric().push(metric);
+    }
+
+    fn histogram(&mut self, labels: &[(&str, &str)], histogram: &HandshakeHistogram) {
+        let mut metric = Self::labelled(labels);
+        let mut proto = Histogram::default();
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(histogram.buckets.len());
+        for (i, count) in histogram.buckets.iter().enumerate() {
+            cumulative += count;
+            let mut bucket = Bucket::default();
+            bucket.set_upper_bound(HandshakeHistogram::upper_bound_seconds(i));
+            bucket.set_cumulative_count(cumulative);
+            buckets.push(bucket);
+        }
+        proto.set_bucket(buckets);
+        proto.set_sample_count(cumulative);
+        proto.set_sample_sum(histogram.sum_ns as f64 / 1e9);
+        metric.set_histogram(proto);
+        self.0.mut_metric().push(metric);
+    }
+}
+
+/// Builds every metric family from the newest snapshot.
+pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
+    let mut out = Vec::new();
+    let mut push = |family: Family| out.push(family.0);
+
+    // Kernel interface statistics of the agent's namespace.
+    let counters = [
+        (
+            "netmon_network_bytes_total",
+            "Bytes received and sent, from the kernel's interface statistics.",
+        ),
+        (
+            "netmon_network_packets_total",
+            "Packets received and sent, from the kernel's interface statistics.",
+        ),
+        (
+            "netmon_network_errors_total",
+            "Receive and transmit errors, from the kernel's interface statistics.",
+        ),
+        (
+            "netmon_network_drops_total",
+            "Packets dropped by the device or its driver, from the kernel's interface statistics.",
+        ),
+    ];
+    for (index, (name, help)) in counters.into_iter().enumerate() {
+        let mut family = Family::new(name, help, MetricType::COUNTER);
+        for interface in &snapshot.interfaces {
+            let c = &interface.counters;
+            let (rx, tx) = match index {
+                0 => (c.rx_bytes, c.tx_bytes),
+                1 => (c.rx_packets, c.tx_packets),
+                2 => (c.rx_errors, c.tx_errors),
+                _ => (c.rx_dropped, c.tx_dropped),
+            };
+            family.sample(
+                &[("interface", &interface.name), ("direction", "rx")],
+                rx as f64,
+            );
+            family.sample(
+                &[("interface", &interface.name), ("direction", "tx")],
+                tx as f64,
+            );
+        }
+        push(family);
+    }
+
+    let mut info = Family::new(
+        "netmon_network_info",
+        "Interface metadata; the value is always 1.",
+        MetricType::GAUGE,
+    );
+    let mut up = Family::new(
+        "netmon_network_up",
+        "1 when the interface's operational state is up.",
+        MetricType::GAUGE,
+    );
+    let mut mtu = Family::new(
+        "netmon_network_mtu_bytes",
+        "Maximum transmission unit of the interface.",
+        MetricType::GAUGE,
+    );
+    let mut speed = Family::new(
+        "netmon_network_speed_bytes",
+        "Link speed in bytes per second; absent when the device reports none.",
+        MetricType::GAUGE,
+    );
+    for interface in &snapshot.interfaces {
+        let name = interface.name.as_str();
+        info.sample(
+            &[
+                ("interface", name),
+                ("operstate", &interface.operstate),
+                ("duplex", interface.duplex.as_deref().unwrap_or("unknown")),
+                ("address", &interface.mac),
+            ],
+            1.0,
+        );
+        up.sample(&[("interface", name)], f64::from(u8::from(interface.up)));
+        mtu.sample(&[("interface", name)], f64::from(interface.mtu));
+        if let Some(mbps) = interface.speed_mbps {
+            speed.sample(&[("interface", name)], mbps as f64 * 1_000_000.0 / 8.0);
+        }
+    }
+    push(info);
+    push(up);
+    push(mtu);
+    push(speed);
+
+    // Counted by the kernel programs, in every namespace.
+    let kernel = &snapshot.kernel;
+    let mut bytes = Family::new(
+        "netmon_kernel_bytes_total",
+        "Bytes seen by the kernel hooks per namespace and interface: tx at net_dev_xmit \
+         (link-layer header included), rx at netif_receive_skb (link-layer header excluded).",
+        MetricType::COUNTER,
+    );
+    let mut packets = Family::new(
+        "netmon_kernel_packets_total",
+        "Packets seen by the kernel hooks per namespace and interface.",
+        MetricType::COUNTER,
+    );
+    let mut failed = Family::new(
+        "netmon_kernel_transmit_failures_total",
+        "Transmits the device refused (net_dev_xmit with a non-zero return code).",
+        MetricType::COUNTER,
+    );
+    for traffic in &kernel.traffic {
+        let netns = traffic.netns.to_string();
+        let labels = |direction| {
+            [
+                ("netns", netns.as_str()),
+                ("interface", traffic.interface.as_str()),
+                ("direction", direction),
+            ]
+        };
+        bytes.sample(&labels("rx"), traffic.rx_bytes as f64);
+        bytes.sample(&labels("tx"), traffic.tx_bytes as f64);
+        packets.sample(&labels("rx"), traffic.rx_packets as f64);
+        packets.sample(&labels("tx"), traffic.tx_packets as f64);
+        failed.sample(
+            &[("netns", &netns), ("interface", &traffic.interface)],
+            traffic.tx_failed as f64,
+        );
+    }
+    push(bytes);
+    push(packets);
+    push(failed);
+
+    let mut drops = Family::new(
+        "netmon_kernel_drops_total",
+        "Packets the kernel dropped (kfree_skb), by namespace, interface, drop reason and protocol.",
+        MetricType::COUNTER,
+    );
+    for drop in &kernel.drops {
+        drops.sample(
+            &[
+                ("netns", &drop.netns.to_string()),
+                ("interface", &drop.interface),
+                ("reason", &drop.reason),
+                ("protocol", &drop.protocol),
+            ],
+            drop.count as f64,
+        );
+    }
+    push(drops);
+
+    let mut transitions = Family::new(
+        "netmon_tcp_state_transitions_total",
+        "TCP state transitions (inet_sock_set_state), by address family.",
+        MetricType::COUNTER,
+    );
+    for t in &kernel.transitions {
+        transitions.sample(
+            &[("from", &t.from), ("to", &t.to), ("family", t.family)],
+            t.count as f64,
+        );
+    }
+    push(transitions);
+
+    let mut handshake = Family::new(
+        "netmon_tcp_handshake_duration_seconds",
+        "TCP handshake time: active opens SYN_SENT to ESTABLISHED, passive opens SYN_RECV to \
+         ESTABLISHED.",
+        MetricType::HISTOGRAM,
+    );
+    handshake.histogram(&[("open", "active")], &kernel.handshake_active);
+    handshake.histogram(&[("open", "passive")], &kernel.handshake_passive);
+    push(handshake);
+
+    let mut retransmits = Family::new(
+        "netmon_tcp_retransmits_total",
+        "TCP segments retransmitted (tcp_retransmit_skb).",
+        MetricType::COUNTER,
+    );
+    retransmits.sample(&[], kernel.tcp_retransmits as f64);
+    push(retransmits);
+
+    let mut resets = Family::new(
+        "netmon_tcp_resets_total",
+        "TCP resets sent (tcp_send_reset) and received (tcp_receive_reset).",
+        MetricType::COUNTER,
+    );
+    resets.sample(&[("direction", "sent")], kernel.tcp_resets_sent as f64);
+    resets.sample(
+        &[("direction", "received")],
+        kernel.tcp_resets_received as f64,
+    );
+    push(resets);
+
+    let mut full = Family::new(
+        "netmon_probe_map_full_total",
+        "Events a kernel program could not record because its map was full.",
+        MetricType::COUNTER,
+    );
+    full.sample(&[("map", "traffic")], kernel.traffic_map_full as f64);
+    full.sample(&[("map", "drops")], kernel.drop_map_full as f64);
+    full.sample(&[("map", "handshakes")], kernel.handshake_map_full as f64);
+    push(full);
+
+    let mut read_failures = Family::new(
+        "netmon_probe_read_failures_total",
+        "Kernel memory reads that failed inside the programs.",
+        MetricType::COUNTER,
+    );
+    read_failures.sample(&[], kernel.read_failures as f64);
+    push(read_failures);
+
+    // The agent itself.
+    let mut attached = Family::new(
+        "netmon_probe_attached",
+        "1 when the probe is attached, with the method it got; 0 with method \"none\" when no \
+         method worked.",
+        MetricType::GAUGE,
+    );
+    for status in &snapshot.probes {
+        let method = status.method.map(|m| m.as_str()).unwrap_or("none");
+        attached.sample(
+            &[("probe", status.probe.as_str()), ("method", method)],
+            f64::from(u8::from(status.method.is_some())),
+        );
+    }
+    push(attached);
+
+    let mut build = Family::new(
+        "netmon_build_info",
+        "The agent's version; the value is always 1.",
+        MetricType::GAUGE,
+    );
+    build.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    push(build);
+
+    let mut duration = Family::new(
+        "netmon_collector_duration_seconds",
+        "Time each collector took in the newest poll.",
+        MetricType::GAUGE,
+    );
+    let mut success = Family::new(
+        "netmon_collector_success",
+        "1 when the collector succeeded in the newest poll.",
+        MetricType::GAUGE,
+    );
+    for run in &snapshot.collectors {
+        duration.sample(&[("collector", run.collector)], run.duration_seconds);
+        success.sample(
+            &[("collector", run.collector)],
+            f64::from(u8::from(run.success)),
+        );
+    }
+    push(duration);
+    push(success);
+
+    let mut poll = Family::new(
+        "netmon_poll_duration_seconds",
+        "Time the newest poll took.",
+        MetricType::GAUGE,
+    );
+    poll.sample(&[], snapshot.poll_duration_seconds);
+    push(poll);
+
+    let mut timestamp = Family::new(
+        "netmon_snapshot_timestamp_seconds",
+        "When the newest snapshot was taken, in seconds since the Unix epoch.",
+        MetricType::GAUGE,
+    );
+    timestamp.sample(&[], snapshot.timestamp_ms as f64 / 1000.0);
+    push(timestamp);
+
+    // Families with no sample are left out: the text format has nothing to say for them.
+    out.retain(|family| !family.get_metric().is_empty());
+    out
+}
+
+/// Renders the Prometheus text format 0.0.4.
+pub fn render_text(snapshot: &Snapshot) -> anyhow::Result<String> {
+    let mut out = String::new();
+    prometheus::TextEncoder::new().encode_utf8(&families(snapshot), &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Interface, InterfaceCounters};
+
+    #[test]
+    fn renders_interface_counters_with_help_and_type() {
+        let snapshot = Snapshot {
+            interfaces: vec![Interface {
+                name: "eth0".into(),
+                ifindex: 2,
+                operstate: "up".into(),
+                up: true,
+                mtu: 1500,
+                speed_mbps: Some(1000),
+                duplex: Some("full".into()),
+                mac: "02:00:00:00:00:01".into(),
+                counters: InterfaceCounters {
+                    rx_bytes: 1234,
+                    tx_packets: 7,
+                    ..Default::default()
+                },
+            }],
+            ..Default::default()
+        };
+        let text = render_text(&snapshot).unwrap();
+        assert!(text.contains("# TYPE netmon_network_bytes_total counter"));
+        assert!(
+            text.contains("netmon_network_bytes_total{interface=\"eth0\",direction=\"rx\"} 1234")
+        );
+        assert!(
+            text.contains("netmon_network_packets_total{interface=\"eth0\",direction=\"tx\"} 7")
+        );
+        assert!(text.contains("netmon_network_speed_bytes{interface=\"eth0\"} 125000000"));
+        assert!(text.contains("netmon_network_up{interface=\"eth0\"} 1"));
+        assert!(text.contains(
+            "netmon_tcp_handshake_duration_seconds_bucket{open=\"active\",le=\"0.000002\"} 0"
+        ));
+    }
+}

@@ -1,0 +1,3 @@
+//! Outputs: Prometheus exposition and the HTTP server. Nothing here collects.
+pub mod http;
+pub mod metrics;

@@ -1,0 +1,2 @@
+//! What the kernel already knows about this host: interfaces and their counters.
+pub mod interfaces;

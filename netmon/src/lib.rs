@@ -1,0 +1,9 @@
+//! netmon: an eBPF-backed network observer for Linux hosts.
+pub mod collect;
+pub mod config;
+pub mod export;
+pub mod host;
+pub mod model;
+pub mod names;
+pub mod probes;
+pub mod serve;

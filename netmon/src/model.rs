@@ -1,0 +1,241 @@
+//! The Snapshot (one consistent picture of the host, taken by one poll) and the History of
+//! snapshots from which rates are computed. No I/O here.
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use netmon_common::{DropKey, HANDSHAKE_BUCKETS, InterfaceKey};
+use serde::Serialize;
+
+use crate::probes::ProbeStatus;
+
+/// Kernel counters of one interface, as `ip -s link` shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct InterfaceCounters {
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub rx_errors: u64,
+    pub rx_dropped: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_errors: u64,
+    pub tx_dropped: u64,
+}
+
+/// One interface of the agent's network namespace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: u32,
+    /// `up`, `down`, `unknown`, ... as the kernel's operstate says.
+    pub operstate: String,
+    pub up: bool,
+    pub mtu: u32,
+    /// Link speed in Mbit/s; `None` when the device does not report one.
+    pub speed_mbps: Option<u64>,
+    /// `full`, `half`; `None` when unknown.
+    pub duplex: Option<String>,
+    pub mac: String,
+    pub counters: InterfaceCounters,
+}
+
+/// Traffic counted by the kernel programs for one interface, in any namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TrafficCount {
+    /// Network namespace inode number.
+    pub netns: u32,
+    pub ifindex: u32,
+    /// The interface's name in its namespace; empty when it could not be resolved.
+    pub interface: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_failed: u64,
+}
+
+impl TrafficCount {
+    pub fn key(&self) -> InterfaceKey {
+        InterfaceKey {
+            netns: self.netns,
+            ifindex: self.ifindex,
+        }
+    }
+}
+
+/// Packets the kernel dropped, for one (namespace, interface, reason, protocol).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DropCount {
+    #[serde(skip)]
+    pub key: DropKey,
+    pub netns: u32,
+    pub ifindex: u32,
+    /// The device's name in its namespace; empty when the packet had no device.
+    pub interface: String,
+    /// `ipv4`, `ipv6`, `arp`, or the ethertype in hex.
+    pub protocol: String,
+    /// The kernel's reason name (without `SKB_DROP_REASON_`), a number, or `unknown`.
+    pub reason: String,
+    pub count: u64,
+}
+
+/// A TCP state transition and how often it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TcpTransition {
+    pub family: &'static str,
+    pub from: String,
+    pub to: String,
+    pub count: u64,
+}
+
+/// Handshake durations: bucket `i` counts durations in `[2^i, 2^(i+1))` microseconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HandshakeHistogram {
+    pub buckets: [u64; HANDSHAKE_BUCKETS as usize],
+    pub sum_ns: u64,
+}
+
+impl Default for HandshakeHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: [0; HANDSHAKE_BUCKETS as usize],
+            sum_ns: 0,
+        }
+    }
+}
+
+impl HandshakeHistogram {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Upper bound of bucket `i` in seconds.
+    pub fn upper_bound_seconds(bucket: usize) -> f64 {
+        (1u64 << (bucket + 1)) as f64 / 1e6
+    }
+}
+
+/// Everything the kernel programs counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct KernelCounters {
+    pub traffic: Vec<TrafficCount>,
+    pub drops: Vec<DropCount>,
+    pub transitions: Vec<TcpTransition>,
+    pub handshake_active: HandshakeHistogram,
+    pub handshake_passive: HandshakeHistogram,
+    pub tcp_retransmits: u64,
+    pub tcp_resets_sent: u64,
+    pub tcp_resets_received: u64,
+    pub traffic_map_full: u64,
+    pub drop_map_full: u64,
+    pub handshake_map_full: u64,
+    pub read_failures: u64,
+}
+
+/// How one collector fared in a poll.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CollectorRun {
+    pub collector: &'static str,
+    pub success: bool,
+    pub duration_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One poll's picture of the host.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Snapshot {
+    /// Milliseconds since the Unix epoch when the poll began.
+    pub timestamp_ms: u64,
+    /// Seconds on a monotonic clock, for rates; not serialized.
+    #[serde(skip)]
+    pub monotonic_seconds: f64,
+    pub interfaces: Vec<Interface>,
+    pub kernel: KernelCounters,
+    pub probes: Vec<ProbeStatus>,
+    pub collectors: Vec<CollectorRun>,
+    pub poll_duration_seconds: f64,
+}
+
+/// A bounded ring of snapshots, newest last.
+#[derive(Clone, Debug)]
+pub struct History {
+    snapshots: VecDeque<Arc<Snapshot>>,
+    capacity: usize,
+}
+
+impl History {
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(2);
+        Self {
+            snapshots: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    pub fn push(&mut self, snapshot: Arc<Snapshot>) {
+        while self.snapshots.len() >= self.capacity {
+            self.snapshots.pop_front();
+        }
+        self.snapshots.push_back(snapshot);
+    }
+
+    pub fn latest(&self) -> Option<&Arc<Snapshot>> {
+        self.snapshots.back()
+    }
+
+    pub fn len(&self) -> usize {
+        self.snapshots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.snapshots.is_empty()
+    }
+
+    /// The oldest snapshot no older than `window` before the newest one, and the newest.
+    pub fn window(&self, window: Duration) -> Option<(&Arc<Snapshot>, &Arc<Snapshot>)> {
+        let newest = self.snapshots.back()?;
+        let oldest = self
+            .snapshots
+            .iter()
+            .find(|s| newest.monotonic_seconds - s.monotonic_seconds <= window.as_secs_f64())?;
+        Some((oldest, newest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: f64) -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            monotonic_seconds: seconds,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn history_is_bounded_and_keeps_the_newest() {
+        let mut history = History::new(3);
+        for t in 0..5 {
+            history.push(at(t as f64));
+        }
+        assert_eq!(history.len(), 3);
+        assert_eq!(history.latest().unwrap().monotonic_seconds, 4.0);
+    }
+
+    #[test]
+    fn window_picks_the_oldest_snapshot_inside_it() {
+        let mut history = History::new(10);
+        for t in 0..6 {
+            history.push(at(t as f64 * 2.0));
+        }
+        let (old, new) = history.window(Duration::from_secs(5)).unwrap();
+        assert_eq!((old.monotonic_seconds, new.monotonic_seconds), (6.0, 10.0));
+        assert!(History::new(3).window(Duration::from_secs(1)).is_none());
+    }
+
+    #[test]
+    fn histogram_bounds_are_powers_of_two_microseconds() {
+        assert_eq!(HandshakeHistogram::upper_bound_seconds(0), 2e-6);
+        assert_eq!(HandshakeHistogram::upper_bound_seconds(9), 1024e-6);
+    }
+}

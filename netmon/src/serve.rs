@@ -1,0 +1,75 @@
+//! `netmon serve`: the poll loop and the HTTP server, until SIGINT or SIGTERM.
+use std::{
+    sync::{Arc, mpsc},
+    thread,
+};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    collect::Poller,
+    config::Config,
+    export::http::{Shared, router},
+};
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let shared = Arc::new(Shared::new(config.history_length));
+
+    // The poll loop owns the kernel programs on its own thread; it publishes one snapshot
+    // before the server starts, so that no scrape sees an empty picture.
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let poll_shared = shared.clone();
+    let poll_config = config.clone();
+    let poll_thread = thread::Builder::new()
+        .name("netmon-poll".into())
+        .spawn(move || {
+            let mut poller = Poller::new(&poll_config.probe_methods);
+            poll_shared.publish(poller.poll());
+            let _ = ready_tx.send(());
+            loop {
+                match stop_rx.recv_timeout(poll_config.poll_interval) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => poll_shared.publish(poller.poll()),
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            // Dropping the poller detaches and unloads every program.
+            drop(poller);
+        })
+        .context("starting the poll thread")?;
+    ready_rx
+        .await
+        .context("the poll thread stopped before its first poll")?;
+
+    tracing::info!(listen = %config.listen, "serving /metrics, /api/v1 and /healthz");
+    axum::serve(listener, router(shared))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server")?;
+
+    let _ = stop_tx.send(());
+    poll_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the poll thread panicked"))?;
+    tracing::info!("stopped; every program detached");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(err) => {
+            tracing::error!("cannot watch SIGTERM: {err}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+    }
+}
