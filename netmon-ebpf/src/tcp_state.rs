@@ -68,13 +68,13 @@ fn track_handshake(sk: u64, old: u32, new: u32) {
     match new {
         TCP_SYN_SENT | TCP_SYN_RECV => {
             let now = unsafe { bpf_ktime_get_ns() };
-            if HANDSHAKE_START.insert(&sk, &now, 0).is_err() {
+            if HANDSHAKE_START.insert(sk, now, 0).is_err() {
                 count_event(Event::HandshakeMapFull);
             }
         }
         TCP_ESTABLISHED if old == TCP_SYN_SENT || old == TCP_SYN_RECV => {
             // SAFETY: the value is copied out before the entry is removed.
-            if let Some(started) = unsafe { HANDSHAKE_START.get(&sk) }.copied() {
+            if let Some(started) = unsafe { HANDSHAKE_START.get(sk) }.copied() {
                 let kind = if old == TCP_SYN_SENT {
                     HANDSHAKE_ACTIVE
                 } else {
@@ -82,10 +82,10 @@ fn track_handshake(sk: u64, old: u32, new: u32) {
                 };
                 record_handshake(kind, started);
             }
-            let _ = HANDSHAKE_START.remove(&sk);
+            let _ = HANDSHAKE_START.remove(sk);
         }
         TCP_CLOSE => {
-            let _ = HANDSHAKE_START.remove(&sk);
+            let _ = HANDSHAKE_START.remove(sk);
         }
         _ => {}
     }

@@ -1,13 +1,13 @@
 //! The poll: one pass over every collector, producing a Snapshot.
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     os::unix::fs::MetadataExt as _,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
-    host::interfaces,
-    model::{CollectorRun, Snapshot},
+    host::{interfaces, netns},
+    model::{CollectorRun, KernelCounters, Snapshot},
     probes::{AttachMethod, Hook, Probes},
 };
 
@@ -21,7 +21,6 @@ pub fn own_netns() -> u32 {
 /// Owns the kernel programs and collects snapshots. Dropping it detaches the programs.
 pub struct Poller {
     probes: Probes,
-    own_netns: u32,
     started: Instant,
 }
 
@@ -29,7 +28,6 @@ impl Poller {
     pub fn new(forced: &BTreeMap<Hook, AttachMethod>) -> Self {
         Self {
             probes: Probes::start(forced),
-            own_netns: own_netns(),
             started: Instant::now(),
         }
     }
@@ -50,6 +48,7 @@ impl Poller {
             timestamp_ms,
             monotonic_seconds: begin.duration_since(self.started).as_secs_f64(),
             probes: self.probes.status().to_vec(),
+            probe_load_error: self.probes.load_error().map(str::to_string),
             ..Default::default()
         };
 
@@ -60,25 +59,51 @@ impl Poller {
         if let Some(kernel) = run(&mut snapshot.collectors, "probes", || self.probes.read()) {
             snapshot.kernel = kernel;
         }
-        self.name_interfaces(&mut snapshot);
+        if snapshot.collectors.last().is_some_and(|run| run.success) {
+            run(&mut snapshot.collectors, "namespaces", || {
+                self.name_interfaces(&mut snapshot.kernel)
+            });
+        }
         snapshot.poll_duration_seconds = begin.elapsed().as_secs_f64();
         snapshot
     }
 
-    /// Gives the kernel counters their interface names.
-    fn name_interfaces(&self, snapshot: &mut Snapshot) {
-        let names: HashMap<(u32, u32), &str> = snapshot
-            .interfaces
+    /// Gives the kernel counters their interface names, in whatever namespace they are, and
+    /// forgets the counters of interfaces and namespaces that are gone.
+    fn name_interfaces(&mut self, kernel: &mut KernelCounters) -> anyhow::Result<()> {
+        let mut wanted: Vec<u32> = kernel
+            .traffic
             .iter()
-            .map(|i| ((self.own_netns, i.ifindex), i.name.as_str()))
+            .map(|t| t.netns)
+            .chain(kernel.drops.iter().map(|d| d.netns))
             .collect();
-        let name = |netns, ifindex| names.get(&(netns, ifindex)).map(|n| n.to_string());
-        for traffic in &mut snapshot.kernel.traffic {
-            traffic.interface = name(traffic.netns, traffic.ifindex).unwrap_or_default();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let existing = netns::namespaces();
+        let names = netns::interface_names(&wanted, &existing)?;
+        let gone =
+            |netns: u32, ifindex: u32| ifindex != 0 && names.is_gone(netns, ifindex, &existing);
+        kernel.traffic.retain(|t| !gone(t.netns, t.ifindex));
+        kernel.drops.retain(|d| !gone(d.netns, d.ifindex));
+        for traffic in &mut kernel.traffic {
+            traffic.interface = names
+                .get(traffic.netns, traffic.ifindex)
+                .unwrap_or_default()
+                .to_string();
         }
-        for drop in &mut snapshot.kernel.drops {
-            drop.interface = name(drop.netns, drop.ifindex).unwrap_or_default();
+        for drop in &mut kernel.drops {
+            drop.interface = names
+                .get(drop.netns, drop.ifindex)
+                .unwrap_or_default()
+                .to_string();
         }
+        let removed = self
+            .probes
+            .forget_interfaces(&|key| !gone(key.netns, key.ifindex))?;
+        if removed > 0 {
+            tracing::debug!(removed, "forgot map entries of interfaces that are gone");
+        }
+        Ok(())
     }
 }
 

@@ -151,6 +151,9 @@ pub struct Snapshot {
     pub interfaces: Vec<Interface>,
     pub kernel: KernelCounters,
     pub probes: Vec<ProbeStatus>,
+    /// Why the kernel programs could not be loaded at all, when they could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_load_error: Option<String>,
     pub collectors: Vec<CollectorRun>,
     pub poll_duration_seconds: f64,
 }

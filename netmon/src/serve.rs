@@ -31,11 +31,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let mut poller = Poller::new(&poll_config.probe_methods);
             poll_shared.publish(poller.poll());
             let _ = ready_tx.send(());
-            loop {
-                match stop_rx.recv_timeout(poll_config.poll_interval) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => poll_shared.publish(poller.poll()),
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+            // A message or a dropped sender both mean stop.
+            while let Err(mpsc::RecvTimeoutError::Timeout) =
+                stop_rx.recv_timeout(poll_config.poll_interval)
+            {
+                poll_shared.publish(poller.poll());
             }
             // Dropping the poller detaches and unloads every program.
             drop(poller);

@@ -1,1 +1,580 @@
+//! Helpers for netmon's privileged end-to-end tests: network namespaces and veth pairs made by
+//! the test itself, the real agent binary, and the kernel's own counters to compare with.
+//! Traffic only ever goes to loopback or between the test's own namespaces.
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream},
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
+/// Fails the test unless it runs as root: these tests load kernel programs.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the integration tests load kernel programs and make namespaces: run them as root \
+         (cargo xtask test)"
+    );
+}
+
+/// Runs a command and returns its stdout, panicking with its stderr when it fails.
+pub fn sh(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A network namespace made by the test, deleted when dropped.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Self {
+        let name = format!(
+            "nmt-{tag}-{}-{}",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        );
+        sh("ip", &["netns", "add", &name]);
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        // No IPv6 autoconfiguration chatter: the tests count every packet.
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns.exec(&["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ns
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// Inode number of the namespace, the `netns` label netmon uses.
+    pub fn inode(&self) -> u32 {
+        std::fs::metadata(self.path()).unwrap().ino() as u32
+    }
+
+    /// `ip -n <ns> ARGS`.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", self.name.as_str()];
+        full.extend(args);
+        sh("ip", &full)
+    }
+
+    /// `ip netns exec <ns> ARGS`.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut full = vec!["netns", "exec", self.name.as_str()];
+        full.extend(args);
+        sh("ip", &full)
+    }
+
+    /// Runs `f` on a thread that has entered this namespace: sockets it opens live there.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let file = File::open(self.path()).unwrap();
+        thread::spawn(move || {
+            // SAFETY: a valid namespace descriptor; only this short-lived thread moves.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// Kernel counters of a device in this namespace, as `ip -s link` shows them.
+    pub fn link_stats(&self, dev: &str) -> LinkStats {
+        let json = self.ip(&["-s", "-j", "link", "show", "dev", dev]);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let stats = &value[0]["stats64"];
+        let get = |dir: &str, key: &str| stats[dir][key].as_u64().unwrap();
+        LinkStats {
+            rx_packets: get("rx", "packets"),
+            rx_bytes: get("rx", "bytes"),
+            rx_dropped: get("rx", "dropped"),
+            rx_errors: get("rx", "errors"),
+            tx_packets: get("tx", "packets"),
+            tx_bytes: get("tx", "bytes"),
+            tx_dropped: get("tx", "dropped"),
+            tx_errors: get("tx", "errors"),
+        }
+    }
+
+    /// Interface index of a device in this namespace.
+    pub fn ifindex(&self, dev: &str) -> u32 {
+        let json = self.ip(&["-j", "link", "show", "dev", dev]);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        value[0]["ifindex"].as_u64().unwrap() as u32
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub rx_dropped: u64,
+    pub rx_errors: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_dropped: u64,
+    pub tx_errors: u64,
+}
+
+/// A veth pair between two test namespaces, addressed 10.<subnet>.0.1/24 and .2, with static
+/// neighbour entries so that no ARP packet mixes with the test's own traffic.
+pub struct Veth {
+    pub a_dev: String,
+    pub b_dev: String,
+    pub a_ip: String,
+    pub b_ip: String,
+}
+
+impl Veth {
+    pub fn connect(a: &Netns, b: &Netns, subnet: u8) -> Self {
+        let a_dev = format!("nma{subnet}");
+        let b_dev = format!("nmb{subnet}");
+        let a_ip = format!("10.{subnet}.0.1");
+        let b_ip = format!("10.{subnet}.0.2");
+        sh(
+            "ip",
+            &[
+                "link", "add", &a_dev, "netns", &a.name, "type", "veth", "peer", "name", &b_dev,
+                "netns", &b.name,
+            ],
+        );
+        for (ns, dev, ip) in [(a, &a_dev, &a_ip), (b, &b_dev, &b_ip)] {
+            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", dev]);
+            ns.ip(&["link", "set", dev, "up"]);
+        }
+        let mac = |ns: &Netns, dev: &str| {
+            let json = ns.ip(&["-j", "link", "show", "dev", dev]);
+            let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+            value[0]["address"].as_str().unwrap().to_string()
+        };
+        let (a_mac, b_mac) = (mac(a, &a_dev), mac(b, &b_dev));
+        a.ip(&[
+            "neigh",
+            "replace",
+            &b_ip,
+            "lladdr",
+            &b_mac,
+            "dev",
+            &a_dev,
+            "nud",
+            "permanent",
+        ]);
+        b.ip(&[
+            "neigh",
+            "replace",
+            &a_ip,
+            "lladdr",
+            &a_mac,
+            "dev",
+            &b_dev,
+            "nud",
+            "permanent",
+        ]);
+        Self {
+            a_dev,
+            b_dev,
+            a_ip,
+            b_ip,
+        }
+    }
+}
+
+/// The netmon binary under test.
+pub fn netmon_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("NETMON_BIN") {
+        return path.into();
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/netmon");
+    assert!(
+        path.exists(),
+        "{} missing: build it with `cargo build -p netmon` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `netmon serve`, stopped when dropped. Its log goes to a file, printed when the
+/// test fails.
+pub struct Agent {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub poll_interval: Duration,
+    log_path: PathBuf,
+}
+
+impl Agent {
+    /// Starts the agent on a free loopback port with a short poll interval and `extra` flags,
+    /// and waits until it answers.
+    pub fn start(extra: &[&str]) -> Self {
+        Self::start_as(&[], extra)
+    }
+
+    /// Like [`Agent::start`], with the binary run by `prefix` (for instance `setpriv ...`).
+    pub fn start_as(prefix: &[&str], extra: &[&str]) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let poll_interval = Duration::from_millis(200);
+        let log_path = std::env::temp_dir().join(format!(
+            "netmon-test-{}-{}.log",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        ));
+        let log = File::create(&log_path).unwrap();
+        let binary = netmon_bin();
+        let mut command = match prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
+        let child = command
+            .args([
+                "serve",
+                "--listen",
+                &addr.to_string(),
+                "--poll-interval",
+                "200ms",
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stderr(log)
+            .env(
+                "RUST_LOG",
+                std::env::var("NETMON_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .spawn()
+            .expect("starting netmon");
+        let agent = Self {
+            child: Some(child),
+            addr,
+            poll_interval,
+            log_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(response) = agent.try_get("/healthz")
+                && response.status == 200
+            {
+                return agent;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "netmon did not answer on {addr} within 30 s; its log:\n{}",
+            agent.log()
+        );
+    }
+
+    /// What the agent logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn try_get(&self, path: &str) -> std::io::Result<Response> {
+        http_get(self.addr, path, &[])
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.try_get(path)
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// Metrics from a snapshot taken after this call began.
+    pub fn fresh_metrics(&self) -> Metrics {
+        let asked = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = Metrics::parse(&self.get("/metrics").body);
+            if metrics.value("netmon_snapshot_timestamp_seconds", &[]) >= Some(asked) {
+                return metrics;
+            }
+            assert!(Instant::now() < deadline, "no fresh snapshot within 10 s");
+            thread::sleep(self.poll_interval / 2);
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit, at most `limit`.
+    pub fn stop(&mut self, limit: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("agent already stopped");
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("netmon did not exit within {limit:?} of SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("--- netmon log ---\n{}", self.log());
+        }
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+/// An HTTP response: status, headers (lower-case names) and body.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+/// A minimal HTTP/1.1 GET with `Connection: close`.
+pub fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status"))?;
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v == "chunked")
+    {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// Parsed Prometheus text: one entry per sample.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Self {
+        let mut samples = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let (series, value) = line.rsplit_once(' ').expect("sample line");
+            let value: f64 = value.parse().expect("sample value");
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, parse_labels(rest.trim_end_matches('}'))),
+                None => (series, BTreeMap::new()),
+            };
+            samples.push((name.to_string(), labels, value));
+        }
+        Self { samples }
+    }
+
+    /// Samples of `name` whose labels include every pair of `labels`.
+    pub fn find(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Vec<(&BTreeMap<String, String>, f64)> {
+        self.samples
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+            })
+            .map(|(_, l, v)| (l, *v))
+            .collect()
+    }
+
+    /// The single sample matching, if exactly one does.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        match self.find(name, labels).as_slice() {
+            [(_, value)] => Some(*value),
+            [] => None,
+            many => panic!(
+                "{} samples of {name} match {labels:?}: {many:?}",
+                many.len()
+            ),
+        }
+    }
+
+    /// Like [`Metrics::value`], 0 when absent (a counter not yet created).
+    pub fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.value(name, labels).unwrap_or(0.0) as u64
+    }
+}
+
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = text;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(match escaped {
+                            'n' => '\n',
+                            other => other,
+                        });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                other => value.push(other),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').trim().to_string(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+/// Names of the kernel programs currently loaded whose names are netmon's (`nm_` prefix).
+pub fn loaded_netmon_programs() -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|info| info.name_as_str().map(str::to_string))
+        .filter(|name| name.starts_with("nm_"))
+        .collect()
+}
+
+/// Waits until no netmon program is loaded; the kernel frees a program's links and the
+/// program itself after RCU grace periods, so an exited agent's programs go shortly after.
+/// Returns the names still loaded at the deadline.
+pub fn wait_for_unload(limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let loaded = loaded_netmon_programs();
+        if loaded.is_empty() || Instant::now() > deadline {
+            return loaded;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prometheus_text() {
+        let metrics =
+            Metrics::parse("# HELP x y\n# TYPE x counter\nx{a=\"1\",b=\"q\\\"z\"} 5\ny 2.5\n");
+        assert_eq!(metrics.value("x", &[("a", "1")]), Some(5.0));
+        assert_eq!(metrics.find("x", &[])[0].0["b"], "q\"z");
+        assert_eq!(metrics.value("y", &[]), Some(2.5));
+        assert_eq!(metrics.counter("z", &[]), 0);
+    }
+
+    #[test]
+    fn parses_chunked_responses() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+        let response = parse_response(raw).unwrap();
+        assert_eq!((response.status, response.body.as_str()), (200, "abcde"));
+    }
+}

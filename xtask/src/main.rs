@@ -1,1 +1,282 @@
-fn main() {}
+//! Developer tasks: `cargo xtask setup | build | run | test`.
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "netmon developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: rust-src for nightly, LLVM 22, bpf-linker, test packages.
+    Setup,
+    /// Set up, then build the agent (release) with its kernel programs embedded.
+    Build,
+    /// Set up, build, and run `netmon serve` as root with the embedded defaults.
+    Run {
+        /// Arguments passed to `netmon serve`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then formatting, clippy, unit tests and the privileged integration tests.
+    Test,
+}
+
+/// Debian packages the build and the tests use.
+const BUILD_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+const TEST_PACKAGES: &[&str] = &["iproute2", "iptables"];
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+
+fn main() -> ExitCode {
+    match run(Cli::parse().task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> anyhow::Result<()> {
+    match task {
+        Task::Setup => setup(),
+        Task::Build => {
+            setup()?;
+            build_release()
+        }
+        Task::Run { args } => {
+            setup()?;
+            build_release()?;
+            let binary = workspace_root().join("target/release/netmon");
+            let mut command = if is_root() {
+                Command::new(&binary)
+            } else {
+                eprintln!("xtask: netmon needs root for its kernel programs; using sudo");
+                let mut sudo = Command::new("sudo");
+                sudo.arg("-E").arg(&binary);
+                sudo
+            };
+            command.arg("serve").args(args);
+            let status = command.status().context("starting netmon")?;
+            if !status.success() {
+                bail!("netmon exited with {status}");
+            }
+            Ok(())
+        }
+        Task::Test => {
+            setup()?;
+            test()
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc_geteuid() == 0 }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Runs a command in the workspace, failing with its name when it fails.
+fn cmd(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(workspace_root())
+        .env("PATH", path_with_llvm())
+        .status()
+        .with_context(|| format!("starting {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program)
+        .args(args)
+        .env("PATH", path_with_llvm())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// bpf-linker must find Debian's LLVM 22 before any other.
+fn path_with_llvm() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    if path.split(':').any(|p| p == LLVM_BIN) {
+        path
+    } else {
+        format!("{LLVM_BIN}:{path}")
+    }
+}
+
+fn setup() -> anyhow::Result<()> {
+    let begin = Instant::now();
+    let mut did = Vec::new();
+
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .context("rustup is needed (with a nightly toolchain) to build the kernel programs")?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        cmd(
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+        )
+        .context("installing rust-src for nightly")?;
+        did.push("rust-src");
+    }
+
+    let mut packages: Vec<&str> = BUILD_PACKAGES
+        .iter()
+        .chain(TEST_PACKAGES)
+        .copied()
+        .filter(|p| !deb_installed(p))
+        .collect();
+    packages.dedup();
+    if !packages.is_empty() {
+        if !is_root() {
+            bail!(
+                "missing Debian packages {}: run as root, or `sudo apt-get install -y {}`",
+                packages.join(" "),
+                packages.join(" ")
+            );
+        }
+        cmd("apt-get", &["update", "-qq"]).context("apt-get update")?;
+        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        args.extend(&packages);
+        cmd("apt-get", &args).context("installing Debian packages")?;
+        did.push("Debian packages");
+    }
+
+    let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
+    if !linker.contains(BPF_LINKER_VERSION) {
+        cmd(
+            "cargo",
+            &[
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ],
+        )
+        .context("building bpf-linker against LLVM 22 (needs llvm-22-dev)")?;
+        did.push("bpf-linker");
+    }
+
+    if did.is_empty() {
+        eprintln!(
+            "xtask: setup: everything present ({:.1}s)",
+            begin.elapsed().as_secs_f64()
+        );
+    } else {
+        eprintln!(
+            "xtask: setup: installed {} ({:.0}s)",
+            did.join(", "),
+            begin.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn deb_installed(package: &str) -> bool {
+    output("dpkg-query", &["-W", "-f=${Status}", package])
+        .is_some_and(|status| status.contains("install ok installed"))
+}
+
+fn build_release() -> anyhow::Result<()> {
+    cmd("cargo", &["build", "--release", "--package", "netmon"])
+}
+
+fn test() -> anyhow::Result<()> {
+    cmd("cargo", &["fmt", "--all", "--check"]).context("formatting (run `cargo fmt --all`)")?;
+    cmd(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "netmon-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    // The kernel crate only builds for the BPF target, with the nightly toolchain.
+    cmd(
+        "cargo",
+        &[
+            "+nightly",
+            "clippy",
+            "--package",
+            "netmon-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    cmd(
+        "cargo",
+        &[
+            "test",
+            "--workspace",
+            "--exclude",
+            "netmon-ebpf",
+            "--exclude",
+            "netmon-tests",
+        ],
+    )?;
+    if !is_root() {
+        bail!("the integration tests load kernel programs and make namespaces: run as root");
+    }
+    // The binary under test, built once; the tests share kernel state, so one at a time.
+    cmd("cargo", &["build", "--package", "netmon"])?;
+    cmd(
+        "cargo",
+        &[
+            "test",
+            "--package",
+            "netmon-tests",
+            "--",
+            "--test-threads=1",
+        ],
+    )
+}

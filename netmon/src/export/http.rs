@@ -74,6 +74,7 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "version": env!("CARGO_PKG_VERSION"),
         "snapshot_timestamp_ms": snapshot.timestamp_ms,
         "probes": snapshot.probes,
+        "probe_load_error": snapshot.probe_load_error,
         "collectors": snapshot.collectors,
     }))
     .into_response()

@@ -345,14 +345,13 @@ impl Probes {
             kernel_offsets(btf).map_err(|e| format!("kernel struct layout from BTF: {e:#}"))
         });
         let (fields, tracepoint_errors) = tracepoint_fields();
+        // Older kernels lack one or both names; a value no reason takes then matches nothing.
+        let no_such_reason = DROP_REASON_UNKNOWN - 1;
         let normal = NormalFreeReasons {
-            not_dropped_yet: reasons.value("SKB_NOT_DROPPED_YET").unwrap_or_else(|| {
-                // Kernels before the name existed counted from 1 and had no "not dropped" value.
-                DROP_REASON_UNKNOWN - 1
-            }),
-            consumed: reasons
-                .value("SKB_CONSUMED")
-                .unwrap_or(DROP_REASON_UNKNOWN - 1),
+            not_dropped_yet: reasons
+                .value("SKB_NOT_DROPPED_YET")
+                .unwrap_or(no_such_reason),
+            consumed: reasons.value("SKB_CONSUMED").unwrap_or(no_such_reason),
         };
         let drop_target = drop_kprobe_target();
         let aya_btf = aya::Btf::from_sys_fs().ok();

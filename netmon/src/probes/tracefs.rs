@@ -28,7 +28,7 @@ impl TracepointFormat {
         Self::parse(&text)
     }
 
-    /// Parses lines such as `field:void * skbaddr;	offset:8;	size:8;	signed:0;`.
+    /// Parses lines such as `field:void * skbaddr; offset:8; size:8; signed:0;` (tab-separated).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut fields = Vec::new();
         for line in text.lines() {
