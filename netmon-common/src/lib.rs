@@ -9,35 +9,59 @@ pub const MAX_DROP_KEYS: u32 = 16384;
 /// Capacity of the map that remembers when a TCP socket started its handshake.
 pub const MAX_HANDSHAKES: u32 = 65536;
 
-/// Number of TCP states the kernel knows (`TCP_ESTABLISHED` = 1 .. `TCP_NEW_SYN_RECV` = 12),
-/// rounded up to a power of two so that a state fits in four bits.
-pub const TCP_STATE_SLOTS: u32 = 16;
-/// Address families counted separately by the TCP state hook.
-pub const FAMILY_SLOTS: u32 = 2;
-/// Slot of an IPv4 socket in the transition table.
-pub const FAMILY_SLOT_INET: u32 = 0;
-/// Slot of an IPv6 socket in the transition table.
-pub const FAMILY_SLOT_INET6: u32 = 1;
-/// Entries of the TCP transition table: family x old state x new state.
-pub const TCP_TRANSITION_SLOTS: u32 = FAMILY_SLOTS * TCP_STATE_SLOTS * TCP_STATE_SLOTS;
+/// Capacity of the TCP transition map: (namespace, family, from, to).
+pub const MAX_TRANSITION_KEYS: u32 = 16384;
+/// Capacity of the handshake histogram map: (namespace, open kind).
+pub const MAX_HANDSHAKE_KEYS: u32 = 4096;
 
-/// Index into the transition table.
-#[inline(always)]
-pub const fn tcp_transition_index(family_slot: u32, old: u32, new: u32) -> u32 {
-    (family_slot * TCP_STATE_SLOTS + (old & 0xf)) * TCP_STATE_SLOTS + (new & 0xf)
+/// Key of the TCP transition map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransitionKey {
+    /// Namespace inode of the socket; 0 when it could not be read.
+    pub netns: u32,
+    /// `AF_INET` (2) or `AF_INET6` (10).
+    pub family: u8,
+    /// Kernel TCP state numbers (`TCP_ESTABLISHED` = 1 ...).
+    pub old_state: u8,
+    pub new_state: u8,
+    pub _pad: u8,
 }
 
 /// Handshake histogram buckets: bucket `i` holds durations in `[2^i, 2^(i+1))` microseconds,
 /// the last bucket everything longer.
-pub const HANDSHAKE_BUCKETS: u32 = 32;
-/// Active opens (`SYN_SENT` to `ESTABLISHED`) use the first half of the histogram array.
+pub const HANDSHAKE_BUCKETS: usize = 32;
+/// Active opens: `SYN_SENT` to `ESTABLISHED`.
 pub const HANDSHAKE_ACTIVE: u32 = 0;
-/// Passive opens (`SYN_RECV` to `ESTABLISHED`) use the second half.
+/// Passive opens: `SYN_RECV` to `ESTABLISHED`.
 pub const HANDSHAKE_PASSIVE: u32 = 1;
-/// Slots per handshake kind: the buckets, then the sum of durations in nanoseconds.
-pub const HANDSHAKE_SLOTS_PER_KIND: u32 = HANDSHAKE_BUCKETS + 1;
-/// Entries of the handshake histogram array.
-pub const HANDSHAKE_SLOTS: u32 = 2 * HANDSHAKE_SLOTS_PER_KIND;
+
+/// Key of the handshake histogram map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HandshakeKey {
+    pub netns: u32,
+    /// [`HANDSHAKE_ACTIVE`] or [`HANDSHAKE_PASSIVE`].
+    pub open: u32,
+}
+
+/// Value of the handshake histogram map (one per CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandshakeHistogram {
+    pub buckets: [u64; HANDSHAKE_BUCKETS],
+    /// Sum of all durations, in nanoseconds.
+    pub sum_ns: u64,
+}
+
+impl Default for HandshakeHistogram {
+    fn default() -> Self {
+        Self {
+            buckets: [0; HANDSHAKE_BUCKETS],
+            sum_ns: 0,
+        }
+    }
+}
 
 /// Indices of the `EVENTS` per-CPU array: single counters of the TCP hooks and of the programs'
 /// own failures.
@@ -51,14 +75,16 @@ pub enum Event {
     TrafficMapFull = 3,
     /// A drop entry could not be stored: the drop map is full.
     DropMapFull = 4,
-    /// A handshake start could not be remembered: the handshake map is full.
+    /// A handshake start could not be remembered: the handshake start map is full.
     HandshakeMapFull = 5,
     /// A kernel read failed (a pointer the program followed was not readable).
     ReadFailed = 6,
+    /// A transition could not be stored: the transition map is full.
+    TransitionMapFull = 7,
 }
 
 /// Entries of the `EVENTS` array.
-pub const EVENT_SLOTS: u32 = 7;
+pub const EVENT_SLOTS: u32 = 8;
 
 /// Key of the per-interface traffic map and part of the drop key.
 #[repr(C)]
@@ -131,10 +157,9 @@ pub struct KernelOffsets {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TracepointFields {
-    /// `net:net_dev_xmit`: `skbaddr`, `len`, `rc`.
+    /// `net:net_dev_start_xmit`: `skbaddr`, `len`.
     pub xmit_skb: u32,
     pub xmit_len: u32,
-    pub xmit_rc: u32,
     /// `net:netif_receive_skb`: `skbaddr`, `len`.
     pub recv_skb: u32,
     pub recv_len: u32,
@@ -181,6 +206,9 @@ mod user {
     unsafe impl aya::Pod for InterfaceKey {}
     unsafe impl aya::Pod for InterfaceTraffic {}
     unsafe impl aya::Pod for DropKey {}
+    unsafe impl aya::Pod for TransitionKey {}
+    unsafe impl aya::Pod for HandshakeKey {}
+    unsafe impl aya::Pod for HandshakeHistogram {}
     unsafe impl aya::Pod for KernelOffsets {}
     unsafe impl aya::Pod for TracepointFields {}
     unsafe impl aya::Pod for DropProbeArgs {}

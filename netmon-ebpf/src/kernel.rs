@@ -27,7 +27,6 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 static TP_FIELDS: TracepointFields = TracepointFields {
     xmit_skb: 0,
     xmit_len: 0,
-    xmit_rc: 0,
     recv_skb: 0,
     recv_len: 0,
     drop_skb: 0,
@@ -84,6 +83,9 @@ pub fn read<T>(base: u64, offset: u32) -> Option<T> {
 /// Namespace inode and index of a `struct net_device *`.
 #[inline(always)]
 pub fn device_key(off: &KernelOffsets, dev: u64) -> Option<InterfaceKey> {
+    if off.net_inum == 0 {
+        return None;
+    }
     let ifindex: i32 = read(dev, off.netdev_ifindex)?;
     let net: u64 = read(dev, off.netdev_nd_net)?;
     let netns: u32 = read(net, off.net_inum)?;
@@ -96,6 +98,10 @@ pub fn device_key(off: &KernelOffsets, dev: u64) -> Option<InterfaceKey> {
 /// Namespace of a `struct sock *`.
 #[inline(always)]
 pub fn socket_netns(off: &KernelOffsets, sk: u64) -> Option<u32> {
+    // Without offsets from BTF the layout is unknown: read nothing.
+    if off.net_inum == 0 {
+        return None;
+    }
     let net: u64 = read(sk, off.sk_net)?;
     read(net, off.net_inum)
 }

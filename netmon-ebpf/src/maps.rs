@@ -4,8 +4,9 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
 };
 use netmon_common::{
-    DropKey, EVENT_SLOTS, Event, HANDSHAKE_SLOTS, InterfaceKey, InterfaceTraffic, MAX_DROP_KEYS,
-    MAX_HANDSHAKES, MAX_INTERFACES, TCP_TRANSITION_SLOTS,
+    DropKey, EVENT_SLOTS, Event, HandshakeHistogram, HandshakeKey, InterfaceKey, InterfaceTraffic,
+    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_HANDSHAKES, MAX_INTERFACES, MAX_TRANSITION_KEYS,
+    TransitionKey,
 };
 
 #[map]
@@ -16,11 +17,12 @@ pub static TRAFFIC: PerCpuHashMap<InterfaceKey, InterfaceTraffic> =
 pub static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(MAX_DROP_KEYS, 0);
 
 #[map]
-pub static TCP_TRANSITIONS: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(TCP_TRANSITION_SLOTS, 0);
+pub static TCP_TRANSITIONS: PerCpuHashMap<TransitionKey, u64> =
+    PerCpuHashMap::with_max_entries(MAX_TRANSITION_KEYS, 0);
 
 #[map]
-pub static HANDSHAKES: PerCpuArray<u64> = PerCpuArray::with_max_entries(HANDSHAKE_SLOTS, 0);
+pub static HANDSHAKES: PerCpuHashMap<HandshakeKey, HandshakeHistogram> =
+    PerCpuHashMap::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
 
 /// Socket address -> time its handshake started (ns since boot).
 #[map]
@@ -31,14 +33,9 @@ pub static EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS,
 
 #[inline(always)]
 pub fn count_event(event: Event) {
-    add_to_slot(&EVENTS, event as u32, 1);
-}
-
-#[inline(always)]
-pub fn add_to_slot(array: &PerCpuArray<u64>, index: u32, value: u64) {
-    if let Some(slot) = array.get_ptr_mut(index) {
+    if let Some(slot) = EVENTS.get_ptr_mut(event as u32) {
         // SAFETY: per-CPU slot, no other writer on this CPU while the program runs.
-        unsafe { *slot += value };
+        unsafe { *slot += 1 };
     }
 }
 

@@ -7,13 +7,12 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use netmon_common::{
-    Event, FAMILY_SLOT_INET, FAMILY_SLOT_INET6, HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS,
-    HANDSHAKE_PASSIVE, HANDSHAKE_SLOTS_PER_KIND, tcp_transition_index,
+    Event, HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS, HANDSHAKE_PASSIVE, HandshakeKey, TransitionKey,
 };
 
 use crate::{
-    kernel::{offsets, read, tp_fields},
-    maps::{HANDSHAKE_START, HANDSHAKES, TCP_TRANSITIONS, add_to_slot, count_event},
+    kernel::{offsets, read, socket_netns, tp_fields},
+    maps::{HANDSHAKE_START, HANDSHAKES, TCP_TRANSITIONS, count_event, entry},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -55,16 +54,22 @@ fn log2(mut v: u64) -> u32 {
 }
 
 #[inline(always)]
-fn record_handshake(kind: u32, started: u64) {
+fn record_handshake(netns: u32, open: u32, started: u64) {
     let elapsed_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(started);
-    let bucket = log2(elapsed_ns / 1000).min(HANDSHAKE_BUCKETS - 1);
-    let base = kind * HANDSHAKE_SLOTS_PER_KIND;
-    add_to_slot(&HANDSHAKES, base + bucket, 1);
-    add_to_slot(&HANDSHAKES, base + HANDSHAKE_BUCKETS, elapsed_ns);
+    let bucket = (log2(elapsed_ns / 1000) as usize).min(HANDSHAKE_BUCKETS - 1);
+    let key = HandshakeKey { netns, open };
+    if let Some(histogram) = entry(&HANDSHAKES, &key, Event::HandshakeMapFull) {
+        // SAFETY: this CPU's value, written only by programs running on this CPU.
+        let histogram = unsafe { &mut *histogram };
+        if let Some(count) = histogram.buckets.get_mut(bucket) {
+            *count += 1;
+        }
+        histogram.sum_ns += elapsed_ns;
+    }
 }
 
 #[inline(always)]
-fn track_handshake(sk: u64, old: u32, new: u32) {
+fn track_handshake(netns: u32, sk: u64, old: u32, new: u32) {
     match new {
         TCP_SYN_SENT | TCP_SYN_RECV => {
             let now = unsafe { bpf_ktime_get_ns() };
@@ -75,12 +80,12 @@ fn track_handshake(sk: u64, old: u32, new: u32) {
         TCP_ESTABLISHED if old == TCP_SYN_SENT || old == TCP_SYN_RECV => {
             // SAFETY: the value is copied out before the entry is removed.
             if let Some(started) = unsafe { HANDSHAKE_START.get(sk) }.copied() {
-                let kind = if old == TCP_SYN_SENT {
+                let open = if old == TCP_SYN_SENT {
                     HANDSHAKE_ACTIVE
                 } else {
                     HANDSHAKE_PASSIVE
                 };
-                record_handshake(kind, started);
+                record_handshake(netns, open, started);
             }
             let _ = HANDSHAKE_START.remove(sk);
         }
@@ -93,17 +98,22 @@ fn track_handshake(sk: u64, old: u32, new: u32) {
 
 #[inline(always)]
 fn count_transition(sk: u64, family: u16, old: u32, new: u32) {
-    let family_slot = match family {
-        AF_INET => FAMILY_SLOT_INET,
-        AF_INET6 => FAMILY_SLOT_INET6,
-        _ => return,
+    if family != AF_INET && family != AF_INET6 {
+        return;
+    }
+    let netns = socket_netns(&offsets(), sk).unwrap_or(0);
+    let key = TransitionKey {
+        netns,
+        family: family as u8,
+        old_state: old as u8,
+        new_state: new as u8,
+        _pad: 0,
     };
-    add_to_slot(
-        &TCP_TRANSITIONS,
-        tcp_transition_index(family_slot, old, new),
-        1,
-    );
-    track_handshake(sk, old, new);
+    if let Some(count) = entry(&TCP_TRANSITIONS, &key, Event::TransitionMapFull) {
+        // SAFETY: this CPU's value, written only by programs running on this CPU.
+        unsafe { *count += 1 };
+    }
+    track_handshake(netns, sk, old, new);
 }
 
 /// Entry shared by the BTF-typed and raw tracepoints, which see the `struct sock *`.

@@ -1,6 +1,5 @@
 //! The poll: one pass over every collector, producing a Snapshot.
 use std::{
-    collections::BTreeMap,
     os::unix::fs::MetadataExt as _,
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
@@ -8,7 +7,7 @@ use std::{
 use crate::{
     host::{interfaces, netns},
     model::{CollectorRun, KernelCounters, Snapshot},
-    probes::{AttachMethod, Hook, Probes},
+    probes::{ProbeSettings, Probes},
 };
 
 /// Inode of the agent's own network namespace.
@@ -25,9 +24,9 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(forced: &BTreeMap<Hook, AttachMethod>) -> Self {
+    pub fn new(settings: &ProbeSettings) -> Self {
         Self {
-            probes: Probes::start(forced),
+            probes: Probes::start(settings),
             started: Instant::now(),
         }
     }
@@ -61,7 +60,7 @@ impl Poller {
         }
         if snapshot.collectors.last().is_some_and(|run| run.success) {
             run(&mut snapshot.collectors, "namespaces", || {
-                self.name_interfaces(&mut snapshot.kernel)
+                self.resolve_namespaces(&mut snapshot.kernel)
             });
         }
         snapshot.poll_duration_seconds = begin.elapsed().as_secs_f64();
@@ -70,7 +69,7 @@ impl Poller {
 
     /// Gives the kernel counters their interface names, in whatever namespace they are, and
     /// forgets the counters of interfaces and namespaces that are gone.
-    fn name_interfaces(&mut self, kernel: &mut KernelCounters) -> anyhow::Result<()> {
+    fn resolve_namespaces(&mut self, kernel: &mut KernelCounters) -> anyhow::Result<()> {
         let mut wanted: Vec<u32> = kernel
             .traffic
             .iter()
@@ -81,8 +80,12 @@ impl Poller {
         wanted.dedup();
         let existing = netns::namespaces();
         let names = netns::interface_names(&wanted, &existing)?;
-        let gone =
-            |netns: u32, ifindex: u32| ifindex != 0 && names.is_gone(netns, ifindex, &existing);
+        // Counters in namespace 0 could not tell their namespace; they are never "gone".
+        let gone = |netns: u32, ifindex: u32| {
+            netns != 0
+                && (!existing.contains_key(&netns)
+                    || (ifindex != 0 && names.is_gone(netns, ifindex, &existing)))
+        };
         kernel.traffic.retain(|t| !gone(t.netns, t.ifindex));
         kernel.drops.retain(|d| !gone(d.netns, d.ifindex));
         for traffic in &mut kernel.traffic {
@@ -99,10 +102,19 @@ impl Poller {
         }
         let removed = self
             .probes
-            .forget_interfaces(&|key| !gone(key.netns, key.ifindex))?;
+            .forget(&|key| gone(key.netns, key.ifindex), &|netns| {
+                netns != 0 && !existing.contains_key(&netns)
+            })?;
+        kernel
+            .transitions
+            .retain(|t| t.netns == 0 || existing.contains_key(&t.netns));
+        kernel
+            .handshakes
+            .retain(|h| h.netns == 0 || existing.contains_key(&h.netns));
         if removed > 0 {
             tracing::debug!(removed, "forgot map entries of interfaces that are gone");
         }
+        kernel.map_entries = self.probes.map_entries()?;
         Ok(())
     }
 }

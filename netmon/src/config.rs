@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Deserializer};
 
-use crate::probes::{AttachMethod, Hook};
+use crate::probes::{AttachMethod, Hook, ProbeSettings};
 
 /// Default listen address: loopback only. Exposing the agent is the operator's choice.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
@@ -23,6 +23,9 @@ pub struct Config {
     pub history_length: usize,
     /// Pins a probe to one attach method (`tp_btf`, `raw_tp`, `tracepoint`, `kprobe`).
     pub probe_methods: BTreeMap<Hook, AttachMethod>,
+    /// Interfaces (over all namespaces) the kernel programs keep counters for; traffic of
+    /// more is counted in `netmon_probe_map_full_total`.
+    pub max_tracked_interfaces: u32,
 }
 
 impl Default for Config {
@@ -34,6 +37,7 @@ impl Default for Config {
             poll_interval: DEFAULT_POLL_INTERVAL,
             history_length: DEFAULT_HISTORY_LENGTH,
             probe_methods: BTreeMap::new(),
+            max_tracked_interfaces: ProbeSettings::default().max_tracked_interfaces,
         }
     }
 }
@@ -67,7 +71,17 @@ impl Config {
         Self::from_toml(&text).with_context(|| format!("in configuration {}", path.display()))
     }
 
+    pub fn probe_settings(&self) -> ProbeSettings {
+        ProbeSettings {
+            forced: self.probe_methods.clone(),
+            max_tracked_interfaces: self.max_tracked_interfaces,
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_tracked_interfaces == 0 {
+            bail!("max_tracked_interfaces must be at least 1");
+        }
         if self.history_length < 2 {
             bail!(
                 "history_length = {}: at least 2 snapshots are needed for rates",

@@ -2,7 +2,7 @@
 //! snapshots from which rates are computed. No I/O here.
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use netmon_common::{DropKey, HANDSHAKE_BUCKETS, InterfaceKey};
+use netmon_common::{DropKey, InterfaceKey};
 use serde::Serialize;
 
 use crate::probes::ProbeStatus;
@@ -77,29 +77,25 @@ pub struct DropCount {
     pub count: u64,
 }
 
-/// A TCP state transition and how often it happened.
+/// A TCP state transition in one namespace and how often it happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TcpTransition {
+    pub netns: u32,
     pub family: &'static str,
     pub from: String,
     pub to: String,
     pub count: u64,
 }
 
-/// Handshake durations: bucket `i` counts durations in `[2^i, 2^(i+1))` microseconds.
+/// Handshake durations of one namespace and kind of open: bucket `i` counts durations in
+/// `[2^i, 2^(i+1))` microseconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HandshakeHistogram {
-    pub buckets: [u64; HANDSHAKE_BUCKETS as usize],
+    pub netns: u32,
+    /// `active` (SYN_SENT to ESTABLISHED) or `passive` (SYN_RECV to ESTABLISHED).
+    pub open: &'static str,
+    pub buckets: Vec<u64>,
     pub sum_ns: u64,
-}
-
-impl Default for HandshakeHistogram {
-    fn default() -> Self {
-        Self {
-            buckets: [0; HANDSHAKE_BUCKETS as usize],
-            sum_ns: 0,
-        }
-    }
 }
 
 impl HandshakeHistogram {
@@ -119,14 +115,16 @@ pub struct KernelCounters {
     pub traffic: Vec<TrafficCount>,
     pub drops: Vec<DropCount>,
     pub transitions: Vec<TcpTransition>,
-    pub handshake_active: HandshakeHistogram,
-    pub handshake_passive: HandshakeHistogram,
+    pub handshakes: Vec<HandshakeHistogram>,
     pub tcp_retransmits: u64,
     pub tcp_resets_sent: u64,
     pub tcp_resets_received: u64,
     pub traffic_map_full: u64,
     pub drop_map_full: u64,
     pub handshake_map_full: u64,
+    pub transition_map_full: u64,
+    /// Entries in each kernel hash map after the poll's clean-up.
+    pub map_entries: Vec<(&'static str, usize)>,
     pub read_failures: u64,
 }
 

@@ -156,8 +156,18 @@ pub struct Veth {
 
 impl Veth {
     pub fn connect(a: &Netns, b: &Netns, subnet: u8) -> Self {
-        let a_dev = format!("nma{subnet}");
-        let b_dev = format!("nmb{subnet}");
+        Self::connect_named(
+            a,
+            b,
+            subnet,
+            &format!("nma{subnet}"),
+            &format!("nmb{subnet}"),
+        )
+    }
+
+    /// Like [`Veth::connect`] with chosen device names.
+    pub fn connect_named(a: &Netns, b: &Netns, subnet: u8, a_dev: &str, b_dev: &str) -> Self {
+        let (a_dev, b_dev) = (a_dev.to_string(), b_dev.to_string());
         let a_ip = format!("10.{subnet}.0.1");
         let b_ip = format!("10.{subnet}.0.2");
         sh(
@@ -205,6 +215,44 @@ impl Veth {
             a_ip,
             b_ip,
         }
+    }
+}
+
+/// Sends `count` UDP datagrams of `payload` bytes from `from` (in `ns`) to `to`.
+pub fn send_udp(ns: &Netns, from: &str, to: &str, count: u64, payload: usize) {
+    let (from, to) = (format!("{from}:0"), to.to_string());
+    ns.run(move || {
+        let socket = std::net::UdpSocket::bind(from).unwrap();
+        for _ in 0..count {
+            socket.send_to(&vec![7u8; payload], &to).unwrap();
+        }
+    });
+}
+
+/// A configuration file for the agent, removed when dropped.
+pub struct ConfigFile {
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(text: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "netmon-test-{}-{}.toml",
+            std::process::id(),
+            NEXT_ID.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, text).unwrap();
+        Self { path }
+    }
+
+    pub fn path_str(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

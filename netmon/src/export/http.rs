@@ -52,6 +52,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/status", get(status_handler))
+        .route("/api/v1/traffic", get(traffic_handler))
+        .route("/api/v1/drops", get(drops_handler))
+        .route("/api/v1/tcp", get(tcp_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(shared)
 }
@@ -76,6 +79,32 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "probes": snapshot.probes,
         "probe_load_error": snapshot.probe_load_error,
         "collectors": snapshot.collectors,
+    }))
+    .into_response()
+}
+
+/// A list in the API's one list shape.
+fn items<T: serde::Serialize>(items: &[T]) -> Response {
+    Json(json!({ "items": items })).into_response()
+}
+
+async fn traffic_handler(State(shared): State<Arc<Shared>>) -> Response {
+    items(&shared.latest().kernel.traffic)
+}
+
+async fn drops_handler(State(shared): State<Arc<Shared>>) -> Response {
+    items(&shared.latest().kernel.drops)
+}
+
+async fn tcp_handler(State(shared): State<Arc<Shared>>) -> Response {
+    let snapshot = shared.latest();
+    let kernel = &snapshot.kernel;
+    Json(json!({
+        "transitions": kernel.transitions,
+        "handshakes": kernel.handshakes,
+        "retransmits": kernel.tcp_retransmits,
+        "resets_sent": kernel.tcp_resets_sent,
+        "resets_received": kernel.tcp_resets_received,
     }))
     .into_response()
 }

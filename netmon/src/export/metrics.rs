@@ -173,7 +173,8 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
     );
     let mut failed = Family::new(
         "netmon_kernel_transmit_failures_total",
-        "Transmits the device refused (net_dev_xmit with a non-zero return code).",
+        "Transmits the device refused (net_dev_xmit with a non-zero return code); not counted \
+         when the transmit probe runs on a classic tracepoint.",
         MetricType::COUNTER,
     );
     for traffic in &kernel.traffic {
@@ -218,12 +219,17 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
 
     let mut transitions = Family::new(
         "netmon_tcp_state_transitions_total",
-        "TCP state transitions (inet_sock_set_state), by address family.",
+        "TCP state transitions (inet_sock_set_state), by namespace and address family.",
         MetricType::COUNTER,
     );
     for t in &kernel.transitions {
         transitions.sample(
-            &[("from", &t.from), ("to", &t.to), ("family", t.family)],
+            &[
+                ("netns", &t.netns.to_string()),
+                ("family", t.family),
+                ("from", &t.from),
+                ("to", &t.to),
+            ],
             t.count as f64,
         );
     }
@@ -231,12 +237,19 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
 
     let mut handshake = Family::new(
         "netmon_tcp_handshake_duration_seconds",
-        "TCP handshake time: active opens SYN_SENT to ESTABLISHED, passive opens SYN_RECV to \
-         ESTABLISHED.",
+        "TCP handshake time by namespace: active opens SYN_SENT to ESTABLISHED, passive opens \
+         SYN_RECV to ESTABLISHED.",
         MetricType::HISTOGRAM,
     );
-    handshake.histogram(&[("open", "active")], &kernel.handshake_active);
-    handshake.histogram(&[("open", "passive")], &kernel.handshake_passive);
+    for histogram in &kernel.handshakes {
+        handshake.histogram(
+            &[
+                ("netns", &histogram.netns.to_string()),
+                ("open", histogram.open),
+            ],
+            histogram,
+        );
+    }
     push(handshake);
 
     let mut retransmits = Family::new(
@@ -267,7 +280,19 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
     full.sample(&[("map", "traffic")], kernel.traffic_map_full as f64);
     full.sample(&[("map", "drops")], kernel.drop_map_full as f64);
     full.sample(&[("map", "handshakes")], kernel.handshake_map_full as f64);
+    full.sample(&[("map", "transitions")], kernel.transition_map_full as f64);
     push(full);
+
+    let mut entries = Family::new(
+        "netmon_probe_map_entries",
+        "Entries in each kernel hash map; bounded, and cleaned of interfaces and namespaces \
+         that are gone.",
+        MetricType::GAUGE,
+    );
+    for (map, count) in &kernel.map_entries {
+        entries.sample(&[("map", map)], *count as f64);
+    }
+    push(entries);
 
     let mut read_failures = Family::new(
         "netmon_probe_read_failures_total",

@@ -12,14 +12,14 @@ use aya::{
     programs::{BtfTracePoint, KProbe, RawTracePoint, TracePoint},
 };
 use netmon_common::{
-    DROP_REASON_UNKNOWN, DropKey, DropProbeArgs, EVENT_SLOTS, Event, FAMILY_SLOT_INET6,
-    FAMILY_SLOTS, HANDSHAKE_BUCKETS, HANDSHAKE_SLOTS_PER_KIND, InterfaceKey, InterfaceTraffic,
-    KernelOffsets, NormalFreeReasons, TCP_STATE_SLOTS, TracepointFields, tcp_transition_index,
+    DROP_REASON_UNKNOWN, DropKey, DropProbeArgs, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE,
+    HANDSHAKE_BUCKETS, HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey,
+    InterfaceTraffic, KernelOffsets, NormalFreeReasons, TracepointFields, TransitionKey,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::{DropCount, KernelCounters, TcpTransition, TrafficCount},
+    model::{DropCount, HandshakeHistogram, KernelCounters, TcpTransition, TrafficCount},
     names,
 };
 use btf::Btf;
@@ -119,6 +119,15 @@ impl Hook {
             Self::KfreeSkb => "skb",
             Self::InetSockSetState => "sock",
             Self::TcpRetransmitSkb | Self::TcpSendReset | Self::TcpReceiveReset => "tcp",
+        }
+    }
+
+    /// The classic tracepoint the `tracepoint` method attaches to: the hook's own, except for
+    /// transmits, whose classic record has no device pointer (see `netmon-ebpf/src/xmit.rs`).
+    fn classic_tracepoint(self) -> &'static str {
+        match self {
+            Self::NetDevXmit => "net_dev_start_xmit",
+            other => other.as_str(),
         }
     }
 
@@ -244,13 +253,25 @@ fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
 }
 
 /// Field offsets of the classic tracepoints; a tracepoint whose format cannot be read keeps
-/// zeros, and its classic program is then refused at attach time.
-fn tracepoint_fields() -> (TracepointFields, BTreeMap<Hook, String>) {
+/// zeros, and its classic program is then refused at attach time. tracefs is mounted only
+/// when classic tracepoints are likely to be used (`may_mount`).
+fn tracepoint_fields(may_mount: bool) -> (TracepointFields, BTreeMap<Hook, String>) {
     let mut fields = TracepointFields::default();
     let mut missing = BTreeMap::new();
+    let mounted = if may_mount {
+        tracefs::ensure_mounted()
+    } else {
+        tracefs::is_mounted()
+    };
+    if !mounted {
+        for hook in Hook::ALL {
+            missing.insert(hook, "tracefs is not mounted and cannot be".to_string());
+        }
+        return (fields, missing);
+    }
     let mut read = |hook: Hook, f: &mut dyn FnMut(&TracepointFormat) -> anyhow::Result<()>| {
-        let result =
-            TracepointFormat::read(hook.category(), hook.as_str()).and_then(|format| f(&format));
+        let result = TracepointFormat::read(hook.category(), hook.classic_tracepoint())
+            .and_then(|format| f(&format));
         if let Err(err) = result {
             missing.insert(hook, format!("{err:#}"));
         }
@@ -258,7 +279,6 @@ fn tracepoint_fields() -> (TracepointFields, BTreeMap<Hook, String>) {
     read(Hook::NetDevXmit, &mut |f| {
         fields.xmit_skb = f.require("skbaddr")?;
         fields.xmit_len = f.require("len")?;
-        fields.xmit_rc = f.require("rc")?;
         Ok(())
     });
     read(Hook::NetifReceiveSkb, &mut |f| {
@@ -323,6 +343,24 @@ fn drop_kprobe_target() -> Option<(&'static str, DropProbeArgs)> {
     candidates.into_iter().find(|(name, _)| has(name))
 }
 
+/// What the operator can choose about the probes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeSettings {
+    /// Pins a hook to one attach method instead of the best available.
+    pub forced: BTreeMap<Hook, AttachMethod>,
+    /// Capacity of the per-interface traffic map (interfaces over all namespaces).
+    pub max_tracked_interfaces: u32,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            forced: BTreeMap::new(),
+            max_tracked_interfaces: netmon_common::MAX_INTERFACES,
+        }
+    }
+}
+
 /// Loaded programs and their maps. Dropping it detaches and unloads everything.
 pub struct Probes {
     ebpf: Option<Ebpf>,
@@ -333,9 +371,10 @@ pub struct Probes {
 }
 
 impl Probes {
-    /// Loads the embedded object and attaches every hook, each on its own: `forced` pins a
-    /// hook to one method. Never fails: what did not work is in [`Probes::status`].
-    pub fn start(forced: &BTreeMap<Hook, AttachMethod>) -> Self {
+    /// Loads the embedded object and attaches every hook, each on its own. Never fails: what
+    /// did not work is in [`Probes::status`].
+    pub fn start(settings: &ProbeSettings) -> Self {
+        let forced = &settings.forced;
         let btf = Btf::from_sys_fs();
         let reasons = btf
             .as_ref()
@@ -344,7 +383,10 @@ impl Probes {
         let offsets = btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|btf| {
             kernel_offsets(btf).map_err(|e| format!("kernel struct layout from BTF: {e:#}"))
         });
-        let (fields, tracepoint_errors) = tracepoint_fields();
+        // Classic tracepoints are the way on kernels without BTF, or when asked for.
+        let classic_likely =
+            btf.is_err() || forced.values().any(|m| *m == AttachMethod::Tracepoint);
+        let (fields, tracepoint_errors) = tracepoint_fields(classic_likely);
         // Older kernels lack one or both names; a value no reason takes then matches nothing.
         let no_such_reason = DROP_REASON_UNKNOWN - 1;
         let normal = NormalFreeReasons {
@@ -364,6 +406,7 @@ impl Probes {
             .override_global("TP_FIELDS", &fields, true)
             .override_global("DROP_PROBE_ARGS", &drop_args, true)
             .override_global("NORMAL_FREE", &normal, true)
+            .map_max_entries("TRAFFIC", settings.max_tracked_interfaces)
             .load(OBJECT);
         let mut ebpf = match loaded {
             Ok(ebpf) => ebpf,
@@ -511,45 +554,45 @@ impl Probes {
         }
         counters.drops.sort_by_key(|drop| drop.key);
 
-        let transitions: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map(ebpf, "TCP_TRANSITIONS")?)?;
-        for family_slot in 0..FAMILY_SLOTS {
-            for from in 0..TCP_STATE_SLOTS {
-                for to in 0..TCP_STATE_SLOTS {
-                    let index = tcp_transition_index(family_slot, from, to);
-                    let count: u64 = transitions.get(&index, 0)?.iter().sum();
-                    if count > 0 {
-                        counters.transitions.push(TcpTransition {
-                            family: if family_slot == FAMILY_SLOT_INET6 {
-                                names::FAMILY_INET6
-                            } else {
-                                names::FAMILY_INET
-                            },
-                            from: names::tcp_state_name(from),
-                            to: names::tcp_state_name(to),
-                            count,
-                        });
-                    }
-                }
-            }
+        let transitions: PerCpuHashMap<&MapData, TransitionKey, u64> =
+            PerCpuHashMap::try_from(map(ebpf, "TCP_TRANSITIONS")?)?;
+        for entry in transitions.iter() {
+            let (key, per_cpu) = entry.context("reading TCP_TRANSITIONS")?;
+            counters.transitions.push(TcpTransition {
+                netns: key.netns,
+                family: family_name(key.family),
+                from: names::tcp_state_name(key.old_state.into()),
+                to: names::tcp_state_name(key.new_state.into()),
+                count: per_cpu.iter().sum(),
+            });
         }
+        counters.transitions.sort_by(|a, b| {
+            (a.netns, a.family, &a.from, &a.to).cmp(&(b.netns, b.family, &b.from, &b.to))
+        });
 
-        let handshakes: PerCpuArray<&MapData, u64> =
-            PerCpuArray::try_from(map(ebpf, "HANDSHAKES")?)?;
-        for (kind, histogram) in [
-            &mut counters.handshake_active,
-            &mut counters.handshake_passive,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let base = kind as u32 * HANDSHAKE_SLOTS_PER_KIND;
-            for bucket in 0..HANDSHAKE_BUCKETS {
-                histogram.buckets[bucket as usize] =
-                    handshakes.get(&(base + bucket), 0)?.iter().sum();
+        let handshakes: PerCpuHashMap<&MapData, HandshakeKey, KernelHistogram> =
+            PerCpuHashMap::try_from(map(ebpf, "HANDSHAKES")?)?;
+        for entry in handshakes.iter() {
+            let (key, per_cpu) = entry.context("reading HANDSHAKES")?;
+            let mut histogram = HandshakeHistogram {
+                netns: key.netns,
+                open: if key.open == HANDSHAKE_ACTIVE {
+                    "active"
+                } else {
+                    "passive"
+                },
+                buckets: vec![0; HANDSHAKE_BUCKETS],
+                sum_ns: 0,
+            };
+            for value in per_cpu.iter() {
+                for (total, count) in histogram.buckets.iter_mut().zip(value.buckets) {
+                    *total += count;
+                }
+                histogram.sum_ns += value.sum_ns;
             }
-            histogram.sum_ns = handshakes.get(&(base + HANDSHAKE_BUCKETS), 0)?.iter().sum();
+            counters.handshakes.push(histogram);
         }
+        counters.handshakes.sort_by_key(|h| (h.netns, h.open));
 
         let events: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map(ebpf, "EVENTS")?)?;
         let mut totals = [0u64; EVENT_SLOTS as usize];
@@ -562,46 +605,90 @@ impl Probes {
         counters.traffic_map_full = totals[Event::TrafficMapFull as usize];
         counters.drop_map_full = totals[Event::DropMapFull as usize];
         counters.handshake_map_full = totals[Event::HandshakeMapFull as usize];
+        counters.transition_map_full = totals[Event::TransitionMapFull as usize];
         counters.read_failures = totals[Event::ReadFailed as usize];
         Ok(counters)
     }
 
-    /// Removes the entries of interfaces that no longer exist; returns how many went.
-    pub fn forget_interfaces(
+    /// Removes the entries of interfaces and namespaces that no longer exist; returns how
+    /// many went.
+    pub fn forget(
         &mut self,
-        alive: &dyn Fn(&InterfaceKey) -> bool,
+        interface_gone: &dyn Fn(&InterfaceKey) -> bool,
+        netns_gone: &dyn Fn(u32) -> bool,
     ) -> anyhow::Result<usize> {
         let Some(ebpf) = &mut self.ebpf else {
             return Ok(0);
         };
-        let mut removed = 0;
-        {
-            let mut traffic: PerCpuHashMap<&mut MapData, InterfaceKey, InterfaceTraffic> =
-                PerCpuHashMap::try_from(map_mut(ebpf, "TRAFFIC")?)?;
-            let gone: Vec<InterfaceKey> = traffic
-                .keys()
-                .filter_map(Result::ok)
-                .filter(|key| !alive(key))
-                .collect();
-            for key in &gone {
-                if traffic.remove(key).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
-        let mut drops: PerCpuHashMap<&mut MapData, DropKey, u64> =
-            PerCpuHashMap::try_from(map_mut(ebpf, "DROPS")?)?;
-        let gone: Vec<DropKey> = drops
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|key| key.interface.ifindex != 0 && !alive(&key.interface))
-            .collect();
-        for key in &gone {
-            if drops.remove(key).is_ok() {
-                removed += 1;
-            }
-        }
+        let mut removed =
+            remove_where::<InterfaceKey, InterfaceTraffic>(ebpf, "TRAFFIC", &|key| {
+                interface_gone(key)
+            })?;
+        removed +=
+            remove_where::<DropKey, u64>(ebpf, "DROPS", &|key| interface_gone(&key.interface))?;
+        removed += remove_where::<TransitionKey, u64>(ebpf, "TCP_TRANSITIONS", &|key| {
+            netns_gone(key.netns)
+        })?;
+        removed += remove_where::<HandshakeKey, KernelHistogram>(ebpf, "HANDSHAKES", &|key| {
+            netns_gone(key.netns)
+        })?;
         Ok(removed)
+    }
+
+    /// Entries in each hash map, for the agent's self-metrics.
+    pub fn map_entries(&self) -> anyhow::Result<Vec<(&'static str, usize)>> {
+        let Some(ebpf) = &self.ebpf else {
+            return Ok(vec![]);
+        };
+        Ok(vec![
+            (
+                "traffic",
+                count_keys::<InterfaceKey, InterfaceTraffic>(ebpf, "TRAFFIC")?,
+            ),
+            ("drops", count_keys::<DropKey, u64>(ebpf, "DROPS")?),
+            (
+                "transitions",
+                count_keys::<TransitionKey, u64>(ebpf, "TCP_TRANSITIONS")?,
+            ),
+            (
+                "handshakes",
+                count_keys::<HandshakeKey, KernelHistogram>(ebpf, "HANDSHAKES")?,
+            ),
+        ])
+    }
+}
+
+fn count_keys<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &str) -> anyhow::Result<usize> {
+    let hash: PerCpuHashMap<&MapData, K, V> = PerCpuHashMap::try_from(map(ebpf, name)?)?;
+    Ok(hash.keys().filter_map(Result::ok).count())
+}
+
+fn remove_where<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    gone: &dyn Fn(&K) -> bool,
+) -> anyhow::Result<usize> {
+    let mut hash: PerCpuHashMap<&mut MapData, K, V> =
+        PerCpuHashMap::try_from(map_mut(ebpf, name)?)?;
+    let doomed: Vec<K> = hash
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|k| gone(k))
+        .collect();
+    let mut removed = 0;
+    for key in &doomed {
+        if hash.remove(key).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn family_name(family: u8) -> &'static str {
+    if family == libc::AF_INET6 as u8 {
+        names::FAMILY_INET6
+    } else {
+        names::FAMILY_INET
     }
 }
 
@@ -649,7 +736,7 @@ fn attach(
         AttachMethod::Tracepoint => {
             let program: &mut TracePoint = program.try_into()?;
             program.load()?;
-            if let Err(err) = program.attach(hook.category(), hook.as_str()) {
+            if let Err(err) = program.attach(hook.category(), hook.classic_tracepoint()) {
                 let _ = program.unload();
                 return Err(err.into());
             }

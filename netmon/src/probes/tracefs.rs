@@ -5,6 +5,38 @@ use anyhow::{Context as _, bail};
 
 const ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
+pub fn is_mounted() -> bool {
+    ROOTS
+        .iter()
+        .any(|root| Path::new(root).join("events").is_dir())
+}
+
+/// Mounts tracefs at `/sys/kernel/tracing` when no tracefs is mounted, as perf and bpftrace
+/// do: classic tracepoints need its format files and ids. The mount is left in place for other
+/// tools. Returns whether tracefs is available afterwards.
+pub fn ensure_mounted() -> bool {
+    if is_mounted() {
+        return true;
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: plain mount(2) with static, NUL-terminated strings and no data.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        tracing::debug!("cannot mount tracefs: {}", std::io::Error::last_os_error());
+        return false;
+    }
+    tracing::info!("mounted tracefs at /sys/kernel/tracing for the classic tracepoints");
+    true
+}
+
 /// Directory of a tracepoint's files, if tracefs is mounted and the tracepoint exists.
 pub fn event_dir(category: &str, name: &str) -> Option<PathBuf> {
     ROOTS

@@ -1,0 +1,472 @@
+//! The kernel probes against the kernel's own counters, in the tests' own namespaces.
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream, UdpSocket},
+    path::Path,
+    thread,
+    time::Duration,
+};
+
+use netmon_tests::{Agent, ConfigFile, Metrics, Netns, Veth, require_root, send_udp};
+
+const ETH_HEADER: u64 = 14;
+
+/// Two namespaces joined by a veth pair, with a UDP receiver bound in `b`.
+struct Pair {
+    a: Netns,
+    b: Netns,
+    veth: Veth,
+}
+
+impl Pair {
+    fn new(tag: &str, subnet: u8) -> Self {
+        let a = Netns::new(&format!("{tag}-a"));
+        let b = Netns::new(&format!("{tag}-b"));
+        let veth = Veth::connect(&a, &b, subnet);
+        Self { a, b, veth }
+    }
+
+    fn netns_a(&self) -> String {
+        self.a.inode().to_string()
+    }
+
+    fn netns_b(&self) -> String {
+        self.b.inode().to_string()
+    }
+
+    fn udp_receiver(&self, port: u16) -> UdpSocket {
+        let addr = format!("{}:{port}", self.veth.b_ip);
+        let socket = self.b.run(move || UdpSocket::bind(addr).unwrap());
+        socket
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        socket
+    }
+}
+
+fn traffic(m: &Metrics, family: &str, netns: &str, dev: &str, dir: &str) -> u64 {
+    m.counter(
+        family,
+        &[("netns", netns), ("interface", dev), ("direction", dir)],
+    )
+}
+
+/// UDP across the pair: both ends' packet counts equal the kernel's; bytes equal on transmit
+/// and differ by exactly the Ethernet header per packet on receive.
+fn check_udp_counts(agent: &Agent, pair: &Pair) {
+    const COUNT: u64 = 150;
+    let receiver = pair.udp_receiver(9000);
+    let (a_dev, b_dev) = (&pair.veth.a_dev, &pair.veth.b_dev);
+    let (ka0, kb0) = (pair.a.link_stats(a_dev), pair.b.link_stats(b_dev));
+    let m0 = agent.fresh_metrics();
+    send_udp(
+        &pair.a,
+        &pair.veth.a_ip,
+        &format!("{}:9000", pair.veth.b_ip),
+        COUNT,
+        64,
+    );
+    let mut buf = [0u8; 2048];
+    for _ in 0..COUNT {
+        receiver.recv(&mut buf).expect("every datagram arrives");
+    }
+    let (ka1, kb1) = (pair.a.link_stats(a_dev), pair.b.link_stats(b_dev));
+    let m1 = agent.fresh_metrics();
+    let (na, nb) = (pair.netns_a(), pair.netns_b());
+    let delta = |family, netns: &str, dev, dir| {
+        traffic(&m1, family, netns, dev, dir) - traffic(&m0, family, netns, dev, dir)
+    };
+    let packets = "netmon_kernel_packets_total";
+    let bytes = "netmon_kernel_bytes_total";
+    assert_eq!(ka1.tx_packets - ka0.tx_packets, COUNT);
+    assert_eq!(
+        delta(packets, &na, a_dev, "tx"),
+        ka1.tx_packets - ka0.tx_packets
+    );
+    assert_eq!(
+        delta(packets, &nb, b_dev, "rx"),
+        kb1.rx_packets - kb0.rx_packets
+    );
+    assert_eq!(delta(bytes, &na, a_dev, "tx"), ka1.tx_bytes - ka0.tx_bytes);
+    assert_eq!(
+        delta(bytes, &nb, b_dev, "rx"),
+        kb1.rx_bytes - kb0.rx_bytes - COUNT * ETH_HEADER
+    );
+}
+
+/// A firewall rule dropping M datagrams gives M `NETFILTER_DROP` drops on the receiving
+/// interface and namespace; datagrams to a closed port give `NO_SOCKET` drops.
+fn check_drops(agent: &Agent, pair: &Pair) {
+    const FIREWALLED: u64 = 40;
+    const CLOSED: u64 = 25;
+    pair.b.exec(&[
+        "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9100", "-j", "DROP",
+    ]);
+    let nb = pair.netns_b();
+    let dev = pair.veth.b_dev.as_str();
+    let drops = |m: &Metrics, reason: &str| {
+        m.counter(
+            "netmon_kernel_drops_total",
+            &[
+                ("netns", &nb),
+                ("interface", dev),
+                ("reason", reason),
+                ("protocol", "ipv4"),
+            ],
+        )
+    };
+    let (netfilter, no_socket) = ("NETFILTER_DROP", "NO_SOCKET");
+    let m0 = agent.fresh_metrics();
+    let to = format!("{}:9100", pair.veth.b_ip);
+    send_udp(&pair.a, &pair.veth.a_ip, &to, FIREWALLED, 32);
+    thread::sleep(Duration::from_millis(100));
+    let m1 = agent.fresh_metrics();
+    let to = format!("{}:9101", pair.veth.b_ip);
+    send_udp(&pair.a, &pair.veth.a_ip, &to, CLOSED, 32);
+    thread::sleep(Duration::from_millis(100));
+    let m2 = agent.fresh_metrics();
+    assert_eq!(drops(&m1, netfilter) - drops(&m0, netfilter), FIREWALLED);
+    assert_eq!(drops(&m2, no_socket) - drops(&m1, no_socket), CLOSED);
+}
+
+/// K TCP connections opened, used and closed between the namespaces: exact transition counts
+/// and K handshake samples on each side; a connection to a closed port counts a reset.
+fn check_tcp(agent: &Agent, pair: &Pair) {
+    const K: u64 = 12;
+    let server_addr = format!("{}:8000", pair.veth.b_ip);
+    let m0 = agent.fresh_metrics();
+    let listener = {
+        let addr = server_addr.clone();
+        pair.b.run(move || TcpListener::bind(addr).unwrap())
+    };
+    let server = thread::spawn(move || {
+        for _ in 0..K {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 5];
+            stream.read_exact(&mut buf).unwrap();
+            stream.write_all(&buf).unwrap();
+            // Wait for the client's close, then close: an orderly four-way shutdown.
+            let _ = stream.read(&mut buf);
+        }
+    });
+    let (to, closed) = (server_addr.clone(), format!("{}:8001", pair.veth.b_ip));
+    let refused = pair.a.run(move || {
+        for _ in 0..K {
+            let mut stream = TcpStream::connect(&to).unwrap();
+            stream.write_all(b"hello").unwrap();
+            let mut buf = [0u8; 5];
+            stream.read_exact(&mut buf).unwrap();
+        }
+        TcpStream::connect(&closed).is_err()
+    });
+    assert!(refused, "the closed port refuses");
+    server.join().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let m1 = agent.fresh_metrics();
+
+    let (na, nb) = (pair.netns_a(), pair.netns_b());
+    let transition = |netns: &str, from: &str, to: &str| {
+        let labels = [
+            ("netns", netns),
+            ("family", "inet"),
+            ("from", from),
+            ("to", to),
+        ];
+        m1.counter("netmon_tcp_state_transitions_total", &labels)
+            - m0.counter("netmon_tcp_state_transitions_total", &labels)
+    };
+    // The client: K connections plus the refused one.
+    assert_eq!(transition(&na, "CLOSE", "SYN_SENT"), K + 1);
+    assert_eq!(transition(&na, "SYN_SENT", "ESTABLISHED"), K);
+    assert_eq!(transition(&na, "SYN_SENT", "CLOSE"), 1);
+    assert_eq!(transition(&na, "ESTABLISHED", "FIN_WAIT1"), K);
+    assert_eq!(transition(&na, "FIN_WAIT1", "FIN_WAIT2"), K);
+    // The server: its listener, then K passive opens closed by the peer.
+    assert_eq!(transition(&nb, "CLOSE", "LISTEN"), 1);
+    assert_eq!(transition(&nb, "SYN_RECV", "ESTABLISHED"), K);
+    assert_eq!(transition(&nb, "ESTABLISHED", "CLOSE_WAIT"), K);
+    assert_eq!(transition(&nb, "CLOSE_WAIT", "LAST_ACK"), K);
+    assert_eq!(transition(&nb, "LAST_ACK", "CLOSE"), K);
+    // The listener closes when the server thread drops it.
+    assert_eq!(transition(&nb, "LISTEN", "CLOSE"), 1);
+
+    let handshakes = |m: &Metrics, netns: &str, open: &str| {
+        m.counter(
+            "netmon_tcp_handshake_duration_seconds_count",
+            &[("netns", netns), ("open", open)],
+        )
+    };
+    assert_eq!(
+        handshakes(&m1, &na, "active") - handshakes(&m0, &na, "active"),
+        K
+    );
+    assert_eq!(
+        handshakes(&m1, &nb, "passive") - handshakes(&m0, &nb, "passive"),
+        K
+    );
+    let resets =
+        |m: &Metrics, direction| m.counter("netmon_tcp_resets_total", &[("direction", direction)]);
+    assert!(
+        resets(&m1, "sent") > resets(&m0, "sent"),
+        "the refusal sent a reset"
+    );
+    assert!(
+        resets(&m1, "received") > resets(&m0, "received"),
+        "the client received the reset"
+    );
+}
+
+#[test]
+fn best_methods_count_exactly() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let m = agent.fresh_metrics();
+    for probe in [
+        "net_dev_xmit",
+        "netif_receive_skb",
+        "kfree_skb",
+        "inet_sock_set_state",
+        "tcp_retransmit_skb",
+        "tcp_send_reset",
+        "tcp_receive_reset",
+    ] {
+        assert_eq!(
+            m.value(
+                "netmon_probe_attached",
+                &[("probe", probe), ("method", "tp_btf")]
+            ),
+            Some(1.0),
+            "{probe} attaches as tp_btf on a kernel with BTF"
+        );
+    }
+    let pair = Pair::new("best", 210);
+    check_udp_counts(&agent, &pair);
+    check_drops(&agent, &pair);
+    check_tcp(&agent, &pair);
+
+    let drops: serde_json::Value = serde_json::from_str(&agent.get("/api/v1/drops").body).unwrap();
+    assert!(
+        drops["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["reason"] == "NETFILTER_DROP" && d["interface"] == "nmb210"),
+        "{drops}"
+    );
+    let tcp: serde_json::Value = serde_json::from_str(&agent.get("/api/v1/tcp").body).unwrap();
+    assert!(tcp["transitions"].as_array().unwrap().len() > 5, "{tcp}");
+}
+
+fn forced_config(method: &str, hooks: &[&str]) -> ConfigFile {
+    let mut text = String::from("[probe_methods]\n");
+    for hook in hooks {
+        text.push_str(&format!("{hook} = \"{method}\"\n"));
+    }
+    ConfigFile::new(&text)
+}
+
+const ALL_HOOKS: [&str; 7] = [
+    "net_dev_xmit",
+    "netif_receive_skb",
+    "kfree_skb",
+    "inet_sock_set_state",
+    "tcp_retransmit_skb",
+    "tcp_send_reset",
+    "tcp_receive_reset",
+];
+
+#[test]
+fn raw_tracepoints_count_exactly() {
+    require_root();
+    let config = forced_config("raw_tp", &ALL_HOOKS);
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let m = agent.fresh_metrics();
+    for probe in ALL_HOOKS {
+        assert_eq!(
+            m.value(
+                "netmon_probe_attached",
+                &[("probe", probe), ("method", "raw_tp")]
+            ),
+            Some(1.0)
+        );
+    }
+    let pair = Pair::new("raw", 211);
+    check_udp_counts(&agent, &pair);
+    check_drops(&agent, &pair);
+    check_tcp(&agent, &pair);
+}
+
+#[test]
+fn classic_tracepoints_count_exactly() {
+    require_root();
+    let config = forced_config("tracepoint", &ALL_HOOKS);
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let m = agent.fresh_metrics();
+    for probe in ALL_HOOKS {
+        assert_eq!(
+            m.value(
+                "netmon_probe_attached",
+                &[("probe", probe), ("method", "tracepoint")]
+            ),
+            Some(1.0)
+        );
+    }
+    let pair = Pair::new("classic", 212);
+    check_udp_counts(&agent, &pair);
+    check_drops(&agent, &pair);
+    check_tcp(&agent, &pair);
+}
+
+#[test]
+fn kprobe_fallback_is_reported_where_the_kernel_has_no_kprobes() {
+    require_root();
+    let config = forced_config("kprobe", &["kfree_skb", "inet_sock_set_state"]);
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let m = agent.fresh_metrics();
+    let kprobes = Path::new("/sys/kernel/tracing/kprobe_events").exists()
+        || Path::new("/sys/kernel/debug/tracing/kprobe_events").exists();
+    if kprobes {
+        eprintln!("this kernel has kprobes: checking the fallback counts");
+        for probe in ["kfree_skb", "inet_sock_set_state"] {
+            assert_eq!(
+                m.value(
+                    "netmon_probe_attached",
+                    &[("probe", probe), ("method", "kprobe")]
+                ),
+                Some(1.0)
+            );
+        }
+        let pair = Pair::new("kprobe", 213);
+        check_tcp(&agent, &pair);
+        return;
+    }
+    eprintln!("this kernel has no kprobes (CONFIG_KPROBES unset): checking the report");
+    for probe in ["kfree_skb", "inet_sock_set_state"] {
+        assert_eq!(
+            m.value(
+                "netmon_probe_attached",
+                &[("probe", probe), ("method", "none")]
+            ),
+            Some(0.0)
+        );
+    }
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    let drop_probe = status["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["probe"] == "kfree_skb")
+        .unwrap();
+    assert_eq!(drop_probe["failures"][0]["method"], "kprobe");
+    assert!(
+        drop_probe["failures"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("kprobe"),
+        "{drop_probe}"
+    );
+    // The agent keeps running, and the hooks not forced still count.
+    assert_eq!(
+        m.value(
+            "netmon_probe_attached",
+            &[("probe", "net_dev_xmit"), ("method", "tp_btf")]
+        ),
+        Some(1.0)
+    );
+    let pair = Pair::new("kprobe", 213);
+    check_udp_counts(&agent, &pair);
+}
+
+#[test]
+fn same_interface_index_in_two_namespaces_gives_two_series() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let (a1, b1) = (Netns::new("idx-a1"), Netns::new("idx-b1"));
+    let (a2, b2) = (Netns::new("idx-a2"), Netns::new("idx-b2"));
+    let v1 = Veth::connect_named(&a1, &b1, 214, "nmsame", "nmpeer");
+    let v2 = Veth::connect_named(&a2, &b2, 215, "nmsame", "nmpeer");
+    assert_eq!(a1.ifindex("nmsame"), a2.ifindex("nmsame"));
+    send_udp(&a1, &v1.a_ip, &format!("{}:9", v1.b_ip), 10, 16);
+    send_udp(&a2, &v2.a_ip, &format!("{}:9", v2.b_ip), 20, 16);
+    let m = agent.fresh_metrics();
+    let series = m.find(
+        "netmon_kernel_packets_total",
+        &[("interface", "nmsame"), ("direction", "tx")],
+    );
+    assert_eq!(series.len(), 2, "{series:?}");
+    let (n1, n2) = (a1.inode().to_string(), a2.inode().to_string());
+    assert_eq!(
+        traffic(&m, "netmon_kernel_packets_total", &n1, "nmsame", "tx"),
+        10
+    );
+    assert_eq!(
+        traffic(&m, "netmon_kernel_packets_total", &n2, "nmsame", "tx"),
+        20
+    );
+}
+
+#[test]
+fn counters_of_vanished_namespaces_are_removed() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let pair = Pair::new("gone", 216);
+    send_udp(
+        &pair.a,
+        &pair.veth.a_ip,
+        &format!("{}:9", pair.veth.b_ip),
+        5,
+        16,
+    );
+    let netns = pair.netns_a();
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        m.find("netmon_kernel_packets_total", &[("netns", &netns)])
+            .len(),
+        2
+    );
+    let entries_before = m.counter("netmon_probe_map_entries", &[("map", "traffic")]);
+    drop(pair);
+    // The kernel frees a namespace asynchronously: allow a few polls.
+    let mut m = agent.fresh_metrics();
+    for _ in 0..50 {
+        if m.find("netmon_kernel_packets_total", &[("netns", &netns)])
+            .is_empty()
+        {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+        m = agent.fresh_metrics();
+    }
+    assert!(
+        m.find("netmon_kernel_packets_total", &[("netns", &netns)])
+            .is_empty()
+    );
+    let entries_after = m.counter("netmon_probe_map_entries", &[("map", "traffic")]);
+    assert!(
+        entries_after + 2 <= entries_before,
+        "map entries {entries_before} -> {entries_after}"
+    );
+}
+
+#[test]
+fn a_full_traffic_map_is_counted() {
+    require_root();
+    let config = ConfigFile::new("max_tracked_interfaces = 1\n");
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let pair = Pair::new("full", 217);
+    // Loopback (the agent's own scrapes) or this pair takes the one slot; the rest overflow.
+    send_udp(
+        &pair.a,
+        &pair.veth.a_ip,
+        &format!("{}:9", pair.veth.b_ip),
+        5,
+        16,
+    );
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        m.counter("netmon_probe_map_entries", &[("map", "traffic")]),
+        1
+    );
+    assert!(m.counter("netmon_probe_map_full_total", &[("map", "traffic")]) >= 5);
+}
