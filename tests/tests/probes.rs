@@ -470,3 +470,60 @@ fn a_full_traffic_map_is_counted() {
     );
     assert!(m.counter("netmon_probe_map_full_total", &[("map", "traffic")]) >= 5);
 }
+
+/// `RetransSegs` of a namespace, from its own `/proc/net/snmp`.
+fn retrans_segs(ns: &Netns) -> u64 {
+    let snmp = ns.exec(&["cat", "/proc/net/snmp"]);
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next().unwrap(), tcp.next().unwrap());
+    let column = names
+        .split_whitespace()
+        .position(|n| n == "RetransSegs")
+        .unwrap();
+    values
+        .split_whitespace()
+        .nth(column)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn retransmits_match_the_kernel() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let pair = Pair::new("retrans", 218);
+    let server_addr = format!("{}:8002", pair.veth.b_ip);
+    let listener = {
+        let addr = server_addr.clone();
+        pair.b.run(move || TcpListener::bind(addr).unwrap())
+    };
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).unwrap();
+        buf
+    });
+    let client = pair.a.run(move || TcpStream::connect(server_addr).unwrap());
+    let rule = ["INPUT", "-p", "tcp", "--dport", "8002", "-j", "DROP"];
+    let with = |op: &str| {
+        let mut args = vec!["iptables", op];
+        args.extend(rule);
+        pair.b.exec(&args);
+    };
+    let (m0, r0) = (agent.fresh_metrics(), retrans_segs(&pair.a));
+    with("-A");
+    (&client).write_all(b"ping").unwrap();
+    // The segment is dropped; the client retransmits after 200 ms, 400 ms, 800 ms...
+    thread::sleep(Duration::from_millis(1500));
+    with("-D");
+    assert_eq!(&server.join().unwrap(), b"ping");
+    let (r1, m1) = (retrans_segs(&pair.a), agent.fresh_metrics());
+    let kernel = r1 - r0;
+    assert!(kernel >= 2, "the kernel retransmitted {kernel} times");
+    assert_eq!(
+        m1.counter("netmon_tcp_retransmits_total", &[])
+            - m0.counter("netmon_tcp_retransmits_total", &[]),
+        kernel
+    );
+}
