@@ -1,14 +1,19 @@
 //! The poll: one pass over every collector, producing a Snapshot.
 use std::{
+    collections::BTreeMap,
     os::unix::fs::MetadataExt as _,
-    time::{Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
-    host::{interfaces, netns},
-    model::{CollectorRun, KernelCounters, Snapshot},
+    host::{addresses, interfaces, netns, processes::SocketOwners, sockets},
+    model::{CollectorRun, KernelCounters, ListeningSocket, Snapshot},
     probes::{ProbeSettings, Probes},
 };
+
+/// How long socket owners found in `/proc` are trusted before the descriptor tables are read
+/// again; a listener the agent has not seen before triggers a read at once.
+const OWNER_RESCAN: Duration = Duration::from_secs(30);
 
 /// Inode of the agent's own network namespace.
 pub fn own_netns() -> u32 {
@@ -17,18 +22,34 @@ pub fn own_netns() -> u32 {
         .unwrap_or(0)
 }
 
+/// What the operator can tell the host collectors.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostSettings {
+    /// Capacity in Mbit/s per interface name, for links that report no speed (or a wrong one).
+    pub link_capacity_mbps: BTreeMap<String, u64>,
+}
+
 /// Owns the kernel programs and collects snapshots. Dropping it detaches the programs.
 pub struct Poller {
     probes: Probes,
+    host: HostSettings,
+    owners: SocketOwners,
     started: Instant,
 }
 
 impl Poller {
-    pub fn new(settings: &ProbeSettings) -> Self {
+    pub fn new(probes: &ProbeSettings, host: HostSettings) -> Self {
         Self {
-            probes: Probes::start(settings),
+            probes: Probes::start(probes),
+            host,
+            owners: SocketOwners::new(OWNER_RESCAN),
             started: Instant::now(),
         }
+    }
+
+    /// Replaces the host settings (after a configuration reload).
+    pub fn set_host_settings(&mut self, host: HostSettings) {
+        self.host = host;
     }
 
     pub fn probes(&self) -> &Probes {
@@ -55,6 +76,30 @@ impl Poller {
         {
             snapshot.interfaces = interfaces;
         }
+        if let Some(addresses) = run(&mut snapshot.collectors, "addresses", addresses::read_all) {
+            for interface in &mut snapshot.interfaces {
+                interface.addresses = addresses
+                    .get(&interface.ifindex)
+                    .cloned()
+                    .unwrap_or_default();
+            }
+        }
+        for interface in &mut snapshot.interfaces {
+            interface.capacity_mbps = self
+                .host
+                .link_capacity_mbps
+                .get(&interface.name)
+                .copied()
+                .or(interface.speed_mbps);
+        }
+        if let Some(states) = run(&mut snapshot.collectors, "connections", sockets::tcp_states) {
+            snapshot.connections = states;
+        }
+        if let Some(listening) = run(&mut snapshot.collectors, "listening", || {
+            self.listening()
+        }) {
+            snapshot.listening = listening;
+        }
         if let Some(kernel) = run(&mut snapshot.collectors, "probes", || self.probes.read()) {
             snapshot.kernel = kernel;
         }
@@ -65,6 +110,21 @@ impl Poller {
         }
         snapshot.poll_duration_seconds = begin.elapsed().as_secs_f64();
         snapshot
+    }
+
+    fn listening(&mut self) -> anyhow::Result<Vec<ListeningSocket>> {
+        let listeners = sockets::listeners()?;
+        let inodes = listeners.iter().map(|l| l.inode).collect();
+        let owners = self.owners.owners(&inodes);
+        Ok(listeners
+            .into_iter()
+            .map(|l| ListeningSocket {
+                protocol: l.protocol,
+                address: l.address.to_string(),
+                port: l.port,
+                processes: owners.get(&l.inode).cloned().unwrap_or_default(),
+            })
+            .collect())
     }
 
     /// Gives the kernel counters their interface names, in whatever namespace they are, and

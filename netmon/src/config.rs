@@ -4,12 +4,16 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Deserializer};
 
-use crate::probes::{AttachMethod, Hook, ProbeSettings};
+use crate::{
+    collect::HostSettings,
+    probes::{AttachMethod, Hook, ProbeSettings},
+};
 
 /// Default listen address: loopback only. Exposing the agent is the operator's choice.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_HISTORY_LENGTH: usize = 150;
+pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +30,11 @@ pub struct Config {
     /// Interfaces (over all namespaces) the kernel programs keep counters for; traffic of
     /// more is counted in `netmon_probe_map_full_total`.
     pub max_tracked_interfaces: u32,
+    /// Capacity in Mbit/s per interface name, for utilization of links that report no speed.
+    pub link_capacity_mbps: BTreeMap<String, u64>,
+    /// Window over which the API's rates and aggregates are computed.
+    #[serde(deserialize_with = "duration")]
+    pub rate_window: Duration,
 }
 
 impl Default for Config {
@@ -38,6 +47,8 @@ impl Default for Config {
             history_length: DEFAULT_HISTORY_LENGTH,
             probe_methods: BTreeMap::new(),
             max_tracked_interfaces: ProbeSettings::default().max_tracked_interfaces,
+            link_capacity_mbps: BTreeMap::new(),
+            rate_window: DEFAULT_RATE_WINDOW,
         }
     }
 }
@@ -78,7 +89,16 @@ impl Config {
         }
     }
 
+    pub fn host_settings(&self) -> HostSettings {
+        HostSettings {
+            link_capacity_mbps: self.link_capacity_mbps.clone(),
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some((name, _)) = self.link_capacity_mbps.iter().find(|(_, c)| **c == 0) {
+            bail!("link_capacity_mbps.{name} must be more than 0");
+        }
         if self.max_tracked_interfaces == 0 {
             bail!("max_tracked_interfaces must be at least 1");
         }

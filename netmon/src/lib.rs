@@ -6,4 +6,5 @@ pub mod host;
 pub mod model;
 pub mod names;
 pub mod probes;
+pub mod rates;
 pub mod serve;

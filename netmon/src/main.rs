@@ -80,11 +80,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .block_on(serve::run(config))
         }
         Command::Snapshot { json } => {
-            let snapshot = Poller::new(&Default::default()).poll();
+            let snapshot = Poller::new(&Default::default(), Default::default()).poll();
             if json {
                 println!("{}", serde_json::to_string_pretty(&snapshot)?);
             } else {
-                print!("{}", netmon::export::metrics::render_text(&snapshot)?);
+                print!("{}", netmon::export::table::render(&snapshot));
             }
             Ok(())
         }

@@ -1,11 +1,15 @@
 //! The Snapshot (one consistent picture of the host, taken by one poll) and the History of
 //! snapshots from which rates are computed. No I/O here.
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, VecDeque},
+    sync::Arc,
+    time::Duration,
+};
 
 use netmon_common::{DropKey, InterfaceKey};
 use serde::Serialize;
 
-use crate::probes::ProbeStatus;
+use crate::{host::processes::Owner, probes::ProbeStatus};
 
 /// Kernel counters of one interface, as `ip -s link` shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -35,6 +39,33 @@ pub struct Interface {
     pub duplex: Option<String>,
     pub mac: String,
     pub counters: InterfaceCounters,
+    /// IPv4 and IPv6 addresses.
+    pub addresses: Vec<Address>,
+    /// Capacity used for utilization, in Mbit/s: the configured capacity if there is one,
+    /// else the link speed.
+    pub capacity_mbps: Option<u64>,
+}
+
+/// An IPv4 or IPv6 address of an interface.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Address {
+    /// `inet` or `inet6`.
+    pub family: &'static str,
+    pub address: String,
+    pub prefix_length: u8,
+    pub netmask: String,
+    /// IPv4 broadcast address, when the interface has one.
+    pub broadcast: Option<String>,
+}
+
+/// A socket waiting for peers, and the processes holding it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ListeningSocket {
+    /// `tcp` or `udp`.
+    pub protocol: &'static str,
+    pub address: String,
+    pub port: u16,
+    pub processes: Vec<Owner>,
 }
 
 /// Traffic counted by the kernel programs for one interface, in any namespace.
@@ -147,6 +178,9 @@ pub struct Snapshot {
     #[serde(skip)]
     pub monotonic_seconds: f64,
     pub interfaces: Vec<Interface>,
+    /// TCP sockets by state (all eleven states, IPv4 and IPv6).
+    pub connections: BTreeMap<&'static str, u64>,
+    pub listening: Vec<ListeningSocket>,
     pub kernel: KernelCounters,
     pub probes: Vec<ProbeStatus>,
     /// Why the kernel programs could not be loaded at all, when they could not.

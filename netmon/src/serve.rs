@@ -17,7 +17,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let shared = Arc::new(Shared::new(config.history_length));
+    let shared = Arc::new(Shared::new(config.history_length, config.rate_window));
 
     // The poll loop owns the kernel programs on its own thread; it publishes one snapshot
     // before the server starts, so that no scrape sees an empty picture.
@@ -28,7 +28,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let poll_thread = thread::Builder::new()
         .name("netmon-poll".into())
         .spawn(move || {
-            let mut poller = Poller::new(&poll_config.probe_settings());
+            let mut poller = Poller::new(&poll_config.probe_settings(), poll_config.host_settings());
             poll_shared.publish(poller.poll());
             let _ = ready_tx.send(());
             // A message or a dropped sender both mean stop.

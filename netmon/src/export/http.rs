@@ -1,9 +1,12 @@
 //! The HTTP server's routes. Handlers read the newest snapshot; none of them collects.
-use std::sync::{Arc, RwLock};
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Path, State},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -12,21 +15,32 @@ use serde_json::json;
 
 use crate::{
     export::metrics,
-    model::{History, Snapshot},
+    model::{History, Interface, Snapshot},
+    rates::{self, InterfaceRates, Summary},
 };
 
 /// What the poll loop publishes and the handlers read.
 pub struct Shared {
     latest: RwLock<Arc<Snapshot>>,
     history: RwLock<History>,
+    rate_window: RwLock<Duration>,
 }
 
 impl Shared {
-    pub fn new(history_length: usize) -> Self {
+    pub fn new(history_length: usize, rate_window: Duration) -> Self {
         Self {
             latest: RwLock::new(Arc::new(Snapshot::default())),
             history: RwLock::new(History::new(history_length)),
+            rate_window: RwLock::new(rate_window),
         }
+    }
+
+    /// Rates over the configured window, from the History.
+    pub fn summary(&self) -> Option<Summary> {
+        let window = self.rate_window.read().map(|w| *w).unwrap_or_default();
+        let history = self.history.read().ok()?;
+        let (old, new) = history.window(window)?;
+        rates::summarize(old, new)
     }
 
     pub fn publish(&self, snapshot: Snapshot) {
@@ -52,6 +66,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/status", get(status_handler))
+        .route("/api/v1/interfaces", get(interfaces_handler))
+        .route("/api/v1/interfaces/{name}", get(interface_handler))
+        .route("/api/v1/connections", get(connections_handler))
+        .route("/api/v1/listening", get(listening_handler))
+        .route("/api/v1/summary", get(summary_handler))
         .route("/api/v1/traffic", get(traffic_handler))
         .route("/api/v1/drops", get(drops_handler))
         .route("/api/v1/tcp", get(tcp_handler))
@@ -107,4 +126,75 @@ async fn tcp_handler(State(shared): State<Arc<Shared>>) -> Response {
         "resets_received": kernel.tcp_resets_received,
     }))
     .into_response()
+}
+
+/// An interface with its rates over the window, when there are two snapshots in it.
+#[derive(serde::Serialize)]
+struct InterfaceView<'a> {
+    #[serde(flatten)]
+    interface: &'a Interface,
+    rates: Option<&'a InterfaceRates>,
+}
+
+fn interface_views<'a>(
+    snapshot: &'a Snapshot,
+    summary: Option<&'a Summary>,
+) -> Vec<InterfaceView<'a>> {
+    snapshot
+        .interfaces
+        .iter()
+        .map(|interface| InterfaceView {
+            interface,
+            rates: summary.and_then(|s| {
+                s.per_interface
+                    .iter()
+                    .find(|r| r.interface == interface.name)
+            }),
+        })
+        .collect()
+}
+
+async fn interfaces_handler(State(shared): State<Arc<Shared>>) -> Response {
+    let (snapshot, summary) = (shared.latest(), shared.summary());
+    items(&interface_views(&snapshot, summary.as_ref()))
+}
+
+async fn interface_handler(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Response {
+    let (snapshot, summary) = (shared.latest(), shared.summary());
+    match interface_views(&snapshot, summary.as_ref())
+        .into_iter()
+        .find(|view| view.interface.name == name)
+    {
+        Some(view) => Json(view).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            &format!("no interface named {name:?}"),
+        ),
+    }
+}
+
+async fn connections_handler(State(shared): State<Arc<Shared>>) -> Response {
+    let snapshot = shared.latest();
+    Json(json!({
+        "states": snapshot.connections,
+        "total": snapshot.connections.values().sum::<u64>(),
+    }))
+    .into_response()
+}
+
+async fn listening_handler(State(shared): State<Arc<Shared>>) -> Response {
+    items(&shared.latest().listening)
+}
+
+async fn summary_handler(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.summary() {
+        Some(summary) => Json(summary).into_response(),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not enough snapshots yet for rates; try again after the next poll",
+        ),
+    }
 }

@@ -153,10 +153,87 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
             speed.sample(&[("interface", name)], mbps as f64 * 1_000_000.0 / 8.0);
         }
     }
+    let mut capacity = Family::new(
+        "netmon_network_capacity_bytes",
+        "Capacity used for utilization in bytes per second: the configured link capacity, else \
+         the link speed; absent when neither is known.",
+        MetricType::GAUGE,
+    );
+    let mut addresses = Family::new(
+        "netmon_network_address_info",
+        "IPv4 and IPv6 addresses of the interfaces; the value is always 1.",
+        MetricType::GAUGE,
+    );
+    for interface in &snapshot.interfaces {
+        if let Some(mbps) = interface.capacity_mbps {
+            capacity.sample(
+                &[("interface", &interface.name)],
+                mbps as f64 * 1_000_000.0 / 8.0,
+            );
+        }
+        for address in &interface.addresses {
+            addresses.sample(
+                &[
+                    ("interface", &interface.name),
+                    ("family", address.family),
+                    ("address", &address.address),
+                    ("prefix_length", &address.prefix_length.to_string()),
+                    ("broadcast", address.broadcast.as_deref().unwrap_or("")),
+                ],
+                1.0,
+            );
+        }
+    }
     push(info);
     push(up);
     push(mtu);
     push(speed);
+    push(capacity);
+    push(addresses);
+
+    let mut connections = Family::new(
+        "netmon_network_connections",
+        "TCP sockets by state, IPv4 and IPv6, from the kernel's socket dump.",
+        MetricType::GAUGE,
+    );
+    for (state, count) in &snapshot.connections {
+        connections.sample(&[("status", state)], *count as f64);
+    }
+    push(connections);
+
+    let mut listening = Family::new(
+        "netmon_listening_socket_info",
+        "Listening TCP and bound UDP sockets with the processes holding them; the value is \
+         always 1. pid and process are empty when no process could be found.",
+        MetricType::GAUGE,
+    );
+    for socket in &snapshot.listening {
+        let port = socket.port.to_string();
+        let labels = |pid: &str, process: &str| {
+            [
+                ("protocol", socket.protocol),
+                ("address", socket.address.as_str()),
+                ("port", port.as_str()),
+                ("pid", pid),
+                ("process", process),
+            ]
+            .map(|(k, v)| (k, v.to_string()))
+        };
+        let owners: Vec<[(&str, String); 5]> = if socket.processes.is_empty() {
+            vec![labels("", "")]
+        } else {
+            socket
+                .processes
+                .iter()
+                .map(|p| labels(&p.pid.to_string(), &p.name))
+                .collect()
+        };
+        for owner in owners {
+            let pairs: Vec<(&str, &str)> = owner.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            listening.sample(&pairs, 1.0);
+        }
+    }
+    push(listening);
 
     // Counted by the kernel programs, in every namespace.
     let kernel = &snapshot.kernel;
@@ -396,6 +473,7 @@ mod tests {
                     tx_packets: 7,
                     ..Default::default()
                 },
+                ..Default::default()
             }],
             ..Default::default()
         };

@@ -1,3 +1,4 @@
 //! Outputs: Prometheus exposition and the HTTP server. Nothing here collects.
 pub mod http;
 pub mod metrics;
+pub mod table;

@@ -61,6 +61,8 @@ pub fn read_interface(dir: &Path) -> anyhow::Result<Interface> {
         mac: read_trimmed(&dir.join("address")).unwrap_or_default(),
         counters,
         name,
+        addresses: Vec::new(),
+        capacity_mbps: None,
     })
 }
 

@@ -1,4 +1,7 @@
 //! What the kernel already knows about this host: interfaces and their counters.
+pub mod addresses;
 pub mod interfaces;
 pub mod netlink;
 pub mod netns;
+pub mod processes;
+pub mod sockets;

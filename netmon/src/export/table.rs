@@ -1,0 +1,166 @@
+//! `netmon snapshot` as readable tables.
+use std::fmt::Write as _;
+
+use crate::model::Snapshot;
+
+/// Left-aligned columns, each as wide as its widest cell.
+fn table(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let _ = writeln!(out, "{title}");
+    let _ = writeln!(out, "{}", line(header.to_vec()));
+    for row in rows {
+        let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+    }
+    let _ = writeln!(out);
+}
+
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    let optional = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    let rows: Vec<Vec<String>> = snapshot
+        .interfaces
+        .iter()
+        .map(|i| {
+            let c = &i.counters;
+            vec![
+                i.name.clone(),
+                i.operstate.clone(),
+                i.mtu.to_string(),
+                optional(i.speed_mbps.map(|s| s.to_string())),
+                optional(i.duplex.clone()),
+                i.mac.clone(),
+                c.rx_bytes.to_string(),
+                c.rx_packets.to_string(),
+                c.rx_errors.to_string(),
+                c.rx_dropped.to_string(),
+                c.tx_bytes.to_string(),
+                c.tx_packets.to_string(),
+                c.tx_errors.to_string(),
+                c.tx_dropped.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        "INTERFACES",
+        &[
+            "NAME", "STATE", "MTU", "MBPS", "DUPLEX", "MAC", "RX_BYTES", "RX_PKTS", "RX_ERR",
+            "RX_DROP", "TX_BYTES", "TX_PKTS", "TX_ERR", "TX_DROP",
+        ],
+        &rows,
+    );
+
+    let rows: Vec<Vec<String>> = snapshot
+        .interfaces
+        .iter()
+        .flat_map(|i| {
+            i.addresses.iter().map(|a| {
+                vec![
+                    i.name.clone(),
+                    a.family.to_string(),
+                    format!("{}/{}", a.address, a.prefix_length),
+                    a.netmask.clone(),
+                    optional(a.broadcast.clone()),
+                ]
+            })
+        })
+        .collect();
+    table(
+        &mut out,
+        "ADDRESSES",
+        &["INTERFACE", "FAMILY", "ADDRESS", "NETMASK", "BROADCAST"],
+        &rows,
+    );
+
+    let rows: Vec<Vec<String>> = snapshot
+        .connections
+        .iter()
+        .map(|(state, count)| vec![state.to_string(), count.to_string()])
+        .collect();
+    table(&mut out, "TCP CONNECTIONS", &["STATE", "COUNT"], &rows);
+
+    let rows: Vec<Vec<String>> = snapshot
+        .listening
+        .iter()
+        .map(|l| {
+            let processes = l
+                .processes
+                .iter()
+                .map(|p| format!("{}/{}", p.pid, p.name))
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                l.protocol.to_string(),
+                l.address.clone(),
+                l.port.to_string(),
+                if processes.is_empty() {
+                    "-".to_string()
+                } else {
+                    processes
+                },
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        "LISTENING",
+        &["PROTO", "ADDRESS", "PORT", "PROCESSES"],
+        &rows,
+    );
+
+    let rows: Vec<Vec<String>> = snapshot
+        .probes
+        .iter()
+        .map(|p| {
+            vec![
+                p.probe.as_str().to_string(),
+                p.method.map(|m| m.as_str()).unwrap_or("none").to_string(),
+                p.failures
+                    .last()
+                    .map(|f| f.error.clone())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&mut out, "PROBES", &["PROBE", "METHOD", "LAST ERROR"], &rows);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Interface;
+
+    #[test]
+    fn aligns_columns() {
+        let snapshot = Snapshot {
+            interfaces: vec![Interface {
+                name: "a-long-name".into(),
+                operstate: "up".into(),
+                mtu: 1500,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = render(&snapshot);
+        let mut lines = text.lines().skip(1);
+        let (header, row) = (lines.next().unwrap(), lines.next().unwrap());
+        assert_eq!(header.find("STATE"), row.find("up"));
+        assert!(row.starts_with("a-long-name  up"));
+    }
+}

@@ -1,0 +1,127 @@
+//! Sockets from the kernel's socket dump (sock_diag over netlink): TCP connections by state
+//! and listening sockets, IPv4 and IPv6.
+use std::{collections::BTreeMap, net::IpAddr};
+
+use netlink_packet_sock_diag::{
+    SockDiagMessage,
+    constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
+    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+};
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+
+use crate::{host::netlink, names};
+
+/// One socket as the dump shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DumpedSocket {
+    pub state: u8,
+    pub local: IpAddr,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub inode: u32,
+}
+
+fn dump(protocol: u8, states: StateFlags) -> anyhow::Result<Vec<DumpedSocket>> {
+    let mut sockets = Vec::new();
+    for family in [AF_INET, AF_INET6] {
+        let request = SockDiagMessage::InetRequest(InetRequest {
+            family,
+            protocol,
+            extensions: ExtensionFlags::empty(),
+            states: states.clone(),
+            socket_id: if family == AF_INET {
+                SocketId::new_v4()
+            } else {
+                SocketId::new_v6()
+            },
+        });
+        for answer in netlink::dump(NETLINK_SOCK_DIAG, request)? {
+            if let SockDiagMessage::InetResponse(response) = answer {
+                let header = &response.header;
+                sockets.push(DumpedSocket {
+                    state: header.state,
+                    local: header.socket_id.source_address,
+                    local_port: header.socket_id.source_port,
+                    remote_port: header.socket_id.destination_port,
+                    inode: header.inode,
+                });
+            }
+        }
+    }
+    Ok(sockets)
+}
+
+/// TCP sockets by state name, every one of the eleven states present (0 when none).
+pub fn tcp_states() -> anyhow::Result<BTreeMap<&'static str, u64>> {
+    let mut counts: BTreeMap<&'static str, u64> =
+        names::TCP_STATES.iter().map(|(_, name)| (*name, 0)).collect();
+    for socket in dump(IPPROTO_TCP, StateFlags::all())? {
+        // Request sockets (TCP_NEW_SYN_RECV) are half-open connections: SYN_RECV to users.
+        let state = if socket.state == 12 { 3 } else { socket.state };
+        if let Some((_, name)) = names::TCP_STATES.iter().find(|(n, _)| *n == state) {
+            *counts.entry(name).or_default() += 1;
+        }
+    }
+    Ok(counts)
+}
+
+/// A socket waiting for peers: a TCP listener, or a UDP socket bound to a port and not
+/// connected to one peer.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listener {
+    pub protocol: &'static str,
+    pub address: IpAddr,
+    pub port: u16,
+    pub inode: u32,
+}
+
+pub fn listeners() -> anyhow::Result<Vec<Listener>> {
+    let mut found = Vec::new();
+    for socket in dump(IPPROTO_TCP, StateFlags::LISTEN)? {
+        found.push(Listener {
+            protocol: "tcp",
+            address: socket.local,
+            port: socket.local_port,
+            inode: socket.inode,
+        });
+    }
+    for socket in dump(IPPROTO_UDP, StateFlags::all())? {
+        if socket.remote_port == 0 && socket.local_port != 0 {
+            found.push(Listener {
+                protocol: "udp",
+                address: socket.local,
+                port: socket.local_port,
+                inode: socket.inode,
+            });
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sees_a_listener_of_this_process() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let udp = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        let udp_port = udp.local_addr().unwrap().port();
+        let found = listeners().unwrap();
+        assert!(
+            found
+                .iter()
+                .any(|l| l.protocol == "tcp" && l.port == port && l.address.is_loopback())
+        );
+        assert!(
+            found
+                .iter()
+                .any(|l| l.protocol == "udp" && l.port == udp_port && l.address.is_ipv6())
+        );
+        let states = tcp_states().unwrap();
+        assert_eq!(states.len(), 11);
+        assert!(states["LISTEN"] >= 1);
+    }
+}
