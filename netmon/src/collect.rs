@@ -95,9 +95,7 @@ impl Poller {
         if let Some(states) = run(&mut snapshot.collectors, "connections", sockets::tcp_states) {
             snapshot.connections = states;
         }
-        if let Some(listening) = run(&mut snapshot.collectors, "listening", || {
-            self.listening()
-        }) {
+        if let Some(listening) = run(&mut snapshot.collectors, "listening", || self.listening()) {
             snapshot.listening = listening;
         }
         if let Some(kernel) = run(&mut snapshot.collectors, "probes", || self.probes.read()) {

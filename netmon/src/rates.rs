@@ -196,7 +196,12 @@ mod tests {
         }
     }
 
-    fn counters(rx_bytes: u64, rx_packets: u64, rx_errors: u64, rx_dropped: u64) -> InterfaceCounters {
+    fn counters(
+        rx_bytes: u64,
+        rx_packets: u64,
+        rx_errors: u64,
+        rx_dropped: u64,
+    ) -> InterfaceCounters {
         InterfaceCounters {
             rx_bytes,
             rx_packets,

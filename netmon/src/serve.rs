@@ -28,7 +28,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let poll_thread = thread::Builder::new()
         .name("netmon-poll".into())
         .spawn(move || {
-            let mut poller = Poller::new(&poll_config.probe_settings(), poll_config.host_settings());
+            let mut poller =
+                Poller::new(&poll_config.probe_settings(), poll_config.host_settings());
             poll_shared.publish(poller.poll());
             let _ = ready_tx.send(());
             // A message or a dropped sender both mean stop.

@@ -286,6 +286,10 @@ pub struct Agent {
     pub addr: SocketAddr,
     pub poll_interval: Duration,
     log_path: PathBuf,
+    /// The namespace the agent runs in, when not the test's own.
+    netns: Option<PathBuf>,
+    /// One kept-alive connection for every request, so that scraping adds no sockets.
+    connection: std::sync::Mutex<Option<TcpStream>>,
 }
 
 impl Agent {
@@ -297,7 +301,35 @@ impl Agent {
 
     /// Like [`Agent::start`], with the binary run by `prefix` (for instance `setpriv ...`).
     pub fn start_as(prefix: &[&str], extra: &[&str]) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::launch(prefix, extra, addr, None)
+    }
+
+    /// Starts the agent inside a test namespace: it sees that namespace's interfaces and
+    /// sockets, and the test talks to it from inside the namespace.
+    pub fn start_in(ns: &Netns, extra: &[&str]) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::launch(
+            &["ip", "netns", "exec", &ns.name],
+            extra,
+            addr,
+            Some(ns.path()),
+        )
+    }
+
+    /// Starts the agent inside `ns` listening on `ip`, and talks to it from `client`: the
+    /// scrapes then cross only the link to `ip`.
+    pub fn start_in_reached_from(ns: &Netns, ip: &str, client: &Netns, extra: &[&str]) -> Self {
+        let addr = format!("{ip}:{}", free_port()).parse().unwrap();
+        Self::launch(
+            &["ip", "netns", "exec", &ns.name],
+            extra,
+            addr,
+            Some(client.path()),
+        )
+    }
+
+    fn launch(prefix: &[&str], extra: &[&str], addr: SocketAddr, netns: Option<PathBuf>) -> Self {
         let poll_interval = Duration::from_millis(200);
         let log_path = std::env::temp_dir().join(format!(
             "netmon-test-{}-{}.log",
@@ -336,6 +368,8 @@ impl Agent {
             addr,
             poll_interval,
             log_path,
+            netns,
+            connection: std::sync::Mutex::new(None),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -361,13 +395,46 @@ impl Agent {
         self.child.as_ref().unwrap().id()
     }
 
-    pub fn try_get(&self, path: &str) -> std::io::Result<Response> {
-        http_get(self.addr, path, &[])
+    /// Opens a TCP connection to the agent, from inside its namespace if it has one.
+    pub fn connect(&self) -> std::io::Result<TcpStream> {
+        let addr = self.addr;
+        let connect = move || TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+        match &self.netns {
+            None => connect(),
+            Some(path) => {
+                let file = File::open(path)?;
+                thread::spawn(move || {
+                    // SAFETY: a valid namespace descriptor; only this short-lived thread moves.
+                    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    connect()
+                })
+                .join()
+                .unwrap()
+            }
+        }
     }
 
+    /// One request on a new connection, closed afterwards.
+    pub fn try_get(&self, path: &str) -> std::io::Result<Response> {
+        let mut stream = self.connect()?;
+        request(&mut stream, self.addr, path, &[("Connection", "close")])
+    }
+
+    /// A request on the kept-alive connection (opened again if the agent closed it).
     pub fn get(&self, path: &str) -> Response {
-        self.try_get(path)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        let mut connection = self.connection.lock().unwrap();
+        for _ in 0..2 {
+            if connection.is_none() {
+                *connection = Some(self.connect().unwrap_or_else(|e| panic!("connect: {e}")));
+            }
+            match request(connection.as_mut().unwrap(), self.addr, path, &[]) {
+                Ok(response) => return response,
+                Err(_) => *connection = None,
+            }
+        }
+        panic!("GET {path} failed twice");
     }
 
     /// Metrics from a snapshot taken after this call began.
@@ -434,16 +501,61 @@ pub fn http_get(
     headers: &[(&str, &str)],
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    let mut all = vec![("Connection", "close")];
+    all.extend_from_slice(headers);
+    request(&mut stream, addr, path, &all)
+}
+
+/// Sends a GET on `stream` and reads exactly one response (by Content-Length or chunks).
+pub fn request(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut text = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n");
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        text.push_str(&format!("{name}: {value}\r\n"));
     }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes())?;
+    text.push_str("\r\n");
+    stream.write_all(text.as_bytes())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
+    let mut buf = [0u8; 65536];
+    loop {
+        if let Some(response) = complete_response(&raw)? {
+            return Ok(response);
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            // Closed: what arrived is all there is.
+            return parse_response(&raw);
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The response in `raw`, once all of it has arrived.
+fn complete_response(raw: &[u8]) -> std::io::Result<Option<Response>> {
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let body = &raw[split + 4..];
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let complete = match length {
+        Some(length) => body.len() >= length,
+        None if head.contains("transfer-encoding: chunked") => body.ends_with(b"0\r\n\r\n"),
+        None => false,
+    };
+    if complete {
+        parse_response(raw).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {

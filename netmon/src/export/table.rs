@@ -137,7 +137,12 @@ pub fn render(snapshot: &Snapshot) -> String {
             ]
         })
         .collect();
-    table(&mut out, "PROBES", &["PROBE", "METHOD", "LAST ERROR"], &rows);
+    table(
+        &mut out,
+        "PROBES",
+        &["PROBE", "METHOD", "LAST ERROR"],
+        &rows,
+    );
     out
 }
 

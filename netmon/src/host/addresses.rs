@@ -79,7 +79,10 @@ mod tests {
         assert_eq!(netmask(v4, 32).to_string(), "255.255.255.255");
         let v6: IpAddr = "fe80::1".parse().unwrap();
         assert_eq!(netmask(v6, 64).to_string(), "ffff:ffff:ffff:ffff::");
-        assert_eq!(netmask(v6, 128).to_string(), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert_eq!(
+            netmask(v6, 128).to_string(),
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
     }
 
     #[test]

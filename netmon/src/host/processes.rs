@@ -22,7 +22,11 @@ fn scan_socket_inodes(wanted: &BTreeSet<u32>) -> HashMap<u32, BTreeSet<u32>> {
         return owners;
     };
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         // A process may exit while it is read: skip what cannot be read.
@@ -134,6 +138,10 @@ mod tests {
         let mut owners = SocketOwners::new(Duration::from_secs(30));
         let found = owners.owners(&BTreeSet::from([inode]));
         let me = std::process::id();
-        assert!(found[&inode].iter().any(|o| o.pid == me && !o.name.is_empty()));
+        assert!(
+            found[&inode]
+                .iter()
+                .any(|o| o.pid == me && !o.name.is_empty())
+        );
     }
 }

@@ -53,8 +53,10 @@ fn dump(protocol: u8, states: StateFlags) -> anyhow::Result<Vec<DumpedSocket>> {
 
 /// TCP sockets by state name, every one of the eleven states present (0 when none).
 pub fn tcp_states() -> anyhow::Result<BTreeMap<&'static str, u64>> {
-    let mut counts: BTreeMap<&'static str, u64> =
-        names::TCP_STATES.iter().map(|(_, name)| (*name, 0)).collect();
+    let mut counts: BTreeMap<&'static str, u64> = names::TCP_STATES
+        .iter()
+        .map(|(_, name)| (*name, 0))
+        .collect();
     for socket in dump(IPPROTO_TCP, StateFlags::all())? {
         // Request sockets (TCP_NEW_SYN_RECV) are half-open connections: SYN_RECV to users.
         let state = if socket.state == 12 { 3 } else { socket.state };

@@ -1,0 +1,508 @@
+//! The host view against the kernel's own answers, with the agent inside a test namespace:
+//! interface counters and metadata (`ip -s link`), addresses, TCP states (`ss`), listeners
+//! and their processes, and interfaces that come and go.
+use std::{
+    collections::BTreeMap,
+    io::{BufRead as _, BufReader},
+    net::{TcpListener, TcpStream, UdpSocket},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use netmon_tests::{Agent, ConfigFile, Metrics, Netns, Veth, require_root, send_udp, sh};
+
+/// `ip -s link` counters of every interface of a namespace, by name.
+fn kernel_counters(ns: &Netns) -> BTreeMap<String, [u64; 8]> {
+    let json = ns.ip(&["-s", "-j", "link", "show"]);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|link| {
+            let s = &link["stats64"];
+            let get = |dir: &str, key: &str| s[dir][key].as_u64().unwrap();
+            (
+                link["ifname"].as_str().unwrap().to_string(),
+                [
+                    get("rx", "bytes"),
+                    get("rx", "packets"),
+                    get("rx", "errors"),
+                    get("rx", "dropped"),
+                    get("tx", "bytes"),
+                    get("tx", "packets"),
+                    get("tx", "errors"),
+                    get("tx", "dropped"),
+                ],
+            )
+        })
+        .collect()
+}
+
+fn netmon_counters(m: &Metrics, interface: &str) -> [u64; 8] {
+    let get = |family: &str, direction: &str| {
+        m.value(
+            family,
+            &[("interface", interface), ("direction", direction)],
+        )
+        .unwrap_or_else(|| panic!("{family} of {interface} {direction} missing")) as u64
+    };
+    [
+        get("netmon_network_bytes_total", "rx"),
+        get("netmon_network_packets_total", "rx"),
+        get("netmon_network_errors_total", "rx"),
+        get("netmon_network_drops_total", "rx"),
+        get("netmon_network_bytes_total", "tx"),
+        get("netmon_network_packets_total", "tx"),
+        get("netmon_network_errors_total", "tx"),
+        get("netmon_network_drops_total", "tx"),
+    ]
+}
+
+#[test]
+fn interface_counters_and_metadata_match_the_kernel() {
+    require_root();
+    let (x, y) = (Netns::new("host-x"), Netns::new("host-y"));
+    let veth = Veth::connect(&x, &y, 220);
+    let dev = veth.a_dev.as_str();
+    x.ip(&["addr", "add", "10.220.5.1/24", "brd", "+", "dev", dev]);
+    x.exec(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
+    ]);
+    x.ip(&["-6", "addr", "add", "fd00:220::1/64", "dev", dev, "nodad"]);
+    // The test scrapes over a control link of its own, so that the compared interfaces carry
+    // only the test's traffic.
+    let control = Veth::connect_named(&x, &y, 222, "nmctl", "nmctlpeer");
+    let config = ConfigFile::new(&format!("[link_capacity_mbps]\n{dev} = 100\n"));
+    let agent =
+        Agent::start_in_reached_from(&x, &control.a_ip, &y, &["--config", config.path_str()]);
+
+    send_udp(&x, &veth.a_ip, &format!("{}:9", veth.b_ip), 30, 200);
+    send_udp(&y, &veth.b_ip, &format!("{}:9", veth.a_ip), 20, 300);
+
+    // Compare at a quiet moment: the kernel's counters the same before and after the scrape.
+    let quiet = |mut counters: BTreeMap<String, [u64; 8]>| {
+        counters.remove("nmctl");
+        counters
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (kernel, metrics) = loop {
+        let before = quiet(kernel_counters(&x));
+        let metrics = agent.fresh_metrics();
+        if quiet(kernel_counters(&x)) == before {
+            break (before, metrics);
+        }
+        assert!(Instant::now() < deadline, "counters never settled");
+        thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(kernel.len(), 2, "{kernel:?}");
+    for (name, counters) in &kernel {
+        assert_eq!(&netmon_counters(&metrics, name), counters, "{name}");
+    }
+    assert!(
+        metrics
+            .value("netmon_network_up", &[("interface", "nmctl")])
+            .is_some()
+    );
+    assert!(kernel[dev][1] >= 20 && kernel[dev][5] >= 30);
+
+    let link: serde_json::Value =
+        serde_json::from_str(&x.ip(&["-j", "link", "show", "dev", dev])).unwrap();
+    let labels = [("interface", dev)];
+    assert_eq!(
+        metrics.value("netmon_network_mtu_bytes", &labels),
+        link[0]["mtu"].as_f64()
+    );
+    assert_eq!(metrics.value("netmon_network_up", &labels), Some(1.0));
+    let info = metrics.find("netmon_network_info", &labels);
+    assert_eq!(info[0].0["address"], link[0]["address"].as_str().unwrap());
+    assert_eq!(info[0].0["operstate"], "up");
+    let sysfs = |file: &str| x.exec(&["cat", &format!("/sys/class/net/{dev}/{file}")]);
+    let speed: f64 = sysfs("speed").trim().parse().unwrap();
+    assert_eq!(info[0].0["duplex"], sysfs("duplex").trim());
+    assert_eq!(
+        metrics.value("netmon_network_speed_bytes", &labels),
+        Some(speed * 1e6 / 8.0)
+    );
+    assert_eq!(
+        metrics.value("netmon_network_capacity_bytes", &labels),
+        Some(100e6 / 8.0)
+    );
+    // Loopback reports no speed: unknown stays unknown.
+    assert_eq!(
+        metrics.value("netmon_network_speed_bytes", &[("interface", "lo")]),
+        None
+    );
+
+    let address = |family: &str, address: &str| {
+        metrics.find(
+            "netmon_network_address_info",
+            &[("interface", dev), ("family", family), ("address", address)],
+        )
+    };
+    let v4 = address("inet", "10.220.5.1");
+    assert_eq!(v4[0].0["prefix_length"], "24");
+    assert_eq!(v4[0].0["broadcast"], "10.220.5.255");
+    assert_eq!(address("inet", "10.220.0.1")[0].0["broadcast"], "");
+    assert_eq!(address("inet6", "fd00:220::1")[0].0["prefix_length"], "64");
+    assert!(
+        metrics
+            .find("netmon_network_address_info", &[("family", "link")])
+            .is_empty()
+    );
+
+    let item: serde_json::Value =
+        serde_json::from_str(&agent.get(&format!("/api/v1/interfaces/{dev}")).body).unwrap();
+    assert_eq!(item["name"], dev);
+    assert_eq!(item["counters"]["tx_packets"], kernel[dev][5]);
+    assert_eq!(item["capacity_mbps"], 100);
+    let missing = agent.get("/api/v1/interfaces/nope0");
+    assert_eq!(missing.status, 404);
+    let error: serde_json::Value = serde_json::from_str(&missing.body).unwrap();
+    assert!(error["error"].as_str().unwrap().contains("nope0"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/summary").body).unwrap();
+    assert_eq!(summary["interfaces"], 3);
+    assert_eq!(
+        summary["per_interface"].as_array().unwrap().len(),
+        3,
+        "{summary}"
+    );
+
+    // An interface made while the agent runs appears within a poll, and goes as quickly.
+    x.ip(&[
+        "link", "add", "nmdyn", "type", "veth", "peer", "name", "nmdynp",
+    ]);
+    let m = agent.fresh_metrics();
+    assert!(
+        m.value("netmon_network_mtu_bytes", &[("interface", "nmdyn")])
+            .is_some()
+    );
+    x.ip(&["link", "del", "nmdyn"]);
+    let m = agent.fresh_metrics();
+    assert!(
+        m.find("netmon_network_mtu_bytes", &[("interface", "nmdyn")])
+            .is_empty()
+    );
+}
+
+/// TCP sockets of a namespace by state, as `ss` sees them, in netmon's state names.
+fn ss_states(ns: &Netns) -> BTreeMap<String, u64> {
+    let mut counts: BTreeMap<String, u64> = [
+        "ESTABLISHED",
+        "SYN_SENT",
+        "SYN_RECV",
+        "FIN_WAIT1",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "CLOSE",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "LISTEN",
+        "CLOSING",
+    ]
+    .into_iter()
+    .map(|s| (s.to_string(), 0))
+    .collect();
+    for line in ns.exec(&["ss", "-tanH"]).lines() {
+        let state = match line.split_whitespace().next().unwrap() {
+            "ESTAB" => "ESTABLISHED",
+            "SYN-SENT" => "SYN_SENT",
+            "SYN-RECV" => "SYN_RECV",
+            "FIN-WAIT-1" => "FIN_WAIT1",
+            "FIN-WAIT-2" => "FIN_WAIT2",
+            "TIME-WAIT" => "TIME_WAIT",
+            "UNCONN" | "CLOSE" => "CLOSE",
+            "CLOSE-WAIT" => "CLOSE_WAIT",
+            "LAST-ACK" => "LAST_ACK",
+            "LISTEN" => "LISTEN",
+            "CLOSING" => "CLOSING",
+            other => panic!("unknown ss state {other}"),
+        };
+        *counts.get_mut(state).unwrap() += 1;
+    }
+    counts
+}
+
+fn netmon_states(m: &Metrics) -> BTreeMap<String, u64> {
+    m.find("netmon_network_connections", &[])
+        .into_iter()
+        .map(|(labels, value)| (labels["status"].clone(), value as u64))
+        .collect()
+}
+
+#[test]
+fn connections_by_state_match_the_socket_dump() {
+    require_root();
+    let (x, y) = (Netns::new("conn-x"), Netns::new("conn-y"));
+    let veth = Veth::connect(&x, &y, 221);
+    x.exec(&["sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=0"]);
+    let agent = Agent::start_in(&x, &[]);
+    let (xip, yip) = (veth.a_ip.clone(), veth.b_ip.clone());
+
+    // LISTEN + ESTABLISHED + CLOSE_WAIT + FIN_WAIT2 + TIME_WAIT on x's side, peers in y.
+    let listener = {
+        let addr = format!("{xip}:7000");
+        x.run(move || TcpListener::bind(addr).unwrap())
+    };
+    let to_x = format!("{xip}:7000");
+    let clients: Vec<TcpStream> = {
+        let to_x = to_x.clone();
+        y.run(move || (0..6).map(|_| TcpStream::connect(&to_x).unwrap()).collect())
+    };
+    let mut accepted: Vec<TcpStream> = (0..6).map(|_| listener.accept().unwrap().0).collect();
+    let mut clients = clients.into_iter();
+    // Two peers close: their x sides wait in CLOSE_WAIT.
+    drop(clients.next());
+    drop(clients.next());
+    // x closes two: FIN_WAIT2 while the peers stay open...
+    accepted.truncate(4);
+    let fin_wait = accepted.split_off(2);
+    drop(fin_wait);
+    // ...and x closes one whose peer closes too: TIME_WAIT.
+    let closing = accepted.pop();
+    drop(closing);
+    drop(clients.next());
+    let _still_open: Vec<TcpStream> = clients.collect();
+
+    // SYN_SENT: x connects to a port of y that drops SYNs.
+    y.exec(&[
+        "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "7100", "-j", "DROP",
+    ]);
+    let to_y = format!("{yip}:7100");
+    let file = std::fs::File::open(x.path()).unwrap();
+    thread::spawn(move || {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: entering the test's namespace on this detached thread only.
+        unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+        let _ = TcpStream::connect_timeout(&to_y.parse().unwrap(), Duration::from_secs(60));
+    });
+    // SYN_RECV: x drops the handshake's final ACK on port 7200, so its request stays half open.
+    let _half = {
+        let addr = format!("{xip}:7200");
+        x.run(move || TcpListener::bind(addr).unwrap())
+    };
+    x.exec(&[
+        "iptables",
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "7200",
+        "--tcp-flags",
+        "SYN,ACK",
+        "ACK",
+        "-j",
+        "DROP",
+    ]);
+    let to_half = format!("{xip}:7200");
+    y.run(move || {
+        let stream = TcpStream::connect(to_half).unwrap();
+        // The client believes it is connected; keep the socket for the test's life.
+        std::mem::forget(stream);
+    });
+    // IPv6: a listener and a connection inside x over ::1, both ends counted.
+    let v6 = x.run(|| {
+        let listener = TcpListener::bind("[::1]:7300").unwrap();
+        let client = TcpStream::connect("[::1]:7300").unwrap();
+        let server = listener.accept().unwrap().0;
+        (listener, client, server)
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (kernel, metrics) = loop {
+        let before = ss_states(&x);
+        let metrics = agent.fresh_metrics();
+        if ss_states(&x) == before {
+            break (before, metrics);
+        }
+        assert!(Instant::now() < deadline, "socket states never settled");
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(netmon_states(&metrics), kernel);
+    for state in [
+        "LISTEN",
+        "ESTABLISHED",
+        "CLOSE_WAIT",
+        "FIN_WAIT2",
+        "TIME_WAIT",
+        "SYN_SENT",
+        "SYN_RECV",
+    ] {
+        assert!(kernel[state] > 0, "no {state} socket was made: {kernel:?}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/connections").body).unwrap();
+    assert_eq!(json["states"]["LISTEN"], kernel["LISTEN"]);
+    drop((v6, accepted, listener));
+}
+
+/// A python process in `ns` running `code`; it prints a line when ready.
+fn python(ns: &Netns, code: &str) -> (Child, String) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "python3", "-u", "-c", code])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line.trim().to_string())
+}
+
+fn listeners_of(m: &Metrics, protocol: &str, port: &str) -> Vec<(String, String)> {
+    m.find(
+        "netmon_listening_socket_info",
+        &[("protocol", protocol), ("port", port)],
+    )
+    .into_iter()
+    .map(|(labels, _)| (labels["pid"].clone(), labels["process"].clone()))
+    .collect()
+}
+
+#[test]
+fn listening_sockets_name_their_processes() {
+    require_root();
+    let x = Netns::new("listen-x");
+    let (mut before, ready) = python(
+        &x,
+        "import socket, time\n\
+         t = socket.socket(); t.bind(('0.0.0.0', 7401)); t.listen()\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 7402))\n\
+         print('ready', flush=True); time.sleep(120)",
+    );
+    assert_eq!(ready, "ready");
+    let agent = Agent::start_in(&x, &[]);
+    // Opened after the agent started, and shared with a forked child.
+    let (mut after, child_pid) = python(
+        &x,
+        "import os, socket, time\n\
+         t = socket.socket(); t.bind(('127.0.0.1', 7403)); t.listen()\n\
+         pid = os.fork()\n\
+         if pid == 0:\n    time.sleep(120)\n\
+         else:\n    print(pid, flush=True); time.sleep(120)",
+    );
+    let m = agent.fresh_metrics();
+    let (before_pid, after_pid) = (before.id().to_string(), after.id().to_string());
+    assert_eq!(
+        listeners_of(&m, "tcp", "7401"),
+        vec![(before_pid.clone(), "python3".to_string())]
+    );
+    assert_eq!(
+        listeners_of(&m, "udp", "7402"),
+        vec![(before_pid, "python3".to_string())]
+    );
+    let mut shared = listeners_of(&m, "tcp", "7403");
+    shared.sort();
+    let mut expected = vec![
+        (after_pid, "python3".to_string()),
+        (child_pid, "python3".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(shared, expected);
+    let json: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/listening").body).unwrap();
+    let item = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["port"] == 7403)
+        .unwrap();
+    assert_eq!(item["processes"].as_array().unwrap().len(), 2);
+    // Every process of the test's namespace, the forked child included.
+    for pid in x.exec(&["ip", "netns", "pids", &x.name]).split_whitespace() {
+        let _ = Command::new("kill").arg(pid).status();
+    }
+    for child in [&mut before, &mut after] {
+        let _ = child.wait();
+    }
+}
+
+#[test]
+fn a_thousand_interfaces_come_and_go_without_a_trace() {
+    require_root();
+    const PAIRS: usize = 500;
+    let x = Netns::new("many-x");
+    let y = Netns::new("many-y");
+    let agent = Agent::start_in(&x, &[]);
+    let baseline = agent.fresh_metrics();
+    let entries = |m: &Metrics| m.counter("netmon_probe_map_entries", &[("map", "traffic")]);
+
+    let subnet = |i: usize| format!("10.{}.{}", 50 + i / 64, (i % 64) * 4);
+    let mut x_batch = String::new();
+    let mut y_batch = String::new();
+    for i in 0..PAIRS {
+        x_batch.push_str(&format!(
+            "link add nmk{i} type veth peer name nmq{i} netns {}\n",
+            y.name
+        ));
+        x_batch.push_str(&format!(
+            "addr add {}.1/30 dev nmk{i}\nlink set nmk{i} up\n",
+            subnet(i)
+        ));
+        y_batch.push_str(&format!(
+            "addr add {}.2/30 dev nmq{i}\nlink set nmq{i} up\n",
+            subnet(i)
+        ));
+    }
+    let batch = |ns: &Netns, text: &str| {
+        let path = std::env::temp_dir().join(format!("{}.batch", ns.name));
+        std::fs::write(&path, text).unwrap();
+        sh("ip", &["-n", &ns.name, "-batch", path.to_str().unwrap()]);
+        let _ = std::fs::remove_file(path);
+    };
+    batch(&x, &x_batch);
+    batch(&y, &y_batch);
+    let targets: Vec<String> = (0..PAIRS).map(|i| format!("{}.2:9", subnet(i))).collect();
+    x.run(move || {
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for target in targets {
+            socket.send_to(b"x", target).unwrap();
+        }
+    });
+    thread::sleep(Duration::from_millis(500));
+    let m = agent.fresh_metrics();
+    let ours = |m: &Metrics, family: &str| {
+        m.samples
+            .iter()
+            .filter(|(name, labels, _)| {
+                name == family
+                    && labels
+                        .get("interface")
+                        .is_some_and(|i| i.starts_with("nmk") || i.starts_with("nmq"))
+            })
+            .count()
+    };
+    assert_eq!(ours(&m, "netmon_network_mtu_bytes"), PAIRS);
+    assert!(ours(&m, "netmon_kernel_packets_total") >= 2 * PAIRS);
+    assert!(entries(&m) >= entries(&baseline) + 2 * PAIRS as u64);
+
+    // Deleting y deletes every pair.
+    drop(y);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let m = agent.fresh_metrics();
+        if ours(&m, "netmon_network_mtu_bytes") == 0 && ours(&m, "netmon_kernel_packets_total") == 0
+        {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "interfaces still reported after 60 s"
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    let text = agent.get("/metrics").body;
+    assert!(!text.contains("nmk") && !text.contains("nmq"));
+    assert!(
+        entries(&m) <= entries(&baseline) + 2,
+        "map entries {} after, {} before",
+        entries(&m),
+        entries(&baseline)
+    );
+}
