@@ -1,5 +1,10 @@
 //! The agent's configuration: embedded defaults, a TOML file, and command-line overrides.
-use std::{collections::BTreeMap, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Deserializer};
@@ -32,6 +37,8 @@ pub struct Config {
     pub max_tracked_interfaces: u32,
     /// Capacity in Mbit/s per interface name, for utilization of links that report no speed.
     pub link_capacity_mbps: BTreeMap<String, u64>,
+    /// TLS and basic auth, in the exporter-toolkit web-config.yml format.
+    pub web_config: Option<PathBuf>,
     /// Window over which the API's rates and aggregates are computed.
     #[serde(deserialize_with = "duration")]
     pub rate_window: Duration,
@@ -48,6 +55,7 @@ impl Default for Config {
             probe_methods: BTreeMap::new(),
             max_tracked_interfaces: ProbeSettings::default().max_tracked_interfaces,
             link_capacity_mbps: BTreeMap::new(),
+            web_config: None,
             rate_window: DEFAULT_RATE_WINDOW,
         }
     }

@@ -29,6 +29,9 @@ enum Command {
         /// Time between polls, like 500ms or 2s (default 2s).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         poll_interval: Option<Duration>,
+        /// TLS and basic auth settings (exporter-toolkit web-config.yml format).
+        #[arg(long, value_name = "FILE")]
+        web_config: Option<PathBuf>,
     },
     /// Collect once and print.
     Snapshot {
@@ -64,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             config,
             poll_interval,
+            web_config,
         } => {
             let mut config = match config {
                 Some(path) => Config::from_file(&path)?,
@@ -74,6 +78,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(interval) = poll_interval {
                 config.poll_interval = interval;
+            }
+            if let Some(path) = web_config {
+                config.web_config = Some(path);
             }
             tokio::runtime::Runtime::new()
                 .context("starting the runtime")?

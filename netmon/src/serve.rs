@@ -10,10 +10,18 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     collect::Poller,
     config::Config,
-    export::http::{Shared, router},
+    export::{
+        http::{Shared, router},
+        server,
+        web_config::WebConfig,
+    },
 };
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let web = match &config.web_config {
+        Some(path) => WebConfig::from_file(path)?,
+        None => WebConfig::default(),
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -46,11 +54,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("the poll thread stopped before its first poll")?;
 
-    tracing::info!(listen = %config.listen, "serving /metrics, /api/v1 and /healthz");
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server")?;
+    tracing::info!(
+        listen = %config.listen,
+        tls = web.tls.is_some(),
+        basic_auth = !web.basic_auth_users.is_empty(),
+        "serving /metrics, /api/v1 and /healthz"
+    );
+    server::serve(listener, router(shared), &web, shutdown_signal()).await;
 
     let _ = stop_tx.send(());
     poll_thread

@@ -7,14 +7,14 @@ use std::{
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{StatusCode, header},
-    response::{IntoResponse, Response},
+    http::{HeaderMap, StatusCode, header},
+    response::{Html, IntoResponse, Response},
     routing::get,
 };
 use serde_json::json;
 
 use crate::{
-    export::metrics,
+    export::{metrics, server},
     model::{History, Interface, Snapshot},
     rates::{self, InterfaceRates, Summary},
 };
@@ -61,10 +61,31 @@ impl Shared {
     }
 }
 
+/// The API's OpenAPI document, served as is and checked against real responses by the tests.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+const LANDING_PAGE: &str = "<!DOCTYPE html>
+<html lang=\"en\"><head><meta charset=\"utf-8\"><title>netmon</title></head>
+<body><h1>netmon</h1>
+<p>eBPF-backed network observer.</p>
+<ul>
+<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>
+<li><a href=\"/api/v1/status\">/api/v1/status</a>: probes and collectors</li>
+<li><a href=\"/api/v1/summary\">/api/v1/summary</a>: rates and aggregates</li>
+<li><a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>: the API's OpenAPI document</li>
+<li><a href=\"/healthz\">/healthz</a>: liveness</li>
+</ul></body></html>
+";
+
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
+        .route("/", get(|| async { Html(LANDING_PAGE) }))
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route("/api/v1/status", get(status_handler))
         .route("/api/v1/interfaces", get(interfaces_handler))
         .route("/api/v1/interfaces/{name}", get(interface_handler))
@@ -75,6 +96,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/drops", get(drops_handler))
         .route("/api/v1/tcp", get(tcp_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(server::method_not_allowed)
         .with_state(shared)
 }
 
@@ -83,8 +105,20 @@ pub fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-async fn metrics_handler(State(shared): State<Arc<Shared>>) -> Response {
-    match metrics::render_text(&shared.latest()) {
+async fn metrics_handler(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let snapshot = shared.latest();
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if metrics::wants_openmetrics(accept) {
+        return (
+            [(header::CONTENT_TYPE, metrics::OPENMETRICS_FORMAT)],
+            metrics::render_openmetrics(&snapshot),
+        )
+            .into_response();
+    }
+    match metrics::render_text(&snapshot) {
         Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{err:#}")),
     }

@@ -451,6 +451,120 @@ pub fn render_text(snapshot: &Snapshot) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Content type of the OpenMetrics text format.
+pub const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Whether an `Accept` header asks for OpenMetrics (with a quality above zero).
+pub fn wants_openmetrics(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or_default();
+        let refused = parts.any(|p| {
+            p.strip_prefix("q=")
+                .and_then(|q| q.parse::<f64>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+    })
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn format_value(value: f64) -> String {
+    if value.is_infinite() {
+        if value > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else if value.is_nan() {
+        "NaN".to_string()
+    } else {
+        format!("{value}")
+    }
+}
+
+fn labels_text(pairs: &[LabelPair], extra: Option<(&str, String)>) -> String {
+    let mut parts: Vec<String> = pairs
+        .iter()
+        .map(|p| format!("{}=\"{}\"", p.name(), escape_label(p.value())))
+        .collect();
+    if let Some((name, value)) = extra {
+        parts.push(format!("{name}=\"{value}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+/// Renders OpenMetrics 1.0: counters are announced without `_total`, `_info` gauges are info
+/// metrics, and the exposition ends with `# EOF`.
+pub fn render_openmetrics(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    for family in families(snapshot) {
+        let name = family.name();
+        let (base, kind) = match family.get_field_type() {
+            MetricType::COUNTER => (name.strip_suffix("_total").unwrap_or(name), "counter"),
+            MetricType::HISTOGRAM => (name, "histogram"),
+            _ => match name.strip_suffix("_info") {
+                Some(base) => (base, "info"),
+                None => (name, "gauge"),
+            },
+        };
+        out.push_str(&format!("# TYPE {base} {kind}\n"));
+        out.push_str(&format!(
+            "# HELP {base} {}\n",
+            family.help().replace('\\', "\\\\").replace('\n', "\\n")
+        ));
+        for metric in family.get_metric() {
+            let labels = metric.get_label();
+            match kind {
+                "counter" => out.push_str(&format!(
+                    "{base}_total{} {}\n",
+                    labels_text(labels, None),
+                    format_value(metric.get_counter().get_value())
+                )),
+                "histogram" => {
+                    let h = metric.get_histogram();
+                    for bucket in h.get_bucket() {
+                        out.push_str(&format!(
+                            "{base}_bucket{} {}\n",
+                            labels_text(labels, Some(("le", format_value(bucket.upper_bound())))),
+                            bucket.cumulative_count()
+                        ));
+                    }
+                    out.push_str(&format!(
+                        "{base}_bucket{} {}\n",
+                        labels_text(labels, Some(("le", "+Inf".to_string()))),
+                        h.get_sample_count()
+                    ));
+                    out.push_str(&format!(
+                        "{base}_count{} {}\n",
+                        labels_text(labels, None),
+                        h.get_sample_count()
+                    ));
+                    out.push_str(&format!(
+                        "{base}_sum{} {}\n",
+                        labels_text(labels, None),
+                        format_value(h.get_sample_sum())
+                    ));
+                }
+                "info" => out.push_str(&format!("{base}_info{} 1\n", labels_text(labels, None))),
+                _ => out.push_str(&format!(
+                    "{base}{} {}\n",
+                    labels_text(labels, None),
+                    format_value(metric.get_gauge().get_value())
+                )),
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,6 @@
 //! Outputs: Prometheus exposition and the HTTP server. Nothing here collects.
 pub mod http;
 pub mod metrics;
+pub mod server;
 pub mod table;
+pub mod web_config;
