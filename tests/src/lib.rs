@@ -236,8 +236,12 @@ pub struct ConfigFile {
 
 impl ConfigFile {
     pub fn new(text: &str) -> Self {
+        Self::with_extension(text, "toml")
+    }
+
+    pub fn with_extension(text: &str, extension: &str) -> Self {
         let path = std::env::temp_dir().join(format!(
-            "netmon-test-{}-{}.toml",
+            "netmon-test-{}-{}.{extension}",
             std::process::id(),
             NEXT_ID.fetch_add(1, Ordering::Relaxed)
         ));
@@ -329,7 +333,24 @@ impl Agent {
         )
     }
 
+    /// Starts the agent and waits only for its port to accept connections: for agents that
+    /// speak TLS or want credentials.
+    pub fn start_unchecked(extra: &[&str]) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::spawn(&[], extra, addr, None, false)
+    }
+
     fn launch(prefix: &[&str], extra: &[&str], addr: SocketAddr, netns: Option<PathBuf>) -> Self {
+        Self::spawn(prefix, extra, addr, netns, true)
+    }
+
+    fn spawn(
+        prefix: &[&str],
+        extra: &[&str],
+        addr: SocketAddr,
+        netns: Option<PathBuf>,
+        speaks_plain_http: bool,
+    ) -> Self {
         let poll_interval = Duration::from_millis(200);
         let log_path = std::env::temp_dir().join(format!(
             "netmon-test-{}-{}.log",
@@ -373,9 +394,14 @@ impl Agent {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(response) = agent.try_get("/healthz")
-                && response.status == 200
-            {
+            let ready = if speaks_plain_http {
+                agent
+                    .try_get("/healthz")
+                    .is_ok_and(|response| response.status == 200)
+            } else {
+                agent.connect().is_ok()
+            };
+            if ready {
                 return agent;
             }
             thread::sleep(Duration::from_millis(50));
@@ -556,6 +582,11 @@ fn complete_response(raw: &[u8]) -> std::io::Result<Option<Response>> {
     } else {
         Ok(None)
     }
+}
+
+/// Parses a whole HTTP response.
+pub fn parse_http_response(raw: &[u8]) -> std::io::Result<Response> {
+    parse_response(raw)
 }
 
 fn parse_response(raw: &[u8]) -> std::io::Result<Response> {

@@ -38,7 +38,11 @@ const BUILD_PACKAGES: &[&str] = &[
     "libzstd-dev",
     "zlib1g-dev",
 ];
-const TEST_PACKAGES: &[&str] = &["iproute2", "iptables"];
+/// iproute2 and iptables make the tests' namespaces and drops; prometheus brings promtool and
+/// the server the monitoring tests run.
+const TEST_PACKAGES: &[&str] = &["iproute2", "iptables", "prometheus"];
+/// Python modules the tests use: the strict OpenMetrics parser of the Prometheus client.
+const TEST_PYTHON_MODULES: &[(&str, &str)] = &[("prometheus_client", "prometheus-client")];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
@@ -108,6 +112,7 @@ fn cmd(program: &str, args: &[&str]) -> anyhow::Result<()> {
         .args(args)
         .current_dir(workspace_root())
         .env("PATH", path_with_llvm())
+        .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .with_context(|| format!("starting {program}"))?;
     if !status.success() {
@@ -175,6 +180,24 @@ fn setup() -> anyhow::Result<()> {
         args.extend(&packages);
         cmd("apt-get", &args).context("installing Debian packages")?;
         did.push("Debian packages");
+    }
+
+    for (module, package) in TEST_PYTHON_MODULES {
+        if output("python3", &["-c", &format!("import {module}")]).is_none() {
+            cmd(
+                "python3",
+                &[
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--root-user-action=ignore",
+                    package,
+                ],
+            )
+            .with_context(|| format!("installing the Python package {package}"))?;
+            did.push("Python packages");
+        }
     }
 
     let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
