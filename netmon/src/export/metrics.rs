@@ -568,7 +568,7 @@ pub fn render_openmetrics(snapshot: &Snapshot) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Interface, InterfaceCounters};
+    use crate::model::{Interface, InterfaceCounters, KernelCounters};
 
     #[test]
     fn renders_interface_counters_with_help_and_type() {
@@ -589,6 +589,20 @@ mod tests {
                 },
                 ..Default::default()
             }],
+            kernel: KernelCounters {
+                handshakes: vec![HandshakeHistogram {
+                    netns: 7,
+                    open: "active",
+                    buckets: {
+                        let mut b = vec![0; 32];
+                        b[0] = 3;
+                        b[2] = 1;
+                        b
+                    },
+                    sum_ns: 9_000,
+                }],
+                ..Default::default()
+            },
             ..Default::default()
         };
         let text = render_text(&snapshot).unwrap();
@@ -601,8 +615,15 @@ mod tests {
         );
         assert!(text.contains("netmon_network_speed_bytes{interface=\"eth0\"} 125000000"));
         assert!(text.contains("netmon_network_up{interface=\"eth0\"} 1"));
+        // 3 handshakes under 2 us and 1 in [4, 8) us.
         assert!(text.contains(
-            "netmon_tcp_handshake_duration_seconds_bucket{open=\"active\",le=\"0.000002\"} 0"
+            "netmon_tcp_handshake_duration_seconds_bucket{netns=\"7\",open=\"active\",le=\"0.000002\"} 3"
+        ));
+        assert!(text.contains(
+            "netmon_tcp_handshake_duration_seconds_bucket{netns=\"7\",open=\"active\",le=\"0.000008\"} 4"
+        ));
+        assert!(text.contains(
+            "netmon_tcp_handshake_duration_seconds_count{netns=\"7\",open=\"active\"} 4"
         ));
     }
 }
