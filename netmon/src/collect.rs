@@ -6,6 +6,7 @@ use std::{
 };
 
 use crate::{
+    config::InterfaceFilter,
     host::{addresses, interfaces, netns, processes::SocketOwners, sockets},
     model::{CollectorRun, KernelCounters, ListeningSocket, Snapshot},
     probes::{ProbeSettings, Probes},
@@ -27,6 +28,8 @@ pub fn own_netns() -> u32 {
 pub struct HostSettings {
     /// Capacity in Mbit/s per interface name, for links that report no speed (or a wrong one).
     pub link_capacity_mbps: BTreeMap<String, u64>,
+    /// Interfaces to report.
+    pub interfaces: InterfaceFilter,
 }
 
 /// Owns the kernel programs and collects snapshots. Dropping it detaches the programs.
@@ -67,13 +70,16 @@ impl Poller {
         let mut snapshot = Snapshot {
             timestamp_ms,
             monotonic_seconds: begin.duration_since(self.started).as_secs_f64(),
+            netns: own_netns(),
             probes: self.probes.status().to_vec(),
             probe_load_error: self.probes.load_error().map(str::to_string),
             ..Default::default()
         };
 
-        if let Some(interfaces) = run(&mut snapshot.collectors, "interfaces", interfaces::read_all)
+        if let Some(mut interfaces) =
+            run(&mut snapshot.collectors, "interfaces", interfaces::read_all)
         {
+            interfaces.retain(|i| self.host.interfaces.allows(&i.name));
             snapshot.interfaces = interfaces;
         }
         if let Some(addresses) = run(&mut snapshot.collectors, "addresses", addresses::read_all) {
@@ -92,8 +98,13 @@ impl Poller {
                 .copied()
                 .or(interface.speed_mbps);
         }
-        if let Some(states) = run(&mut snapshot.collectors, "connections", sockets::tcp_states) {
-            snapshot.connections = states;
+        if let Some(summary) = run(
+            &mut snapshot.collectors,
+            "connections",
+            sockets::tcp_summary,
+        ) {
+            snapshot.connections = summary.states;
+            snapshot.ephemeral_ports = summary.ephemeral;
         }
         if let Some(listening) = run(&mut snapshot.collectors, "listening", || self.listening()) {
             snapshot.listening = listening;
@@ -158,6 +169,12 @@ impl Poller {
                 .unwrap_or_default()
                 .to_string();
         }
+        let filter = &self.host.interfaces;
+        kernel.traffic.retain(|t| filter.allows(&t.interface));
+        // Drops without a device stay: they belong to no interface a pattern could name.
+        kernel
+            .drops
+            .retain(|d| d.interface.is_empty() || filter.allows(&d.interface));
         let removed = self
             .probes
             .forget(&|key| gone(key.netns, key.ifindex), &|netns| {

@@ -39,9 +39,150 @@ pub struct Config {
     pub link_capacity_mbps: BTreeMap<String, u64>,
     /// TLS and basic auth, in the exporter-toolkit web-config.yml format.
     pub web_config: Option<PathBuf>,
-    /// Window over which the API's rates and aggregates are computed.
+    /// Window over which rates, aggregates and the diagnosis are computed.
     #[serde(deserialize_with = "duration")]
     pub rate_window: Duration,
+    /// Interface name patterns (`*` and `?` wildcards) to report; empty means all.
+    pub interface_include: Vec<String>,
+    /// Interface name patterns to leave out, applied after `interface_include`.
+    pub interface_exclude: Vec<String>,
+    /// Thresholds of the diagnosis.
+    pub thresholds: Thresholds,
+    /// Ports that should be listening; when any is given, other listeners are reported.
+    pub expected_ports: Vec<ExpectedPort>,
+}
+
+/// Settings given on the command line or in the environment: they win over the file, also
+/// after a reload.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub poll_interval: Option<Duration>,
+    pub web_config: Option<PathBuf>,
+}
+
+/// Where the configuration comes from: an optional file, then the overrides.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConfigSource {
+    pub path: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.path {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let o = &self.overrides;
+        if let Some(listen) = o.listen {
+            config.listen = listen;
+        }
+        if let Some(interval) = o.poll_interval {
+            config.poll_interval = interval;
+        }
+        if let Some(web) = &o.web_config {
+            config.web_config = Some(web.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Modification time and size of the file, to notice that it changed.
+    pub fn fingerprint(&self) -> Option<(std::time::SystemTime, u64)> {
+        let meta = std::fs::metadata(self.path.as_ref()?).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    }
+}
+
+/// Where the diagnosis starts to report.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Errors as a percentage of packets in a direction (warning; 5x is critical).
+    pub error_rate_percent: f64,
+    /// Drops (device and kernel) as a percentage of packets (warning; 5x is critical).
+    pub drop_rate_percent: f64,
+    /// Utilization of link speed or configured capacity (warning; 95 % is critical).
+    pub saturation_percent: f64,
+    /// Sockets in these states above which the diagnosis reports a surge.
+    pub time_wait: u64,
+    pub close_wait: u64,
+    pub syn_sent: u64,
+    pub syn_recv: u64,
+    /// Ephemeral ports in use as a percentage of the range (warning; 95 % is critical).
+    pub ephemeral_ports_percent: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            error_rate_percent: 1.0,
+            drop_rate_percent: 1.0,
+            saturation_percent: 80.0,
+            time_wait: 5000,
+            close_wait: 200,
+            syn_sent: 100,
+            syn_recv: 100,
+            ephemeral_ports_percent: 80.0,
+        }
+    }
+}
+
+/// A port that should be listening.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedPort {
+    pub port: u16,
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    /// The process name that should hold it, if it matters.
+    #[serde(default)]
+    pub process: Option<String>,
+    /// Whether it should listen on loopback only (a database, a cache).
+    #[serde(default)]
+    pub local_only: bool,
+}
+
+fn tcp() -> String {
+    "tcp".to_string()
+}
+
+/// Whether `name` matches a pattern with `*` (any run) and `?` (any one character).
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// The interfaces the operator wants reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceFilter {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl InterfaceFilter {
+    pub fn allows(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name)))
+            && !self.exclude.iter().any(|p| glob_match(p, name))
+    }
 }
 
 impl Default for Config {
@@ -57,6 +198,10 @@ impl Default for Config {
             link_capacity_mbps: BTreeMap::new(),
             web_config: None,
             rate_window: DEFAULT_RATE_WINDOW,
+            interface_include: Vec::new(),
+            interface_exclude: Vec::new(),
+            thresholds: Thresholds::default(),
+            expected_ports: Vec::new(),
         }
     }
 }
@@ -100,7 +245,98 @@ impl Config {
     pub fn host_settings(&self) -> HostSettings {
         HostSettings {
             link_capacity_mbps: self.link_capacity_mbps.clone(),
+            interfaces: InterfaceFilter {
+                include: self.interface_include.clone(),
+                exclude: self.interface_exclude.clone(),
+            },
         }
+    }
+
+    /// Settings that only a restart applies, by name, which differ between two configurations.
+    pub fn restart_only_changes(&self, other: &Config) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.listen != other.listen {
+            changed.push("listen");
+        }
+        if self.web_config != other.web_config {
+            changed.push("web_config");
+        }
+        if self.probe_methods != other.probe_methods {
+            changed.push("probe_methods");
+        }
+        if self.max_tracked_interfaces != other.max_tracked_interfaces {
+            changed.push("max_tracked_interfaces");
+        }
+        changed
+    }
+
+    /// Keeps this configuration's restart-only settings in `new`, so that a reload changes only
+    /// what it can apply.
+    pub fn carry_restart_only(&self, new: &mut Config) {
+        new.listen = self.listen;
+        new.web_config = self.web_config.clone();
+        new.probe_methods = self.probe_methods.clone();
+        new.max_tracked_interfaces = self.max_tracked_interfaces;
+    }
+
+    /// The settings in force, one per line, for `netmon check-config`.
+    pub fn explain(&self) -> String {
+        let t = &self.thresholds;
+        let mut lines = vec![
+            format!("listen = {}", self.listen),
+            format!(
+                "poll_interval = {}",
+                humantime::format_duration(self.poll_interval)
+            ),
+            format!("history_length = {} snapshots", self.history_length),
+            format!(
+                "rate_window = {}",
+                humantime::format_duration(self.rate_window)
+            ),
+            format!(
+                "web_config = {}",
+                self.web_config
+                    .as_ref()
+                    .map_or("none (plain HTTP, no auth)".to_string(), |p| p
+                        .display()
+                        .to_string())
+            ),
+            format!("interface_include = {:?}", self.interface_include),
+            format!("interface_exclude = {:?}", self.interface_exclude),
+            format!("link_capacity_mbps = {:?}", self.link_capacity_mbps),
+            format!("max_tracked_interfaces = {}", self.max_tracked_interfaces),
+            format!(
+                "probe_methods = {:?}",
+                self.probe_methods
+                    .iter()
+                    .map(|(h, m)| format!("{}={m}", h.as_str()))
+                    .collect::<Vec<_>>()
+            ),
+            format!(
+                "thresholds: error_rate {} %, drop_rate {} %, saturation {} %, ephemeral ports \
+                 {} %, TIME_WAIT {}, CLOSE_WAIT {}, SYN_SENT {}, SYN_RECV {}",
+                t.error_rate_percent,
+                t.drop_rate_percent,
+                t.saturation_percent,
+                t.ephemeral_ports_percent,
+                t.time_wait,
+                t.close_wait,
+                t.syn_sent,
+                t.syn_recv
+            ),
+        ];
+        for e in &self.expected_ports {
+            lines.push(format!(
+                "expected port {}/{}{}{}",
+                e.protocol,
+                e.port,
+                e.process
+                    .as_ref()
+                    .map_or(String::new(), |p| format!(" held by {p}")),
+                if e.local_only { ", loopback only" } else { "" }
+            ));
+        }
+        lines.join("\n")
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -109,6 +345,34 @@ impl Config {
         }
         if self.max_tracked_interfaces == 0 {
             bail!("max_tracked_interfaces must be at least 1");
+        }
+        let t = &self.thresholds;
+        for (name, value) in [
+            ("error_rate_percent", t.error_rate_percent),
+            ("drop_rate_percent", t.drop_rate_percent),
+            ("saturation_percent", t.saturation_percent),
+            ("ephemeral_ports_percent", t.ephemeral_ports_percent),
+        ] {
+            if !(value > 0.0 && value <= 100.0) {
+                bail!("thresholds.{name} = {value}: must be more than 0 and at most 100");
+            }
+        }
+        for expected in &self.expected_ports {
+            if expected.protocol != "tcp" && expected.protocol != "udp" {
+                bail!(
+                    "expected_ports: protocol {:?} of port {} must be \"tcp\" or \"udp\"",
+                    expected.protocol,
+                    expected.port
+                );
+            }
+            if expected.port == 0 {
+                bail!("expected_ports: port 0 is not a port");
+            }
+        }
+        for pattern in self.interface_include.iter().chain(&self.interface_exclude) {
+            if pattern.is_empty() {
+                bail!("interface_include/interface_exclude: empty pattern");
+            }
         }
         if self.history_length < 2 {
             bail!(
@@ -162,6 +426,57 @@ mod tests {
     }
 
     #[test]
+    fn reads_thresholds_ports_and_patterns() {
+        let config = Config::from_toml(
+            r#"
+            interface_include = ["eth*", "wlan?"]
+            interface_exclude = ["eth9"]
+            [thresholds]
+            drop_rate_percent = 2.5
+            syn_sent = 3
+            [[expected_ports]]
+            port = 22
+            process = "sshd"
+            [[expected_ports]]
+            port = 6379
+            local_only = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.thresholds.drop_rate_percent, 2.5);
+        assert_eq!(config.thresholds.syn_sent, 3);
+        assert_eq!(config.thresholds.time_wait, Thresholds::default().time_wait);
+        assert_eq!(config.expected_ports[0].protocol, "tcp");
+        assert!(config.expected_ports[1].local_only);
+        let filter = config.host_settings().interfaces;
+        assert!(filter.allows("eth0") && filter.allows("wlan1"));
+        assert!(!filter.allows("eth9") && !filter.allows("lo") && !filter.allows("wlan10"));
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("*", ""));
+        assert!(glob_match("veth*", "veth1234"));
+        assert!(glob_match("*0", "eth0"));
+        assert!(glob_match("e?h*", "eth0"));
+        assert!(!glob_match("veth*", "eth0"));
+        assert!(!glob_match("eth", "eth0"));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+    }
+
+    #[test]
+    fn restart_only_settings_are_kept_on_reload() {
+        let running = Config::default();
+        let mut new =
+            Config::from_toml("listen = \"127.0.0.1:1\"\npoll_interval = \"1s\"").unwrap();
+        assert_eq!(running.restart_only_changes(&new), vec!["listen"]);
+        running.carry_restart_only(&mut new);
+        assert_eq!(new.listen, running.listen);
+        assert_eq!(new.poll_interval, Duration::from_secs(1));
+    }
+
+    #[test]
     fn refuses_bad_input_with_a_clear_error() {
         let err = |text| format!("{:#}", Config::from_toml(text).unwrap_err());
         assert!(err("poll_intervall = \"2s\"").contains("unknown field `poll_intervall`"));
@@ -171,5 +486,11 @@ mod tests {
         assert!(err("history_length = 1").contains("at least 2"));
         assert!(err("[probe_methods]\nnet_dev_xmit = \"kprobe\"").contains("only a fallback"));
         assert!(err("[probe_methods]\nnet_dev_xmit = \"fentry\"").contains("unknown variant"));
+        assert!(err("[thresholds]\ndrop_rate_percent = 0").contains("more than 0"));
+        assert!(err("[thresholds]\ndrop_rate = 1.0").contains("unknown field `drop_rate`"));
+        assert!(err("[[expected_ports]]\nport = 80\nprotocol = \"sctp\"").contains("\"tcp\" or"));
+        assert!(err("[[expected_ports]]\nport = 70000").contains("invalid value"));
+        assert!(err("poll_interval = 2").contains("invalid type"));
+        assert!(err("this is not toml").contains("expected"));
     }
 }

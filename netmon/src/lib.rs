@@ -1,6 +1,7 @@
 //! netmon: an eBPF-backed network observer for Linux hosts.
 pub mod collect;
 pub mod config;
+pub mod diagnose;
 pub mod export;
 pub mod host;
 pub mod model;

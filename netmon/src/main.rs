@@ -1,10 +1,18 @@
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use netmon::{
     collect::Poller,
-    config::{Config, parse_duration},
+    config::{Config, ConfigSource, Overrides, parse_duration},
+    diagnose::{Severity, diagnose},
+    export::table,
+    model::History,
     serve,
 };
 
@@ -18,19 +26,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent until SIGINT or SIGTERM.
+    /// Run the agent until SIGINT or SIGTERM; reload the configuration on SIGHUP or when its
+    /// file changes.
     Serve {
         /// Address to listen on (default 127.0.0.1:9469).
-        #[arg(long, value_name = "ADDR:PORT")]
+        #[arg(long, env = "NETMON_LISTEN", value_name = "ADDR:PORT")]
         listen: Option<std::net::SocketAddr>,
-        /// Configuration file (TOML).
-        #[arg(long, value_name = "FILE")]
+        /// Configuration file (TOML); keys are these flags' names with underscores.
+        #[arg(long, env = "NETMON_CONFIG", value_name = "FILE")]
         config: Option<PathBuf>,
         /// Time between polls, like 500ms or 2s (default 2s).
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        #[arg(long, env = "NETMON_POLL_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
         poll_interval: Option<Duration>,
         /// TLS and basic auth settings (exporter-toolkit web-config.yml format).
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, env = "NETMON_WEB_CONFIG", value_name = "FILE")]
         web_config: Option<PathBuf>,
     },
     /// Collect once and print.
@@ -39,7 +48,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Validate a configuration file.
+    /// Sample for a short window, then report the diagnosis; exits 1 when a finding is
+    /// critical.
+    Diagnose {
+        /// How long to sample, like 5s.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        window: Duration,
+        /// Configuration file with thresholds and expected ports.
+        #[arg(long, env = "NETMON_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration file and explain the settings it gives.
     CheckConfig { file: PathBuf },
 }
 
@@ -53,7 +75,7 @@ fn main() -> ExitCode {
         )
         .init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("netmon: {err:#}");
             ExitCode::FAILURE
@@ -61,7 +83,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
             listen,
@@ -69,36 +91,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             poll_interval,
             web_config,
         } => {
-            let mut config = match config {
-                Some(path) => Config::from_file(&path)?,
-                None => Config::default(),
+            let source = ConfigSource {
+                path: config,
+                overrides: Overrides {
+                    listen,
+                    poll_interval,
+                    web_config,
+                },
             };
-            if let Some(listen) = listen {
-                config.listen = listen;
-            }
-            if let Some(interval) = poll_interval {
-                config.poll_interval = interval;
-            }
-            if let Some(path) = web_config {
-                config.web_config = Some(path);
-            }
             tokio::runtime::Runtime::new()
                 .context("starting the runtime")?
-                .block_on(serve::run(config))
+                .block_on(serve::run(source))?;
         }
         Command::Snapshot { json } => {
             let snapshot = Poller::new(&Default::default(), Default::default()).poll();
             if json {
                 println!("{}", serde_json::to_string_pretty(&snapshot)?);
             } else {
-                print!("{}", netmon::export::table::render(&snapshot));
+                print!("{}", table::render(&snapshot));
             }
-            Ok(())
+        }
+        Command::Diagnose {
+            window,
+            config,
+            json,
+        } => {
+            let config = ConfigSource {
+                path: config,
+                overrides: Overrides::default(),
+            }
+            .load()?;
+            let mut poller = Poller::new(&config.probe_settings(), config.host_settings());
+            let mut history = History::new(config.history_length.max(64));
+            let begin = Instant::now();
+            let step = (window / 5).max(Duration::from_millis(200));
+            history.push(Arc::new(poller.poll()));
+            while begin.elapsed() < window {
+                std::thread::sleep(step.min(window.saturating_sub(begin.elapsed())));
+                history.push(Arc::new(poller.poll()));
+            }
+            let diagnosis = diagnose(&history, window, &config);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&diagnosis)?);
+            } else {
+                print!("{}", table::render_diagnosis(&diagnosis));
+            }
+            if diagnosis.status == Some(Severity::Critical) {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::CheckConfig { file } => {
             let config = Config::from_file(&file)?;
-            println!("{}: valid ({config:?})", file.display());
-            Ok(())
+            println!("{}: valid\n{}", file.display(), config.explain());
         }
     }
+    Ok(ExitCode::SUCCESS)
 }

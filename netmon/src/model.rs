@@ -9,7 +9,10 @@ use std::{
 use netmon_common::{DropKey, InterfaceKey};
 use serde::Serialize;
 
-use crate::{host::processes::Owner, probes::ProbeStatus};
+use crate::{
+    host::{processes::Owner, sockets::EphemeralPorts},
+    probes::ProbeStatus,
+};
 
 /// Kernel counters of one interface, as `ip -s link` shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -174,12 +177,16 @@ pub struct CollectorRun {
 pub struct Snapshot {
     /// Milliseconds since the Unix epoch when the poll began.
     pub timestamp_ms: u64,
+    /// Inode of the agent's own network namespace.
+    pub netns: u32,
     /// Seconds on a monotonic clock, for rates; not serialized.
     #[serde(skip)]
     pub monotonic_seconds: f64,
     pub interfaces: Vec<Interface>,
     /// TCP sockets by state (all eleven states, IPv4 and IPv6).
     pub connections: BTreeMap<&'static str, u64>,
+    /// Ephemeral ports in use by TCP sockets.
+    pub ephemeral_ports: EphemeralPorts,
     pub listening: Vec<ListeningSocket>,
     pub kernel: KernelCounters,
     pub probes: Vec<ProbeStatus>,
@@ -223,6 +230,25 @@ impl History {
 
     pub fn is_empty(&self) -> bool {
         self.snapshots.is_empty()
+    }
+
+    /// The snapshots no older than `window` before the newest one, oldest first.
+    pub fn within(&self, window: Duration) -> Vec<&Arc<Snapshot>> {
+        let Some(newest) = self.snapshots.back() else {
+            return Vec::new();
+        };
+        self.snapshots
+            .iter()
+            .filter(|s| newest.monotonic_seconds - s.monotonic_seconds <= window.as_secs_f64())
+            .collect()
+    }
+
+    /// Changes how many snapshots are kept, dropping the oldest if there are too many.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(2);
+        while self.snapshots.len() > self.capacity {
+            self.snapshots.pop_front();
+        }
     }
 
     /// The oldest snapshot no older than `window` before the newest one, and the newest.

@@ -1,7 +1,9 @@
-//! `netmon serve`: the poll loop and the HTTP server, until SIGINT or SIGTERM.
+//! `netmon serve`: the poll loop, the configuration reloader and the HTTP server, until
+//! SIGINT or SIGTERM.
 use std::{
     sync::{Arc, mpsc},
     thread,
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -9,7 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     collect::Poller,
-    config::Config,
+    config::ConfigSource,
     export::{
         http::{Shared, router},
         server,
@@ -17,7 +19,11 @@ use crate::{
     },
 };
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// How often the configuration file is checked for changes.
+const CONFIG_CHECK: Duration = Duration::from_secs(1);
+
+pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
+    let config = source.load()?;
     let web = match &config.web_config {
         Some(path) => WebConfig::from_file(path)?,
         None => WebConfig::default(),
@@ -25,25 +31,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let shared = Arc::new(Shared::new(config.history_length, config.rate_window));
+    let shared = Arc::new(Shared::new(config.clone()));
 
     // The poll loop owns the kernel programs on its own thread; it publishes one snapshot
     // before the server starts, so that no scrape sees an empty picture.
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     let poll_shared = shared.clone();
-    let poll_config = config.clone();
     let poll_thread = thread::Builder::new()
         .name("netmon-poll".into())
         .spawn(move || {
-            let mut poller =
-                Poller::new(&poll_config.probe_settings(), poll_config.host_settings());
+            let mut config = poll_shared.config();
+            let mut poller = Poller::new(&config.probe_settings(), config.host_settings());
             poll_shared.publish(poller.poll());
             let _ = ready_tx.send(());
             // A message or a dropped sender both mean stop.
             while let Err(mpsc::RecvTimeoutError::Timeout) =
-                stop_rx.recv_timeout(poll_config.poll_interval)
+                stop_rx.recv_timeout(config.poll_interval)
             {
+                let current = poll_shared.config();
+                if !Arc::ptr_eq(&current, &config) {
+                    poller.set_host_settings(current.host_settings());
+                    config = current;
+                }
                 poll_shared.publish(poller.poll());
             }
             // Dropping the poller detaches and unloads every program.
@@ -54,6 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("the poll thread stopped before its first poll")?;
 
+    let reloader = tokio::spawn(reload_loop(source, shared.clone()));
     tracing::info!(
         listen = %config.listen,
         tls = web.tls.is_some(),
@@ -62,12 +73,54 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     server::serve(listener, router(shared), &web, shutdown_signal()).await;
 
+    reloader.abort();
     let _ = stop_tx.send(());
     poll_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the poll thread panicked"))?;
     tracing::info!("stopped; every program detached");
     Ok(())
+}
+
+/// Reloads the configuration on SIGHUP and when its file changes. A broken file leaves the
+/// running configuration in force and is reported.
+async fn reload_loop(source: ConfigSource, shared: Arc<Shared>) {
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::warn!("cannot watch SIGHUP: {err}; reloading on file changes only");
+            None
+        }
+    };
+    let mut fingerprint = source.fingerprint();
+    let mut ticker = tokio::time::interval(CONFIG_CHECK);
+    loop {
+        let cause = tokio::select! {
+            _ = async { hangup.as_mut()?.recv().await }, if hangup.is_some() => "SIGHUP",
+            _ = ticker.tick() => {
+                let now = source.fingerprint();
+                if now == fingerprint {
+                    continue;
+                }
+                fingerprint = now;
+                "file changed"
+            }
+        };
+        match source.load() {
+            Ok(config) => {
+                tracing::info!(cause, "configuration reloaded");
+                shared.apply_config(config);
+            }
+            Err(err) => {
+                let error = format!("{err:#}");
+                tracing::error!(
+                    cause,
+                    "configuration not reloaded, the running one stays: {error}"
+                );
+                shared.reject_config(error);
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,8 +1,5 @@
 //! The HTTP server's routes. Handlers read the newest snapshot; none of them collects.
-use std::{
-    sync::{Arc, RwLock},
-    time::Duration,
-};
+use std::sync::{Arc, RwLock};
 
 use axum::{
     Json, Router,
@@ -11,54 +8,152 @@ use axum::{
     response::{Html, IntoResponse, Response},
     routing::get,
 };
+use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    export::{metrics, server},
+    config::Config,
+    diagnose::{Diagnosis, diagnose},
+    export::{
+        metrics::{self, AgentState},
+        server,
+    },
     model::{History, Interface, Snapshot},
     rates::{self, InterfaceRates, Summary},
 };
 
-/// What the poll loop publishes and the handlers read.
+/// How the last configuration reload went.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ReloadStatus {
+    pub last_reload_successful: bool,
+    /// Unix time of the last successful load (the start counts as one).
+    pub last_success_timestamp_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Settings changed in the file that take effect only after a restart.
+    pub pending_restart: Vec<&'static str>,
+}
+
+/// What the poll loop and the reloader publish and the handlers read.
 pub struct Shared {
     latest: RwLock<Arc<Snapshot>>,
     history: RwLock<History>,
-    rate_window: RwLock<Duration>,
+    config: RwLock<Arc<Config>>,
+    diagnosis: RwLock<Arc<Diagnosis>>,
+    reload: RwLock<ReloadStatus>,
+}
+
+fn read<T: Clone>(lock: &RwLock<T>) -> T {
+    lock.read()
+        .map(|v| v.clone())
+        .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+}
+
+fn write<T>(lock: &RwLock<T>, value: T) {
+    match lock.write() {
+        Ok(mut guard) => *guard = value,
+        Err(poisoned) => *poisoned.into_inner() = value,
+    }
 }
 
 impl Shared {
-    pub fn new(history_length: usize, rate_window: Duration) -> Self {
+    pub fn new(config: Config) -> Self {
         Self {
             latest: RwLock::new(Arc::new(Snapshot::default())),
-            history: RwLock::new(History::new(history_length)),
-            rate_window: RwLock::new(rate_window),
+            history: RwLock::new(History::new(config.history_length)),
+            config: RwLock::new(Arc::new(config)),
+            diagnosis: RwLock::new(Arc::new(Diagnosis::default())),
+            reload: RwLock::new(ReloadStatus {
+                last_reload_successful: true,
+                last_success_timestamp_seconds: unix_now(),
+                ..Default::default()
+            }),
         }
+    }
+
+    /// Adds a snapshot to the History and diagnoses the new window.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let snapshot = Arc::new(snapshot);
+        let config = self.config();
+        let diagnosis = match self.history.write() {
+            Ok(mut history) => {
+                history.set_capacity(config.history_length);
+                history.push(snapshot.clone());
+                diagnose(&history, config.rate_window, &config)
+            }
+            Err(_) => Diagnosis::default(),
+        };
+        write(&self.diagnosis, Arc::new(diagnosis));
+        write(&self.latest, snapshot);
+    }
+
+    pub fn latest(&self) -> Arc<Snapshot> {
+        read(&self.latest)
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        read(&self.config)
+    }
+
+    pub fn diagnosis(&self) -> Arc<Diagnosis> {
+        read(&self.diagnosis)
+    }
+
+    pub fn reload_status(&self) -> ReloadStatus {
+        read(&self.reload)
+    }
+
+    /// Puts a reloaded configuration in force; what only a restart can apply is kept from
+    /// the running one and reported.
+    pub fn apply_config(&self, mut new: Config) {
+        let running = self.config();
+        let pending = running.restart_only_changes(&new);
+        running.carry_restart_only(&mut new);
+        if !pending.is_empty() {
+            tracing::warn!(settings = ?pending, "changed settings take effect after a restart");
+        }
+        write(&self.config, Arc::new(new));
+        write(
+            &self.reload,
+            ReloadStatus {
+                last_reload_successful: true,
+                last_success_timestamp_seconds: unix_now(),
+                last_error: None,
+                pending_restart: pending,
+            },
+        );
+    }
+
+    /// Records a failed reload; the running configuration stays.
+    pub fn reject_config(&self, error: String) {
+        let mut status = self.reload_status();
+        status.last_reload_successful = false;
+        status.last_error = Some(error);
+        write(&self.reload, status);
     }
 
     /// Rates over the configured window, from the History.
     pub fn summary(&self) -> Option<Summary> {
-        let window = self.rate_window.read().map(|w| *w).unwrap_or_default();
+        let window = self.config().rate_window;
         let history = self.history.read().ok()?;
         let (old, new) = history.window(window)?;
         rates::summarize(old, new)
     }
 
-    pub fn publish(&self, snapshot: Snapshot) {
-        let snapshot = Arc::new(snapshot);
-        if let Ok(mut history) = self.history.write() {
-            history.push(snapshot.clone());
-        }
-        if let Ok(mut latest) = self.latest.write() {
-            *latest = snapshot;
+    /// What the exposition needs besides the snapshot.
+    pub fn agent_state(&self) -> AgentState {
+        AgentState {
+            diagnosis: self.diagnosis(),
+            reload: self.reload_status(),
         }
     }
+}
 
-    pub fn latest(&self) -> Arc<Snapshot> {
-        self.latest
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
-    }
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// The API's OpenAPI document, served as is and checked against real responses by the tests.
@@ -93,6 +188,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/listening", get(listening_handler))
         .route("/api/v1/summary", get(summary_handler))
         .route("/api/v1/traffic", get(traffic_handler))
+        .route(
+            "/api/v1/diagnosis",
+            get(|State(shared): State<Arc<Shared>>| async move {
+                Json((*shared.diagnosis()).clone())
+            }),
+        )
         .route("/api/v1/drops", get(drops_handler))
         .route("/api/v1/tcp", get(tcp_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -114,11 +215,11 @@ async fn metrics_handler(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
     if metrics::wants_openmetrics(accept) {
         return (
             [(header::CONTENT_TYPE, metrics::OPENMETRICS_FORMAT)],
-            metrics::render_openmetrics(&snapshot),
+            metrics::render_openmetrics(&snapshot, &shared.agent_state()),
         )
             .into_response();
     }
-    match metrics::render_text(&snapshot) {
+    match metrics::render_text(&snapshot, &shared.agent_state()) {
         Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{err:#}")),
     }
@@ -131,6 +232,7 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "snapshot_timestamp_ms": snapshot.timestamp_ms,
         "probes": snapshot.probes,
         "probe_load_error": snapshot.probe_load_error,
+        "config": shared.reload_status(),
         "collectors": snapshot.collectors,
     }))
     .into_response()

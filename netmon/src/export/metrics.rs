@@ -3,7 +3,20 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
-use crate::model::{HandshakeHistogram, Snapshot};
+use std::sync::Arc;
+
+use crate::{
+    diagnose::Diagnosis,
+    export::http::ReloadStatus,
+    model::{HandshakeHistogram, Snapshot},
+};
+
+/// The agent's own state that the exposition shows besides the snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct AgentState {
+    pub diagnosis: Arc<Diagnosis>,
+    pub reload: ReloadStatus,
+}
 
 /// A metric family under construction.
 struct Family(MetricFamily);
@@ -70,8 +83,8 @@ impl Family {
     }
 }
 
-/// Builds every metric family from the newest snapshot.
-pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
+/// Builds every metric family from the newest snapshot and the agent's state.
+pub fn families(snapshot: &Snapshot, agent: &AgentState) -> Vec<MetricFamily> {
     let mut out = Vec::new();
     let mut push = |family: Family| out.push(family.0);
 
@@ -439,15 +452,50 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
     timestamp.sample(&[], snapshot.timestamp_ms as f64 / 1000.0);
     push(timestamp);
 
+    let mut reload_ok = Family::new(
+        "netmon_config_last_reload_successful",
+        "1 when the last configuration (re)load succeeded; 0 while a broken file is ignored.",
+        MetricType::GAUGE,
+    );
+    reload_ok.sample(
+        &[],
+        f64::from(u8::from(agent.reload.last_reload_successful)),
+    );
+    push(reload_ok);
+    let mut reload_time = Family::new(
+        "netmon_config_last_reload_success_timestamp_seconds",
+        "When the configuration was last loaded successfully, in seconds since the Unix epoch.",
+        MetricType::GAUGE,
+    );
+    reload_time.sample(&[], agent.reload.last_success_timestamp_seconds);
+    push(reload_time);
+
+    let mut findings = Family::new(
+        "netmon_diagnosis_finding",
+        "Active findings of the diagnosis (/api/v1/diagnosis); the value is always 1.",
+        MetricType::GAUGE,
+    );
+    for finding in &agent.diagnosis.findings {
+        findings.sample(
+            &[
+                ("id", finding.id),
+                ("severity", finding.severity.as_str()),
+                ("subject", &finding.subject),
+            ],
+            1.0,
+        );
+    }
+    push(findings);
+
     // Families with no sample are left out: the text format has nothing to say for them.
     out.retain(|family| !family.get_metric().is_empty());
     out
 }
 
 /// Renders the Prometheus text format 0.0.4.
-pub fn render_text(snapshot: &Snapshot) -> anyhow::Result<String> {
+pub fn render_text(snapshot: &Snapshot, agent: &AgentState) -> anyhow::Result<String> {
     let mut out = String::new();
-    prometheus::TextEncoder::new().encode_utf8(&families(snapshot), &mut out)?;
+    prometheus::TextEncoder::new().encode_utf8(&families(snapshot, agent), &mut out)?;
     Ok(out)
 }
 
@@ -502,9 +550,9 @@ fn labels_text(pairs: &[LabelPair], extra: Option<(&str, String)>) -> String {
 
 /// Renders OpenMetrics 1.0: counters are announced without `_total`, `_info` gauges are info
 /// metrics, and the exposition ends with `# EOF`.
-pub fn render_openmetrics(snapshot: &Snapshot) -> String {
+pub fn render_openmetrics(snapshot: &Snapshot, agent: &AgentState) -> String {
     let mut out = String::new();
-    for family in families(snapshot) {
+    for family in families(snapshot, agent) {
         let name = family.name();
         let (base, kind) = match family.get_field_type() {
             MetricType::COUNTER => (name.strip_suffix("_total").unwrap_or(name), "counter"),
@@ -605,7 +653,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let text = render_text(&snapshot).unwrap();
+        let text = render_text(&snapshot, &AgentState::default()).unwrap();
         assert!(text.contains("# TYPE netmon_network_bytes_total counter"));
         assert!(
             text.contains("netmon_network_bytes_total{interface=\"eth0\",direction=\"rx\"} 1234")
@@ -625,5 +673,33 @@ mod tests {
         assert!(text.contains(
             "netmon_tcp_handshake_duration_seconds_count{netns=\"7\",open=\"active\"} 4"
         ));
+
+        let om = render_openmetrics(&snapshot, &AgentState::default());
+        assert!(om.ends_with("# EOF\n"));
+        assert!(om.contains("# TYPE netmon_network_bytes counter\n"));
+        assert!(
+            om.contains("netmon_network_bytes_total{interface=\"eth0\",direction=\"rx\"} 1234\n")
+        );
+        assert!(om.contains("# TYPE netmon_network info\n"));
+        assert!(om.contains("# TYPE netmon_build info\n"));
+        assert!(om.contains("# TYPE netmon_network_up gauge\n"));
+        assert!(om.contains(
+            "netmon_tcp_handshake_duration_seconds_bucket{netns=\"7\",open=\"active\",le=\"+Inf\"} 4\n"
+        ));
+    }
+
+    #[test]
+    fn negotiates_openmetrics() {
+        assert!(wants_openmetrics(
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3"
+        ));
+        assert!(!wants_openmetrics("text/plain"));
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0"));
+        assert!(!wants_openmetrics(""));
+    }
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -1,7 +1,7 @@
 //! `netmon snapshot` as readable tables.
 use std::fmt::Write as _;
 
-use crate::model::Snapshot;
+use crate::{diagnose::Diagnosis, model::Snapshot};
 
 /// Left-aligned columns, each as wide as its widest cell.
 fn table(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
@@ -143,6 +143,35 @@ pub fn render(snapshot: &Snapshot) -> String {
         &["PROBE", "METHOD", "LAST ERROR"],
         &rows,
     );
+    out
+}
+
+/// The diagnosis as text: one block per finding.
+pub fn render_diagnosis(diagnosis: &Diagnosis) -> String {
+    let mut out = String::new();
+    let status = diagnosis.status.map_or("ok", |s| s.as_str());
+    let _ = writeln!(
+        out,
+        "status: {status} ({} findings over {:.0} s)",
+        diagnosis.findings.len(),
+        diagnosis.window_seconds
+    );
+    for finding in &diagnosis.findings {
+        let _ = writeln!(
+            out,
+            "\n[{}] {} {}: {}",
+            finding.severity.as_str(),
+            finding.id,
+            finding.subject,
+            finding.summary
+        );
+        for e in &finding.evidence {
+            let _ = writeln!(out, "  {} = {:.2} {}", e.name, e.value, e.unit);
+        }
+        for step in &finding.next_steps {
+            let _ = writeln!(out, "  next: {step}");
+        }
+    }
     out
 }
 

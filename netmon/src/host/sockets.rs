@@ -51,20 +51,56 @@ fn dump(protocol: u8, states: StateFlags) -> anyhow::Result<Vec<DumpedSocket>> {
     Ok(sockets)
 }
 
-/// TCP sockets by state name, every one of the eleven states present (0 when none).
-pub fn tcp_states() -> anyhow::Result<BTreeMap<&'static str, u64>> {
-    let mut counts: BTreeMap<&'static str, u64> = names::TCP_STATES
+/// TCP sockets by state, and how much of the ephemeral port range they use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TcpSummary {
+    /// Every one of the eleven states, 0 when none.
+    pub states: BTreeMap<&'static str, u64>,
+    pub ephemeral: EphemeralPorts,
+}
+
+/// Local ports of the ephemeral range in use by TCP sockets that are not listening.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EphemeralPorts {
+    pub in_use: u64,
+    pub range_size: u64,
+}
+
+/// `net.ipv4.ip_local_port_range` of the calling thread's namespace.
+pub fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+pub fn tcp_summary() -> anyhow::Result<TcpSummary> {
+    let mut states: BTreeMap<&'static str, u64> = names::TCP_STATES
         .iter()
         .map(|(_, name)| (*name, 0))
         .collect();
+    let (low, high) = ephemeral_range();
+    let mut ports = std::collections::BTreeSet::new();
     for socket in dump(IPPROTO_TCP, StateFlags::all())? {
         // Request sockets (TCP_NEW_SYN_RECV) are half-open connections: SYN_RECV to users.
         let state = if socket.state == 12 { 3 } else { socket.state };
         if let Some((_, name)) = names::TCP_STATES.iter().find(|(n, _)| *n == state) {
-            *counts.entry(name).or_default() += 1;
+            *states.entry(name).or_default() += 1;
+        }
+        if state != 10 && (low..=high).contains(&socket.local_port) {
+            ports.insert(socket.local_port);
         }
     }
-    Ok(counts)
+    Ok(TcpSummary {
+        states,
+        ephemeral: EphemeralPorts {
+            in_use: ports.len() as u64,
+            range_size: u64::from(high.saturating_sub(low)) + 1,
+        },
+    })
 }
 
 /// A socket waiting for peers: a TCP listener, or a UDP socket bound to a port and not
@@ -122,8 +158,10 @@ mod tests {
                 .iter()
                 .any(|l| l.protocol == "udp" && l.port == udp_port && l.address.is_ipv6())
         );
-        let states = tcp_states().unwrap();
-        assert_eq!(states.len(), 11);
-        assert!(states["LISTEN"] >= 1);
+        let summary = tcp_summary().unwrap();
+        assert_eq!(summary.states.len(), 11);
+        assert!(summary.states["LISTEN"] >= 1);
+        let (low, high) = ephemeral_range();
+        assert_eq!(summary.ephemeral.range_size, u64::from(high - low) + 1);
     }
 }

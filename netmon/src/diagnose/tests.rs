@@ -1,0 +1,244 @@
+use std::{sync::Arc, time::Duration};
+
+use netmon_common::DropKey;
+
+use super::*;
+use crate::{
+    host::processes::Owner,
+    model::{DropCount, Interface, InterfaceCounters},
+};
+
+const NETNS: u32 = 4026531840;
+
+fn interface(name: &str, counters: InterfaceCounters) -> Interface {
+    Interface {
+        name: name.into(),
+        ifindex: 2,
+        up: true,
+        speed_mbps: Some(1000),
+        capacity_mbps: Some(1000),
+        duplex: Some("full".into()),
+        counters,
+        ..Default::default()
+    }
+}
+
+fn snapshot(at: f64, counters: InterfaceCounters) -> Snapshot {
+    Snapshot {
+        netns: NETNS,
+        monotonic_seconds: at,
+        interfaces: vec![interface("eth0", counters)],
+        ..Default::default()
+    }
+}
+
+fn history(snapshots: Vec<Snapshot>) -> History {
+    let mut history = History::new(100);
+    for s in snapshots {
+        history.push(Arc::new(s));
+    }
+    history
+}
+
+fn steady(seconds: u64, per_second: InterfaceCounters) -> Vec<Snapshot> {
+    (0..=seconds)
+        .map(|t| {
+            let c = &per_second;
+            snapshot(
+                t as f64,
+                InterfaceCounters {
+                    rx_bytes: c.rx_bytes * t,
+                    rx_packets: c.rx_packets * t,
+                    rx_errors: c.rx_errors * t,
+                    rx_dropped: c.rx_dropped * t,
+                    tx_bytes: c.tx_bytes * t,
+                    tx_packets: c.tx_packets * t,
+                    tx_errors: c.tx_errors * t,
+                    tx_dropped: c.tx_dropped * t,
+                },
+            )
+        })
+        .collect()
+}
+
+fn run(history: &History, config: &Config) -> Diagnosis {
+    diagnose(history, Duration::from_secs(60), config)
+}
+
+fn quiet() -> InterfaceCounters {
+    InterfaceCounters {
+        rx_bytes: 10_000,
+        rx_packets: 100,
+        tx_bytes: 10_000,
+        tx_packets: 100,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_quiet_healthy_host_has_no_findings() {
+    let diagnosis = run(&history(steady(10, quiet())), &Config::default());
+    assert_eq!(diagnosis.findings, vec![]);
+    assert_eq!(diagnosis.status, Some(Severity::Ok));
+    assert_eq!(diagnosis.window_seconds, 10.0);
+}
+
+#[test]
+fn steady_errors_on_a_half_duplex_link() {
+    let mut snapshots = steady(
+        10,
+        InterfaceCounters {
+            rx_errors: 3,
+            ..quiet()
+        },
+    );
+    for s in &mut snapshots {
+        s.interfaces[0].duplex = Some("half".into());
+        s.interfaces[0].speed_mbps = Some(100);
+    }
+    let diagnosis = run(&history(snapshots), &Config::default());
+    let finding = &diagnosis.findings[0];
+    assert_eq!(
+        (finding.id, finding.severity),
+        ("high_error_rate", Severity::Warning)
+    );
+    assert_eq!(finding.evidence[0].value, 3.0);
+    let steps = finding.next_steps.join(" ");
+    assert!(steps.contains("half duplex"), "{steps}");
+    assert!(steps.contains("100 Mbit/s"), "{steps}");
+    assert!(steps.contains("grew in 10 of 10 intervals"), "{steps}");
+}
+
+#[test]
+fn firewall_drops_are_packet_loss_with_their_reason() {
+    let mut snapshots = steady(5, quiet());
+    for (t, s) in snapshots.iter_mut().enumerate() {
+        s.kernel.drops = vec![DropCount {
+            key: DropKey::default(),
+            netns: NETNS,
+            ifindex: 2,
+            interface: "eth0".into(),
+            protocol: "ipv4".into(),
+            reason: "NETFILTER_DROP".into(),
+            count: 20 * t as u64,
+        }];
+    }
+    let diagnosis = run(&history(snapshots), &Config::default());
+    let finding = &diagnosis.findings[0];
+    assert_eq!(finding.id, "packet_loss");
+    // 100 dropped of 1000 packets: 10 %, twice the critical factor of 1 %.
+    assert_eq!(finding.severity, Severity::Critical);
+    assert!(
+        finding.summary.contains("100 of 1000"),
+        "{}",
+        finding.summary
+    );
+    assert!(
+        finding.summary.contains("NETFILTER_DROP"),
+        "{}",
+        finding.summary
+    );
+    assert!(finding.next_steps[0].contains("iptables"));
+    assert!(
+        finding
+            .evidence
+            .iter()
+            .any(|e| e.name == "reason:NETFILTER_DROP" && e.value == 100.0)
+    );
+}
+
+#[test]
+fn saturation_against_capacity() {
+    let per_second = InterfaceCounters {
+        tx_bytes: 110_000_000,
+        tx_packets: 80_000,
+        ..quiet()
+    };
+    let diagnosis = run(&history(steady(5, per_second)), &Config::default());
+    let finding = &diagnosis.findings[0];
+    assert_eq!(
+        (finding.id, finding.severity),
+        ("bandwidth_saturation", Severity::Warning)
+    );
+    assert_eq!(finding.evidence[0].value.round(), 88.0);
+}
+
+fn listener(
+    protocol: &'static str,
+    address: &str,
+    port: u16,
+    owners: &[(u32, &str)],
+) -> ListeningSocket {
+    ListeningSocket {
+        protocol,
+        address: address.into(),
+        port,
+        processes: owners
+            .iter()
+            .map(|(pid, name)| Owner {
+                pid: *pid,
+                name: name.to_string(),
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn port_problems() {
+    let config = Config::from_toml(
+        r#"
+        [[expected_ports]]
+        port = 22
+        process = "sshd"
+        [[expected_ports]]
+        port = 6379
+        local_only = true
+        [[expected_ports]]
+        port = 443
+        [[expected_ports]]
+        port = 8080
+        "#,
+    )
+    .unwrap();
+    let mut snapshot = snapshot(0.0, quiet());
+    snapshot.listening = vec![
+        listener("tcp", "0.0.0.0", 22, &[(10, "dropbear")]),
+        listener("tcp", "0.0.0.0", 6379, &[(11, "redis-server")]),
+        listener("tcp", "0.0.0.0", 4444, &[(12, "nc")]),
+        listener("tcp", "0.0.0.0", 8080, &[(13, "app")]),
+        listener("tcp", "0.0.0.0", 8080, &[(14, "app")]),
+    ];
+    let diagnosis = run(&history(vec![snapshot]), &config);
+    let ids: Vec<(&str, &str)> = diagnosis
+        .findings
+        .iter()
+        .map(|f| (f.id, f.subject.as_str()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("expected_port_missing", "tcp/443"),
+            ("bound_to_all_addresses", "tcp/6379"),
+            ("expected_port_wrong_process", "tcp/22"),
+            ("port_shared", "tcp/8080"),
+            ("unexpected_listener", "tcp/4444"),
+        ]
+    );
+    assert_eq!(diagnosis.status, Some(Severity::Critical));
+}
+
+#[test]
+fn connection_state_surges() {
+    let config = Config::from_toml("[thresholds]\nsyn_sent = 3\nclose_wait = 10").unwrap();
+    let mut snapshot = snapshot(0.0, quiet());
+    snapshot.connections.insert("SYN_SENT", 5);
+    snapshot.connections.insert("CLOSE_WAIT", 10);
+    let diagnosis = run(&history(vec![snapshot]), &config);
+    assert_eq!(diagnosis.findings.len(), 1);
+    let finding = &diagnosis.findings[0];
+    assert_eq!(
+        (finding.id, finding.subject.as_str()),
+        ("syn_sent_surge", "SYN_SENT")
+    );
+    assert_eq!(finding.evidence[0].value, 5.0);
+}
