@@ -130,7 +130,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::thread::sleep(step.min(window.saturating_sub(begin.elapsed())));
                 history.push(Arc::new(poller.poll()));
             }
-            let diagnosis = diagnose(&history, window, &config);
+            // Every snapshot taken belongs to the window.
+            let diagnosis = diagnose(&history, begin.elapsed() + step, &config);
             if json {
                 println!("{}", serde_json::to_string_pretty(&diagnosis)?);
             } else {

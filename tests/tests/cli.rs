@@ -85,3 +85,114 @@ fn without_privileges_it_serves_host_statistics_and_says_what_is_missing() {
     assert!(status.contains("CAP_BPF"), "{status}");
     assert!(agent.log().contains("CAP_BPF"), "{}", agent.log());
 }
+
+#[test]
+fn check_config_explains_a_good_file() {
+    let file = netmon_tests::ConfigFile::new(
+        "poll_interval = \"500ms\"\n[thresholds]\ndrop_rate_percent = 2.0\n\
+         [[expected_ports]]\nport = 22\nprocess = \"sshd\"\n",
+    );
+    let out = Command::new(netmon_bin())
+        .args(["check-config", file.path_str()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("valid"), "{text}");
+    assert!(text.contains("poll_interval = 500ms"), "{text}");
+    assert!(text.contains("drop_rate 2 %"), "{text}");
+    assert!(text.contains("expected port tcp/22 held by sshd"), "{text}");
+}
+
+#[test]
+fn broken_configuration_files_get_clear_errors() {
+    let cases = [
+        ("poll_interval = \"fast\"", "invalid duration \"fast\""),
+        ("poll_intervall = \"2s\"", "unknown field `poll_intervall`"),
+        ("listen = \"localhost\"", "invalid socket address"),
+        ("history_length = 1", "at least 2 snapshots"),
+        ("history_length = -3", "invalid value"),
+        ("[thresholds]\nsaturation_percent = 150", "at most 100"),
+        (
+            "[probe_methods]\nnet_dev_xmit = \"kprobe\"",
+            "only a fallback",
+        ),
+        (
+            "[probe_methods]\nno_such_probe = \"tp_btf\"",
+            "unknown variant `no_such_probe`",
+        ),
+        ("[link_capacity_mbps]\neth0 = 0", "must be more than 0"),
+        ("[[expected_ports]]\nport = 0", "port 0"),
+        ("interface_include = [\"\"]", "empty pattern"),
+        ("max_tracked_interfaces = 0", "at least 1"),
+        (
+            "poll_interval = \"2s\"\npoll_interval = \"3s\"",
+            "duplicate key",
+        ),
+        ("[thresholds", "unclosed table"),
+    ];
+    for (text, expected) in cases {
+        let file = netmon_tests::ConfigFile::new(text);
+        let out = Command::new(netmon_bin())
+            .args(["check-config", file.path_str()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{text:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{text:?}: expected {expected:?} in {stderr}"
+        );
+        assert!(
+            stderr.contains(file.path_str()),
+            "{text:?}: the message names the file"
+        );
+    }
+    let out = Command::new(netmon_bin())
+        .args(["check-config", "/nonexistent/netmon.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/netmon.toml"));
+}
+
+#[test]
+fn environment_variables_are_checked_like_flags() {
+    let out = Command::new(netmon_bin())
+        .arg("serve")
+        .env("NETMON_POLL_INTERVAL", "0s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("more than zero"), "{stderr}");
+}
+
+#[test]
+fn diagnose_samples_a_window_and_reports() {
+    require_root();
+    let ns = netmon_tests::Netns::new("cli-diagnose");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(netmon_bin())
+        .args(["diagnose", "--window", "1s", "--json"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "ok", "{json}");
+    assert!(json["window_seconds"].as_f64().unwrap() >= 0.8);
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(netmon_bin())
+        .args(["diagnose", "--window", "500ms"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("status: ok"));
+}
