@@ -29,6 +29,8 @@ enum Task {
     },
     /// Set up, then formatting, clippy, unit tests and the privileged integration tests.
     Test,
+    /// Set up, build release binaries, run the benchmark suite (root) and write BENCHMARKS.md.
+    Bench,
 }
 
 /// Debian packages the build and the tests use.
@@ -43,6 +45,8 @@ const BUILD_PACKAGES: &[&str] = &[
 const TEST_PACKAGES: &[&str] = &["iproute2", "iptables", "prometheus"];
 /// Python modules the tests use: the strict OpenMetrics parser of the Prometheus client.
 const TEST_PYTHON_MODULES: &[(&str, &str)] = &[("prometheus_client", "prometheus-client")];
+/// What the benchmarks compare with: bpftrace, node_exporter, iperf3.
+const BENCH_PACKAGES: &[&str] = &["bpftrace", "prometheus-node-exporter", "iperf3"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
@@ -85,6 +89,11 @@ fn run(task: Task) -> anyhow::Result<()> {
         Task::Test => {
             setup()?;
             test()
+        }
+        Task::Bench => {
+            setup()?;
+            install_debs(BENCH_PACKAGES)?;
+            bench()
         }
     }
 }
@@ -160,25 +169,12 @@ fn setup() -> anyhow::Result<()> {
         did.push("rust-src");
     }
 
-    let mut packages: Vec<&str> = BUILD_PACKAGES
+    let packages: Vec<&str> = BUILD_PACKAGES
         .iter()
         .chain(TEST_PACKAGES)
         .copied()
-        .filter(|p| !deb_installed(p))
         .collect();
-    packages.dedup();
-    if !packages.is_empty() {
-        if !is_root() {
-            bail!(
-                "missing Debian packages {}: run as root, or `sudo apt-get install -y {}`",
-                packages.join(" "),
-                packages.join(" ")
-            );
-        }
-        cmd("apt-get", &["update", "-qq"]).context("apt-get update")?;
-        let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-        args.extend(&packages);
-        cmd("apt-get", &args).context("installing Debian packages")?;
+    if install_debs(&packages)? {
         did.push("Debian packages");
     }
 
@@ -231,6 +227,66 @@ fn setup() -> anyhow::Result<()> {
             begin.elapsed().as_secs_f64()
         );
     }
+    Ok(())
+}
+
+/// Installs the Debian packages that are missing; returns whether it installed any.
+fn install_debs(packages: &[&str]) -> anyhow::Result<bool> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !deb_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages {}: run as root, or `sudo apt-get install -y {}`",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    cmd("apt-get", &["update", "-qq"]).context("apt-get update")?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    cmd("apt-get", &args).context("installing Debian packages")?;
+    Ok(true)
+}
+
+fn bench() -> anyhow::Result<()> {
+    if !is_root() {
+        bail!("the benchmarks load kernel programs and make namespaces: run as root");
+    }
+    cmd("cargo", &["build", "--release", "--package", "netmon"])?;
+    cmd(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--package",
+            "netmon-tests",
+            "--bin",
+            "netmon-bench",
+        ],
+    )?;
+    let root = workspace_root();
+    let output = Command::new(root.join("target/release/netmon-bench"))
+        .env("NETMON_BIN", root.join("target/release/netmon"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the benchmarks")?;
+    if !output.status.success() {
+        bail!("the benchmarks failed ({})", output.status);
+    }
+    let tables = String::from_utf8_lossy(&output.stdout);
+    let text = format!(
+        "# Benchmarks\n\nProduced by `cargo xtask bench` (root; traffic only between namespaces \
+         the suite makes; every loop bounded). Each section is one run on the machine below; \
+         rerun the command to refresh this file.\n\n{tables}"
+    );
+    std::fs::write(root.join("BENCHMARKS.md"), text).context("writing BENCHMARKS.md")?;
+    print!("{tables}");
     Ok(())
 }
 
