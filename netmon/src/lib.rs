@@ -6,6 +6,7 @@ pub mod export;
 pub mod host;
 pub mod model;
 pub mod names;
+pub mod privileges;
 pub mod probes;
 pub mod rates;
 pub mod serve;

@@ -13,7 +13,7 @@ use netmon::{
     diagnose::{Severity, diagnose},
     export::table,
     model::History,
-    serve,
+    privileges, serve,
 };
 
 /// eBPF-backed network observer: Prometheus metrics and a JSON API about this host's network.
@@ -99,7 +99,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     web_config,
                 },
             };
-            tokio::runtime::Runtime::new()
+            // The runtime's threads serve HTTP: they start without any capability.
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .on_thread_start(privileges::drop_all)
+                .build()
                 .context("starting the runtime")?
                 .block_on(serve::run(source))?;
         }

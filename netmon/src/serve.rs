@@ -17,6 +17,7 @@ use crate::{
         server,
         web_config::WebConfig,
     },
+    privileges,
 };
 
 /// How often the configuration file is checked for changes.
@@ -43,6 +44,11 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         .spawn(move || {
             let mut config = poll_shared.config();
             let mut poller = Poller::new(&config.probe_settings(), config.host_settings());
+            // Attached: from here on this thread needs only what reading maps, entering
+            // namespaces and reading descriptor tables take.
+            if let Err(err) = privileges::keep_only(&privileges::POLL_THREAD_CAPABILITIES) {
+                tracing::warn!("cannot reduce the poll thread's capabilities: {err}");
+            }
             poll_shared.publish(poller.poll());
             let _ = ready_tx.send(());
             // A message or a dropped sender both mean stop.
@@ -64,6 +70,9 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         .await
         .context("the poll thread stopped before its first poll")?;
 
+    // The programs are attached and the files read: this thread, which accepts connections,
+    // needs no capability any more (the runtime's workers dropped theirs when they started).
+    privileges::drop_all();
     let reloader = tokio::spawn(reload_loop(source, shared.clone()));
     tracing::info!(
         listen = %config.listen,

@@ -157,13 +157,15 @@ impl Hook {
         Some(format!("{}_{suffix}", self.program_prefix()))
     }
 
-    /// Whether the hook's BTF and raw tracepoint programs follow kernel struct pointers, and so
-    /// need offsets from BTF.
-    fn reads_structs(self) -> bool {
-        matches!(
-            self,
-            Self::NetDevXmit | Self::NetifReceiveSkb | Self::KfreeSkb | Self::InetSockSetState
-        )
+    /// Whether the hook's program for `method` follows kernel struct pointers, and so needs
+    /// offsets from BTF. The classic state tracepoint has all it needs in its record (only the
+    /// namespace is then unknown, reported as 0).
+    fn reads_structs(self, method: AttachMethod) -> bool {
+        match self {
+            Self::NetDevXmit | Self::NetifReceiveSkb | Self::KfreeSkb => true,
+            Self::InetSockSetState => method != AttachMethod::Tracepoint,
+            _ => false,
+        }
     }
 }
 
@@ -445,17 +447,19 @@ impl Probes {
                     AttachMethod::TpBtf if aya_btf.is_none() => {
                         Err("the kernel has no BTF (/sys/kernel/btf/vmlinux)".to_string())
                     }
-                    AttachMethod::TpBtf | AttachMethod::RawTp | AttachMethod::Kprobe
-                        if hook.reads_structs() =>
-                    {
-                        offsets.as_ref().map(|_| ()).map_err(Clone::clone)
-                    }
                     AttachMethod::Tracepoint => match tracepoint_errors.get(&hook) {
                         Some(err) => Err(err.clone()),
                         None => Ok(()),
                     },
                     _ => Ok(()),
-                };
+                }
+                .and_then(|()| {
+                    if hook.reads_structs(method) {
+                        offsets.as_ref().map(|_| ()).map_err(Clone::clone)
+                    } else {
+                        Ok(())
+                    }
+                });
                 let kprobe_fn = match hook {
                     Hook::KfreeSkb => drop_target.map(|(name, _)| name),
                     _ => Some("tcp_set_state"),

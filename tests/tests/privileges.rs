@@ -1,0 +1,148 @@
+//! Least privilege: the agent works with exactly the documented capabilities, and once its
+//! programs are attached every thread keeps only what its work needs.
+use std::{net::TcpListener, time::Duration};
+
+use netmon_tests::{Agent, Netns, Veth, require_root, send_udp};
+
+const CAP_DAC_READ_SEARCH: u64 = 1 << 2;
+const CAP_SYS_PTRACE: u64 = 1 << 19;
+const CAP_SYS_ADMIN: u64 = 1 << 21;
+const CAP_BPF: u64 = 1 << 39;
+
+/// (thread name, effective capabilities, permitted capabilities) of every thread of `pid`.
+fn thread_capabilities(pid: u32) -> Vec<(String, u64, u64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let mask = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+                .unwrap()
+        };
+        threads.push((name.trim().to_string(), mask("CapEff:"), mask("CapPrm:")));
+    }
+    threads
+}
+
+/// Traffic between two namespaces is counted: the kernel programs work.
+fn counts_traffic(agent: &Agent, tag: &str, subnet: u8) {
+    let a = Netns::new(&format!("{tag}-a"));
+    let b = Netns::new(&format!("{tag}-b"));
+    let veth = Veth::connect(&a, &b, subnet);
+    send_udp(&a, &veth.a_ip, &format!("{}:9", veth.b_ip), 25, 10);
+    let m = agent.fresh_metrics();
+    let netns = a.inode().to_string();
+    assert_eq!(
+        m.counter(
+            "netmon_kernel_packets_total",
+            &[
+                ("netns", &netns),
+                ("interface", &veth.a_dev),
+                ("direction", "tx")
+            ]
+        ),
+        25,
+        "counts in another namespace"
+    );
+}
+
+#[test]
+fn after_attaching_only_the_poll_thread_keeps_capabilities() {
+    require_root();
+    let agent = Agent::start(&[]);
+    agent.fresh_metrics();
+    let threads = thread_capabilities(agent.pid());
+    assert!(threads.len() >= 3, "{threads:?}");
+    let poll: Vec<_> = threads.iter().filter(|t| t.0 == "netmon-poll").collect();
+    assert_eq!(poll.len(), 1, "{threads:?}");
+    assert_eq!(
+        poll[0].1,
+        CAP_BPF | CAP_SYS_ADMIN | CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH,
+        "{threads:?}"
+    );
+    assert_eq!(
+        poll[0].2,
+        CAP_BPF | CAP_SYS_ADMIN | CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH,
+        "{threads:?}"
+    );
+    for (name, effective, permitted) in threads.iter().filter(|t| t.0 != "netmon-poll") {
+        assert_eq!(
+            (*effective, *permitted),
+            (0, 0),
+            "thread {name} holds capabilities"
+        );
+    }
+    // Everything still works with the reduced sets: programs count, namespaces are named,
+    // listeners are found with their processes, HTTP answers.
+    counts_traffic(&agent, "caps", 235);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let m = agent.fresh_metrics();
+    let me = std::process::id().to_string();
+    assert!(
+        !m.find(
+            "netmon_listening_socket_info",
+            &[("port", &port), ("pid", &me)]
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn runs_as_nobody_with_exactly_the_documented_capabilities() {
+    require_root();
+    let caps = "+bpf,+perfmon,+sys_admin,+sys_ptrace,+dac_read_search";
+    let inh = format!("--inh-caps=-all,{caps}");
+    let ambient = format!("--ambient-caps=-all,{caps}");
+    let bounding = format!("--bounding-set=-all,{caps}");
+    let agent = Agent::start_as(
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            &inh,
+            &ambient,
+            &bounding,
+        ],
+        &[],
+    );
+    let m = agent.fresh_metrics();
+    for probe in [
+        "net_dev_xmit",
+        "netif_receive_skb",
+        "kfree_skb",
+        "inet_sock_set_state",
+    ] {
+        assert_eq!(
+            m.value(
+                "netmon_probe_attached",
+                &[("probe", probe), ("method", "tp_btf")]
+            ),
+            Some(1.0),
+            "{probe}: {}",
+            agent.log()
+        );
+    }
+    counts_traffic(&agent, "nobody", 236);
+    // Root's listeners are found with their processes (CAP_SYS_PTRACE).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let m = agent.fresh_metrics();
+    let me = std::process::id().to_string();
+    assert!(
+        !m.find(
+            "netmon_listening_socket_info",
+            &[("port", &port), ("pid", &me)]
+        )
+        .is_empty(),
+        "the test's own listener with its pid"
+    );
+}
