@@ -1,0 +1,146 @@
+//! Degraded modes: the agent starts without BTF, or with a collector that cannot read its
+//! source, serves everything that does not need the missing piece, and says what is missing.
+//! (Without BPF permission: tests/cli.rs; with a hook's method missing: tests/probes.rs.)
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    thread,
+    time::Duration,
+};
+
+use netmon_tests::{Agent, Metrics, require_root};
+
+fn status(agent: &Agent) -> serde_json::Value {
+    serde_json::from_str(&agent.get("/api/v1/status").body).unwrap()
+}
+
+fn probe<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["probe"] == name)
+        .unwrap()
+}
+
+/// Runs the agent in a private mount namespace after `setup` (shell commands) ran there.
+fn agent_with_mounts(setup: &str) -> Agent {
+    let script = format!("{setup} && exec \"$0\" \"$@\"");
+    Agent::start_as(
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &script,
+        ],
+        &[],
+    )
+}
+
+#[test]
+fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
+    require_root();
+    let agent = agent_with_mounts("mount --bind /dev/null /sys/kernel/btf/vmlinux");
+    let s = status(&agent);
+    // Hooks that follow kernel struct pointers need offsets from BTF: reported per method.
+    for name in ["net_dev_xmit", "netif_receive_skb", "kfree_skb"] {
+        let p = probe(&s, name);
+        assert!(p["method"].is_null(), "{p}");
+        let failures = p["failures"].as_array().unwrap();
+        assert_eq!(failures.len(), 4, "every method tried: {p}");
+        assert!(
+            failures[0]["error"].as_str().unwrap().contains("no BTF"),
+            "{p}"
+        );
+        assert!(
+            failures[1]["error"].as_str().unwrap().contains("BTF"),
+            "{p}"
+        );
+    }
+    // The state hook falls back to its classic tracepoint, whose record has what it needs;
+    // the TCP event hooks need no struct at all.
+    assert_eq!(probe(&s, "inet_sock_set_state")["method"], "tracepoint");
+    for name in ["tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"] {
+        assert_eq!(probe(&s, name)["method"], "raw_tp", "{name}");
+    }
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        m.value(
+            "netmon_probe_attached",
+            &[("probe", "net_dev_xmit"), ("method", "none")]
+        ),
+        Some(0.0)
+    );
+    assert!(agent.log().contains("not attached"), "{}", agent.log());
+    // TCP transitions still count (namespace unknown without BTF: 0).
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut b = [0u8; 1];
+        let _ = s.read(&mut b);
+    });
+    TcpStream::connect(addr).unwrap().write_all(b"x").unwrap();
+    server.join().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let m = agent.fresh_metrics();
+    assert!(
+        m.counter(
+            "netmon_tcp_state_transitions_total",
+            &[
+                ("netns", "0"),
+                ("family", "inet"),
+                ("from", "SYN_SENT"),
+                ("to", "ESTABLISHED")
+            ]
+        ) >= 1
+    );
+    // Host statistics are complete.
+    assert!(
+        m.value("netmon_network_mtu_bytes", &[("interface", "lo")])
+            .is_some()
+    );
+}
+
+#[test]
+fn a_collector_that_cannot_read_its_source_is_reported_and_the_others_run() {
+    require_root();
+    // An interface directory without counters: the interface collector fails.
+    let agent =
+        agent_with_mounts("mount -t tmpfs none /sys/class/net && mkdir /sys/class/net/broken0");
+    let mut last = Metrics::default();
+    for _ in 0..3 {
+        last = agent.fresh_metrics();
+    }
+    assert_eq!(
+        last.value("netmon_collector_success", &[("collector", "interfaces")]),
+        Some(0.0)
+    );
+    for collector in ["connections", "listening", "probes", "addresses"] {
+        assert_eq!(
+            last.value("netmon_collector_success", &[("collector", collector)]),
+            Some(1.0),
+            "{collector}"
+        );
+    }
+    assert!(
+        last.value("netmon_network_connections", &[("status", "LISTEN")])
+            .unwrap()
+            >= 1.0
+    );
+    let s = status(&agent);
+    let failed = s["collectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["collector"] == "interfaces")
+        .unwrap();
+    assert!(
+        failed["error"].as_str().unwrap().contains("broken0"),
+        "{failed}"
+    );
+    assert!(agent.log().contains("collector failed"));
+}
