@@ -10,3 +10,6 @@ pub mod privileges;
 pub mod probes;
 pub mod rates;
 pub mod serve;
+
+#[cfg(test)]
+mod fuzz_tests;
