@@ -7,7 +7,13 @@ use std::{
 
 use crate::{
     config::InterfaceFilter,
-    host::{addresses, interfaces, netns, processes::SocketOwners, sockets},
+    host::{
+        addresses,
+        interfaces::{self, LinkDetails},
+        netns,
+        processes::SocketOwners,
+        sockets,
+    },
     model::{CollectorRun, KernelCounters, ListeningSocket, Snapshot},
     probes::{ProbeSettings, Probes},
 };
@@ -37,6 +43,7 @@ pub struct Poller {
     probes: Probes,
     host: HostSettings,
     owners: SocketOwners,
+    details: LinkDetails,
     started: Instant,
 }
 
@@ -46,6 +53,7 @@ impl Poller {
             probes: Probes::start(probes),
             host,
             owners: SocketOwners::new(OWNER_RESCAN),
+            details: LinkDetails::default(),
             started: Instant::now(),
         }
     }
@@ -82,6 +90,9 @@ impl Poller {
             interfaces.retain(|i| self.host.interfaces.allows(&i.name));
             snapshot.interfaces = interfaces;
         }
+        run(&mut snapshot.collectors, "link_details", || {
+            self.details.fill(&mut snapshot.interfaces)
+        });
         if let Some(addresses) = run(&mut snapshot.collectors, "addresses", addresses::read_all) {
             for interface in &mut snapshot.interfaces {
                 interface.addresses = addresses

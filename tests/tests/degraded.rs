@@ -108,18 +108,23 @@ fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
 #[test]
 fn a_collector_that_cannot_read_its_source_is_reported_and_the_others_run() {
     require_root();
-    // An interface directory without counters: the interface collector fails.
-    let agent =
-        agent_with_mounts("mount -t tmpfs none /sys/class/net && mkdir /sys/class/net/broken0");
+    // sysfs without the namespace's interfaces: speed and duplex cannot be read.
+    let agent = agent_with_mounts("mount -t tmpfs none /sys/class/net");
     let mut last = Metrics::default();
     for _ in 0..3 {
         last = agent.fresh_metrics();
     }
     assert_eq!(
-        last.value("netmon_collector_success", &[("collector", "interfaces")]),
+        last.value("netmon_collector_success", &[("collector", "link_details")]),
         Some(0.0)
     );
-    for collector in ["connections", "listening", "probes", "addresses"] {
+    for collector in [
+        "interfaces",
+        "connections",
+        "listening",
+        "probes",
+        "addresses",
+    ] {
         assert_eq!(
             last.value("netmon_collector_success", &[("collector", collector)]),
             Some(1.0),
@@ -136,11 +141,19 @@ fn a_collector_that_cannot_read_its_source_is_reported_and_the_others_run() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["collector"] == "interfaces")
+        .find(|c| c["collector"] == "link_details")
         .unwrap();
     assert!(
-        failed["error"].as_str().unwrap().contains("broken0"),
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("is missing: sysfs does not show"),
         "{failed}"
+    );
+    // What the failed collector adds is missing; the rest of each interface is there.
+    assert!(
+        last.value("netmon_network_mtu_bytes", &[("interface", "lo")])
+            .is_some()
     );
     assert!(agent.log().contains("collector failed"));
 }

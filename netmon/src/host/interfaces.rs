@@ -1,48 +1,115 @@
-//! Interfaces of the agent's namespace and their kernel counters, from sysfs: the same 64-bit
-//! counters `ip -s link` and node_exporter read.
-use std::{fs, io, path::Path};
+//! Interfaces of the agent's namespace: counters, state, MTU and MAC from one rtnetlink dump
+//! (the 64-bit counters `ip -s link` shows), speed and duplex from sysfs, which only ethtool
+//! and sysfs know. Speed and duplex change rarely: they are read again when an interface's
+//! state changes, and otherwise every [`DETAILS_REFRESH`] polls.
+use std::{collections::HashMap, fs, io, path::Path};
 
 use anyhow::Context as _;
+use netlink_packet_route::{
+    RouteNetlinkMessage,
+    link::{LinkAttribute, LinkMessage, State},
+};
+use netlink_sys::protocols::NETLINK_ROUTE;
 
-use crate::model::{Interface, InterfaceCounters};
+use crate::{
+    host::netlink,
+    model::{Interface, InterfaceCounters},
+};
 
 const SYS_CLASS_NET: &str = "/sys/class/net";
+/// Polls between two readings of an unchanged interface's speed and duplex.
+pub const DETAILS_REFRESH: u32 = 10;
+
+fn operstate(state: &State) -> String {
+    match state {
+        State::Unknown => "unknown".to_string(),
+        State::NotPresent => "notpresent".to_string(),
+        State::Down => "down".to_string(),
+        State::LowerLayerDown => "lowerlayerdown".to_string(),
+        State::Testing => "testing".to_string(),
+        State::Dormant => "dormant".to_string(),
+        State::Up => "up".to_string(),
+        State::Other(n) => n.to_string(),
+        // The enum may grow; the kernel's number is not kept by it.
+        _ => "unknown".to_string(),
+    }
+}
+
+fn mac(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Converts one link message; a link without a name is left out.
+pub fn from_message(link: &LinkMessage) -> Option<Interface> {
+    let mut interface = Interface {
+        ifindex: link.header.index,
+        operstate: "unknown".to_string(),
+        ..Default::default()
+    };
+    for attribute in &link.attributes {
+        match attribute {
+            LinkAttribute::IfName(name) => interface.name = name.clone(),
+            LinkAttribute::Mtu(mtu) => interface.mtu = *mtu,
+            LinkAttribute::OperState(state) => interface.operstate = operstate(state),
+            LinkAttribute::Address(address) => interface.mac = mac(address),
+            LinkAttribute::Stats64(s) => {
+                interface.counters = InterfaceCounters {
+                    rx_bytes: s.rx_bytes,
+                    rx_packets: s.rx_packets,
+                    rx_errors: s.rx_errors,
+                    rx_dropped: s.rx_dropped,
+                    tx_bytes: s.tx_bytes,
+                    tx_packets: s.tx_packets,
+                    tx_errors: s.tx_errors,
+                    tx_dropped: s.tx_dropped,
+                }
+            }
+            _ => {}
+        }
+    }
+    interface.up = interface.operstate == "up";
+    (!interface.name.is_empty()).then_some(interface)
+}
+
+/// Every interface of the calling thread's namespace, sorted by name, without speed and
+/// duplex.
+pub fn read_all() -> anyhow::Result<Vec<Interface>> {
+    let answers = netlink::dump(
+        NETLINK_ROUTE,
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+    )
+    .context("dumping links")?;
+    let mut interfaces: Vec<Interface> = answers
+        .iter()
+        .filter_map(|message| match message {
+            RouteNetlinkMessage::NewLink(link) => from_message(link),
+            _ => None,
+        })
+        .collect();
+    interfaces.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(interfaces)
+}
 
 fn read_trimmed(path: &Path) -> io::Result<String> {
     Ok(fs::read_to_string(path)?.trim().to_string())
 }
 
-fn read_u64(path: &Path) -> io::Result<u64> {
-    read_trimmed(path)?
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-/// Reads one interface directory such as `/sys/class/net/eth0`.
-pub fn read_interface(dir: &Path) -> anyhow::Result<Interface> {
-    let name = dir
-        .file_name()
-        .context("interface directory without a name")?
-        .to_string_lossy()
-        .into_owned();
-    let stat = |counter: &str| -> anyhow::Result<u64> {
-        let path = dir.join("statistics").join(counter);
-        read_u64(&path).with_context(|| format!("reading {}", path.display()))
-    };
-    let counters = InterfaceCounters {
-        rx_bytes: stat("rx_bytes")?,
-        rx_packets: stat("rx_packets")?,
-        rx_errors: stat("rx_errors")?,
-        rx_dropped: stat("rx_dropped")?,
-        tx_bytes: stat("tx_bytes")?,
-        tx_packets: stat("tx_packets")?,
-        tx_errors: stat("tx_errors")?,
-        tx_dropped: stat("tx_dropped")?,
-    };
-    let operstate = read_trimmed(&dir.join("operstate")).unwrap_or_else(|_| "unknown".into());
-    // `speed` and `duplex` fail to read (EINVAL) on links that are down or virtual, and some
-    // drivers report -1 or 0 for unknown: all of them stay unknown.
-    let speed_mbps = read_trimmed(&dir.join("speed"))
+/// Speed and duplex of one interface from sysfs. `speed` and `duplex` fail to read (EINVAL)
+/// on links that are down or virtual, and some drivers report -1 or 0: all of these stay
+/// unknown. A missing directory means sysfs does not show this namespace: an error.
+pub fn read_details(name: &str) -> anyhow::Result<(Option<u64>, Option<String>)> {
+    let dir = Path::new(SYS_CLASS_NET).join(name);
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{} is missing: sysfs does not show this namespace's interfaces",
+            dir.display()
+        );
+    }
+    let speed = read_trimmed(&dir.join("speed"))
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
         .filter(|&s| s > 0)
@@ -50,38 +117,69 @@ pub fn read_interface(dir: &Path) -> anyhow::Result<Interface> {
     let duplex = read_trimmed(&dir.join("duplex"))
         .ok()
         .filter(|d| d == "full" || d == "half");
-    Ok(Interface {
-        ifindex: read_u64(&dir.join("ifindex"))
-            .with_context(|| format!("reading ifindex of {name}"))? as u32,
-        up: operstate == "up",
-        operstate,
-        mtu: read_u64(&dir.join("mtu")).unwrap_or(0) as u32,
-        speed_mbps,
-        duplex,
-        mac: read_trimmed(&dir.join("address")).unwrap_or_default(),
-        counters,
-        name,
-        addresses: Vec::new(),
-        capacity_mbps: None,
-    })
+    Ok((speed, duplex))
 }
 
-/// Every interface of the agent's namespace, sorted by name. An interface that disappears
-/// while it is read is left out.
-pub fn read_all() -> anyhow::Result<Vec<Interface>> {
-    let mut interfaces = Vec::new();
-    for entry in fs::read_dir(SYS_CLASS_NET).with_context(|| format!("listing {SYS_CLASS_NET}"))? {
-        let entry = entry?;
-        match read_interface(&entry.path()) {
-            Ok(interface) => interfaces.push(interface),
-            Err(err) if !entry.path().exists() => {
-                tracing::debug!("interface vanished while read: {err:#}");
+#[derive(Clone, Debug)]
+struct Details {
+    name: String,
+    operstate: String,
+    age: u32,
+    speed_mbps: Option<u64>,
+    duplex: Option<String>,
+}
+
+/// Speed and duplex by interface index, read again when stale or when the link changed.
+#[derive(Debug, Default)]
+pub struct LinkDetails {
+    cache: HashMap<u32, Details>,
+}
+
+impl LinkDetails {
+    /// Fills in speed and duplex; the first interface whose details cannot be read makes the
+    /// whole call an error, after the others were filled in.
+    pub fn fill(&mut self, interfaces: &mut [Interface]) -> anyhow::Result<()> {
+        let mut first_error = None;
+        let alive: Vec<u32> = interfaces.iter().map(|i| i.ifindex).collect();
+        self.cache.retain(|ifindex, _| alive.contains(ifindex));
+        for interface in interfaces.iter_mut() {
+            let fresh = self.cache.get_mut(&interface.ifindex).filter(|d| {
+                d.name == interface.name
+                    && d.operstate == interface.operstate
+                    && d.age < DETAILS_REFRESH
+            });
+            if let Some(details) = fresh {
+                details.age += 1;
+                interface.speed_mbps = details.speed_mbps;
+                interface.duplex = details.duplex.clone();
+                continue;
             }
-            Err(err) => return Err(err),
+            match read_details(&interface.name) {
+                Ok((speed_mbps, duplex)) => {
+                    interface.speed_mbps = speed_mbps;
+                    interface.duplex = duplex.clone();
+                    self.cache.insert(
+                        interface.ifindex,
+                        Details {
+                            name: interface.name.clone(),
+                            operstate: interface.operstate.clone(),
+                            age: 0,
+                            speed_mbps,
+                            duplex,
+                        },
+                    );
+                }
+                Err(err) => {
+                    self.cache.remove(&interface.ifindex);
+                    first_error.get_or_insert(err);
+                }
+            }
+        }
+        match first_error {
+            Some(err) => Err(err),
+            None => Ok(()),
         }
     }
-    interfaces.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(interfaces)
 }
 
 #[cfg(test)]
@@ -90,12 +188,48 @@ mod tests {
 
     #[test]
     fn reads_loopback_like_the_kernel() {
-        let lo = Path::new(SYS_CLASS_NET).join("lo");
-        let interface = read_interface(&lo).unwrap();
-        assert_eq!(interface.name, "lo");
-        assert_eq!(interface.ifindex, 1);
-        assert_eq!(interface.mtu, 65536);
-        assert_eq!(interface.speed_mbps, None);
-        assert!(read_all().unwrap().iter().any(|i| i.name == "lo"));
+        let all = read_all().unwrap();
+        let lo = all.iter().find(|i| i.name == "lo").unwrap();
+        assert_eq!((lo.ifindex, lo.mtu), (1, 65536));
+        assert_eq!(lo.mac, "00:00:00:00:00:00");
+        let sysfs = |counter: &str| {
+            read_trimmed(&Path::new(SYS_CLASS_NET).join("lo/statistics").join(counter))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
+        // Counters only grow: sysfs read after netlink is at least as high.
+        assert!(sysfs("rx_packets") >= lo.counters.rx_packets);
+        let mut interfaces = all.clone();
+        LinkDetails::default().fill(&mut interfaces).unwrap();
+        let lo = interfaces.iter().find(|i| i.name == "lo").unwrap();
+        assert_eq!((lo.speed_mbps, lo.duplex.as_deref()), (None, None));
+    }
+
+    #[test]
+    fn details_are_cached_until_stale_or_changed() {
+        let mut details = LinkDetails::default();
+        let mut interfaces = read_all().unwrap();
+        details.fill(&mut interfaces).unwrap();
+        let lo = interfaces.iter().find(|i| i.name == "lo").unwrap().ifindex;
+        assert_eq!(details.cache[&lo].age, 0);
+        details.fill(&mut interfaces).unwrap();
+        assert_eq!(details.cache[&lo].age, 1);
+        for i in interfaces.iter_mut() {
+            i.operstate = "down".into();
+        }
+        details.fill(&mut interfaces).unwrap();
+        assert_eq!(details.cache[&lo].age, 0, "a changed state reads again");
+        let mut missing = vec![Interface {
+            name: "no-such-interface".into(),
+            ifindex: 999_999,
+            ..Default::default()
+        }];
+        let err = details.fill(&mut missing).unwrap_err();
+        assert!(format!("{err}").contains("no-such-interface"));
+        assert!(
+            !details.cache.contains_key(&lo),
+            "gone interfaces leave the cache"
+        );
     }
 }
