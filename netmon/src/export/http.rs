@@ -1,8 +1,9 @@
 //! The HTTP server's routes. Handlers read the newest snapshot; none of them collects.
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::{Path, State},
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
@@ -34,6 +35,42 @@ pub struct ReloadStatus {
     pub pending_restart: Vec<&'static str>,
 }
 
+/// The newest snapshot with the agent's state, rendered at most once per format: many
+/// scrapers of one snapshot cost one render.
+pub struct Exposition {
+    snapshot: Arc<Snapshot>,
+    agent: AgentState,
+    text: OnceLock<Result<Bytes, String>>,
+    openmetrics: OnceLock<Bytes>,
+}
+
+impl Exposition {
+    fn new(snapshot: Arc<Snapshot>, agent: AgentState) -> Self {
+        Self {
+            snapshot,
+            agent,
+            text: OnceLock::new(),
+            openmetrics: OnceLock::new(),
+        }
+    }
+
+    pub fn text(&self) -> Result<Bytes, String> {
+        self.text
+            .get_or_init(|| {
+                metrics::render_text(&self.snapshot, &self.agent)
+                    .map(Bytes::from)
+                    .map_err(|e| format!("{e:#}"))
+            })
+            .clone()
+    }
+
+    pub fn openmetrics(&self) -> Bytes {
+        self.openmetrics
+            .get_or_init(|| Bytes::from(metrics::render_openmetrics(&self.snapshot, &self.agent)))
+            .clone()
+    }
+}
+
 /// What the poll loop and the reloader publish and the handlers read.
 pub struct Shared {
     latest: RwLock<Arc<Snapshot>>,
@@ -41,6 +78,7 @@ pub struct Shared {
     config: RwLock<Arc<Config>>,
     diagnosis: RwLock<Arc<Diagnosis>>,
     reload: RwLock<ReloadStatus>,
+    exposition: RwLock<Arc<Exposition>>,
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> T {
@@ -68,6 +106,10 @@ impl Shared {
                 last_success_timestamp_seconds: unix_now(),
                 ..Default::default()
             }),
+            exposition: RwLock::new(Arc::new(Exposition::new(
+                Arc::new(Snapshot::default()),
+                AgentState::default(),
+            ))),
         }
     }
 
@@ -85,6 +127,17 @@ impl Shared {
         };
         write(&self.diagnosis, Arc::new(diagnosis));
         write(&self.latest, snapshot);
+        self.refresh_exposition();
+    }
+
+    /// Replaces the exposition after the snapshot or the agent's state changed.
+    fn refresh_exposition(&self) {
+        let exposition = Exposition::new(self.latest(), self.agent_state());
+        write(&self.exposition, Arc::new(exposition));
+    }
+
+    pub fn exposition(&self) -> Arc<Exposition> {
+        read(&self.exposition)
     }
 
     pub fn latest(&self) -> Arc<Snapshot> {
@@ -122,6 +175,7 @@ impl Shared {
                 pending_restart: pending,
             },
         );
+        self.refresh_exposition();
     }
 
     /// Records a failed reload; the running configuration stays.
@@ -130,6 +184,7 @@ impl Shared {
         status.last_reload_successful = false;
         status.last_error = Some(error);
         write(&self.reload, status);
+        self.refresh_exposition();
     }
 
     /// Rates over the configured window, from the History.
@@ -207,7 +262,7 @@ pub fn error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn metrics_handler(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let snapshot = shared.latest();
+    let exposition = shared.exposition();
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -215,13 +270,13 @@ async fn metrics_handler(State(shared): State<Arc<Shared>>, headers: HeaderMap) 
     if metrics::wants_openmetrics(accept) {
         return (
             [(header::CONTENT_TYPE, metrics::OPENMETRICS_FORMAT)],
-            metrics::render_openmetrics(&snapshot, &shared.agent_state()),
+            exposition.openmetrics(),
         )
             .into_response();
     }
-    match metrics::render_text(&snapshot, &shared.agent_state()) {
+    match exposition.text() {
         Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{err:#}")),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &err),
     }
 }
 

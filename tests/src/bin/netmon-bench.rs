@@ -245,11 +245,19 @@ fn bpftrace_run(a: &Netns, veth: &Veth) -> Option<(u64, f64, f64)> {
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .ok()?;
-    let ids: Vec<u32> = program_stats()
-        .keys()
-        .copied()
-        .filter(|id| !before_ids.contains(id))
-        .collect();
+    // "Attaching 2 probes..." comes before the attach: wait for both programs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ids = loop {
+        let ids: Vec<u32> = program_stats()
+            .keys()
+            .copied()
+            .filter(|id| !before_ids.contains(id))
+            .collect();
+        if ids.len() >= 2 || Instant::now() > deadline {
+            break ids;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
     let empty = EmptyProgram::attach("net_dev_xmit");
     let before = program_stats();
     send_udp(a, &veth.a_ip, &format!("{}:9", veth.b_ip), DATAGRAMS, 64);
