@@ -65,14 +65,23 @@ pub fn nm_drop_tp(ctx: TracePointContext) -> u32 {
 #[kprobe]
 pub fn nm_drop_kprobe(ctx: ProbeContext) -> u32 {
     let args = drop_probe_args();
-    let skb: u64 = ctx.arg(args.skb_arg as usize).unwrap_or(0);
+    // Registers are read at constant indices: the verifier refuses a context access at an
+    // offset only known at run time.
+    let registers: [u64; 3] = [
+        ctx.arg(0).unwrap_or(0),
+        ctx.arg(1).unwrap_or(0),
+        ctx.arg(2).unwrap_or(0),
+    ];
+    let pick = |index: u32| match index {
+        0 => registers[0],
+        1 => registers[1],
+        _ => registers[2],
+    };
     let reason = if args.reason_present != 0 {
-        ctx.arg::<u64>(args.reason_arg as usize)
-            .map(|reason| reason as u32)
-            .unwrap_or(DROP_REASON_UNKNOWN)
+        pick(args.reason_arg) as u32
     } else {
         DROP_REASON_UNKNOWN
     };
-    count_drop(skb, reason);
+    count_drop(pick(args.skb_arg), reason);
     0
 }

@@ -17,7 +17,7 @@ use crate::{
 /// Default listen address: loopback only. Exposing the agent is the operator's choice.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
-pub const DEFAULT_HISTORY_LENGTH: usize = 150;
+pub const DEFAULT_HISTORY_LENGTH: usize = 32;
 pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

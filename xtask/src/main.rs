@@ -41,8 +41,16 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
 ];
 /// iproute2 and iptables make the tests' namespaces and drops; prometheus brings promtool and
-/// the server the monitoring tests run.
-const TEST_PACKAGES: &[&str] = &["iproute2", "iptables", "prometheus"];
+/// the server the monitoring tests run; QEMU and busybox run the second-kernel test.
+const TEST_PACKAGES: &[&str] = &[
+    "iproute2",
+    "iptables",
+    "prometheus",
+    "qemu-system-x86",
+    "busybox-static",
+];
+/// Debian's own kernel, booted under QEMU by the second-kernel test.
+const VM_KERNEL_PACKAGE: &str = "linux-image-amd64";
 /// Python modules the tests use: the strict OpenMetrics parser of the Prometheus client.
 const TEST_PYTHON_MODULES: &[(&str, &str)] = &[("prometheus_client", "prometheus-client")];
 /// What the benchmarks compare with: bpftrace, node_exporter, iperf3.
@@ -196,6 +204,10 @@ fn setup() -> anyhow::Result<()> {
         }
     }
 
+    if fetch_vm_kernel()? {
+        did.push("the test VM's kernel");
+    }
+
     let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
     if !linker.contains(BPF_LINKER_VERSION) {
         cmd(
@@ -251,6 +263,56 @@ fn install_debs(packages: &[&str]) -> anyhow::Result<bool> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
     cmd("apt-get", &args).context("installing Debian packages")?;
+    Ok(true)
+}
+
+/// Downloads and unpacks Debian's kernel package into `target/vm/` unless a kernel is there.
+fn fetch_vm_kernel() -> anyhow::Result<bool> {
+    let dir = workspace_root().join("target/vm");
+    let present = std::fs::read_dir(dir.join("boot")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
+    });
+    if present {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(&dir).context("creating target/vm")?;
+    // linux-image-amd64 is a metapackage: download the image it depends on.
+    let mut depends = output("apt-cache", &["depends", VM_KERNEL_PACKAGE]).unwrap_or_default();
+    if !depends.contains("Depends: linux-image-") {
+        cmd("apt-get", &["update", "-qq"]).context("apt-get update")?;
+        depends = output("apt-cache", &["depends", VM_KERNEL_PACKAGE]).unwrap_or_default();
+    }
+    let image = depends
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .filter(|p| p.starts_with("linux-image-"))
+        .map(str::to_string)
+        .context("apt-cache does not know linux-image-amd64 (run apt-get update)")?;
+    let status = Command::new("apt-get")
+        .args(["download", "-q", &image])
+        .current_dir(&dir)
+        .status()
+        .context("apt-get download")?;
+    if !status.success() {
+        bail!("downloading {image} failed");
+    }
+    let deb = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("the downloaded kernel package is missing")?;
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&dir)
+        .status()
+        .context("dpkg-deb")?;
+    if !status.success() {
+        bail!("unpacking {} failed", deb.display());
+    }
+    std::fs::remove_file(&deb).ok();
     Ok(true)
 }
 
@@ -346,8 +408,18 @@ fn test() -> anyhow::Result<()> {
     if !is_root() {
         bail!("the integration tests load kernel programs and make namespaces: run as root");
     }
-    // The binary under test, built once; the tests share kernel state, so one at a time.
+    // The binaries under test, built once; the tests share kernel state, so one at a time.
     cmd("cargo", &["build", "--package", "netmon"])?;
+    cmd(
+        "cargo",
+        &[
+            "build",
+            "--package",
+            "netmon-tests",
+            "--bin",
+            "netmon-vmcheck",
+        ],
+    )?;
     cmd(
         "cargo",
         &[

@@ -15,8 +15,8 @@ use crate::host::netlink;
 /// Where namespaces made with `ip netns add` are mounted.
 const NAMED_NAMESPACES: &str = "/run/netns";
 
-/// Every network namespace reachable through a process or a named mount: inode -> a path
-/// that opens it.
+/// Every network namespace reachable through a process, a thread or a named mount: inode ->
+/// a path that opens it.
 pub fn namespaces() -> BTreeMap<u32, PathBuf> {
     let mut found = BTreeMap::new();
     let mut add = |path: PathBuf| {
@@ -38,6 +38,14 @@ pub fn namespaces() -> BTreeMap<u32, PathBuf> {
                 .all(|b| b.is_ascii_digit())
             {
                 add(entry.path().join("ns/net"));
+                // A thread may live in a namespace of its own (unshare on one thread).
+                if let Ok(tasks) = std::fs::read_dir(entry.path().join("task")) {
+                    for task in tasks.flatten() {
+                        if task.file_name() != entry.file_name() {
+                            add(task.path().join("ns/net"));
+                        }
+                    }
+                }
             }
         }
     }

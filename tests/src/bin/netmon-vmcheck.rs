@@ -1,0 +1,218 @@
+//! Runs inside the test VM (another kernel): waits for the agent, makes known traffic in a
+//! network namespace of its own (loopback only), and checks the agent's counts against the
+//! kernel's. Prints one `VMCHECK ok|FAIL ...` line per check and `VMCHECK DONE`.
+use std::{
+    io::{Read as _, Write as _},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::unix::fs::MetadataExt as _,
+    thread,
+    time::{Duration, Instant},
+};
+
+use netmon_tests::{Metrics, http_get};
+
+const CONNECTIONS: u64 = 10;
+const DATAGRAMS: u64 = 40;
+const CLOSED_PORT_DATAGRAMS: u64 = 25;
+
+fn check(name: &str, ok: bool, detail: String) -> bool {
+    println!(
+        "VMCHECK {} {name}: {detail}",
+        if ok { "ok" } else { "FAIL" }
+    );
+    ok
+}
+
+/// Sets loopback up in the calling thread's namespace.
+fn loopback_up() {
+    // SAFETY: plain ioctls on a socket of our own, with a zeroed ifreq naming "lo".
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr);
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        libc::close(fd);
+    }
+}
+
+/// Loopback transmit packets of the calling thread's namespace.
+fn lo_tx_packets() -> u64 {
+    let dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+    let line = dev
+        .lines()
+        .find(|l| l.trim_start().starts_with("lo:"))
+        .unwrap();
+    let fields: Vec<u64> = line
+        .split_once(':')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    fields[9]
+}
+
+/// The workload, in a new network namespace held by a thread until `done` is dropped:
+/// returns the namespace's inode and loopback's tx packets.
+fn workload(done: std::sync::mpsc::Receiver<()>) -> (u32, u64) {
+    let (result_tx, result_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        // SAFETY: a new network namespace for this thread only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        loopback_up();
+        let inode = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino() as u32;
+        let listener = TcpListener::bind("127.0.0.1:7000").unwrap();
+        let server = {
+            let listener = listener.try_clone().unwrap();
+            thread::spawn(move || {
+                for _ in 0..CONNECTIONS {
+                    let (mut s, _) = listener.accept().unwrap();
+                    let mut b = [0u8; 4];
+                    s.read_exact(&mut b).unwrap();
+                    s.write_all(&b).unwrap();
+                    let _ = s.read(&mut b);
+                }
+            })
+        };
+        for _ in 0..CONNECTIONS {
+            let mut s = TcpStream::connect("127.0.0.1:7000").unwrap();
+            s.write_all(b"ping").unwrap();
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).unwrap();
+        }
+        server.join().unwrap();
+        let receiver = UdpSocket::bind("127.0.0.1:7100").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..DATAGRAMS {
+            sender.send_to(b"data", "127.0.0.1:7100").unwrap();
+        }
+        for _ in 0..CLOSED_PORT_DATAGRAMS {
+            sender.send_to(b"drop", "127.0.0.1:7101").unwrap();
+        }
+        let mut b = [0u8; 16];
+        for _ in 0..DATAGRAMS {
+            receiver.recv(&mut b).unwrap();
+        }
+        // Let TIME_WAIT and ICMP settle before reading the kernel's count.
+        thread::sleep(Duration::from_millis(500));
+        drop(listener);
+        result_tx.send((inode, lo_tx_packets())).unwrap();
+        // Keep the namespace alive until the counts are read.
+        let _ = done.recv();
+    });
+    result_rx.recv().unwrap()
+}
+
+fn metrics(agent: SocketAddr) -> Metrics {
+    Metrics::parse(&http_get(agent, "/metrics", &[]).unwrap().body)
+}
+
+fn fresh(agent: SocketAddr) -> Metrics {
+    // Two poll intervals of the agent in the VM (500 ms).
+    thread::sleep(Duration::from_millis(1500));
+    metrics(agent)
+}
+
+fn main() {
+    let agent: SocketAddr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9469".into())
+        .parse()
+        .unwrap();
+    let expect_passive = std::env::args().nth(2).as_deref() != Some("no-passive");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !http_get(agent, "/healthz", &[]).is_ok_and(|r| r.status == 200) {
+        if Instant::now() > deadline {
+            check("agent", false, "no answer in 240 s".into());
+            println!("VMCHECK DONE");
+            return;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+    let status = http_get(agent, "/api/v1/status", &[]).unwrap().body;
+    println!("VMCHECK status {status}");
+    let (done, hold) = std::sync::mpsc::channel();
+    let (netns, kernel_lo_tx) = workload(hold);
+    let m = fresh(agent);
+    drop(done);
+    let ns = netns.to_string();
+    let transition = |from: &str, to: &str| {
+        m.counter(
+            "netmon_tcp_state_transitions_total",
+            &[
+                ("netns", &ns),
+                ("family", "inet"),
+                ("from", from),
+                ("to", to),
+            ],
+        )
+    };
+    let mut all = true;
+    for (from, to) in [("CLOSE", "SYN_SENT"), ("SYN_SENT", "ESTABLISHED")] {
+        let n = transition(from, to);
+        all &= check(
+            &format!("transition {from}->{to}"),
+            n == CONNECTIONS,
+            format!("{n} (expected {CONNECTIONS})"),
+        );
+    }
+    let handshakes = |open: &str| {
+        m.counter(
+            "netmon_tcp_handshake_duration_seconds_count",
+            &[("netns", &ns), ("open", open)],
+        )
+    };
+    all &= check(
+        "active handshakes",
+        handshakes("active") == CONNECTIONS,
+        format!("{}", handshakes("active")),
+    );
+    if expect_passive {
+        let n = transition("SYN_RECV", "ESTABLISHED");
+        all &= check(
+            "transition SYN_RECV->ESTABLISHED",
+            n == CONNECTIONS,
+            format!("{n}"),
+        );
+        all &= check(
+            "passive handshakes",
+            handshakes("passive") == CONNECTIONS,
+            format!("{}", handshakes("passive")),
+        );
+    }
+    let no_socket = m.counter(
+        "netmon_kernel_drops_total",
+        &[
+            ("netns", &ns),
+            ("interface", "lo"),
+            ("reason", "NO_SOCKET"),
+            ("protocol", "ipv4"),
+        ],
+    );
+    let drops: Vec<String> = m
+        .find("netmon_kernel_drops_total", &[("netns", &ns)])
+        .iter()
+        .map(|(labels, value)| format!("{labels:?}={value}"))
+        .collect();
+    println!("VMCHECK drops in the namespace: {drops:?}");
+    all &= check(
+        "NO_SOCKET drops",
+        no_socket == CLOSED_PORT_DATAGRAMS,
+        format!("{no_socket} (expected {CLOSED_PORT_DATAGRAMS})"),
+    );
+    let lo_tx = m.counter(
+        "netmon_kernel_packets_total",
+        &[("netns", &ns), ("interface", "lo"), ("direction", "tx")],
+    );
+    all &= check(
+        "loopback tx packets",
+        lo_tx == kernel_lo_tx,
+        format!("{lo_tx} (kernel {kernel_lo_tx})"),
+    );
+    check("all", all, String::new());
+    println!("VMCHECK DONE");
+}
