@@ -511,26 +511,53 @@ fn latency(ns: &Netns, addr: SocketAddr) -> (f64, f64, usize) {
     (at(0.5), at(0.99), samples.len())
 }
 
+/// node_exporter with the collectors that cover what netmon reports, in `ns`, scraped the
+/// same way as netmon.
+fn node_exporter(ns: &Netns) -> Option<(f64, f64, usize)> {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "prometheus-node-exporter"])
+        .arg(format!("--web.listen-address={addr}"))
+        .args([
+            "--collector.disable-defaults",
+            "--collector.netdev",
+            "--collector.netclass",
+            "--collector.tcpstat",
+            "--collector.sockstat",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    wait_port(ns, addr);
+    let result = measure(ns, child.id(), addr, "/metrics");
+    stop(child);
+    Some(result)
+}
+
 fn agent_cost() -> String {
     let x = Netns::new("bench-x");
     let y = Netns::new("bench-y");
     let mut out = String::from(
         "## 6. How cost grows\n\nnetmon (poll interval 1 s) in a namespace with the given \
          interfaces and TCP sockets, scraped once a second for 10 s after 2 s of warm-up.\n\n\
-         | interfaces | TCP sockets | CPU (s/s) | peak RSS (MiB) | /metrics size (bytes) |\n\
-         |---|---|---|---|---|\n",
+         | interfaces | TCP sockets | CPU (s/s) | peak RSS (MiB) | /metrics size (bytes) | \
+         socket dump (ms) | interfaces (ms) | poll (ms) |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     let mut holders = Vec::new();
     let mut made = 0;
     let mut sockets = 0;
     let mut port = 20000;
     let mut busy = None;
+    let mut node_result = None;
     for (interfaces, socket_target) in [
         (10, 1000),
         (100, 1000),
         (1000, 1000),
         (1000, 10_000),
         (1000, 50_000),
+        (1000, 100_000),
     ] {
         // Each pair puts one interface in x; loopback is the last one.
         let pairs = interfaces - 1;
@@ -547,35 +574,27 @@ fn agent_cost() -> String {
         }
         let netmon = start_netmon(&x);
         let (cpu, rss, size) = measure(&x, netmon.child.id(), netmon.addr, "/metrics");
+        let durations = collector_ms(&x, netmon.addr);
         let _ = writeln!(
             out,
-            "| {} | {} | {cpu:.4} | {rss:.1} | {size} |",
+            "| {} | {} | {cpu:.4} | {rss:.1} | {size} | {:.1} | {:.1} | {:.1} |",
             interface_count(&x),
-            ss_count(&x)
+            ss_count(&x),
+            durations.0,
+            durations.1,
+            durations.2
         );
         if socket_target == 50_000 {
             let (p50, p99, n) = latency(&x, netmon.addr);
             busy = Some((cpu, rss, size, p50, p99, n));
+            stop(netmon.child);
+            node_result = node_exporter(&x);
+            continue;
         }
         stop(netmon.child);
     }
     let (cpu, rss, size, p50, p99, n) = busy.unwrap();
 
-    // node_exporter on the same host, scraped the same way.
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let node = Command::new("ip")
-        .args(["netns", "exec", &x.name, "prometheus-node-exporter"])
-        .arg(format!("--web.listen-address={addr}"))
-        .args([
-            "--collector.disable-defaults",
-            "--collector.netdev",
-            "--collector.netclass",
-            "--collector.tcpstat",
-            "--collector.sockstat",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
     let mut comparison = String::from(
         "## 3. Agent cost on a busy host\n\n1,000 interfaces and 50,000 TCP sockets in one \
          namespace; one scrape a second for 10 s after 2 s of warm-up; CPU is user + system \
@@ -586,11 +605,8 @@ fn agent_cost() -> String {
         comparison,
         "| netmon (all hooks attached, poll 1 s) | {cpu:.4} | {rss:.1} | {size} |"
     );
-    match node {
-        Ok(child) => {
-            wait_port(&x, addr);
-            let (ncpu, nrss, nsize) = measure(&x, child.id(), addr, "/metrics");
-            stop(child);
+    match node_result {
+        Some((ncpu, nrss, nsize)) => {
             let _ = writeln!(
                 comparison,
                 "| node_exporter (netdev, netclass, tcpstat, sockstat) | {ncpu:.4} | {nrss:.1} | {nsize} |\n\n\
@@ -600,8 +616,8 @@ fn agent_cost() -> String {
                 rss / nrss
             );
         }
-        Err(err) => {
-            let _ = writeln!(comparison, "\nnode_exporter could not start: {err}\n");
+        None => {
+            let _ = writeln!(comparison, "\nnode_exporter could not start here.\n");
         }
     }
     let _ = writeln!(
@@ -614,6 +630,31 @@ fn agent_cost() -> String {
         stop(child);
     }
     format!("{comparison}\n{out}")
+}
+
+/// Milliseconds the newest poll spent on the socket dump, on interfaces, and in all.
+fn collector_ms(ns: &Netns, addr: SocketAddr) -> (f64, f64, f64) {
+    let body = ns
+        .run(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            request(&mut s, addr, "/metrics", &[("Connection", "close")]).map(|r| r.body)
+        })
+        .unwrap_or_default();
+    let metrics = netmon_tests::Metrics::parse(&body);
+    let collector = |name: &str| {
+        metrics
+            .value("netmon_collector_duration_seconds", &[("collector", name)])
+            .unwrap_or(f64::NAN)
+            * 1000.0
+    };
+    (
+        collector("connections"),
+        collector("interfaces") + collector("link_details"),
+        metrics
+            .value("netmon_poll_duration_seconds", &[])
+            .unwrap_or(f64::NAN)
+            * 1000.0,
+    )
 }
 
 fn ss_count(ns: &Netns) -> usize {
