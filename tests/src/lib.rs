@@ -229,6 +229,23 @@ pub fn send_udp(ns: &Netns, from: &str, to: &str, count: u64, payload: usize) {
     });
 }
 
+/// A python process in `ns` running `code`, which prints one line when it is ready; returns
+/// the process and that line.
+pub fn spawn_python(ns: &Netns, code: &str) -> (Child, String) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "python3", "-u", "-c", code])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    (child, line.trim().to_string())
+}
+
 /// A configuration file for the agent, removed when dropped.
 pub struct ConfigFile {
     pub path: PathBuf,

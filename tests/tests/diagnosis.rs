@@ -1,14 +1,12 @@
 //! The diagnosis on conditions made for real in the tests' own namespaces, its quiet answer
 //! on a healthy setup, and configuration reloads without a restart.
 use std::{
-    io::{BufRead as _, BufReader},
     net::{TcpListener, TcpStream, UdpSocket},
-    process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use netmon_tests::{Agent, ConfigFile, Netns, Veth, require_root, send_udp};
+use netmon_tests::{Agent, ConfigFile, Netns, Veth, require_root, send_udp, spawn_python};
 
 fn diagnosis(agent: &Agent) -> serde_json::Value {
     serde_json::from_str(&agent.get("/api/v1/diagnosis").body).unwrap()
@@ -194,20 +192,6 @@ fn a_saturated_link_with_a_configured_capacity() {
     assert_eq!(evidence(finding, "capacity_bits_per_second"), 1e6);
 }
 
-/// A python process in `ns` running `code`, which prints a line when ready.
-fn python(ns: &Netns, code: &str) -> (Child, String) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "python3", "-u", "-c", code])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_string())
-}
-
 const REUSEPORT_LISTENER: &str = "import socket, time\n\
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)\n\
 s.bind(('0.0.0.0', 7100)); s.listen()\n\
@@ -223,13 +207,13 @@ fn port_problems_unexpected_missing_and_shared() {
     ));
     let agent = Agent::start_in(&s.x, &["--config", config.path_str()]);
     let expected = s.x.run(|| TcpListener::bind("0.0.0.0:7000").unwrap());
-    let (mut unexpected, _) = python(
+    let (mut unexpected, _) = spawn_python(
         &s.x,
         "import socket, time\ns = socket.socket(); s.bind(('0.0.0.0', 4444)); s.listen()\n\
          print('ready', flush=True); time.sleep(60)",
     );
-    let (mut first, _) = python(&s.x, REUSEPORT_LISTENER);
-    let (mut second, _) = python(&s.x, REUSEPORT_LISTENER);
+    let (mut first, _) = spawn_python(&s.x, REUSEPORT_LISTENER);
+    let (mut second, _) = spawn_python(&s.x, REUSEPORT_LISTENER);
     let d = wait_for(&agent, "port findings", |d| {
         !findings(d, "unexpected_listener").is_empty() && !findings(d, "port_shared").is_empty()
     });

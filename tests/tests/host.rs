@@ -3,14 +3,15 @@
 //! and their processes, and interfaces that come and go.
 use std::{
     collections::BTreeMap,
-    io::{BufRead as _, BufReader},
     net::{TcpListener, TcpStream, UdpSocket},
-    process::{Child, Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use netmon_tests::{Agent, ConfigFile, Metrics, Netns, Veth, require_root, send_udp, sh};
+use netmon_tests::{
+    Agent, ConfigFile, Metrics, Netns, Veth, require_root, send_udp, sh, spawn_python,
+};
 
 /// `ip -s link` counters of every interface of a namespace, by name.
 fn kernel_counters(ns: &Netns) -> BTreeMap<String, [u64; 8]> {
@@ -341,20 +342,6 @@ fn connections_by_state_match_the_socket_dump() {
     drop((v6, accepted, listener));
 }
 
-/// A python process in `ns` running `code`; it prints a line when ready.
-fn python(ns: &Netns, code: &str) -> (Child, String) {
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "python3", "-u", "-c", code])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (child, line.trim().to_string())
-}
-
 fn listeners_of(m: &Metrics, protocol: &str, port: &str) -> Vec<(String, String)> {
     m.find(
         "netmon_listening_socket_info",
@@ -369,7 +356,7 @@ fn listeners_of(m: &Metrics, protocol: &str, port: &str) -> Vec<(String, String)
 fn listening_sockets_name_their_processes() {
     require_root();
     let x = Netns::new("listen-x");
-    let (mut before, ready) = python(
+    let (mut before, ready) = spawn_python(
         &x,
         "import socket, time\n\
          t = socket.socket(); t.bind(('0.0.0.0', 7401)); t.listen()\n\
@@ -379,7 +366,7 @@ fn listening_sockets_name_their_processes() {
     assert_eq!(ready, "ready");
     let agent = Agent::start_in(&x, &[]);
     // Opened after the agent started, and shared with a forked child.
-    let (mut after, child_pid) = python(
+    let (mut after, child_pid) = spawn_python(
         &x,
         "import os, socket, time\n\
          t = socket.socket(); t.bind(('127.0.0.1', 7403)); t.listen()\n\

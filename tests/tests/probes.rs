@@ -275,46 +275,36 @@ const ALL_HOOKS: [&str; 7] = [
     "tcp_receive_reset",
 ];
 
-#[test]
-fn raw_tracepoints_count_exactly() {
+/// Every hook forced to `method`: all attach with it and count exactly.
+fn forced_method_counts_exactly(method: &str, tag: &str, subnet: u8) {
     require_root();
-    let config = forced_config("raw_tp", &ALL_HOOKS);
+    let config = forced_config(method, &ALL_HOOKS);
     let agent = Agent::start(&["--config", config.path_str()]);
     let m = agent.fresh_metrics();
     for probe in ALL_HOOKS {
         assert_eq!(
             m.value(
                 "netmon_probe_attached",
-                &[("probe", probe), ("method", "raw_tp")]
+                &[("probe", probe), ("method", method)]
             ),
-            Some(1.0)
+            Some(1.0),
+            "{probe} with {method}"
         );
     }
-    let pair = Pair::new("raw", 211);
+    let pair = Pair::new(tag, subnet);
     check_udp_counts(&agent, &pair);
     check_drops(&agent, &pair);
     check_tcp(&agent, &pair);
 }
 
 #[test]
+fn raw_tracepoints_count_exactly() {
+    forced_method_counts_exactly("raw_tp", "raw", 211);
+}
+
+#[test]
 fn classic_tracepoints_count_exactly() {
-    require_root();
-    let config = forced_config("tracepoint", &ALL_HOOKS);
-    let agent = Agent::start(&["--config", config.path_str()]);
-    let m = agent.fresh_metrics();
-    for probe in ALL_HOOKS {
-        assert_eq!(
-            m.value(
-                "netmon_probe_attached",
-                &[("probe", probe), ("method", "tracepoint")]
-            ),
-            Some(1.0)
-        );
-    }
-    let pair = Pair::new("classic", 212);
-    check_udp_counts(&agent, &pair);
-    check_drops(&agent, &pair);
-    check_tcp(&agent, &pair);
+    forced_method_counts_exactly("tracepoint", "classic", 212);
 }
 
 #[test]
