@@ -242,3 +242,28 @@ fn connection_state_surges() {
     );
     assert_eq!(finding.evidence[0].value, 5.0);
 }
+
+#[test]
+fn ephemeral_port_exhaustion() {
+    let mut snapshot = snapshot(0.0, quiet());
+    snapshot.ephemeral_ports = crate::host::sockets::EphemeralPorts {
+        in_use: 27_000,
+        range_size: 28_232,
+    };
+    let diagnosis = run(&history(vec![snapshot.clone()]), &Config::default());
+    let finding = &diagnosis.findings[0];
+    assert_eq!(
+        (finding.id, finding.severity),
+        ("ephemeral_port_exhaustion", Severity::Critical)
+    );
+    assert_eq!(finding.evidence[0].value, 27_000.0);
+    snapshot.ephemeral_ports.in_use = 23_000;
+    let diagnosis = run(&history(vec![snapshot.clone()]), &Config::default());
+    assert_eq!(diagnosis.findings[0].severity, Severity::Warning);
+    snapshot.ephemeral_ports.in_use = 2_000;
+    assert!(
+        run(&history(vec![snapshot]), &Config::default())
+            .findings
+            .is_empty()
+    );
+}
