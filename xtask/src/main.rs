@@ -125,9 +125,13 @@ unsafe extern "C" {
 
 /// Runs a command in the workspace, failing with its name when it fails.
 fn cmd(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    cmd_in(&workspace_root(), program, args)
+}
+
+fn cmd_in(dir: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
     let status = Command::new(program)
         .args(args)
-        .current_dir(workspace_root())
+        .current_dir(dir)
         .env("PATH", path_with_llvm())
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
@@ -206,6 +210,11 @@ fn setup() -> anyhow::Result<()> {
 
     if fetch_vm_kernel()? {
         did.push("the test VM's kernel");
+    }
+
+    if output("cargo", &["fuzz", "--version"]).is_none() {
+        cmd("cargo", &["install", "cargo-fuzz", "--locked"]).context("installing cargo-fuzz")?;
+        did.push("cargo-fuzz");
     }
 
     let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
@@ -352,6 +361,40 @@ fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Seconds each fuzz target runs in the test suite.
+const FUZZ_SECONDS: u32 = 30;
+
+/// Runs each cargo-fuzz target for a bounded time, from the seeds in `fuzz/corpus/`; a crash
+/// fails the suite (its input is kept in `fuzz/artifacts/`).
+fn fuzz() -> anyhow::Result<()> {
+    let dir = workspace_root().join("fuzz");
+    for target in ["config", "web_config"] {
+        // New inputs go to a scratch corpus; the committed seeds are only read.
+        let scratch = std::env::temp_dir().join(format!("netmon-fuzz-{target}"));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)?;
+        let seeds = format!("corpus/{target}");
+        let limit = format!("-max_total_time={FUZZ_SECONDS}");
+        cmd_in(
+            &dir,
+            "cargo",
+            &[
+                "+nightly",
+                "fuzz",
+                "run",
+                target,
+                scratch.to_str().unwrap_or_default(),
+                &seeds,
+                "--",
+                &limit,
+            ],
+        )
+        .with_context(|| format!("fuzzing {target}"))?;
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(())
+}
+
 fn deb_installed(package: &str) -> bool {
     output("dpkg-query", &["-W", "-f=${Status}", package])
         .is_some_and(|status| status.contains("install ok installed"))
@@ -405,6 +448,7 @@ fn test() -> anyhow::Result<()> {
             "netmon-tests",
         ],
     )?;
+    fuzz()?;
     if !is_root() {
         bail!("the integration tests load kernel programs and make namespaces: run as root");
     }
