@@ -13,7 +13,8 @@ use netmon::{
     diagnose::{Severity, diagnose},
     export::table,
     model::History,
-    privileges, serve,
+    privileges::{self, RunAs},
+    serve,
 };
 
 /// eBPF-backed network observer: Prometheus metrics and a JSON API about this host's network.
@@ -41,6 +42,9 @@ enum Command {
         /// TLS and basic auth settings (exporter-toolkit web-config.yml format).
         #[arg(long, env = "NETMON_WEB_CONFIG", value_name = "FILE")]
         web_config: Option<PathBuf>,
+        /// Run as this user once the programs are attached and the port is bound.
+        #[arg(long, env = "NETMON_USER", value_name = "NAME")]
+        user: Option<String>,
     },
     /// Collect once and print.
     Snapshot {
@@ -90,7 +94,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             poll_interval,
             web_config,
+            user,
         } => {
+            let user = user.as_deref().map(RunAs::lookup).transpose()?;
             let source = ConfigSource {
                 path: config,
                 overrides: Overrides {
@@ -99,13 +105,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     web_config,
                 },
             };
-            // The runtime's threads serve HTTP: they start without any capability.
+            // The runtime's threads serve HTTP: they start without any capability, as the
+            // chosen user.
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
-                .on_thread_start(privileges::drop_all)
+                .on_thread_start(move || privileges::settle_thread(user, &[]))
                 .build()
                 .context("starting the runtime")?
-                .block_on(serve::run(source))?;
+                .block_on(serve::run(source, user))?;
         }
         Command::Snapshot { json } => {
             let snapshot = Poller::new(&Default::default(), Default::default()).poll();

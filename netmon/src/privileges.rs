@@ -76,6 +76,106 @@ pub fn drop_all() {
     }
 }
 
+/// A user to run as after start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// Looks a user name up in the system's user database.
+    pub fn lookup(name: &str) -> anyhow::Result<Self> {
+        let c_name = std::ffi::CString::new(name)?;
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut buffer = vec![0 as libc::c_char; 16384];
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwnam_r with a buffer of the size passed; `found` points into `entry`.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                c_name.as_ptr(),
+                &mut entry,
+                buffer.as_mut_ptr(),
+                buffer.len(),
+                &mut found,
+            )
+        };
+        if rc != 0 || found.is_null() {
+            anyhow::bail!("no user named {name:?}");
+        }
+        Ok(Self {
+            uid: entry.pw_uid,
+            gid: entry.pw_gid,
+        })
+    }
+
+    /// Makes the calling thread run as this user, keeping only `keep` of its capabilities.
+    /// Raw system calls change this thread alone (glibc's wrappers would change every thread,
+    /// and fail in those that already dropped CAP_SETUID). A thread that already runs as the
+    /// user only drops capabilities.
+    pub fn become_on_this_thread(self, keep: &[u32]) -> io::Result<()> {
+        // SAFETY: plain credential system calls on the calling thread.
+        unsafe {
+            if libc::syscall(libc::SYS_getuid) as u32 != self.uid {
+                check(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) as i64)?;
+                check(libc::syscall(
+                    libc::SYS_setgroups,
+                    0,
+                    std::ptr::null::<libc::gid_t>(),
+                ))?;
+                check(libc::syscall(
+                    libc::SYS_setresgid,
+                    self.gid,
+                    self.gid,
+                    self.gid,
+                ))?;
+                check(libc::syscall(
+                    libc::SYS_setresuid,
+                    self.uid,
+                    self.uid,
+                    self.uid,
+                ))?;
+                check(libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) as i64)?;
+            }
+        }
+        // The switch cleared the effective set; raise again what is kept and permitted.
+        let mask: u64 = keep.iter().fold(0, |m, c| m | (1u64 << c));
+        let mut data = get()?;
+        for (word, part) in data.iter_mut().enumerate() {
+            let bits = (mask >> (32 * word)) as u32;
+            part.permitted &= bits;
+            part.effective = part.permitted;
+            part.inheritable = 0;
+        }
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        // SAFETY: capset(2) on the calling thread with a version-3 header and two data words.
+        check(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) })?;
+        Ok(())
+    }
+}
+
+fn check(rc: i64) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Drops the calling thread's capabilities and, when given, switches it to `user`.
+pub fn settle_thread(user: Option<RunAs>, keep: &[u32]) {
+    let result = match user {
+        Some(user) => user.become_on_this_thread(keep),
+        None => keep_only(keep),
+    };
+    if let Err(err) = result {
+        tracing::warn!("cannot reduce the privileges of a thread: {err}");
+    }
+}
+
 /// The calling thread's effective capabilities, as a bit mask.
 pub fn effective() -> io::Result<u64> {
     let data = get()?;

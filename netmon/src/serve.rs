@@ -17,13 +17,13 @@ use crate::{
         server,
         web_config::WebConfig,
     },
-    privileges,
+    privileges::{self, RunAs},
 };
 
 /// How often the configuration file is checked for changes.
 const CONFIG_CHECK: Duration = Duration::from_secs(1);
 
-pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
+pub async fn run(source: ConfigSource, user: Option<RunAs>) -> anyhow::Result<()> {
     let config = source.load()?;
     let web = match &config.web_config {
         Some(path) => WebConfig::from_file(path)?,
@@ -46,9 +46,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
             let mut poller = Poller::new(&config.probe_settings(), config.host_settings());
             // Attached: from here on this thread needs only what reading maps, entering
             // namespaces and reading descriptor tables take.
-            if let Err(err) = privileges::keep_only(&privileges::POLL_THREAD_CAPABILITIES) {
-                tracing::warn!("cannot reduce the poll thread's capabilities: {err}");
-            }
+            privileges::settle_thread(user, &privileges::POLL_THREAD_CAPABILITIES);
             poll_shared.publish(poller.poll());
             let _ = ready_tx.send(());
             // A message or a dropped sender both mean stop.
@@ -72,7 +70,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
 
     // The programs are attached and the files read: this thread, which accepts connections,
     // needs no capability any more (the runtime's workers dropped theirs when they started).
-    privileges::drop_all();
+    privileges::settle_thread(user, &[]);
     let reloader = tokio::spawn(reload_loop(source, shared.clone()));
     tracing::info!(
         listen = %config.listen,

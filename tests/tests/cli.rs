@@ -196,3 +196,14 @@ fn diagnose_samples_a_window_and_reports() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("status: ok"));
 }
+
+#[test]
+fn an_unknown_user_is_refused_before_anything_starts() {
+    let out = Command::new(netmon_bin())
+        .args(["serve", "--user", "no-such-user-here"])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no user named \"no-such-user-here\""));
+}

@@ -146,3 +146,56 @@ fn runs_as_nobody_with_exactly_the_documented_capabilities() {
         "the test's own listener with its pid"
     );
 }
+
+/// Real, effective and saved uids of a thread, from its status file.
+fn uids(pid: u32, tid: &str) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .take(3)
+        .map(|u| u.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn started_as_root_it_runs_as_nobody_after_start_up() {
+    require_root();
+    let agent = Agent::start(&["--user", "nobody"]);
+    agent.fresh_metrics();
+    for task in std::fs::read_dir(format!("/proc/{}/task", agent.pid()))
+        .unwrap()
+        .flatten()
+    {
+        let tid = task.file_name().to_string_lossy().into_owned();
+        assert_eq!(
+            uids(agent.pid(), &tid),
+            [65534, 65534, 65534],
+            "thread {tid}"
+        );
+    }
+    let threads = thread_capabilities(agent.pid());
+    let poll: Vec<_> = threads.iter().filter(|t| t.0 == "netmon-poll").collect();
+    assert_eq!(
+        poll[0].1,
+        CAP_BPF | CAP_SYS_ADMIN | CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH,
+        "{threads:?}"
+    );
+    for (name, effective, permitted) in threads.iter().filter(|t| t.0 != "netmon-poll") {
+        assert_eq!((*effective, *permitted), (0, 0), "thread {name}");
+    }
+    counts_traffic(&agent, "user", 237);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let m = agent.fresh_metrics();
+    let me = std::process::id().to_string();
+    assert!(
+        !m.find(
+            "netmon_listening_socket_info",
+            &[("port", &port), ("pid", &me)]
+        )
+        .is_empty()
+    );
+}
