@@ -186,7 +186,7 @@ impl Poller {
         kernel
             .drops
             .retain(|d| d.interface.is_empty() || filter.allows(&d.interface));
-        let removed = self
+        let (removed, entries) = self
             .probes
             .forget(&|key| gone(key.netns, key.ifindex), &|netns| {
                 netns != 0 && !existing.contains_key(&netns)
@@ -200,7 +200,7 @@ impl Poller {
         if removed > 0 {
             tracing::debug!(removed, "forgot map entries of interfaces that are gone");
         }
-        kernel.map_entries = self.probes.map_entries()?;
+        kernel.map_entries = entries;
         Ok(())
     }
 }

@@ -250,16 +250,6 @@ impl History {
             self.snapshots.pop_front();
         }
     }
-
-    /// The oldest snapshot no older than `window` before the newest one, and the newest.
-    pub fn window(&self, window: Duration) -> Option<(&Arc<Snapshot>, &Arc<Snapshot>)> {
-        let newest = self.snapshots.back()?;
-        let oldest = self
-            .snapshots
-            .iter()
-            .find(|s| newest.monotonic_seconds - s.monotonic_seconds <= window.as_secs_f64())?;
-        Some((oldest, newest))
-    }
 }
 
 #[cfg(test)]
@@ -284,14 +274,18 @@ mod tests {
     }
 
     #[test]
-    fn window_picks_the_oldest_snapshot_inside_it() {
+    fn within_keeps_the_snapshots_inside_the_window() {
         let mut history = History::new(10);
         for t in 0..6 {
             history.push(at(t as f64 * 2.0));
         }
-        let (old, new) = history.window(Duration::from_secs(5)).unwrap();
-        assert_eq!((old.monotonic_seconds, new.monotonic_seconds), (6.0, 10.0));
-        assert!(History::new(3).window(Duration::from_secs(1)).is_none());
+        let inside: Vec<f64> = history
+            .within(Duration::from_secs(5))
+            .iter()
+            .map(|s| s.monotonic_seconds)
+            .collect();
+        assert_eq!(inside, [6.0, 8.0, 10.0]);
+        assert!(History::new(3).within(Duration::from_secs(1)).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::{
     config::{Config, ExpectedPort},
     model::{History, ListeningSocket, Snapshot},
-    rates::{self, InterfaceRates, increase, percent},
+    rates::{self, InterfaceRates, Summary, increase, percent},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -69,8 +69,18 @@ pub struct Diagnosis {
 
 /// Runs every rule over the snapshots of the last `window`.
 pub fn diagnose(history: &History, window: Duration, config: &Config) -> Diagnosis {
+    diagnose_window(history, window, config).0
+}
+
+/// Like [`diagnose`], also returning the window's rates it worked from, for whoever serves
+/// them too.
+pub fn diagnose_window(
+    history: &History,
+    window: Duration,
+    config: &Config,
+) -> (Diagnosis, Option<Summary>) {
     let Some(newest) = history.latest() else {
-        return Diagnosis::default();
+        return (Diagnosis::default(), None);
     };
     let snapshots = history.within(window);
     let oldest = snapshots.first().copied().unwrap_or(newest);
@@ -93,7 +103,7 @@ pub fn diagnose(history: &History, window: Duration, config: &Config) -> Diagnos
     ports(&mut findings, config, newest);
     connection_states(&mut findings, config, newest, &snapshots, window_seconds);
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
-    Diagnosis {
+    let diagnosis = Diagnosis {
         status: Some(
             findings
                 .iter()
@@ -103,7 +113,8 @@ pub fn diagnose(history: &History, window: Duration, config: &Config) -> Diagnos
         ),
         window_seconds,
         findings,
-    }
+    };
+    (diagnosis, summary)
 }
 
 /// Warning at the threshold, critical at `factor` times it.
@@ -493,9 +504,9 @@ fn ports(findings: &mut Vec<Finding>, config: &Config, newest: &Snapshot) {
         }
     }
     if !config.expected_ports.is_empty() {
-        let (low, high) = crate::host::sockets::ephemeral_range();
         for socket in &newest.listening {
-            let ephemeral_udp = socket.protocol == "udp" && (low..=high).contains(&socket.port);
+            let ephemeral_udp =
+                socket.protocol == "udp" && newest.ephemeral_ports.contains(socket.port);
             // The agent's own port is expected wherever it runs.
             let own = socket.protocol == "tcp" && socket.port == config.listen.port();
             if own || ephemeral_udp || config.expected_ports.iter().any(|e| matches(e, socket)) {
@@ -566,8 +577,8 @@ fn ports(findings: &mut Vec<Finding>, config: &Config, newest: &Snapshot) {
         });
     }
     let ephemeral = newest.ephemeral_ports;
-    if ephemeral.range_size > 0 {
-        let used = ephemeral.in_use as f64 / ephemeral.range_size as f64 * 100.0;
+    if ephemeral.range_size() > 0 {
+        let used = ephemeral.in_use as f64 / ephemeral.range_size() as f64 * 100.0;
         let threshold = config.thresholds.ephemeral_ports_percent;
         if let Some(severity) = graded(used, threshold, threshold.max(95.0)) {
             findings.push(Finding {
@@ -576,12 +587,13 @@ fn ports(findings: &mut Vec<Finding>, config: &Config, newest: &Snapshot) {
                 subject: "ephemeral ports".to_string(),
                 summary: format!(
                     "{} of {} ephemeral ports in use ({used:.0} %)",
-                    ephemeral.in_use, ephemeral.range_size
+                    ephemeral.in_use,
+                    ephemeral.range_size()
                 ),
                 window_seconds: 0.0,
                 evidence: vec![
                     evidence("in_use", ephemeral.in_use as f64, "ports"),
-                    evidence("range_size", ephemeral.range_size as f64, "ports"),
+                    evidence("range_size", ephemeral.range_size() as f64, "ports"),
                 ],
                 next_steps: vec![
                     "Reuse connections (keep-alive, pools) instead of opening one per request."

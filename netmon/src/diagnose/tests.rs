@@ -247,8 +247,9 @@ fn connection_state_surges() {
 fn ephemeral_port_exhaustion() {
     let mut snapshot = snapshot(0.0, quiet());
     snapshot.ephemeral_ports = crate::host::sockets::EphemeralPorts {
+        first: 32768,
+        last: 60999,
         in_use: 27_000,
-        range_size: 28_232,
     };
     let diagnosis = run(&history(vec![snapshot.clone()]), &Config::default());
     let finding = &diagnosis.findings[0];

@@ -14,13 +14,13 @@ use serde_json::json;
 
 use crate::{
     config::Config,
-    diagnose::{Diagnosis, diagnose},
+    diagnose::{Diagnosis, diagnose_window},
     export::{
         metrics::{self, AgentState},
         server,
     },
     model::{History, Interface, Snapshot},
-    rates::{self, InterfaceRates, Summary},
+    rates::{InterfaceRates, Summary},
 };
 
 /// How the last configuration reload went.
@@ -77,6 +77,7 @@ pub struct Shared {
     history: RwLock<History>,
     config: RwLock<Arc<Config>>,
     diagnosis: RwLock<Arc<Diagnosis>>,
+    summary: RwLock<Option<Arc<Summary>>>,
     reload: RwLock<ReloadStatus>,
     exposition: RwLock<Arc<Exposition>>,
 }
@@ -101,6 +102,7 @@ impl Shared {
             history: RwLock::new(History::new(config.history_length)),
             config: RwLock::new(Arc::new(config)),
             diagnosis: RwLock::new(Arc::new(Diagnosis::default())),
+            summary: RwLock::new(None),
             reload: RwLock::new(ReloadStatus {
                 last_reload_successful: true,
                 last_success_timestamp_seconds: unix_now(),
@@ -117,15 +119,16 @@ impl Shared {
     pub fn publish(&self, snapshot: Snapshot) {
         let snapshot = Arc::new(snapshot);
         let config = self.config();
-        let diagnosis = match self.history.write() {
+        let (diagnosis, summary) = match self.history.write() {
             Ok(mut history) => {
                 history.set_capacity(config.history_length);
                 history.push(snapshot.clone());
-                diagnose(&history, config.rate_window, &config)
+                diagnose_window(&history, config.rate_window, &config)
             }
-            Err(_) => Diagnosis::default(),
+            Err(_) => (Diagnosis::default(), None),
         };
         write(&self.diagnosis, Arc::new(diagnosis));
+        write(&self.summary, summary.map(Arc::new));
         write(&self.latest, snapshot);
         self.refresh_exposition();
     }
@@ -187,12 +190,9 @@ impl Shared {
         self.refresh_exposition();
     }
 
-    /// Rates over the configured window, from the History.
-    pub fn summary(&self) -> Option<Summary> {
-        let window = self.config().rate_window;
-        let history = self.history.read().ok()?;
-        let (old, new) = history.window(window)?;
-        rates::summarize(old, new)
+    /// Rates over the configured window, computed once per poll.
+    pub fn summary(&self) -> Option<Arc<Summary>> {
+        read(&self.summary)
     }
 
     /// What the exposition needs besides the snapshot.
@@ -347,7 +347,7 @@ fn interface_views<'a>(
 
 async fn interfaces_handler(State(shared): State<Arc<Shared>>) -> Response {
     let (snapshot, summary) = (shared.latest(), shared.summary());
-    items(&interface_views(&snapshot, summary.as_ref()))
+    items(&interface_views(&snapshot, summary.as_deref()))
 }
 
 async fn interface_handler(
@@ -355,7 +355,7 @@ async fn interface_handler(
     Path(name): Path<String>,
 ) -> Response {
     let (snapshot, summary) = (shared.latest(), shared.summary());
-    match interface_views(&snapshot, summary.as_ref())
+    match interface_views(&snapshot, summary.as_deref())
         .into_iter()
         .find(|view| view.interface.name == name)
     {
@@ -382,7 +382,7 @@ async fn listening_handler(State(shared): State<Arc<Shared>>) -> Response {
 
 async fn summary_handler(State(shared): State<Arc<Shared>>) -> Response {
     match shared.summary() {
-        Some(summary) => Json(summary).into_response(),
+        Some(summary) => Json(&*summary).into_response(),
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "not enough snapshots yet for rates; try again after the next poll",

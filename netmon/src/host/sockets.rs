@@ -59,11 +59,27 @@ pub struct TcpSummary {
     pub ephemeral: EphemeralPorts,
 }
 
-/// Local ports of the ephemeral range in use by TCP sockets that are not listening.
+/// The ephemeral port range (`net.ipv4.ip_local_port_range`), and how many of its ports TCP
+/// sockets that are not listening use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct EphemeralPorts {
+    pub first: u16,
+    pub last: u16,
     pub in_use: u64,
-    pub range_size: u64,
+}
+
+impl EphemeralPorts {
+    pub fn range_size(&self) -> u64 {
+        if self.last < self.first {
+            0
+        } else {
+            u64::from(self.last - self.first) + 1
+        }
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
 }
 
 /// `net.ipv4.ip_local_port_range` of the calling thread's namespace.
@@ -97,8 +113,9 @@ pub fn tcp_summary() -> anyhow::Result<TcpSummary> {
     Ok(TcpSummary {
         states,
         ephemeral: EphemeralPorts {
+            first: low,
+            last: high,
             in_use: ports.len() as u64,
-            range_size: u64::from(high.saturating_sub(low)) + 1,
         },
     })
 }
@@ -162,6 +179,6 @@ mod tests {
         assert_eq!(summary.states.len(), 11);
         assert!(summary.states["LISTEN"] >= 1);
         let (low, high) = ephemeral_range();
-        assert_eq!(summary.ephemeral.range_size, u64::from(high - low) + 1);
+        assert_eq!(summary.ephemeral.range_size(), u64::from(high - low) + 1);
     }
 }

@@ -614,78 +614,67 @@ impl Probes {
         Ok(counters)
     }
 
-    /// Removes the entries of interfaces and namespaces that no longer exist; returns how
-    /// many went.
+    /// Removes the entries of interfaces and namespaces that no longer exist, in one pass
+    /// over each hash map's keys; returns how many went, and how many entries each map holds
+    /// afterwards.
     pub fn forget(
         &mut self,
         interface_gone: &dyn Fn(&InterfaceKey) -> bool,
         netns_gone: &dyn Fn(u32) -> bool,
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<(usize, Vec<(&'static str, usize)>)> {
         let Some(ebpf) = &mut self.ebpf else {
-            return Ok(0);
+            return Ok((0, Vec::new()));
         };
-        let mut removed =
-            remove_where::<InterfaceKey, InterfaceTraffic>(ebpf, "TRAFFIC", &|key| {
-                interface_gone(key)
-            })?;
-        removed +=
-            remove_where::<DropKey, u64>(ebpf, "DROPS", &|key| interface_gone(&key.interface))?;
-        removed += remove_where::<TransitionKey, u64>(ebpf, "TCP_TRANSITIONS", &|key| {
-            netns_gone(key.netns)
-        })?;
-        removed += remove_where::<HandshakeKey, KernelHistogram>(ebpf, "HANDSHAKES", &|key| {
-            netns_gone(key.netns)
-        })?;
-        Ok(removed)
-    }
-
-    /// Entries in each hash map, for the agent's self-metrics.
-    pub fn map_entries(&self) -> anyhow::Result<Vec<(&'static str, usize)>> {
-        let Some(ebpf) = &self.ebpf else {
-            return Ok(vec![]);
-        };
-        Ok(vec![
+        let passes = [
             (
                 "traffic",
-                count_keys::<InterfaceKey, InterfaceTraffic>(ebpf, "TRAFFIC")?,
+                remove_where::<InterfaceKey, InterfaceTraffic>(ebpf, "TRAFFIC", &|key| {
+                    interface_gone(key)
+                })?,
             ),
-            ("drops", count_keys::<DropKey, u64>(ebpf, "DROPS")?),
+            (
+                "drops",
+                remove_where::<DropKey, u64>(ebpf, "DROPS", &|key| interface_gone(&key.interface))?,
+            ),
             (
                 "transitions",
-                count_keys::<TransitionKey, u64>(ebpf, "TCP_TRANSITIONS")?,
+                remove_where::<TransitionKey, u64>(ebpf, "TCP_TRANSITIONS", &|key| {
+                    netns_gone(key.netns)
+                })?,
             ),
             (
                 "handshakes",
-                count_keys::<HandshakeKey, KernelHistogram>(ebpf, "HANDSHAKES")?,
+                remove_where::<HandshakeKey, KernelHistogram>(ebpf, "HANDSHAKES", &|key| {
+                    netns_gone(key.netns)
+                })?,
             ),
-        ])
+        ];
+        let removed = passes.iter().map(|(_, (removed, _))| removed).sum();
+        let entries = passes
+            .iter()
+            .map(|(map, (_, left))| (*map, *left))
+            .collect();
+        Ok((removed, entries))
     }
 }
 
-fn count_keys<K: aya::Pod, V: aya::Pod>(ebpf: &Ebpf, name: &str) -> anyhow::Result<usize> {
-    let hash: PerCpuHashMap<&MapData, K, V> = PerCpuHashMap::try_from(map(ebpf, name)?)?;
-    Ok(hash.keys().filter_map(Result::ok).count())
-}
-
+/// Removes the keys `gone` picks from a per-CPU hash map; returns (removed, left).
 fn remove_where<K: aya::Pod, V: aya::Pod>(
     ebpf: &mut Ebpf,
     name: &str,
     gone: &dyn Fn(&K) -> bool,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(usize, usize)> {
     let mut hash: PerCpuHashMap<&mut MapData, K, V> =
         PerCpuHashMap::try_from(map_mut(ebpf, name)?)?;
-    let doomed: Vec<K> = hash
-        .keys()
-        .filter_map(Result::ok)
-        .filter(|k| gone(k))
-        .collect();
+    let keys: Vec<K> = hash.keys().filter_map(Result::ok).collect();
+    let total = keys.len();
     let mut removed = 0;
-    for key in &doomed {
+    for key in keys.iter().filter(|k| gone(k)) {
         if hash.remove(key).is_ok() {
             removed += 1;
         }
     }
-    Ok(removed)
+    Ok((removed, total - removed))
 }
 
 fn family_name(family: u8) -> &'static str {
