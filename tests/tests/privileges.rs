@@ -1,6 +1,6 @@
 //! Least privilege: the agent works with exactly the documented capabilities, and once its
 //! programs are attached every thread keeps only what its work needs.
-use std::{net::TcpListener, time::Duration};
+use std::net::TcpListener;
 
 use netmon_tests::{Agent, Netns, Veth, require_root, send_udp};
 
@@ -30,6 +30,41 @@ fn thread_capabilities(pid: u32) -> Vec<(String, u64, u64)> {
     threads
 }
 
+/// A listener of this test is reported with this test's pid: sockets are found and their
+/// owners read from `/proc`.
+fn finds_the_tests_listener(agent: &Agent) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let m = agent.fresh_metrics();
+    let me = std::process::id().to_string();
+    assert!(
+        !m.find(
+            "netmon_listening_socket_info",
+            &[("port", &port), ("pid", &me)]
+        )
+        .is_empty(),
+        "the test's own listener with its pid"
+    );
+}
+
+/// Only the poll thread holds capabilities, exactly the four it keeps; every other thread
+/// holds none.
+fn only_the_poll_thread_holds_capabilities(pid: u32) {
+    let threads = thread_capabilities(pid);
+    assert!(threads.len() >= 3, "{threads:?}");
+    let kept = CAP_BPF | CAP_SYS_ADMIN | CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH;
+    let poll: Vec<_> = threads.iter().filter(|t| t.0 == "netmon-poll").collect();
+    assert_eq!(poll.len(), 1, "{threads:?}");
+    assert_eq!((poll[0].1, poll[0].2), (kept, kept), "{threads:?}");
+    for (name, effective, permitted) in threads.iter().filter(|t| t.0 != "netmon-poll") {
+        assert_eq!(
+            (*effective, *permitted),
+            (0, 0),
+            "thread {name} holds capabilities"
+        );
+    }
+}
+
 /// Traffic between two namespaces is counted: the kernel programs work.
 fn counts_traffic(agent: &Agent, tag: &str, subnet: u8) {
     let a = Netns::new(&format!("{tag}-a"));
@@ -57,41 +92,11 @@ fn after_attaching_only_the_poll_thread_keeps_capabilities() {
     require_root();
     let agent = Agent::start(&[]);
     agent.fresh_metrics();
-    let threads = thread_capabilities(agent.pid());
-    assert!(threads.len() >= 3, "{threads:?}");
-    let poll: Vec<_> = threads.iter().filter(|t| t.0 == "netmon-poll").collect();
-    assert_eq!(poll.len(), 1, "{threads:?}");
-    assert_eq!(
-        poll[0].1,
-        CAP_BPF | CAP_SYS_ADMIN | CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH,
-        "{threads:?}"
-    );
-    assert_eq!(
-        poll[0].2,
-        CAP_BPF | CAP_SYS_ADMIN | CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH,
-        "{threads:?}"
-    );
-    for (name, effective, permitted) in threads.iter().filter(|t| t.0 != "netmon-poll") {
-        assert_eq!(
-            (*effective, *permitted),
-            (0, 0),
-            "thread {name} holds capabilities"
-        );
-    }
+    only_the_poll_thread_holds_capabilities(agent.pid());
     // Everything still works with the reduced sets: programs count, namespaces are named,
     // listeners are found with their processes, HTTP answers.
     counts_traffic(&agent, "caps", 235);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let m = agent.fresh_metrics();
-    let me = std::process::id().to_string();
-    assert!(
-        !m.find(
-            "netmon_listening_socket_info",
-            &[("port", &port), ("pid", &me)]
-        )
-        .is_empty()
-    );
+    finds_the_tests_listener(&agent);
 }
 
 #[test]
@@ -132,19 +137,7 @@ fn runs_as_nobody_with_exactly_the_documented_capabilities() {
     }
     counts_traffic(&agent, "nobody", 236);
     // Root's listeners are found with their processes (CAP_SYS_PTRACE).
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    std::thread::sleep(Duration::from_millis(300));
-    let m = agent.fresh_metrics();
-    let me = std::process::id().to_string();
-    assert!(
-        !m.find(
-            "netmon_listening_socket_info",
-            &[("port", &port), ("pid", &me)]
-        )
-        .is_empty(),
-        "the test's own listener with its pid"
-    );
+    finds_the_tests_listener(&agent);
 }
 
 /// Real, effective and saved uids of a thread, from its status file.
@@ -176,26 +169,7 @@ fn started_as_root_it_runs_as_nobody_after_start_up() {
             "thread {tid}"
         );
     }
-    let threads = thread_capabilities(agent.pid());
-    let poll: Vec<_> = threads.iter().filter(|t| t.0 == "netmon-poll").collect();
-    assert_eq!(
-        poll[0].1,
-        CAP_BPF | CAP_SYS_ADMIN | CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH,
-        "{threads:?}"
-    );
-    for (name, effective, permitted) in threads.iter().filter(|t| t.0 != "netmon-poll") {
-        assert_eq!((*effective, *permitted), (0, 0), "thread {name}");
-    }
+    only_the_poll_thread_holds_capabilities(agent.pid());
     counts_traffic(&agent, "user", 237);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    let m = agent.fresh_metrics();
-    let me = std::process::id().to_string();
-    assert!(
-        !m.find(
-            "netmon_listening_socket_info",
-            &[("port", &port), ("pid", &me)]
-        )
-        .is_empty()
-    );
+    finds_the_tests_listener(&agent);
 }

@@ -34,6 +34,12 @@ impl Pair {
         self.b.inode().to_string()
     }
 
+    /// Sends `count` datagrams from `a` to port 9 of `b`, where nothing listens.
+    fn send_to_port_9(&self, count: u64, payload: usize) {
+        let to = format!("{}:9", self.veth.b_ip);
+        send_udp(&self.a, &self.veth.a_ip, &to, count, payload);
+    }
+
     fn udp_receiver(&self, port: u16) -> UdpSocket {
         let addr = format!("{}:{port}", self.veth.b_ip);
         let socket = self.b.run(move || UdpSocket::bind(addr).unwrap());
@@ -401,13 +407,7 @@ fn counters_of_vanished_namespaces_are_removed() {
     require_root();
     let agent = Agent::start(&[]);
     let pair = Pair::new("gone", 216);
-    send_udp(
-        &pair.a,
-        &pair.veth.a_ip,
-        &format!("{}:9", pair.veth.b_ip),
-        5,
-        16,
-    );
+    pair.send_to_port_9(5, 16);
     let netns = pair.netns_a();
     let m = agent.fresh_metrics();
     assert_eq!(
@@ -446,13 +446,7 @@ fn a_full_traffic_map_is_counted() {
     let agent = Agent::start(&["--config", config.path_str()]);
     let pair = Pair::new("full", 217);
     // Loopback (the agent's own scrapes) or this pair takes the one slot; the rest overflow.
-    send_udp(
-        &pair.a,
-        &pair.veth.a_ip,
-        &format!("{}:9", pair.veth.b_ip),
-        5,
-        16,
-    );
+    pair.send_to_port_9(5, 16);
     let m = agent.fresh_metrics();
     assert_eq!(
         m.counter("netmon_probe_map_entries", &[("map", "traffic")]),
