@@ -1,18 +1,60 @@
 //! Types shared by the kernel programs and the agent: map keys, map values, sizes and indices.
 //! Every type is `#[repr(C)]` with explicit padding so that both sides agree byte for byte.
+//!
+//! Counters live in slot tables: a shared array of [`SlotTag`]s says what each slot counts,
+//! and a per-CPU array of the same length holds the counts. A program finds its slot from a
+//! hash of the identity, looks at [`SLOT_PROBES`] consecutive slots at most, and claims a
+//! free one with an atomic compare-and-swap on [`SlotTag::id`]; the agent reads the tags
+//! (memory-mapped), sums the per-CPU counts of the claimed slots by identity, and frees the
+//! slots of what is gone. A slot is used only when its whole identity matches, so a hash
+//! collision can never merge two identities' counts.
 #![no_std]
 
-/// Capacity of the per-interface traffic map. One entry per (namespace, interface).
+/// Capacity of the per-interface traffic table. One slot per (namespace, interface).
 pub const MAX_INTERFACES: u32 = 8192;
-/// Capacity of the drop map. One entry per (namespace, interface, reason, protocol).
+/// Capacity of the drop table. One slot per (namespace, interface, reason, protocol).
 pub const MAX_DROP_KEYS: u32 = 16384;
-/// Capacity of the map that remembers when a TCP socket started its handshake.
+/// Capacity of the table that remembers when a TCP socket started its handshake.
 pub const MAX_HANDSHAKES: u32 = 65536;
 
-/// Capacity of the TCP transition map: (namespace, family, from, to).
+/// Capacity of the TCP transition table: (namespace, family, from, to).
 pub const MAX_TRANSITION_KEYS: u32 = 16384;
-/// Capacity of the handshake histogram map: (namespace, open kind).
-pub const MAX_HANDSHAKE_KEYS: u32 = 4096;
+/// Capacity of the handshake histogram table: (namespace, open kind).
+pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
+
+/// Consecutive slots a program looks at for an identity before it counts the table as full.
+pub const SLOT_PROBES: u32 = 8;
+
+/// What one slot counts. `id` is 0 while the slot is free; it is claimed with a
+/// compare-and-swap and then `extra` is written once. Only an exact match of both is used.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotTag {
+    pub id: u64,
+    pub extra: u64,
+}
+
+/// Start slot of an identity in a table of `mask + 1` slots (a power of two).
+#[inline(always)]
+pub fn slot_hash(id: u64, extra: u64) -> u32 {
+    ((id ^ extra.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+}
+
+/// Set in every identity so that none is 0, the mark of a free slot.
+const CLAIMED: u64 = 1 << 31;
+
+/// Masks of the slot tables (slots - 1, each a power of two), written by the agent into the
+/// programs' read-only data before they load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotMasks {
+    pub traffic: u32,
+    pub drops: u32,
+    pub transitions: u32,
+    pub handshakes: u32,
+    pub handshake_starts: u32,
+    pub _pad: u32,
+}
 
 /// Key of the TCP transition map.
 #[repr(C)]
@@ -26,6 +68,28 @@ pub struct TransitionKey {
     pub old_state: u8,
     pub new_state: u8,
     pub _pad: u8,
+}
+
+impl TransitionKey {
+    /// The key as a slot identity.
+    #[inline(always)]
+    pub fn slot_id(&self) -> u64 {
+        ((self.netns as u64) << 32)
+            | CLAIMED
+            | ((self.family as u64) << 16)
+            | ((self.old_state as u64) << 8)
+            | self.new_state as u64
+    }
+
+    pub fn from_slot_id(id: u64) -> Self {
+        Self {
+            netns: (id >> 32) as u32,
+            family: (id >> 16) as u8,
+            old_state: (id >> 8) as u8,
+            new_state: id as u8,
+            _pad: 0,
+        }
+    }
 }
 
 /// Handshake histogram buckets: bucket `i` holds durations in `[2^i, 2^(i+1))` microseconds,
@@ -43,6 +107,21 @@ pub struct HandshakeKey {
     pub netns: u32,
     /// [`HANDSHAKE_ACTIVE`] or [`HANDSHAKE_PASSIVE`].
     pub open: u32,
+}
+
+impl HandshakeKey {
+    /// The key as a slot identity.
+    #[inline(always)]
+    pub fn slot_id(&self) -> u64 {
+        ((self.netns as u64) << 32) | CLAIMED | (self.open as u64 & 0xffff)
+    }
+
+    pub fn from_slot_id(id: u64) -> Self {
+        Self {
+            netns: (id >> 32) as u32,
+            open: (id & 0xffff) as u32,
+        }
+    }
 }
 
 /// Value of the handshake histogram map (one per CPU).
@@ -96,6 +175,21 @@ pub struct InterfaceKey {
     pub ifindex: u32,
 }
 
+impl InterfaceKey {
+    /// The key as a slot identity (interface indices are positive `int`s: bit 31 is free).
+    #[inline(always)]
+    pub fn slot_id(&self) -> u64 {
+        ((self.netns as u64) << 32) | CLAIMED | (self.ifindex as u64 & 0x7fff_ffff)
+    }
+
+    pub fn from_slot_id(id: u64) -> Self {
+        Self {
+            netns: (id >> 32) as u32,
+            ifindex: (id & 0x7fff_ffff) as u32,
+        }
+    }
+}
+
 /// Value of the per-interface traffic map (one per CPU).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -120,6 +214,23 @@ pub struct DropKey {
     /// `skb->protocol` in host byte order (an ethertype such as 0x0800).
     pub protocol: u16,
     pub _pad: u16,
+}
+
+impl DropKey {
+    /// The reason and protocol as the second word of a slot identity, never 0.
+    #[inline(always)]
+    pub fn slot_extra(reason: u32, protocol: u16) -> u64 {
+        ((reason as u64) << 32) | ((protocol as u64) << 16) | 1
+    }
+
+    pub fn from_slot(tag: &SlotTag) -> Self {
+        Self {
+            interface: InterfaceKey::from_slot_id(tag.id),
+            reason: (tag.extra >> 32) as u32,
+            protocol: (tag.extra >> 16) as u16,
+            _pad: 0,
+        }
+    }
 }
 
 /// Reason recorded by hooks that do not tell why a packet was dropped.
@@ -213,4 +324,6 @@ mod user {
     unsafe impl aya::Pod for TracepointFields {}
     unsafe impl aya::Pod for DropProbeArgs {}
     unsafe impl aya::Pod for NormalFreeReasons {}
+    unsafe impl aya::Pod for SlotTag {}
+    unsafe impl aya::Pod for SlotMasks {}
 }

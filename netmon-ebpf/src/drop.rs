@@ -5,30 +5,24 @@ use aya_ebpf::{
     macros::{btf_tracepoint, kprobe, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
-use netmon_common::{DROP_REASON_UNKNOWN, DropKey, Event};
+use netmon_common::{DROP_REASON_UNKNOWN, DropKey};
 
 use crate::{
-    kernel::{drop_probe_args, normal_free, offsets, read, skb_interface, tp_fields},
-    maps::{DROPS, entry},
+    kernel::{Btf, Memory, Probe, constant, offset_skb_protocol, skb_interface, tp_field},
+    maps::drops,
 };
 
 #[inline(always)]
-fn count_drop(skb: u64, reason: u32) {
-    let normal = normal_free();
-    if reason == normal.not_dropped_yet || reason == normal.consumed {
+fn count_drop<M: Memory>(skb: u64, reason: u32) {
+    if reason == constant!(NORMAL_FREE.not_dropped_yet) || reason == constant!(NORMAL_FREE.consumed)
+    {
         return;
     }
-    let off = offsets();
-    let protocol: u16 = read(skb, off.skb_protocol).unwrap_or(0);
-    let key = DropKey {
-        interface: skb_interface(&off, skb),
-        reason,
-        protocol: u16::from_be(protocol),
-        _pad: 0,
-    };
-    if let Some(count) = entry(&DROPS, &key, Event::DropMapFull) {
-        // SAFETY: this CPU's value, written only by programs running on this CPU.
-        unsafe { *count += 1 };
+    let protocol: u16 = M::read(skb, offset_skb_protocol()).unwrap_or(0);
+    let interface = skb_interface::<M>(skb);
+    let extra = DropKey::slot_extra(reason, u16::from_be(protocol));
+    if let Some(count) = drops().counts(interface.slot_id(), extra) {
+        *count += 1;
     }
 }
 
@@ -36,27 +30,26 @@ fn count_drop(skb: u64, reason: u32) {
 // before 5.17 have no reason argument, and the agent then loads the classic tracepoint.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn nm_drop_btf(ctx: BtfTracePointContext) -> i32 {
-    count_drop(ctx.arg(0), ctx.arg(2));
+    count_drop::<Btf>(ctx.arg(0), ctx.arg(2));
     0
 }
 
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn nm_drop_raw(ctx: RawTracePointContext) -> i32 {
-    count_drop(ctx.arg(0), ctx.arg(2));
+    count_drop::<Probe>(ctx.arg(0), ctx.arg(2));
     0
 }
 
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn nm_drop_tp(ctx: TracePointContext) -> u32 {
-    let fields = tp_fields();
     let base = ctx.as_ptr() as u64;
-    let skb: u64 = read(base, fields.drop_skb).unwrap_or(0);
-    let reason = if fields.drop_reason_present != 0 {
-        read(base, fields.drop_reason).unwrap_or(DROP_REASON_UNKNOWN)
+    let skb: u64 = Probe::read(base, tp_field!(drop_skb)).unwrap_or(0);
+    let reason = if tp_field!(drop_reason_present) != 0 {
+        Probe::read(base, tp_field!(drop_reason)).unwrap_or(DROP_REASON_UNKNOWN)
     } else {
         DROP_REASON_UNKNOWN
     };
-    count_drop(skb, reason);
+    count_drop::<Probe>(skb, reason);
     0
 }
 
@@ -64,7 +57,6 @@ pub fn nm_drop_tp(ctx: TracePointContext) -> u32 {
 /// agent describes in `DROP_PROBE_ARGS`.
 #[kprobe]
 pub fn nm_drop_kprobe(ctx: ProbeContext) -> u32 {
-    let args = drop_probe_args();
     // Registers are read at constant indices: the verifier refuses a context access at an
     // offset only known at run time.
     let registers: [u64; 3] = [
@@ -77,11 +69,11 @@ pub fn nm_drop_kprobe(ctx: ProbeContext) -> u32 {
         1 => registers[1],
         _ => registers[2],
     };
-    let reason = if args.reason_present != 0 {
-        pick(args.reason_arg) as u32
+    let reason = if constant!(DROP_PROBE_ARGS.reason_present) != 0 {
+        pick(constant!(DROP_PROBE_ARGS.reason_arg)) as u32
     } else {
         DROP_REASON_UNKNOWN
     };
-    count_drop(pick(args.skb_arg), reason);
+    count_drop::<Probe>(pick(constant!(DROP_PROBE_ARGS.skb_arg)), reason);
     0
 }

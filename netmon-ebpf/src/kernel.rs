@@ -1,4 +1,9 @@
 //! Reads from kernel structures at offsets the agent learned from the running kernel's BTF.
+//!
+//! Two ways to read: [`Btf`] loads straight through the BTF-typed pointers a `tp_btf` program
+//! gets (the verifier knows the types and makes each load fault-safe; no helper call), and
+//! [`Probe`] copies with `bpf_probe_read_kernel`, for the methods whose arguments are plain
+//! numbers (raw and classic tracepoints, kprobes).
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use netmon_common::{
     DROP_REASON_UNKNOWN, DropProbeArgs, Event, InterfaceKey, KernelOffsets, NormalFreeReasons,
@@ -8,7 +13,7 @@ use netmon_common::{
 use crate::maps::count_event;
 
 #[unsafe(no_mangle)]
-static OFFSETS: KernelOffsets = KernelOffsets {
+pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     skb_dev: 0,
     skb_len: 0,
     skb_protocol: 0,
@@ -24,7 +29,7 @@ static OFFSETS: KernelOffsets = KernelOffsets {
 };
 
 #[unsafe(no_mangle)]
-static TP_FIELDS: TracepointFields = TracepointFields {
+pub(crate) static TP_FIELDS: TracepointFields = TracepointFields {
     xmit_skb: 0,
     xmit_len: 0,
     recv_skb: 0,
@@ -41,54 +46,109 @@ static TP_FIELDS: TracepointFields = TracepointFields {
 };
 
 #[unsafe(no_mangle)]
-static DROP_PROBE_ARGS: DropProbeArgs = DropProbeArgs {
+pub(crate) static DROP_PROBE_ARGS: DropProbeArgs = DropProbeArgs {
     skb_arg: 0,
     reason_arg: 1,
     reason_present: 0,
 };
 
-/// The loader rewrites these constants; volatile reads keep the compiler from folding the
-/// zeros it sees at build time.
+#[unsafe(no_mangle)]
+pub(crate) static NORMAL_FREE: NormalFreeReasons = NormalFreeReasons {
+    not_dropped_yet: 0,
+    consumed: DROP_REASON_UNKNOWN,
+};
+
+
+/// One member of a constant the loader rewrote. Each member is read on its own with a
+/// volatile load: the compiler cannot fold the zeros it saw at build time, and the verifier
+/// sees a load from frozen read-only data, which it knows as a constant.
+macro_rules! constant {
+    ($static:ident . $field:ident) => {
+        // SAFETY: a read of a static the loader initialised.
+        unsafe { core::ptr::read_volatile(&raw const $crate::kernel::$static.$field) }
+    };
+}
+pub(crate) use constant;
+
+/// A field offset of a classic tracepoint's record.
+macro_rules! tp_field {
+    ($field:ident) => {
+        $crate::kernel::constant!(TP_FIELDS.$field)
+    };
+}
+pub(crate) use tp_field;
+
 #[inline(always)]
-pub fn offsets() -> KernelOffsets {
-    unsafe { core::ptr::read_volatile(&OFFSETS) }
+pub fn offset_skb_dev() -> u32 {
+    constant!(OFFSETS.skb_dev)
 }
 
 #[inline(always)]
-pub fn tp_fields() -> TracepointFields {
-    unsafe { core::ptr::read_volatile(&TP_FIELDS) }
+pub fn offset_skb_len() -> u32 {
+    constant!(OFFSETS.skb_len)
 }
 
 #[inline(always)]
-pub fn drop_probe_args() -> DropProbeArgs {
-    unsafe { core::ptr::read_volatile(&DROP_PROBE_ARGS) }
+pub fn offset_skb_protocol() -> u32 {
+    constant!(OFFSETS.skb_protocol)
 }
 
-/// Reads a `T` at `base + offset` in kernel memory; a failed read is counted and gives `None`.
 #[inline(always)]
-pub fn read<T>(base: u64, offset: u32) -> Option<T> {
-    if base == 0 {
-        return None;
+pub fn offsets_known() -> bool {
+    constant!(OFFSETS.net_inum) != 0
+}
+
+/// Where the program's values come from: typed loads or probe reads.
+pub trait Memory {
+    /// Reads a `T` at `base + offset`; `None` when `base` is null or the read failed.
+    fn read<T: Copy>(base: u64, offset: u32) -> Option<T>;
+}
+
+/// Loads through BTF-typed pointers (`tp_btf` arguments and what they point to).
+pub struct Btf;
+
+impl Memory for Btf {
+    #[inline(always)]
+    fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
+        if base == 0 {
+            return None;
+        }
+        // SAFETY: `base` is a BTF-typed kernel pointer and `offset` a member's offset from the
+        // same BTF; the verifier checks the access against the type and makes it fault-safe.
+        Some(unsafe { core::ptr::read_volatile((base + offset as u64) as *const T) })
     }
-    let ptr = (base + offset as u64) as *const T;
-    match unsafe { bpf_probe_read_kernel(ptr) } {
-        Ok(value) => Some(value),
-        Err(_) => {
-            count_event(Event::ReadFailed);
-            None
+}
+
+/// Copies with `bpf_probe_read_kernel`; a failed read is counted.
+pub struct Probe;
+
+impl Memory for Probe {
+    #[inline(always)]
+    fn read<T: Copy>(base: u64, offset: u32) -> Option<T> {
+        if base == 0 {
+            return None;
+        }
+        let ptr = (base + offset as u64) as *const T;
+        match unsafe { bpf_probe_read_kernel(ptr) } {
+            Ok(value) => Some(value),
+            Err(_) => {
+                count_event(Event::ReadFailed);
+                None
+            }
         }
     }
 }
 
 /// Namespace inode and index of a `struct net_device *`.
 #[inline(always)]
-pub fn device_key(off: &KernelOffsets, dev: u64) -> Option<InterfaceKey> {
-    if off.net_inum == 0 {
+pub fn device_key<M: Memory>(dev: u64) -> Option<InterfaceKey> {
+    // Without offsets from BTF the layout is unknown: read nothing.
+    if !offsets_known() {
         return None;
     }
-    let ifindex: i32 = read(dev, off.netdev_ifindex)?;
-    let net: u64 = read(dev, off.netdev_nd_net)?;
-    let netns: u32 = read(net, off.net_inum)?;
+    let ifindex: i32 = M::read(dev, constant!(OFFSETS.netdev_ifindex))?;
+    let net: u64 = M::read(dev, constant!(OFFSETS.netdev_nd_net))?;
+    let netns: u32 = M::read(net, constant!(OFFSETS.net_inum))?;
     Some(InterfaceKey {
         netns,
         ifindex: ifindex as u32,
@@ -97,43 +157,25 @@ pub fn device_key(off: &KernelOffsets, dev: u64) -> Option<InterfaceKey> {
 
 /// Namespace of a `struct sock *`.
 #[inline(always)]
-pub fn socket_netns(off: &KernelOffsets, sk: u64) -> Option<u32> {
-    // Without offsets from BTF the layout is unknown: read nothing.
-    if off.net_inum == 0 {
+pub fn socket_netns<M: Memory>(sk: u64) -> Option<u32> {
+    if !offsets_known() {
         return None;
     }
-    let net: u64 = read(sk, off.sk_net)?;
-    read(net, off.net_inum)
+    let net: u64 = M::read(sk, constant!(OFFSETS.sk_net))?;
+    M::read(net, constant!(OFFSETS.net_inum))
 }
 
 /// Device of a `struct sk_buff *` as an interface key; packets without a device are
 /// attributed to their socket's namespace with interface index 0.
 #[inline(always)]
-pub fn skb_interface(off: &KernelOffsets, skb: u64) -> InterfaceKey {
-    let dev: u64 = read(skb, off.skb_dev).unwrap_or(0);
-    if dev != 0
-        && let Some(key) = device_key(off, dev)
-    {
+pub fn skb_interface<M: Memory>(skb: u64) -> InterfaceKey {
+    let dev: u64 = M::read(skb, offset_skb_dev()).unwrap_or(0);
+    if let Some(key) = device_key::<M>(dev) {
         return key;
     }
-    let sk: u64 = read(skb, off.skb_sk).unwrap_or(0);
+    let sk: u64 = M::read(skb, constant!(OFFSETS.skb_sk)).unwrap_or(0);
     InterfaceKey {
-        netns: if sk != 0 {
-            socket_netns(off, sk).unwrap_or(0)
-        } else {
-            0
-        },
+        netns: socket_netns::<M>(sk).unwrap_or(0),
         ifindex: 0,
     }
-}
-
-#[unsafe(no_mangle)]
-static NORMAL_FREE: NormalFreeReasons = NormalFreeReasons {
-    not_dropped_yet: 0,
-    consumed: DROP_REASON_UNKNOWN,
-};
-
-#[inline(always)]
-pub fn normal_free() -> NormalFreeReasons {
-    unsafe { core::ptr::read_volatile(&NORMAL_FREE) }
 }

@@ -4,9 +4,12 @@
 //! never change, drop or redirect a packet, and any failure leaves the packet alone.
 #![no_std]
 #![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 
 mod kernel;
 mod maps;
+mod slots;
 
 mod drop;
 mod receive;

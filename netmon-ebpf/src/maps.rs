@@ -1,35 +1,110 @@
+//! The maps the programs count in, and the tables built from them.
 use aya_ebpf::{
-    bindings::BPF_NOEXIST,
+    bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{Array, PerCpuArray},
 };
 use netmon_common::{
-    DropKey, EVENT_SLOTS, Event, HandshakeHistogram, HandshakeKey, InterfaceKey, InterfaceTraffic,
-    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_HANDSHAKES, MAX_INTERFACES, MAX_TRANSITION_KEYS,
-    TransitionKey,
+    EVENT_SLOTS, Event, HandshakeHistogram, InterfaceTraffic, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS,
+    MAX_HANDSHAKES, MAX_INTERFACES, MAX_TRANSITION_KEYS, SlotMasks, SlotTag,
 };
 
-#[map]
-pub static TRAFFIC: PerCpuHashMap<InterfaceKey, InterfaceTraffic> =
-    PerCpuHashMap::with_max_entries(MAX_INTERFACES, 0);
+use crate::slots::Table;
+
+/// Sizes of the tables, set by the agent (which may shrink them) before loading.
+#[unsafe(no_mangle)]
+pub(crate) static SLOT_MASKS: SlotMasks = SlotMasks {
+    traffic: MAX_INTERFACES - 1,
+    drops: MAX_DROP_KEYS - 1,
+    transitions: MAX_TRANSITION_KEYS - 1,
+    handshakes: MAX_HANDSHAKE_KEYS - 1,
+    handshake_starts: MAX_HANDSHAKES - 1,
+    _pad: 0,
+};
+
+macro_rules! slot_mask {
+    ($field:ident) => {
+        // SAFETY: a read of a static the loader initialised; see `kernel::constant`.
+        unsafe { core::ptr::read_volatile(&raw const SLOT_MASKS.$field) }
+    };
+}
+
+/// Tag arrays are memory-mapped by the agent, which reads them without a system call a slot.
+const TAGS: u32 = BPF_F_MMAPABLE;
 
 #[map]
-pub static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(MAX_DROP_KEYS, 0);
+pub static TRAFFIC_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_INTERFACES, TAGS);
+#[map]
+pub static TRAFFIC: PerCpuArray<InterfaceTraffic> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
 
 #[map]
-pub static TCP_TRANSITIONS: PerCpuHashMap<TransitionKey, u64> =
-    PerCpuHashMap::with_max_entries(MAX_TRANSITION_KEYS, 0);
+pub static DROP_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_DROP_KEYS, TAGS);
+#[map]
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_DROP_KEYS, 0);
 
 #[map]
-pub static HANDSHAKES: PerCpuHashMap<HandshakeKey, HandshakeHistogram> =
-    PerCpuHashMap::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
-
-/// Socket address -> time its handshake started (ns since boot).
+pub static TRANSITION_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_TRANSITION_KEYS, TAGS);
 #[map]
-pub static HANDSHAKE_START: LruHashMap<u64, u64> = LruHashMap::with_max_entries(MAX_HANDSHAKES, 0);
+pub static TCP_TRANSITIONS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(MAX_TRANSITION_KEYS, 0);
+
+#[map]
+pub static HANDSHAKE_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, TAGS);
+#[map]
+pub static HANDSHAKES: PerCpuArray<HandshakeHistogram> =
+    PerCpuArray::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
+
+/// Sockets in a handshake: `id` the socket, `extra` when its handshake started (ns since boot).
+#[map]
+pub static HANDSHAKE_START: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAKES, TAGS);
 
 #[map]
 pub static EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);
+
+#[inline(always)]
+pub fn traffic() -> Table<InterfaceTraffic> {
+    Table {
+        tags: &TRAFFIC_TAGS,
+        counts: &TRAFFIC,
+        mask: slot_mask!(traffic),
+        full: Event::TrafficMapFull,
+    }
+}
+
+#[inline(always)]
+pub fn drops() -> Table<u64> {
+    Table {
+        tags: &DROP_TAGS,
+        counts: &DROPS,
+        mask: slot_mask!(drops),
+        full: Event::DropMapFull,
+    }
+}
+
+#[inline(always)]
+pub fn transitions() -> Table<u64> {
+    Table {
+        tags: &TRANSITION_TAGS,
+        counts: &TCP_TRANSITIONS,
+        mask: slot_mask!(transitions),
+        full: Event::TransitionMapFull,
+    }
+}
+
+#[inline(always)]
+pub fn handshakes() -> Table<HandshakeHistogram> {
+    Table {
+        tags: &HANDSHAKE_TAGS,
+        counts: &HANDSHAKES,
+        mask: slot_mask!(handshakes),
+        full: Event::HandshakeMapFull,
+    }
+}
+
+#[inline(always)]
+pub fn handshake_starts_mask() -> u32 {
+    slot_mask!(handshake_starts)
+}
 
 #[inline(always)]
 pub fn count_event(event: Event) {
@@ -37,20 +112,4 @@ pub fn count_event(event: Event) {
         // SAFETY: per-CPU slot, no other writer on this CPU while the program runs.
         unsafe { *slot += 1 };
     }
-}
-
-/// Returns this CPU's entry for `key`, creating a zeroed one first if needed; `None` when the
-/// map is full (counted as `full`).
-#[inline(always)]
-pub fn entry<K, V: Default>(map: &PerCpuHashMap<K, V>, key: &K, full: Event) -> Option<*mut V> {
-    if let Some(value) = map.get_ptr_mut(key) {
-        return Some(value);
-    }
-    // Another CPU may have created it in between: BPF_NOEXIST then fails, and the lookup works.
-    let _ = map.insert(key, V::default(), BPF_NOEXIST as u64);
-    let value = map.get_ptr_mut(key);
-    if value.is_none() {
-        count_event(full);
-    }
-    value
 }

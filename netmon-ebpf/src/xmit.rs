@@ -4,23 +4,20 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use netmon_common::Event;
 
 use crate::{
-    kernel::{device_key, offsets, read, tp_fields},
-    maps::{TRAFFIC, entry},
+    kernel::{Btf, Memory, Probe, device_key, offset_skb_dev, tp_field},
+    maps::traffic,
 };
 
 /// Counts one transmit on `dev`. The skb is not looked at: after a virtual device's transmit
 /// it may already belong to another device, or be freed.
 #[inline(always)]
-fn count_xmit(dev: u64, rc: i32, len: u32) {
-    let Some(key) = device_key(&offsets(), dev) else {
+fn count_xmit<M: Memory>(dev: u64, rc: i32, len: u32) {
+    let Some(key) = device_key::<M>(dev) else {
         return;
     };
-    if let Some(traffic) = entry(&TRAFFIC, &key, Event::TrafficMapFull) {
-        // SAFETY: this CPU's value, written only by programs running on this CPU.
-        let traffic = unsafe { &mut *traffic };
+    if let Some(traffic) = traffic().counts(key.slot_id(), 0) {
         if rc == 0 {
             traffic.tx_packets += 1;
             traffic.tx_bytes += len as u64;
@@ -33,13 +30,13 @@ fn count_xmit(dev: u64, rc: i32, len: u32) {
 // TP_PROTO(struct sk_buff *skb, int rc, struct net_device *dev, unsigned int skb_len)
 #[btf_tracepoint(function = "net_dev_xmit")]
 pub fn nm_xmit_btf(ctx: BtfTracePointContext) -> i32 {
-    count_xmit(ctx.arg(2), ctx.arg(1), ctx.arg(3));
+    count_xmit::<Btf>(ctx.arg(2), ctx.arg(1), ctx.arg(3));
     0
 }
 
 #[raw_tracepoint(tracepoint = "net_dev_xmit")]
 pub fn nm_xmit_raw(ctx: RawTracePointContext) -> i32 {
-    count_xmit(ctx.arg(2), ctx.arg(1), ctx.arg(3));
+    count_xmit::<Probe>(ctx.arg(2), ctx.arg(1), ctx.arg(3));
     0
 }
 
@@ -49,11 +46,10 @@ pub fn nm_xmit_raw(ctx: RawTracePointContext) -> i32 {
 /// transmits are not counted by this method.
 #[tracepoint(category = "net", name = "net_dev_start_xmit")]
 pub fn nm_xmit_tp(ctx: TracePointContext) -> u32 {
-    let fields = tp_fields();
     let base = ctx.as_ptr() as u64;
-    let skb: u64 = read(base, fields.xmit_skb).unwrap_or(0);
-    let len: u32 = read(base, fields.xmit_len).unwrap_or(0);
-    let dev: u64 = read(skb, offsets().skb_dev).unwrap_or(0);
-    count_xmit(dev, 0, len);
+    let skb: u64 = Probe::read(base, tp_field!(xmit_skb)).unwrap_or(0);
+    let len: u32 = Probe::read(base, tp_field!(xmit_len)).unwrap_or(0);
+    let dev: u64 = Probe::read(skb, offset_skb_dev()).unwrap_or(0);
+    count_xmit::<Probe>(dev, 0, len);
     0
 }

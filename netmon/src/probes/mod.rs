@@ -1,20 +1,22 @@
 //! Loading netmon's kernel programs, attaching each hook by the best method the running kernel
 //! offers, and reading their maps.
 pub mod btf;
+mod slots;
 pub mod tracefs;
 
 use std::{collections::BTreeMap, fmt, str::FromStr};
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Map, MapData, PerCpuArray, PerCpuHashMap},
+    maps::{Map, MapData, PerCpuArray},
     programs::{BtfTracePoint, KProbe, RawTracePoint, TracePoint},
 };
 use netmon_common::{
     DROP_REASON_UNKNOWN, DropKey, DropProbeArgs, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE,
     HANDSHAKE_BUCKETS, HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey,
-    InterfaceTraffic, KernelOffsets, NormalFreeReasons, TracepointFields, TransitionKey,
+    InterfaceTraffic, KernelOffsets, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_HANDSHAKES,
+    MAX_TRANSITION_KEYS, NormalFreeReasons, SlotMasks, TracepointFields, TransitionKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,7 @@ use crate::{
     names,
 };
 use btf::Btf;
+use slots::Tags;
 use tracefs::TracepointFormat;
 
 /// The compiled kernel programs, embedded at build time.
@@ -363,9 +366,61 @@ impl Default for ProbeSettings {
     }
 }
 
+/// Slots of each table, as loaded (powers of two).
+#[derive(Clone, Copy, Debug)]
+struct TableSizes {
+    traffic: u32,
+    drops: u32,
+    transitions: u32,
+    handshakes: u32,
+    handshake_starts: u32,
+}
+
+impl TableSizes {
+    fn new(settings: &ProbeSettings) -> Self {
+        Self {
+            traffic: settings.max_tracked_interfaces.max(1).next_power_of_two(),
+            drops: MAX_DROP_KEYS,
+            transitions: MAX_TRANSITION_KEYS,
+            handshakes: MAX_HANDSHAKE_KEYS,
+            handshake_starts: MAX_HANDSHAKES,
+        }
+    }
+
+    fn masks(self) -> SlotMasks {
+        SlotMasks {
+            traffic: self.traffic - 1,
+            drops: self.drops - 1,
+            transitions: self.transitions - 1,
+            handshakes: self.handshakes - 1,
+            handshake_starts: self.handshake_starts - 1,
+            _pad: 0,
+        }
+    }
+}
+
+/// The tag arrays of the tables the agent reads, memory-mapped.
+struct TableTags {
+    traffic: Tags,
+    drops: Tags,
+    transitions: Tags,
+    handshakes: Tags,
+}
+
+impl TableTags {
+    fn map(ebpf: &Ebpf, sizes: TableSizes) -> anyhow::Result<Self> {
+        Ok(Self {
+            traffic: Tags::map(ebpf, "TRAFFIC_TAGS", sizes.traffic)?,
+            drops: Tags::map(ebpf, "DROP_TAGS", sizes.drops)?,
+            transitions: Tags::map(ebpf, "TRANSITION_TAGS", sizes.transitions)?,
+            handshakes: Tags::map(ebpf, "HANDSHAKE_TAGS", sizes.handshakes)?,
+        })
+    }
+}
+
 /// Loaded programs and their maps. Dropping it detaches and unloads everything.
 pub struct Probes {
-    ebpf: Option<Ebpf>,
+    ebpf: Option<(Ebpf, TableTags)>,
     status: Vec<ProbeStatus>,
     reasons: DropReasonNames,
     /// Why the object could not be loaded at all, if it could not.
@@ -402,19 +457,27 @@ impl Probes {
 
         let object_offsets = offsets.clone().unwrap_or_default();
         let drop_args = drop_target.map(|(_, args)| args).unwrap_or_default();
+        let sizes = TableSizes::new(settings);
         let loaded = EbpfLoader::new()
             .btf(aya_btf.as_ref())
             .override_global("OFFSETS", &object_offsets, true)
             .override_global("TP_FIELDS", &fields, true)
             .override_global("DROP_PROBE_ARGS", &drop_args, true)
             .override_global("NORMAL_FREE", &normal, true)
-            .map_max_entries("TRAFFIC", settings.max_tracked_interfaces)
-            .load(OBJECT);
-        let mut ebpf = match loaded {
-            Ok(ebpf) => ebpf,
+            .override_global("SLOT_MASKS", &sizes.masks(), true)
+            .map_max_entries("TRAFFIC_TAGS", sizes.traffic)
+            .map_max_entries("TRAFFIC", sizes.traffic)
+            .load(OBJECT)
+            .map_err(anyhow::Error::from)
+            .and_then(|ebpf| {
+                let tags = TableTags::map(&ebpf, sizes)?;
+                Ok((ebpf, tags))
+            });
+        let (mut ebpf, tags) = match loaded {
+            Ok(loaded) => loaded,
             Err(err) => {
                 let error = format!(
-                    "loading eBPF object: {err} (netmon needs root, or CAP_BPF and CAP_PERFMON)"
+                    "loading eBPF object: {err:#} (netmon needs root, or CAP_BPF and CAP_PERFMON)"
                 );
                 tracing::error!("{error}; serving host statistics only");
                 let status = Hook::ALL
@@ -491,7 +554,7 @@ impl Probes {
             });
         }
         Self {
-            ebpf: Some(ebpf),
+            ebpf: Some((ebpf, tags)),
             status,
             reasons,
             load_error: None,
@@ -510,18 +573,19 @@ impl Probes {
         &self.reasons
     }
 
-    /// Reads every map, summing the per-CPU values.
+    /// Reads every table, summing the per-CPU values (and the slots an identity may hold
+    /// more than one of).
     pub fn read(&self) -> anyhow::Result<KernelCounters> {
-        let Some(ebpf) = &self.ebpf else {
+        let Some((ebpf, tags)) = &self.ebpf else {
             return Ok(KernelCounters::default());
         };
         let mut counters = KernelCounters::default();
 
-        let traffic: PerCpuHashMap<&MapData, InterfaceKey, InterfaceTraffic> =
-            PerCpuHashMap::try_from(map(ebpf, "TRAFFIC")?)?;
-        for entry in traffic.iter() {
-            let (key, per_cpu) = entry.context("reading TRAFFIC")?;
-            let mut sum = InterfaceTraffic::default();
+        let mut traffic: BTreeMap<InterfaceKey, InterfaceTraffic> = BTreeMap::new();
+        for (tag, per_cpu) in slots::read::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC")? {
+            let sum = traffic
+                .entry(InterfaceKey::from_slot_id(tag.id))
+                .or_default();
             for value in per_cpu.iter() {
                 sum.rx_packets += value.rx_packets;
                 sum.rx_bytes += value.rx_bytes;
@@ -529,7 +593,10 @@ impl Probes {
                 sum.tx_bytes += value.tx_bytes;
                 sum.tx_failed += value.tx_failed;
             }
-            counters.traffic.push(TrafficCount {
+        }
+        counters.traffic = traffic
+            .into_iter()
+            .map(|(key, sum)| TrafficCount {
                 netns: key.netns,
                 ifindex: key.ifindex,
                 interface: String::new(),
@@ -538,65 +605,73 @@ impl Probes {
                 tx_packets: sum.tx_packets,
                 tx_bytes: sum.tx_bytes,
                 tx_failed: sum.tx_failed,
-            });
-        }
-        counters.traffic.sort_by_key(TrafficCount::key);
+            })
+            .collect();
 
-        let drops: PerCpuHashMap<&MapData, DropKey, u64> =
-            PerCpuHashMap::try_from(map(ebpf, "DROPS")?)?;
-        for entry in drops.iter() {
-            let (key, per_cpu) = entry.context("reading DROPS")?;
-            counters.drops.push(DropCount {
+        let mut drops: BTreeMap<DropKey, u64> = BTreeMap::new();
+        for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.drops, "DROPS")? {
+            // A claim whose second word is not written yet counts nothing so far.
+            if tag.extra != 0 {
+                *drops.entry(DropKey::from_slot(&tag)).or_default() += per_cpu.iter().sum::<u64>();
+            }
+        }
+        counters.drops = drops
+            .into_iter()
+            .map(|(key, count)| DropCount {
                 key,
                 netns: key.interface.netns,
                 ifindex: key.interface.ifindex,
                 interface: String::new(),
                 protocol: names::ethertype_name(key.protocol),
                 reason: self.reasons.name(key.reason),
-                count: per_cpu.iter().sum(),
-            });
-        }
-        counters.drops.sort_by_key(|drop| drop.key);
+                count,
+            })
+            .collect();
 
-        let transitions: PerCpuHashMap<&MapData, TransitionKey, u64> =
-            PerCpuHashMap::try_from(map(ebpf, "TCP_TRANSITIONS")?)?;
-        for entry in transitions.iter() {
-            let (key, per_cpu) = entry.context("reading TCP_TRANSITIONS")?;
-            counters.transitions.push(TcpTransition {
+        let mut transitions: BTreeMap<TransitionKey, u64> = BTreeMap::new();
+        for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.transitions, "TCP_TRANSITIONS")? {
+            *transitions
+                .entry(TransitionKey::from_slot_id(tag.id))
+                .or_default() += per_cpu.iter().sum::<u64>();
+        }
+        counters.transitions = transitions
+            .into_iter()
+            .map(|(key, count)| TcpTransition {
                 netns: key.netns,
                 family: family_name(key.family),
                 from: names::tcp_state_name(key.old_state.into()),
                 to: names::tcp_state_name(key.new_state.into()),
-                count: per_cpu.iter().sum(),
-            });
-        }
+                count,
+            })
+            .collect();
         counters.transitions.sort_by(|a, b| {
             (a.netns, a.family, &a.from, &a.to).cmp(&(b.netns, b.family, &b.from, &b.to))
         });
 
-        let handshakes: PerCpuHashMap<&MapData, HandshakeKey, KernelHistogram> =
-            PerCpuHashMap::try_from(map(ebpf, "HANDSHAKES")?)?;
-        for entry in handshakes.iter() {
-            let (key, per_cpu) = entry.context("reading HANDSHAKES")?;
-            let mut histogram = HandshakeHistogram {
-                netns: key.netns,
-                open: if key.open == HANDSHAKE_ACTIVE {
-                    "active"
-                } else {
-                    "passive"
-                },
-                buckets: vec![0; HANDSHAKE_BUCKETS],
-                sum_ns: 0,
-            };
+        let mut handshakes: BTreeMap<(u32, u32), HandshakeHistogram> = BTreeMap::new();
+        for (tag, per_cpu) in slots::read::<KernelHistogram>(ebpf, &tags.handshakes, "HANDSHAKES")?
+        {
+            let key = HandshakeKey::from_slot_id(tag.id);
+            let histogram = handshakes
+                .entry((key.netns, key.open))
+                .or_insert_with(|| HandshakeHistogram {
+                    netns: key.netns,
+                    open: if key.open == HANDSHAKE_ACTIVE {
+                        "active"
+                    } else {
+                        "passive"
+                    },
+                    buckets: vec![0; HANDSHAKE_BUCKETS],
+                    sum_ns: 0,
+                });
             for value in per_cpu.iter() {
                 for (total, count) in histogram.buckets.iter_mut().zip(value.buckets) {
                     *total += count;
                 }
                 histogram.sum_ns += value.sum_ns;
             }
-            counters.handshakes.push(histogram);
         }
-        counters.handshakes.sort_by_key(|h| (h.netns, h.open));
+        counters.handshakes = handshakes.into_values().collect();
 
         let events: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map(ebpf, "EVENTS")?)?;
         let mut totals = [0u64; EVENT_SLOTS as usize];
@@ -614,38 +689,40 @@ impl Probes {
         Ok(counters)
     }
 
-    /// Removes the entries of interfaces and namespaces that no longer exist, in one pass
-    /// over each hash map's keys; returns how many went, and how many entries each map holds
+    /// Frees the slots of interfaces and namespaces that no longer exist, in one pass over
+    /// each table's tags; returns how many went, and how many slots each table uses
     /// afterwards.
     pub fn forget(
         &mut self,
         interface_gone: &dyn Fn(&InterfaceKey) -> bool,
         netns_gone: &dyn Fn(u32) -> bool,
     ) -> anyhow::Result<(usize, Vec<(&'static str, usize)>)> {
-        let Some(ebpf) = &mut self.ebpf else {
+        let Some((ebpf, tags)) = &mut self.ebpf else {
             return Ok((0, Vec::new()));
         };
         let passes = [
             (
                 "traffic",
-                remove_where::<InterfaceKey, InterfaceTraffic>(ebpf, "TRAFFIC", &|key| {
-                    interface_gone(key)
+                slots::free_where::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC", &|tag| {
+                    interface_gone(&InterfaceKey::from_slot_id(tag.id))
                 })?,
             ),
             (
                 "drops",
-                remove_where::<DropKey, u64>(ebpf, "DROPS", &|key| interface_gone(&key.interface))?,
+                slots::free_where::<u64>(ebpf, &tags.drops, "DROPS", &|tag| {
+                    interface_gone(&InterfaceKey::from_slot_id(tag.id))
+                })?,
             ),
             (
                 "transitions",
-                remove_where::<TransitionKey, u64>(ebpf, "TCP_TRANSITIONS", &|key| {
-                    netns_gone(key.netns)
+                slots::free_where::<u64>(ebpf, &tags.transitions, "TCP_TRANSITIONS", &|tag| {
+                    netns_gone(TransitionKey::from_slot_id(tag.id).netns)
                 })?,
             ),
             (
                 "handshakes",
-                remove_where::<HandshakeKey, KernelHistogram>(ebpf, "HANDSHAKES", &|key| {
-                    netns_gone(key.netns)
+                slots::free_where::<KernelHistogram>(ebpf, &tags.handshakes, "HANDSHAKES", &|tag| {
+                    netns_gone(HandshakeKey::from_slot_id(tag.id).netns)
                 })?,
             ),
         ];
@@ -658,25 +735,6 @@ impl Probes {
     }
 }
 
-/// Removes the keys `gone` picks from a per-CPU hash map; returns (removed, left).
-fn remove_where<K: aya::Pod, V: aya::Pod>(
-    ebpf: &mut Ebpf,
-    name: &str,
-    gone: &dyn Fn(&K) -> bool,
-) -> anyhow::Result<(usize, usize)> {
-    let mut hash: PerCpuHashMap<&mut MapData, K, V> =
-        PerCpuHashMap::try_from(map_mut(ebpf, name)?)?;
-    let keys: Vec<K> = hash.keys().filter_map(Result::ok).collect();
-    let total = keys.len();
-    let mut removed = 0;
-    for key in keys.iter().filter(|k| gone(k)) {
-        if hash.remove(key).is_ok() {
-            removed += 1;
-        }
-    }
-    Ok((removed, total - removed))
-}
-
 fn family_name(family: u8) -> &'static str {
     if family == libc::AF_INET6 as u8 {
         names::FAMILY_INET6
@@ -687,11 +745,6 @@ fn family_name(family: u8) -> &'static str {
 
 fn map<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a Map> {
     ebpf.map(name)
-        .ok_or_else(|| anyhow!("map {name} missing from the object"))
-}
-
-fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Map> {
-    ebpf.map_mut(name)
         .ok_or_else(|| anyhow!("map {name} missing from the object"))
 }
 

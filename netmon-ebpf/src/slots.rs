@@ -1,0 +1,94 @@
+//! Slot tables: counters in a per-CPU array, found through a shared array of tags (see
+//! `netmon-common`). The common case costs one tag compare and one per-CPU array lookup;
+//! claiming a slot happens once per identity.
+use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg};
+
+use aya_ebpf::maps::{Array, PerCpuArray};
+use netmon_common::{Event, SLOT_PROBES, SlotTag, slot_hash};
+
+use crate::maps::count_event;
+
+/// A table: its tags, its per-CPU counts and its size mask.
+pub struct Table<V: 'static> {
+    pub tags: &'static Array<SlotTag>,
+    pub counts: &'static PerCpuArray<V>,
+    pub mask: u32,
+    /// Counted when no slot could be had.
+    pub full: Event,
+}
+
+impl<V> Table<V> {
+    /// This CPU's counts for (`id`, `extra`), claiming a slot if the identity has none yet;
+    /// `None` when the identity's candidate slots all count something else.
+    #[inline(always)]
+    pub fn counts(&self, id: u64, extra: u64) -> Option<&mut V> {
+        let index = self.find(id, extra)?;
+        let counts = self.counts.get_ptr_mut(index)?;
+        // SAFETY: this CPU's value; one program per hook, which does not nest on a CPU.
+        Some(unsafe { &mut *counts })
+    }
+
+    #[inline(always)]
+    fn find(&self, id: u64, extra: u64) -> Option<u32> {
+        let start = slot_hash(id, extra);
+        let first = start & self.mask;
+        if let Some(tag) = self.tags.get_ptr_mut(first)
+            && holds(tag, id, extra)
+        {
+            return Some(first);
+        }
+        self.find_or_claim(start, id, extra)
+    }
+
+    /// The slow path: the identity may sit further along (its first slot was taken when it
+    /// came), or it is new and takes the first free slot.
+    #[inline(always)]
+    fn find_or_claim(&self, start: u32, id: u64, extra: u64) -> Option<u32> {
+        for i in 1..SLOT_PROBES {
+            let index = start.wrapping_add(i) & self.mask;
+            if let Some(tag) = self.tags.get_ptr_mut(index)
+                && holds(tag, id, extra)
+            {
+                return Some(index);
+            }
+        }
+        for i in 0..SLOT_PROBES {
+            let index = start.wrapping_add(i) & self.mask;
+            let Some(tag) = self.tags.get_ptr_mut(index) else {
+                continue;
+            };
+            // SAFETY: a map value, read before trying the atomic claim.
+            let free = unsafe { core::ptr::read_volatile(&raw const (*tag).id) } == 0;
+            if free && claim(tag, 0, id) {
+                // SAFETY: the slot is this program's from the successful claim on.
+                unsafe { core::ptr::write_volatile(&raw mut (*tag).extra, extra) };
+                return Some(index);
+            }
+            // Another CPU claimed it first, maybe for the same identity.
+            if holds(tag, id, extra) {
+                return Some(index);
+            }
+        }
+        count_event(self.full);
+        None
+    }
+}
+
+/// Whether the slot's tag is exactly (`id`, `extra`).
+#[inline(always)]
+pub fn holds(tag: *mut SlotTag, id: u64, extra: u64) -> bool {
+    // SAFETY: a map value; a concurrent claim changes it from 0 to its final value once.
+    unsafe {
+        core::ptr::read_volatile(&raw const (*tag).id) == id
+            && core::ptr::read_volatile(&raw const (*tag).extra) == extra
+    }
+}
+
+/// Atomically replaces the tag's `id` with `new` if it still is `current`.
+#[inline(always)]
+pub fn claim(tag: *mut SlotTag, current: u64, new: u64) -> bool {
+    // The BPF target offers no `AtomicU64::compare_exchange`; the intrinsic is BPF's
+    // `BPF_CMPXCHG` instruction.
+    // SAFETY: an aligned u64 in a map value, shared with other CPUs only through atomics.
+    unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(&raw mut (*tag).id, current, new) }.1
+}

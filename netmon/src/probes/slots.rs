@@ -1,0 +1,155 @@
+//! The agent's side of the kernel's slot tables (see `netmon-common`): the tags, memory-mapped
+//! and read without a system call a slot, and the per-CPU counts of the slots in use.
+use std::{
+    os::fd::{AsFd as _, AsRawFd as _},
+    ptr::NonNull,
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, Pod,
+    maps::{Map, MapData, PerCpuArray, PerCpuValues},
+};
+use netmon_common::SlotTag;
+
+/// The tags of one table, mapped into the agent's memory.
+pub struct Tags {
+    base: NonNull<SlotTag>,
+    slots: usize,
+    length: usize,
+}
+
+// SAFETY: the mapping is owned by this value and only read or written through it, by the one
+// thread that polls; the kernel's concurrent writers use atomics on the same memory.
+unsafe impl Send for Tags {}
+
+impl Tags {
+    /// Maps the tag array `name` of `slots` entries.
+    pub fn map(ebpf: &Ebpf, name: &str, slots: u32) -> anyhow::Result<Self> {
+        let data = match ebpf.map(name) {
+            Some(Map::Array(data)) => data,
+            Some(_) => bail!("map {name} is not an array"),
+            None => bail!("map {name} missing from the object"),
+        };
+        let slots = slots as usize;
+        let page = page_size();
+        let length = (slots * size_of::<SlotTag>()).div_ceil(page) * page;
+        // SAFETY: a shared mapping of a BPF_F_MMAPABLE array map, whose values start at
+        // offset 0 and are `size_of::<SlotTag>()` apart (a multiple of 8).
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                length,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                data.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error()).context(format!("mapping {name}"));
+        }
+        let base = NonNull::new(base.cast()).ok_or_else(|| anyhow!("mapping {name}: null"))?;
+        Ok(Self {
+            base,
+            slots,
+            length,
+        })
+    }
+
+    fn slot(&self, index: usize) -> *mut SlotTag {
+        debug_assert!(index < self.slots);
+        // SAFETY: within the mapping.
+        unsafe { self.base.as_ptr().add(index) }
+    }
+
+    /// The slots in use, with their tags. A slot whose claim is still being completed (its
+    /// second word not yet written) may show a tag its owner does not use; its counts are
+    /// then zero, and it is complete by the next read.
+    pub fn claimed(&self) -> impl Iterator<Item = (u32, SlotTag)> + '_ {
+        (0..self.slots).filter_map(|index| {
+            let slot = self.slot(index);
+            // SAFETY: aligned reads within the mapping; the kernel writes each word whole.
+            let id = unsafe { std::ptr::read_volatile(&raw const (*slot).id) };
+            if id == 0 {
+                return None;
+            }
+            let extra = unsafe { std::ptr::read_volatile(&raw const (*slot).extra) };
+            Some((index as u32, SlotTag { id, extra }))
+        })
+    }
+
+    /// Frees a slot: the second word first, then the claim, so that a program never sees a
+    /// free slot with an old second word.
+    fn free(&self, index: u32) {
+        let slot = self.slot(index as usize);
+        // SAFETY: aligned writes within the mapping.
+        unsafe {
+            std::ptr::write_volatile(&raw mut (*slot).extra, 0);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            std::ptr::write_volatile(&raw mut (*slot).id, 0);
+        }
+    }
+}
+
+impl Drop for Tags {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `Tags::map`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.length) };
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
+}
+
+/// The per-CPU counts of every slot in use in a table: (tag, one value per CPU).
+pub fn read<V: Pod>(
+    ebpf: &Ebpf,
+    tags: &Tags,
+    counts: &str,
+) -> anyhow::Result<Vec<(SlotTag, PerCpuValues<V>)>> {
+    let map = ebpf
+        .map(counts)
+        .ok_or_else(|| anyhow!("map {counts} missing from the object"))?;
+    let array: PerCpuArray<&MapData, V> = PerCpuArray::try_from(map)?;
+    tags.claimed()
+        .map(|(index, tag)| {
+            let values = array
+                .get(&index, 0)
+                .with_context(|| format!("reading {counts}[{index}]"))?;
+            Ok((tag, values))
+        })
+        .collect()
+}
+
+/// Frees the slots whose tags `gone` picks, their counts zeroed first so that the next owner
+/// starts from nothing; returns (freed, left in use).
+pub fn free_where<V: Pod + Default>(
+    ebpf: &mut Ebpf,
+    tags: &Tags,
+    counts: &str,
+    gone: &dyn Fn(&SlotTag) -> bool,
+) -> anyhow::Result<(usize, usize)> {
+    let map = ebpf
+        .map_mut(counts)
+        .ok_or_else(|| anyhow!("map {counts} missing from the object"))?;
+    let mut array: PerCpuArray<&mut MapData, V> = PerCpuArray::try_from(map)?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
+    let (mut freed, mut left) = (0, 0);
+    let claimed: Vec<(u32, SlotTag)> = tags.claimed().collect();
+    for (index, tag) in claimed {
+        if !gone(&tag) {
+            left += 1;
+            continue;
+        }
+        let zeros = PerCpuValues::try_from(vec![V::default(); cpus])?;
+        array
+            .set(index, zeros, 0)
+            .with_context(|| format!("zeroing {counts}[{index}]"))?;
+        tags.free(index);
+        freed += 1;
+    }
+    Ok((freed, left))
+}
