@@ -74,13 +74,14 @@ impl<V> Table<V> {
     }
 }
 
-/// Whether the slot's tag is exactly (`id`, `extra`).
+/// Whether the slot's tag is exactly (`id`, `extra`). Tables of one-word identities pass
+/// `extra` 0, known when this is compiled, and read one word only.
 #[inline(always)]
-pub fn holds(tag: *mut SlotTag, id: u64, extra: u64) -> bool {
+fn holds(tag: *mut SlotTag, id: u64, extra: u64) -> bool {
     // SAFETY: a map value; a concurrent claim changes it from 0 to its final value once.
     unsafe {
         core::ptr::read_volatile(&raw const (*tag).id) == id
-            && core::ptr::read_volatile(&raw const (*tag).extra) == extra
+            && (extra == 0 || core::ptr::read_volatile(&raw const (*tag).extra) == extra)
     }
 }
 

@@ -14,7 +14,7 @@ use netmon_common::{
 use crate::{
     kernel::{Btf, Memory, Probe, constant, socket_netns, tp_field},
     maps::{HANDSHAKE_START, count_event, handshake_starts_mask, handshakes, transitions},
-    slots::{claim, holds},
+    slots::claim,
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -105,21 +105,28 @@ fn take_start(socket: u64) -> Option<u64> {
         let Some(tag) = HANDSHAKE_START.get_ptr_mut(start.wrapping_add(i) & mask) else {
             continue;
         };
-        // SAFETY: a map value, copied before the slot is freed.
-        let started = unsafe { core::ptr::read_volatile(&raw const (*tag).extra) };
-        if holds(tag, socket, started) && claim(tag, socket, 0) {
+        // SAFETY: map values; the start is copied before the slot is freed.
+        let (id, started) = unsafe {
+            (
+                core::ptr::read_volatile(&raw const (*tag).id),
+                core::ptr::read_volatile(&raw const (*tag).extra),
+            )
+        };
+        if id == socket && claim(tag, socket, 0) {
             return Some(started);
         }
     }
     None
 }
 
+/// `socket()` identifies the socket; it is asked for only by transitions into and out of a
+/// handshake.
 #[inline(always)]
-fn track_handshake(netns: u32, socket: u64, old: u32, new: u32) {
+fn track_handshake(netns: u32, socket: impl Fn() -> u64, old: u32, new: u32) {
     match new {
-        TCP_SYN_SENT | TCP_SYN_RECV => remember_start(socket, unsafe { bpf_ktime_get_ns() }),
+        TCP_SYN_SENT | TCP_SYN_RECV => remember_start(socket(), unsafe { bpf_ktime_get_ns() }),
         TCP_ESTABLISHED if old == TCP_SYN_SENT || old == TCP_SYN_RECV => {
-            if let Some(started) = take_start(socket) {
+            if let Some(started) = take_start(socket()) {
                 let open = if old == TCP_SYN_SENT {
                     HANDSHAKE_ACTIVE
                 } else {
@@ -130,16 +137,16 @@ fn track_handshake(netns: u32, socket: u64, old: u32, new: u32) {
         }
         // Any other way out of a handshake (closed, reset, closed before it completed).
         _ if old == TCP_SYN_SENT || old == TCP_SYN_RECV => {
-            let _ = take_start(socket);
+            let _ = take_start(socket());
         }
         _ => {}
     }
 }
 
-/// Counts one transition of a TCP socket in namespace `netns`; `socket` identifies the
+/// Counts one transition of a TCP socket in namespace `netns`; `socket()` identifies the
 /// socket for as long as it lives.
 #[inline(always)]
-fn count_transition(netns: u32, socket: u64, family: u16, old: u32, new: u32) {
+fn count_transition(netns: u32, socket: impl Fn() -> u64, family: u16, old: u32, new: u32) {
     if family != AF_INET && family != AF_INET6 {
         return;
     }
@@ -156,10 +163,10 @@ fn count_transition(netns: u32, socket: u64, family: u16, old: u32, new: u32) {
     track_handshake(netns, socket, old, new);
 }
 
-/// Entry shared by the BTF-typed and raw tracepoints, which see the `struct sock *`; `socket`
-/// is what identifies it in the handshake table.
+/// Entry shared by the BTF-typed and raw tracepoints, which see the `struct sock *`;
+/// `socket()` is what identifies it in the handshake table.
 #[inline(always)]
-fn on_set_state<M: Memory>(sk: u64, socket: u64, old: u32, new: u32) {
+fn on_set_state<M: Memory>(sk: u64, socket: impl Fn() -> u64, old: u32, new: u32) {
     if constant!(OFFSETS.sk_protocol_readable) != 0 {
         match M::read::<u16>(sk, constant!(OFFSETS.sk_protocol)) {
             Some(IPPROTO_TCP) => {}
@@ -177,7 +184,7 @@ pub fn nm_state_btf(ctx: BtfTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
     // A typed pointer cannot be hashed; the socket's cookie, unique for its life, can.
     // SAFETY: `sk` is the tracepoint's socket.
-    let cookie = unsafe { bpf_get_socket_cookie(sk as *mut _) };
+    let cookie = || unsafe { bpf_get_socket_cookie(sk as *mut _) };
     on_set_state::<Btf>(sk, cookie, ctx.arg(1), ctx.arg(2));
     0
 }
@@ -185,7 +192,7 @@ pub fn nm_state_btf(ctx: BtfTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn nm_state_raw(ctx: RawTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
-    on_set_state::<Probe>(sk, sk, ctx.arg(1), ctx.arg(2));
+    on_set_state::<Probe>(sk, || sk, ctx.arg(1), ctx.arg(2));
     0
 }
 
@@ -200,7 +207,7 @@ pub fn nm_state_tp(ctx: TracePointContext) -> u32 {
     let new: i32 = Probe::read(base, tp_field!(state_new)).unwrap_or(0);
     let family: u16 = Probe::read(base, tp_field!(state_family)).unwrap_or(0);
     let netns = socket_netns::<Probe>(sk).unwrap_or(0);
-    count_transition(netns, sk, family, old as u32, new as u32);
+    count_transition(netns, || sk, family, old as u32, new as u32);
     0
 }
 
@@ -213,6 +220,6 @@ pub fn nm_state_kprobe(ctx: ProbeContext) -> u32 {
     let old: u8 = Probe::read(sk, constant!(OFFSETS.sk_state)).unwrap_or(0);
     let family: u16 = Probe::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
     let netns = socket_netns::<Probe>(sk).unwrap_or(0);
-    count_transition(netns, sk, family, old as u32, new as u32);
+    count_transition(netns, || sk, family, old as u32, new as u32);
     0
 }
