@@ -14,8 +14,6 @@
 pub const MAX_INTERFACES: u32 = 8192;
 /// Capacity of the drop table. One slot per (namespace, interface, reason, protocol).
 pub const MAX_DROP_KEYS: u32 = 16384;
-/// Capacity of the table that remembers when a TCP socket started its handshake.
-pub const MAX_HANDSHAKES: u32 = 65536;
 
 /// Capacity of the TCP transition table: (namespace, family, from, to).
 pub const MAX_TRANSITION_KEYS: u32 = 16384;
@@ -52,8 +50,6 @@ pub struct SlotMasks {
     pub drops: u32,
     pub transitions: u32,
     pub handshakes: u32,
-    pub handshake_starts: u32,
-    pub _pad: u32,
 }
 
 /// Key of the TCP transition map.
@@ -92,8 +88,8 @@ impl TransitionKey {
     }
 }
 
-/// Handshake histogram buckets: bucket `i` holds durations in `[2^i, 2^(i+1))` microseconds,
-/// the last bucket everything longer.
+/// Handshake histogram buckets: bucket `i` holds round trips in `[2^i, 2^(i+1))`
+/// microseconds (bucket 0 also those under 1 us), the last bucket everything longer.
 pub const HANDSHAKE_BUCKETS: usize = 32;
 /// Active opens: `SYN_SENT` to `ESTABLISHED`.
 pub const HANDSHAKE_ACTIVE: u32 = 0;
@@ -154,7 +150,7 @@ pub enum Event {
     TrafficMapFull = 3,
     /// A drop entry could not be stored: the drop map is full.
     DropMapFull = 4,
-    /// A handshake start could not be remembered: the handshake start map is full.
+    /// A handshake histogram could not be stored: the handshake table is full.
     HandshakeMapFull = 5,
     /// A kernel read failed (a pointer the program followed was not readable).
     ReadFailed = 6,
@@ -258,6 +254,8 @@ pub struct KernelOffsets {
     pub sk_state: u32,
     pub sk_net: u32,
     pub sk_protocol: u32,
+    /// `struct tcp_sock`: `srtt_us` (smoothed round-trip time in microseconds, times 8).
+    pub tcp_srtt_us: u32,
     /// 1 when `sk_protocol` is a plain 16-bit field and can be read; 0 on kernels where it is a
     /// bit field (then the state hook trusts the tracepoint to be TCP-only).
     pub sk_protocol_readable: u32,

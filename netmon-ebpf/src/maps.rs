@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 use netmon_common::{
     EVENT_SLOTS, Event, HandshakeHistogram, InterfaceTraffic, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS,
-    MAX_HANDSHAKES, MAX_INTERFACES, MAX_TRANSITION_KEYS, SlotMasks, SlotTag,
+    MAX_INTERFACES, MAX_TRANSITION_KEYS, SlotMasks, SlotTag,
 };
 
 use crate::slots::Table;
@@ -18,8 +18,7 @@ pub(crate) static SLOT_MASKS: SlotMasks = SlotMasks {
     drops: MAX_DROP_KEYS - 1,
     transitions: MAX_TRANSITION_KEYS - 1,
     handshakes: MAX_HANDSHAKE_KEYS - 1,
-    handshake_starts: MAX_HANDSHAKES - 1,
-    _pad: 0,
+
 };
 
 macro_rules! slot_mask {
@@ -53,10 +52,6 @@ pub static HANDSHAKE_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAK
 #[map]
 pub static HANDSHAKES: PerCpuArray<HandshakeHistogram> =
     PerCpuArray::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
-
-/// Sockets in a handshake: `id` the socket, `extra` when its handshake started (ns since boot).
-#[map]
-pub static HANDSHAKE_START: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAKES, TAGS);
 
 #[map]
 pub static EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);
@@ -99,11 +94,6 @@ pub fn handshakes() -> Table<HandshakeHistogram> {
         mask: slot_mask!(handshakes),
         full: Event::HandshakeMapFull,
     }
-}
-
-#[inline(always)]
-pub fn handshake_starts_mask() -> u32 {
-    slot_mask!(handshake_starts)
 }
 
 #[inline(always)]

@@ -1,20 +1,19 @@
-//! `sock:inet_sock_set_state` (TCP only): transitions per family, and handshake durations of
-//! active (`SYN_SENT` -> `ESTABLISHED`) and passive (`SYN_RECV` -> `ESTABLISHED`) opens.
+//! `sock:inet_sock_set_state` (TCP only): transitions per family, and the handshake times of
+//! active (`SYN_SENT` -> `ESTABLISHED`) and passive (`SYN_RECV` -> `ESTABLISHED`) opens, as the
+//! kernel measured them: nothing is remembered between two transitions.
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_ktime_get_ns, generated::bpf_get_socket_cookie},
+    helpers::generated::bpf_skc_to_tcp_sock,
     macros::{btf_tracepoint, kprobe, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use netmon_common::{
-    Event, HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS, HANDSHAKE_PASSIVE, HandshakeKey, SLOT_PROBES,
-    TransitionKey, slot_hash,
+    HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS, HANDSHAKE_PASSIVE, HandshakeKey, TransitionKey,
 };
 
 use crate::{
     kernel::{Btf, Memory, Probe, constant, socket_netns, tp_field},
-    maps::{HANDSHAKE_START, count_event, handshake_starts_mask, handshakes, transitions},
-    slots::claim,
+    maps::{handshakes, transitions},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -23,9 +22,6 @@ const AF_INET6: u16 = 10;
 const TCP_ESTABLISHED: u32 = 1;
 const TCP_SYN_SENT: u32 = 2;
 const TCP_SYN_RECV: u32 = 3;
-/// A handshake start older than this is from a socket whose close was never seen (the SYN
-/// retries of a connect give up after about 127 s): its slot may be taken over.
-const STALE_NS: u64 = 300_000_000_000;
 
 /// floor(log2(v)) for v > 0, 0 for 0; BPF has no count-leading-zeros instruction.
 #[inline(always)]
@@ -57,96 +53,34 @@ fn log2(mut v: u64) -> u32 {
     r
 }
 
+/// Counts a completed handshake, if this transition completes one. Its duration is the
+/// kernel's own round-trip sample of the handshake, which `srtt_us` holds (times 8) at this
+/// moment: SYN to SYN-ACK for an active open, SYN-ACK to ACK for a passive one.
 #[inline(always)]
-fn record_handshake(netns: u32, open: u32, started: u64) {
-    let elapsed_ns = unsafe { bpf_ktime_get_ns() }.saturating_sub(started);
-    let bucket = (log2(elapsed_ns / 1000) as usize).min(HANDSHAKE_BUCKETS - 1);
+fn count_handshake(netns: u32, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
+    if new != TCP_ESTABLISHED || (old != TCP_SYN_SENT && old != TCP_SYN_RECV) {
+        return;
+    }
+    let open = if old == TCP_SYN_SENT {
+        HANDSHAKE_ACTIVE
+    } else {
+        HANDSHAKE_PASSIVE
+    };
+    let elapsed_us = (srtt_us() >> 3) as u64;
+    let bucket = (log2(elapsed_us) as usize).min(HANDSHAKE_BUCKETS - 1);
     let key = HandshakeKey { netns, open };
     if let Some(histogram) = handshakes().counts(key.slot_id(), 0) {
         if let Some(count) = histogram.buckets.get_mut(bucket) {
             *count += 1;
         }
-        histogram.sum_ns += elapsed_ns;
+        histogram.sum_ns += elapsed_us * 1000;
     }
 }
 
-/// Remembers when `socket`'s handshake started, in a free (or stale) slot near its hash.
+/// Counts one transition of a TCP socket in namespace `netns`; `srtt_us()` reads the socket's
+/// smoothed round-trip time, asked for only when a handshake completes.
 #[inline(always)]
-fn remember_start(socket: u64, now: u64) {
-    let start = slot_hash(socket, 0);
-    let mask = handshake_starts_mask();
-    for i in 0..SLOT_PROBES {
-        let Some(tag) = HANDSHAKE_START.get_ptr_mut(start.wrapping_add(i) & mask) else {
-            continue;
-        };
-        // SAFETY: map values; the id changes only by compare-and-swap.
-        let (id, started) = unsafe {
-            (
-                core::ptr::read_volatile(&raw const (*tag).id),
-                core::ptr::read_volatile(&raw const (*tag).extra),
-            )
-        };
-        let takeable = id == 0 || (id != socket && now.saturating_sub(started) > STALE_NS);
-        if id == socket || (takeable && claim(tag, id, socket)) {
-            // SAFETY: the slot is this socket's.
-            unsafe { core::ptr::write_volatile(&raw mut (*tag).extra, now) };
-            return;
-        }
-    }
-    count_event(Event::HandshakeMapFull);
-}
-
-/// Frees `socket`'s slot, if it has one, and returns when its handshake started.
-#[inline(always)]
-fn take_start(socket: u64) -> Option<u64> {
-    let start = slot_hash(socket, 0);
-    let mask = handshake_starts_mask();
-    for i in 0..SLOT_PROBES {
-        let Some(tag) = HANDSHAKE_START.get_ptr_mut(start.wrapping_add(i) & mask) else {
-            continue;
-        };
-        // SAFETY: map values; the start is copied before the slot is freed.
-        let (id, started) = unsafe {
-            (
-                core::ptr::read_volatile(&raw const (*tag).id),
-                core::ptr::read_volatile(&raw const (*tag).extra),
-            )
-        };
-        if id == socket && claim(tag, socket, 0) {
-            return Some(started);
-        }
-    }
-    None
-}
-
-/// `socket()` identifies the socket; it is asked for only by transitions into and out of a
-/// handshake.
-#[inline(always)]
-fn track_handshake(netns: u32, socket: impl Fn() -> u64, old: u32, new: u32) {
-    match new {
-        TCP_SYN_SENT | TCP_SYN_RECV => remember_start(socket(), unsafe { bpf_ktime_get_ns() }),
-        TCP_ESTABLISHED if old == TCP_SYN_SENT || old == TCP_SYN_RECV => {
-            if let Some(started) = take_start(socket()) {
-                let open = if old == TCP_SYN_SENT {
-                    HANDSHAKE_ACTIVE
-                } else {
-                    HANDSHAKE_PASSIVE
-                };
-                record_handshake(netns, open, started);
-            }
-        }
-        // Any other way out of a handshake (closed, reset, closed before it completed).
-        _ if old == TCP_SYN_SENT || old == TCP_SYN_RECV => {
-            let _ = take_start(socket());
-        }
-        _ => {}
-    }
-}
-
-/// Counts one transition of a TCP socket in namespace `netns`; `socket()` identifies the
-/// socket for as long as it lives.
-#[inline(always)]
-fn count_transition(netns: u32, socket: impl Fn() -> u64, family: u16, old: u32, new: u32) {
+fn count_transition(netns: u32, srtt_us: impl Fn() -> u32, family: u16, old: u32, new: u32) {
     if family != AF_INET && family != AF_INET6 {
         return;
     }
@@ -160,13 +94,12 @@ fn count_transition(netns: u32, socket: impl Fn() -> u64, family: u16, old: u32,
     if let Some(count) = transitions().counts(key.slot_id(), 0) {
         *count += 1;
     }
-    track_handshake(netns, socket, old, new);
+    count_handshake(netns, srtt_us, old, new);
 }
 
-/// Entry shared by the BTF-typed and raw tracepoints, which see the `struct sock *`;
-/// `socket()` is what identifies it in the handshake table.
+/// Entry shared by the BTF-typed and raw tracepoints, which see the `struct sock *`.
 #[inline(always)]
-fn on_set_state<M: Memory>(sk: u64, socket: impl Fn() -> u64, old: u32, new: u32) {
+fn on_set_state<M: Memory>(sk: u64, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
     if constant!(OFFSETS.sk_protocol_readable) != 0 {
         match M::read::<u16>(sk, constant!(OFFSETS.sk_protocol)) {
             Some(IPPROTO_TCP) => {}
@@ -175,24 +108,33 @@ fn on_set_state<M: Memory>(sk: u64, socket: impl Fn() -> u64, old: u32, new: u32
     }
     let family: u16 = M::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
     let netns = socket_netns::<M>(sk).unwrap_or(0);
-    count_transition(netns, socket, family, old, new);
+    count_transition(netns, srtt_us, family, old, new);
+}
+
+/// `tcp_sock.srtt_us` of a socket given as a number.
+#[inline(always)]
+fn probe_srtt_us(sk: u64) -> u32 {
+    Probe::read(sk, constant!(OFFSETS.tcp_srtt_us)).unwrap_or(0)
 }
 
 // TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn nm_state_btf(ctx: BtfTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
-    // A typed pointer cannot be hashed; the socket's cookie, unique for its life, can.
-    // SAFETY: `sk` is the tracepoint's socket.
-    let cookie = || unsafe { bpf_get_socket_cookie(sk as *mut _) };
-    on_set_state::<Btf>(sk, cookie, ctx.arg(1), ctx.arg(2));
+    // The argument is typed `struct sock *`: the kernel gives it as a `struct tcp_sock *`.
+    let srtt_us = || {
+        // SAFETY: `sk` is the tracepoint's socket; the helper checks that it is TCP.
+        let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut _) } as u64;
+        Btf::read::<u32>(tcp, constant!(OFFSETS.tcp_srtt_us)).unwrap_or(0)
+    };
+    on_set_state::<Btf>(sk, srtt_us, ctx.arg(1), ctx.arg(2));
     0
 }
 
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn nm_state_raw(ctx: RawTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
-    on_set_state::<Probe>(sk, || sk, ctx.arg(1), ctx.arg(2));
+    on_set_state::<Probe>(sk, || probe_srtt_us(sk), ctx.arg(1), ctx.arg(2));
     0
 }
 
@@ -207,7 +149,7 @@ pub fn nm_state_tp(ctx: TracePointContext) -> u32 {
     let new: i32 = Probe::read(base, tp_field!(state_new)).unwrap_or(0);
     let family: u16 = Probe::read(base, tp_field!(state_family)).unwrap_or(0);
     let netns = socket_netns::<Probe>(sk).unwrap_or(0);
-    count_transition(netns, || sk, family, old as u32, new as u32);
+    count_transition(netns, || probe_srtt_us(sk), family, old as u32, new as u32);
     0
 }
 
@@ -220,6 +162,6 @@ pub fn nm_state_kprobe(ctx: ProbeContext) -> u32 {
     let old: u8 = Probe::read(sk, constant!(OFFSETS.sk_state)).unwrap_or(0);
     let family: u16 = Probe::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
     let netns = socket_netns::<Probe>(sk).unwrap_or(0);
-    count_transition(netns, || sk, family, old as u32, new as u32);
+    count_transition(netns, || probe_srtt_us(sk), family, old as u32, new as u32);
     0
 }

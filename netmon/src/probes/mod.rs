@@ -15,7 +15,7 @@ use aya::{
 use netmon_common::{
     DROP_REASON_UNKNOWN, DropKey, DropProbeArgs, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE,
     HANDSHAKE_BUCKETS, HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey,
-    InterfaceTraffic, KernelOffsets, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_HANDSHAKES,
+    InterfaceTraffic, KernelOffsets, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS,
     MAX_TRANSITION_KEYS, NormalFreeReasons, SlotMasks, TracepointFields, TransitionKey,
 };
 use serde::{Deserialize, Serialize};
@@ -253,6 +253,7 @@ fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         sk_state: btf.byte_offset("sock", "__sk_common.skc_state")?,
         sk_net: btf.byte_offset("sock", "__sk_common.skc_net.net")?,
         sk_protocol: protocol.byte_offset,
+        tcp_srtt_us: btf.byte_offset("tcp_sock", "srtt_us")?,
         sk_protocol_readable: u32::from(!protocol.is_bitfield),
     })
 }
@@ -373,7 +374,6 @@ struct TableSizes {
     drops: u32,
     transitions: u32,
     handshakes: u32,
-    handshake_starts: u32,
 }
 
 impl TableSizes {
@@ -383,7 +383,6 @@ impl TableSizes {
             drops: MAX_DROP_KEYS,
             transitions: MAX_TRANSITION_KEYS,
             handshakes: MAX_HANDSHAKE_KEYS,
-            handshake_starts: MAX_HANDSHAKES,
         }
     }
 
@@ -393,8 +392,6 @@ impl TableSizes {
             drops: self.drops - 1,
             transitions: self.transitions - 1,
             handshakes: self.handshakes - 1,
-            handshake_starts: self.handshake_starts - 1,
-            _pad: 0,
         }
     }
 }
