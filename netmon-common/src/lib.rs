@@ -325,3 +325,60 @@ mod user {
     unsafe impl aya::Pod for SlotTag {}
     unsafe impl aya::Pod for SlotMasks {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_identities_round_trip_and_are_never_free() {
+        let interface = InterfaceKey {
+            netns: 4_026_531_840,
+            ifindex: 0x7fff_fffe,
+        };
+        assert_eq!(InterfaceKey::from_slot_id(interface.slot_id()), interface);
+        assert_ne!(InterfaceKey::default().slot_id(), 0);
+
+        let transition = TransitionKey {
+            netns: 4_026_532_000,
+            family: 10,
+            old_state: 2,
+            new_state: 1,
+            _pad: 0,
+        };
+        assert_eq!(
+            TransitionKey::from_slot_id(transition.slot_id()),
+            transition
+        );
+        assert_ne!(TransitionKey::default().slot_id(), 0);
+
+        let handshake = HandshakeKey {
+            netns: 7,
+            open: HANDSHAKE_PASSIVE,
+        };
+        assert_eq!(HandshakeKey::from_slot_id(handshake.slot_id()), handshake);
+
+        let tag = SlotTag {
+            id: interface.slot_id(),
+            extra: DropKey::slot_extra(DROP_REASON_UNKNOWN, 0x86dd),
+        };
+        let drop = DropKey::from_slot(&tag);
+        assert_eq!(drop.interface, interface);
+        assert_eq!(drop.reason, DROP_REASON_UNKNOWN);
+        assert_eq!(drop.protocol, 0x86dd);
+        assert_ne!(DropKey::slot_extra(0, 0), 0);
+    }
+
+    #[test]
+    fn identities_that_differ_only_in_namespace_or_index_differ() {
+        let a = InterfaceKey {
+            netns: 1,
+            ifindex: 2,
+        };
+        let b = InterfaceKey {
+            netns: 2,
+            ifindex: 1,
+        };
+        assert_ne!(a.slot_id(), b.slot_id());
+    }
+}

@@ -59,7 +59,6 @@ pub(crate) static NORMAL_FREE: NormalFreeReasons = NormalFreeReasons {
     consumed: DROP_REASON_UNKNOWN,
 };
 
-
 /// One member of a constant the loader rewrote. Each member is read on its own with a
 /// volatile load: the compiler cannot fold the zeros it saw at build time, and the verifier
 /// sees a load from frozen read-only data, which it knows as a constant.

@@ -18,7 +18,6 @@ pub(crate) static SLOT_MASKS: SlotMasks = SlotMasks {
     drops: MAX_DROP_KEYS - 1,
     transitions: MAX_TRANSITION_KEYS - 1,
     handshakes: MAX_HANDSHAKE_KEYS - 1,
-
 };
 
 macro_rules! slot_mask {
@@ -34,7 +33,8 @@ const TAGS: u32 = BPF_F_MMAPABLE;
 #[map]
 pub static TRAFFIC_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_INTERFACES, TAGS);
 #[map]
-pub static TRAFFIC: PerCpuArray<InterfaceTraffic> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
+pub static TRAFFIC: PerCpuArray<InterfaceTraffic> =
+    PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
 
 #[map]
 pub static DROP_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_DROP_KEYS, TAGS);

@@ -32,8 +32,9 @@ pub struct Config {
     pub history_length: usize,
     /// Pins a probe to one attach method (`tp_btf`, `raw_tp`, `tracepoint`, `kprobe`).
     pub probe_methods: BTreeMap<Hook, AttachMethod>,
-    /// Interfaces (over all namespaces) the kernel programs keep counters for; traffic of
-    /// more is counted in `netmon_probe_map_full_total`.
+    /// Interfaces (over all namespaces) the kernel programs keep counters for, rounded up to
+    /// a power of two; traffic of an interface that finds no free slot among the 8 its hash
+    /// picks is counted in `netmon_probe_map_full_total`.
     pub max_tracked_interfaces: u32,
     /// Capacity in Mbit/s per interface name, for utilization of links that report no speed.
     pub link_capacity_mbps: BTreeMap<String, u64>,

@@ -511,3 +511,70 @@ fn retransmits_match_the_kernel() {
         kernel
     );
 }
+
+/// A table far smaller than the interfaces: identities collide on every slot, the ones that
+/// found no slot are counted as full, and every interface that has a series counts exactly
+/// its own packets (each pair sends a different number, so merged counts would show).
+#[test]
+fn colliding_interfaces_never_share_counts() {
+    require_root();
+    let config = ConfigFile::new("max_tracked_interfaces = 8\n");
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let pairs: Vec<Pair> = (0..6)
+        .map(|i| Pair::new(&format!("slot{i}"), 223 + i))
+        .collect();
+    // A first datagram gives every end that can have a slot its slot.
+    for pair in &pairs {
+        pair.send_to_port_9(1, 16);
+    }
+    let m0 = agent.fresh_metrics();
+    let ends = |pair: &Pair| {
+        [
+            (pair.netns_a(), pair.veth.a_dev.clone(), "tx"),
+            (pair.netns_b(), pair.veth.b_dev.clone(), "rx"),
+        ]
+    };
+    let before: Vec<_> = pairs
+        .iter()
+        .map(|pair| {
+            (
+                pair.a.link_stats(&pair.veth.a_dev).tx_packets,
+                pair.b.link_stats(&pair.veth.b_dev).rx_packets,
+            )
+        })
+        .collect();
+    for (i, pair) in pairs.iter().enumerate() {
+        pair.send_to_port_9(10 * (i as u64 + 1), 16);
+    }
+    let m1 = agent.fresh_metrics();
+    let packets = "netmon_kernel_packets_total";
+    let (mut tracked, mut untracked) = (0, 0);
+    for ((pair, (tx0, rx0)), i) in pairs.iter().zip(before).zip(1u64..) {
+        let kernel = [
+            pair.a.link_stats(&pair.veth.a_dev).tx_packets - tx0,
+            pair.b.link_stats(&pair.veth.b_dev).rx_packets - rx0,
+        ];
+        assert_eq!(kernel, [10 * i, 10 * i], "the kernel's own counts");
+        for ((netns, dev, dir), kernel) in ends(pair).into_iter().zip(kernel) {
+            let labels = [
+                ("netns", netns.as_str()),
+                ("interface", dev.as_str()),
+                ("direction", dir),
+            ];
+            if m0.find(packets, &labels).is_empty() {
+                untracked += 1;
+                continue;
+            }
+            tracked += 1;
+            assert_eq!(
+                m1.counter(packets, &labels) - m0.counter(packets, &labels),
+                kernel,
+                "{dev} {dir}"
+            );
+        }
+    }
+    assert!(tracked >= 2, "{tracked} ends tracked");
+    assert!(untracked >= 1, "12 ends and 8 slots: some find none");
+    assert!(m1.counter("netmon_probe_map_full_total", &[("map", "traffic")]) > 0);
+    assert!(m1.counter("netmon_probe_map_entries", &[("map", "traffic")]) <= 8);
+}

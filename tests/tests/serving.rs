@@ -60,8 +60,9 @@ fn metrics_pass_promtool_and_openmetrics_parses() {
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
     assert!(om.body.ends_with("# EOF\n"));
-    // The reference parser of the Prometheus Python client is strict about OpenMetrics.
-    let parsed = Command::new("python3")
+    // The reference parser of the Prometheus Python client is strict about OpenMetrics
+    // (Debian's package, for Debian's Python).
+    let parsed = Command::new("/usr/bin/python3")
         .args([
             "-c",
             "import sys\n\

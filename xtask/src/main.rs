@@ -30,7 +30,12 @@ enum Task {
     /// Set up, then formatting, clippy, unit tests and the privileged integration tests.
     Test,
     /// Set up, build release binaries, run the benchmark suite (root) and write BENCHMARKS.md.
-    Bench,
+    Bench {
+        /// Also measure the kernel programs of this git revision (built in a worktree under
+        /// `target/`), side by side in the same run: the "before" of a change.
+        #[arg(long)]
+        before: Option<String>,
+    },
 }
 
 /// Debian packages the build and the tests use.
@@ -41,18 +46,20 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
 ];
 /// iproute2 and iptables make the tests' namespaces and drops; prometheus brings promtool and
-/// the server the monitoring tests run; QEMU and busybox run the second-kernel test.
+/// the server the monitoring tests run; QEMU and busybox run the second-kernel test; Debian's
+/// Python with the Prometheus client is the strict OpenMetrics parser (Debian's packages, not
+/// pip: Debian 12's system Python refuses pip installs).
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "iptables",
     "prometheus",
     "qemu-system-x86",
     "busybox-static",
+    "python3",
+    "python3-prometheus-client",
 ];
 /// Debian's own kernel, booted under QEMU by the second-kernel test.
 const VM_KERNEL_PACKAGE: &str = "linux-image-amd64";
-/// Python modules the tests use: the strict OpenMetrics parser of the Prometheus client.
-const TEST_PYTHON_MODULES: &[(&str, &str)] = &[("prometheus_client", "prometheus-client")];
 /// What the benchmarks compare with: bpftrace, node_exporter, iperf3.
 const BENCH_PACKAGES: &[&str] = &["bpftrace", "prometheus-node-exporter", "iperf3"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -98,10 +105,11 @@ fn run(task: Task) -> anyhow::Result<()> {
             setup()?;
             test()
         }
-        Task::Bench => {
+        Task::Bench { before } => {
             setup()?;
             install_debs(BENCH_PACKAGES)?;
-            bench()
+            let before = before.map(|rev| build_revision(&rev)).transpose()?;
+            bench(before.as_deref())
         }
     }
 }
@@ -188,24 +196,6 @@ fn setup() -> anyhow::Result<()> {
         .collect();
     if install_debs(&packages)? {
         did.push("Debian packages");
-    }
-
-    for (module, package) in TEST_PYTHON_MODULES {
-        if output("python3", &["-c", &format!("import {module}")]).is_none() {
-            cmd(
-                "python3",
-                &[
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--root-user-action=ignore",
-                    package,
-                ],
-            )
-            .with_context(|| format!("installing the Python package {package}"))?;
-            did.push("Python packages");
-        }
     }
 
     if fetch_vm_kernel()? {
@@ -325,7 +315,35 @@ fn fetch_vm_kernel() -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn bench() -> anyhow::Result<()> {
+/// Builds the agent of git revision `rev` in a worktree under `target/`; returns its binary.
+fn build_revision(rev: &str) -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let tree = root.join("target/bench-before");
+    if tree.exists() {
+        cmd_in(&tree, "git", &["checkout", "--quiet", "--detach", rev])?;
+    } else {
+        cmd(
+            "git",
+            &[
+                "-C",
+                root.to_str().context("workspace path")?,
+                "worktree",
+                "add",
+                "--detach",
+                tree.to_str().context("worktree path")?,
+                rev,
+            ],
+        )?;
+    }
+    cmd_in(
+        &tree,
+        "cargo",
+        &["build", "--release", "--package", "netmon"],
+    )?;
+    Ok(tree.join("target/release/netmon"))
+}
+
+fn bench(before: Option<&Path>) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the benchmarks load kernel programs and make namespaces: run as root");
     }
@@ -342,7 +360,11 @@ fn bench() -> anyhow::Result<()> {
         ],
     )?;
     let root = workspace_root();
-    let output = Command::new(root.join("target/release/netmon-bench"))
+    let mut command = Command::new(root.join("target/release/netmon-bench"));
+    if let Some(before) = before {
+        command.env("NETMON_BEFORE_BIN", before);
+    }
+    let output = command
         .env("NETMON_BIN", root.join("target/release/netmon"))
         .stderr(std::process::Stdio::inherit())
         .output()

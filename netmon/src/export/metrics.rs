@@ -327,8 +327,8 @@ pub fn families(snapshot: &Snapshot, agent: &AgentState) -> Vec<MetricFamily> {
 
     let mut handshake = Family::new(
         "netmon_tcp_handshake_duration_seconds",
-        "TCP handshake time by namespace: active opens SYN_SENT to ESTABLISHED, passive opens \
-         SYN_RECV to ESTABLISHED.",
+        "TCP handshake round trip by namespace, the kernel's own sample when the connection \
+         becomes ESTABLISHED: SYN to SYN-ACK for active opens, SYN-ACK to ACK for passive opens.",
         MetricType::HISTOGRAM,
     );
     for histogram in &kernel.handshakes {
@@ -375,7 +375,7 @@ pub fn families(snapshot: &Snapshot, agent: &AgentState) -> Vec<MetricFamily> {
 
     let mut entries = Family::new(
         "netmon_probe_map_entries",
-        "Entries in each kernel hash map; bounded, and cleaned of interfaces and namespaces \
+        "Slots in use in each kernel table; bounded, and cleaned of interfaces and namespaces \
          that are gone.",
         MetricType::GAUGE,
     );

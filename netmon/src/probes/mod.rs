@@ -15,8 +15,8 @@ use aya::{
 use netmon_common::{
     DROP_REASON_UNKNOWN, DropKey, DropProbeArgs, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE,
     HANDSHAKE_BUCKETS, HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey,
-    InterfaceTraffic, KernelOffsets, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS,
-    MAX_TRANSITION_KEYS, NormalFreeReasons, SlotMasks, TracepointFields, TransitionKey,
+    InterfaceTraffic, KernelOffsets, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_TRANSITION_KEYS,
+    NormalFreeReasons, SlotMasks, TracepointFields, TransitionKey,
 };
 use serde::{Deserialize, Serialize};
 
@@ -649,18 +649,19 @@ impl Probes {
         for (tag, per_cpu) in slots::read::<KernelHistogram>(ebpf, &tags.handshakes, "HANDSHAKES")?
         {
             let key = HandshakeKey::from_slot_id(tag.id);
-            let histogram = handshakes
-                .entry((key.netns, key.open))
-                .or_insert_with(|| HandshakeHistogram {
-                    netns: key.netns,
-                    open: if key.open == HANDSHAKE_ACTIVE {
-                        "active"
-                    } else {
-                        "passive"
-                    },
-                    buckets: vec![0; HANDSHAKE_BUCKETS],
-                    sum_ns: 0,
-                });
+            let histogram =
+                handshakes
+                    .entry((key.netns, key.open))
+                    .or_insert_with(|| HandshakeHistogram {
+                        netns: key.netns,
+                        open: if key.open == HANDSHAKE_ACTIVE {
+                            "active"
+                        } else {
+                            "passive"
+                        },
+                        buckets: vec![0; HANDSHAKE_BUCKETS],
+                        sum_ns: 0,
+                    });
             for value in per_cpu.iter() {
                 for (total, count) in histogram.buckets.iter_mut().zip(value.buckets) {
                     *total += count;
@@ -718,9 +719,12 @@ impl Probes {
             ),
             (
                 "handshakes",
-                slots::free_where::<KernelHistogram>(ebpf, &tags.handshakes, "HANDSHAKES", &|tag| {
-                    netns_gone(HandshakeKey::from_slot_id(tag.id).netns)
-                })?,
+                slots::free_where::<KernelHistogram>(
+                    ebpf,
+                    &tags.handshakes,
+                    "HANDSHAKES",
+                    &|tag| netns_gone(HandshakeKey::from_slot_id(tag.id).netns),
+                )?,
             ),
         ];
         let removed = passes.iter().map(|(_, (removed, _))| removed).sum();
