@@ -21,7 +21,10 @@ impl<V> Table<V> {
     /// This CPU's counts for (`id`, `extra`), claiming a slot if the identity has none yet;
     /// `None` when the identity's candidate slots all count something else.
     #[inline(always)]
-    #[allow(clippy::mut_from_ref, reason = "the counts are map memory, not part of `self`")]
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "the counts are map memory, not part of `self`"
+    )]
     pub fn counts(&self, id: u64, extra: u64) -> Option<&mut V> {
         let index = self.find(id, extra)?;
         let counts = self.counts.get_ptr_mut(index)?;
