@@ -24,12 +24,57 @@ pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
 pub const SLOT_PROBES: u32 = 8;
 
 /// What one slot counts. `id` is 0 while the slot is free; it is claimed with a
-/// compare-and-swap and then `extra` is written once. Only an exact match of both is used.
+/// compare-and-swap, then `meta`, `extra` and last `extra2` are written once. A program uses
+/// a slot only when `id`, `extra` and `extra2` all match. `meta` is for the agent: what the
+/// identity means (for devices, the namespace inode and interface index, read once at the
+/// claim instead of at every packet).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SlotTag {
     pub id: u64,
     pub extra: u64,
+    pub extra2: u64,
+    pub meta: u64,
+}
+
+impl SlotTag {
+    /// A claim is complete once its last word is written; tables whose identities have a
+    /// second and third word keep them non-zero.
+    pub fn is_complete(&self) -> bool {
+        self.extra2 != 0
+    }
+}
+
+/// Identity of a device in a slot table: its `struct net_device` and `struct net` as
+/// numbers (addresses, or distances from one fixed address; only equality matters) and its
+/// index, which changes when a freed device's memory is reused in the same namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    /// `struct net_device *`, or the `struct net *` of a socket for packets with no device,
+    /// or 1 when neither is known. Never 0.
+    pub device: u64,
+    pub net: u64,
+    pub ifindex: u32,
+}
+
+impl DeviceIdentity {
+    /// The third word of a traffic slot.
+    #[inline(always)]
+    pub fn traffic_extra2(&self) -> u64 {
+        CLAIMED | (self.ifindex as u64 & 0x7fff_ffff)
+    }
+
+    /// The third word of a drop slot: index, reason (16 bits; [`DROP_REASON_UNKNOWN`] as
+    /// `0xffff`) and protocol.
+    #[inline(always)]
+    pub fn drop_extra2(&self, reason: u32, protocol: u16) -> u64 {
+        let reason = if reason > 0xfffe {
+            0xffff
+        } else {
+            reason as u64
+        };
+        self.traffic_extra2() | (reason << 32) | ((protocol as u64) << 48)
+    }
 }
 
 /// Start slot of an identity in a table of `mask + 1` slots (a power of two).
@@ -172,16 +217,16 @@ pub struct InterfaceKey {
 }
 
 impl InterfaceKey {
-    /// The key as a slot identity (interface indices are positive `int`s: bit 31 is free).
+    /// The key as a slot's `meta` word.
     #[inline(always)]
-    pub fn slot_id(&self) -> u64 {
-        ((self.netns as u64) << 32) | CLAIMED | (self.ifindex as u64 & 0x7fff_ffff)
+    pub fn to_meta(&self) -> u64 {
+        ((self.netns as u64) << 32) | self.ifindex as u64
     }
 
-    pub fn from_slot_id(id: u64) -> Self {
+    pub fn from_meta(meta: u64) -> Self {
         Self {
-            netns: (id >> 32) as u32,
-            ifindex: (id & 0x7fff_ffff) as u32,
+            netns: (meta >> 32) as u32,
+            ifindex: meta as u32,
         }
     }
 }
@@ -213,17 +258,17 @@ pub struct DropKey {
 }
 
 impl DropKey {
-    /// The reason and protocol as the second word of a slot identity, never 0.
-    #[inline(always)]
-    pub fn slot_extra(reason: u32, protocol: u16) -> u64 {
-        ((reason as u64) << 32) | ((protocol as u64) << 16) | 1
-    }
-
+    /// The drop a complete drop slot counts (see [`DeviceIdentity::drop_extra2`]).
     pub fn from_slot(tag: &SlotTag) -> Self {
+        let reason = ((tag.extra2 >> 32) & 0xffff) as u32;
         Self {
-            interface: InterfaceKey::from_slot_id(tag.id),
-            reason: (tag.extra >> 32) as u32,
-            protocol: (tag.extra >> 16) as u16,
+            interface: InterfaceKey::from_meta(tag.meta),
+            reason: if reason == 0xffff {
+                DROP_REASON_UNKNOWN
+            } else {
+                reason
+            },
+            protocol: (tag.extra2 >> 48) as u16,
             _pad: 0,
         }
     }
@@ -332,13 +377,6 @@ mod tests {
 
     #[test]
     fn slot_identities_round_trip_and_are_never_free() {
-        let interface = InterfaceKey {
-            netns: 4_026_531_840,
-            ifindex: 0x7fff_fffe,
-        };
-        assert_eq!(InterfaceKey::from_slot_id(interface.slot_id()), interface);
-        assert_ne!(InterfaceKey::default().slot_id(), 0);
-
         let transition = TransitionKey {
             netns: 4_026_532_000,
             family: 10,
@@ -358,27 +396,41 @@ mod tests {
         };
         assert_eq!(HandshakeKey::from_slot_id(handshake.slot_id()), handshake);
 
-        let tag = SlotTag {
-            id: interface.slot_id(),
-            extra: DropKey::slot_extra(DROP_REASON_UNKNOWN, 0x86dd),
+        let interface = InterfaceKey {
+            netns: 4_026_531_840,
+            ifindex: 0x7fff_fffe,
         };
-        let drop = DropKey::from_slot(&tag);
-        assert_eq!(drop.interface, interface);
-        assert_eq!(drop.reason, DROP_REASON_UNKNOWN);
-        assert_eq!(drop.protocol, 0x86dd);
-        assert_ne!(DropKey::slot_extra(0, 0), 0);
+        assert_eq!(InterfaceKey::from_meta(interface.to_meta()), interface);
+        let device = DeviceIdentity {
+            device: 1,
+            net: 0,
+            ifindex: 0,
+        };
+        assert_ne!(device.traffic_extra2(), 0);
+        for (reason, protocol) in [(DROP_REASON_UNKNOWN, 0x86dd), (2, 0x0800), (0xfffe, 0)] {
+            let tag = SlotTag {
+                id: 1,
+                extra: 0,
+                extra2: device.drop_extra2(reason, protocol),
+                meta: interface.to_meta(),
+            };
+            assert!(tag.is_complete());
+            let drop = DropKey::from_slot(&tag);
+            assert_eq!(drop.interface, interface);
+            assert_eq!((drop.reason, drop.protocol), (reason, protocol));
+        }
     }
 
     #[test]
-    fn identities_that_differ_only_in_namespace_or_index_differ() {
-        let a = InterfaceKey {
-            netns: 1,
+    fn device_identities_keep_index_reason_and_protocol_apart() {
+        let a = DeviceIdentity {
+            device: 5,
+            net: 9,
             ifindex: 2,
         };
-        let b = InterfaceKey {
-            netns: 2,
-            ifindex: 1,
-        };
-        assert_ne!(a.slot_id(), b.slot_id());
+        let b = DeviceIdentity { ifindex: 3, ..a };
+        assert_ne!(a.traffic_extra2(), b.traffic_extra2());
+        assert_ne!(a.drop_extra2(2, 0x800), a.drop_extra2(3, 0x800));
+        assert_ne!(a.drop_extra2(2, 0x800), a.drop_extra2(2, 0x86dd));
     }
 }

@@ -5,10 +5,10 @@ use aya_ebpf::{
     macros::{btf_tracepoint, kprobe, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
-use netmon_common::{DROP_REASON_UNKNOWN, DropKey};
+use netmon_common::DROP_REASON_UNKNOWN;
 
 use crate::{
-    kernel::{Btf, Memory, Probe, constant, offset_skb_protocol, skb_interface, tp_field},
+    kernel::{Btf, Memory, Probe, constant, offset_skb_protocol, skb_device, tp_field},
     maps::drops,
 };
 
@@ -19,9 +19,11 @@ fn count_drop<M: Memory>(skb: u64, reason: u32) {
         return;
     }
     let protocol: u16 = M::read(skb, offset_skb_protocol()).unwrap_or(0);
-    let interface = skb_interface::<M>(skb);
-    let extra = DropKey::slot_extra(reason, u16::from_be(protocol));
-    if let Some(count) = drops().counts(interface.slot_id(), extra) {
+    let device = skb_device::<M>(skb);
+    let id = &device.identity;
+    let extra2 = id.drop_extra2(reason, u16::from_be(protocol));
+    let claim = || device.meta::<M>();
+    if let Some(count) = drops().counts(id.device, id.net, extra2, claim) {
         *count += 1;
     }
 }

@@ -6,8 +6,8 @@
 //! numbers (raw and classic tracepoints, kprobes).
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use netmon_common::{
-    DROP_REASON_UNKNOWN, DropProbeArgs, Event, InterfaceKey, KernelOffsets, NormalFreeReasons,
-    TracepointFields,
+    DROP_REASON_UNKNOWN, DeviceIdentity, DropProbeArgs, Event, InterfaceKey, KernelOffsets,
+    NormalFreeReasons, TracepointFields,
 };
 
 use crate::maps::count_event;
@@ -102,6 +102,9 @@ pub fn offsets_known() -> bool {
 pub trait Memory {
     /// Reads a `T` at `base + offset`; `None` when `base` is null or the read failed.
     fn read<T: Copy>(base: u64, offset: u32) -> Option<T>;
+
+    /// A kernel pointer as a number that can be hashed and stored, equal for equal pointers.
+    fn number(pointer: u64) -> u64;
 }
 
 /// Loads through BTF-typed pointers (`tp_btf` arguments and what they point to).
@@ -116,6 +119,14 @@ impl Memory for Btf {
         // SAFETY: `base` is a BTF-typed kernel pointer and `offset` a member's offset from the
         // same BTF; the verifier checks the access against the type and makes it fault-safe.
         Some(unsafe { core::ptr::read_volatile((base + offset as u64) as *const T) })
+    }
+
+    /// The verifier lets no arithmetic but addition touch a typed pointer, except the
+    /// difference of two pointers, which is a plain number: the distance from a fixed
+    /// address (these constants') identifies the pointer as well as the address does.
+    #[inline(always)]
+    fn number(pointer: u64) -> u64 {
+        pointer.wrapping_sub(&raw const OFFSETS as u64)
     }
 }
 
@@ -137,21 +148,48 @@ impl Memory for Probe {
             }
         }
     }
+
+    #[inline(always)]
+    fn number(pointer: u64) -> u64 {
+        pointer
+    }
 }
 
-/// Namespace inode and index of a `struct net_device *`.
+/// A device as the programs count it: its identity in the slot tables, and its namespace
+/// (`struct net *`), whose inode is read only when the device claims a slot.
+pub struct Device {
+    pub identity: DeviceIdentity,
+    net: u64,
+}
+
+impl Device {
+    /// The slot's `meta` word: namespace inode and interface index.
+    #[inline(always)]
+    pub fn meta<M: Memory>(&self) -> u64 {
+        InterfaceKey {
+            netns: M::read(self.net, constant!(OFFSETS.net_inum)).unwrap_or(0),
+            ifindex: self.identity.ifindex,
+        }
+        .to_meta()
+    }
+}
+
+/// The device behind a `struct net_device *`.
 #[inline(always)]
-pub fn device_key<M: Memory>(dev: u64) -> Option<InterfaceKey> {
+pub fn device<M: Memory>(dev: u64) -> Option<Device> {
     // Without offsets from BTF the layout is unknown: read nothing.
-    if !offsets_known() {
+    if !offsets_known() || dev == 0 {
         return None;
     }
     let ifindex: i32 = M::read(dev, constant!(OFFSETS.netdev_ifindex))?;
     let net: u64 = M::read(dev, constant!(OFFSETS.netdev_nd_net))?;
-    let netns: u32 = M::read(net, constant!(OFFSETS.net_inum))?;
-    Some(InterfaceKey {
-        netns,
-        ifindex: ifindex as u32,
+    Some(Device {
+        identity: DeviceIdentity {
+            device: M::number(dev),
+            net: M::number(net),
+            ifindex: ifindex as u32,
+        },
+        net,
     })
 }
 
@@ -165,17 +203,27 @@ pub fn socket_netns<M: Memory>(sk: u64) -> Option<u32> {
     M::read(net, constant!(OFFSETS.net_inum))
 }
 
-/// Device of a `struct sk_buff *` as an interface key; packets without a device are
-/// attributed to their socket's namespace with interface index 0.
+/// Device of a `struct sk_buff *`; packets without a device are attributed to their
+/// socket's namespace with interface index 0.
 #[inline(always)]
-pub fn skb_interface<M: Memory>(skb: u64) -> InterfaceKey {
+pub fn skb_device<M: Memory>(skb: u64) -> Device {
     let dev: u64 = M::read(skb, offset_skb_dev()).unwrap_or(0);
-    if let Some(key) = device_key::<M>(dev) {
-        return key;
+    if let Some(device) = device::<M>(dev) {
+        return device;
     }
     let sk: u64 = M::read(skb, constant!(OFFSETS.skb_sk)).unwrap_or(0);
-    InterfaceKey {
-        netns: socket_netns::<M>(sk).unwrap_or(0),
-        ifindex: 0,
+    let net: u64 = if offsets_known() {
+        M::read(sk, constant!(OFFSETS.sk_net)).unwrap_or(0)
+    } else {
+        0
+    };
+    Device {
+        identity: DeviceIdentity {
+            // No device: the namespace stands for it (never equal to a device's number).
+            device: if net != 0 { M::number(net) } else { 1 },
+            net: if net != 0 { M::number(net) } else { 0 },
+            ifindex: 0,
+        },
+        net,
     }
 }

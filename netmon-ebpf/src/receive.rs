@@ -6,15 +6,17 @@ use aya_ebpf::{
 };
 
 use crate::{
-    kernel::{Btf, Memory, Probe, offset_skb_len, skb_interface, tp_field},
+    kernel::{Btf, Memory, Probe, offset_skb_len, skb_device, tp_field},
     maps::traffic,
 };
 
 #[inline(always)]
 fn count_receive<M: Memory>(skb: u64) {
     let len: u32 = M::read(skb, offset_skb_len()).unwrap_or(0);
-    let key = skb_interface::<M>(skb);
-    if let Some(traffic) = traffic().counts(key.slot_id(), 0) {
+    let device = skb_device::<M>(skb);
+    let id = &device.identity;
+    let claim = || device.meta::<M>();
+    if let Some(traffic) = traffic().counts(id.device, id.net, id.traffic_extra2(), claim) {
         traffic.rx_packets += 1;
         traffic.rx_bytes += len as u64;
     }

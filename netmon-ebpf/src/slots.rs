@@ -18,44 +18,59 @@ pub struct Table<V: 'static> {
 }
 
 impl<V> Table<V> {
-    /// This CPU's counts for (`id`, `extra`), claiming a slot if the identity has none yet;
-    /// `None` when the identity's candidate slots all count something else.
+    /// This CPU's counts for the identity (`id`, `extra`, `extra2`), claiming a slot if it
+    /// has none yet (then `meta()` is stored for the agent); `None` when the identity's
+    /// candidate slots all count something else.
     #[inline(always)]
     #[allow(
         clippy::mut_from_ref,
         reason = "the counts are map memory, not part of `self`"
     )]
-    pub fn counts(&self, id: u64, extra: u64) -> Option<&mut V> {
-        let index = self.find(id, extra)?;
+    pub fn counts(
+        &self,
+        id: u64,
+        extra: u64,
+        extra2: u64,
+        meta: impl FnOnce() -> u64,
+    ) -> Option<&mut V> {
+        let index = self.find(id, extra, extra2, meta)?;
         let counts = self.counts.get_ptr_mut(index)?;
         // SAFETY: this CPU's value; one program per hook, which does not nest on a CPU.
         Some(unsafe { &mut *counts })
     }
 
     #[inline(always)]
-    fn find(&self, id: u64, extra: u64) -> Option<u32> {
+    fn find(&self, id: u64, extra: u64, extra2: u64, meta: impl FnOnce() -> u64) -> Option<u32> {
         let start = slot_hash(id, extra);
         let first = start & self.mask;
         if let Some(tag) = self.tags.get_ptr_mut(first)
-            && holds(tag, id, extra)
+            && holds(tag, id, extra, extra2)
         {
             return Some(first);
         }
-        self.find_or_claim(start, id, extra)
+        self.find_or_claim(start, id, extra, extra2, meta)
     }
 
     /// The slow path: the identity may sit further along (its first slot was taken when it
     /// came), or it is new and takes the first free slot.
     #[inline(always)]
-    fn find_or_claim(&self, start: u32, id: u64, extra: u64) -> Option<u32> {
+    fn find_or_claim(
+        &self,
+        start: u32,
+        id: u64,
+        extra: u64,
+        extra2: u64,
+        meta: impl FnOnce() -> u64,
+    ) -> Option<u32> {
         for i in 1..SLOT_PROBES {
             let index = start.wrapping_add(i) & self.mask;
             if let Some(tag) = self.tags.get_ptr_mut(index)
-                && holds(tag, id, extra)
+                && holds(tag, id, extra, extra2)
             {
                 return Some(index);
             }
         }
+        let meta = meta();
         for i in 0..SLOT_PROBES {
             let index = start.wrapping_add(i) & self.mask;
             let Some(tag) = self.tags.get_ptr_mut(index) else {
@@ -64,12 +79,17 @@ impl<V> Table<V> {
             // SAFETY: a map value, read before trying the atomic claim.
             let free = unsafe { core::ptr::read_volatile(&raw const (*tag).id) } == 0;
             if free && claim(tag, 0, id) {
-                // SAFETY: the slot is this program's from the successful claim on.
-                unsafe { core::ptr::write_volatile(&raw mut (*tag).extra, extra) };
+                // SAFETY: the slot is this program's from the successful claim on. The last
+                // word goes last: until it is written, no other program matches the slot.
+                unsafe {
+                    core::ptr::write_volatile(&raw mut (*tag).meta, meta);
+                    core::ptr::write_volatile(&raw mut (*tag).extra, extra);
+                    core::ptr::write_volatile(&raw mut (*tag).extra2, extra2);
+                }
                 return Some(index);
             }
             // Another CPU claimed it first, maybe for the same identity.
-            if holds(tag, id, extra) {
+            if holds(tag, id, extra, extra2) {
                 return Some(index);
             }
         }
@@ -78,14 +98,15 @@ impl<V> Table<V> {
     }
 }
 
-/// Whether the slot's tag is exactly (`id`, `extra`). Tables of one-word identities pass
-/// `extra` 0, known when this is compiled, and read one word only.
+/// Whether the slot's tag is exactly (`id`, `extra`, `extra2`).
 #[inline(always)]
-fn holds(tag: *mut SlotTag, id: u64, extra: u64) -> bool {
-    // SAFETY: a map value; a concurrent claim changes it from 0 to its final value once.
+fn holds(tag: *mut SlotTag, id: u64, extra: u64, extra2: u64) -> bool {
+    // SAFETY: a map value; a concurrent claim changes each word from 0 to its final value
+    // once.
     unsafe {
         core::ptr::read_volatile(&raw const (*tag).id) == id
-            && (extra == 0 || core::ptr::read_volatile(&raw const (*tag).extra) == extra)
+            && core::ptr::read_volatile(&raw const (*tag).extra) == extra
+            && core::ptr::read_volatile(&raw const (*tag).extra2) == extra2
     }
 }
 

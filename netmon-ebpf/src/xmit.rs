@@ -6,7 +6,7 @@ use aya_ebpf::{
 };
 
 use crate::{
-    kernel::{Btf, Memory, Probe, device_key, offset_skb_dev, tp_field},
+    kernel::{Btf, Memory, Probe, device, offset_skb_dev, tp_field},
     maps::traffic,
 };
 
@@ -14,10 +14,12 @@ use crate::{
 /// it may already belong to another device, or be freed.
 #[inline(always)]
 fn count_xmit<M: Memory>(dev: u64, rc: i32, len: u32) {
-    let Some(key) = device_key::<M>(dev) else {
+    let Some(device) = device::<M>(dev) else {
         return;
     };
-    if let Some(traffic) = traffic().counts(key.slot_id(), 0) {
+    let id = &device.identity;
+    let claim = || device.meta::<M>();
+    if let Some(traffic) = traffic().counts(id.device, id.net, id.traffic_extra2(), claim) {
         if rc == 0 {
             traffic.tx_packets += 1;
             traffic.tx_bytes += len as u64;

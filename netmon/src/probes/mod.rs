@@ -580,8 +580,12 @@ impl Probes {
 
         let mut traffic: BTreeMap<InterfaceKey, InterfaceTraffic> = BTreeMap::new();
         for (tag, per_cpu) in slots::read::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC")? {
+            // A claim not yet complete counts nothing so far.
+            if !tag.is_complete() {
+                continue;
+            }
             let sum = traffic
-                .entry(InterfaceKey::from_slot_id(tag.id))
+                .entry(InterfaceKey::from_meta(tag.meta))
                 .or_default();
             for value in per_cpu.iter() {
                 sum.rx_packets += value.rx_packets;
@@ -607,8 +611,7 @@ impl Probes {
 
         let mut drops: BTreeMap<DropKey, u64> = BTreeMap::new();
         for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.drops, "DROPS")? {
-            // A claim whose second word is not written yet counts nothing so far.
-            if tag.extra != 0 {
+            if tag.is_complete() {
                 *drops.entry(DropKey::from_slot(&tag)).or_default() += per_cpu.iter().sum::<u64>();
             }
         }
@@ -702,13 +705,13 @@ impl Probes {
             (
                 "traffic",
                 slots::free_where::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC", &|tag| {
-                    interface_gone(&InterfaceKey::from_slot_id(tag.id))
+                    interface_gone(&InterfaceKey::from_meta(tag.meta))
                 })?,
             ),
             (
                 "drops",
                 slots::free_where::<u64>(ebpf, &tags.drops, "DROPS", &|tag| {
-                    interface_gone(&InterfaceKey::from_slot_id(tag.id))
+                    interface_gone(&InterfaceKey::from_meta(tag.meta))
                 })?,
             ),
             (

@@ -64,8 +64,8 @@ impl Tags {
     }
 
     /// The slots in use, with their tags. A slot whose claim is still being completed (its
-    /// second word not yet written) may show a tag its owner does not use; its counts are
-    /// then zero, and it is complete by the next read.
+    /// last word not yet written) may show a tag its owner does not use; its counts are then
+    /// zero, and it is complete by the next read.
     pub fn claimed(&self) -> impl Iterator<Item = (u32, SlotTag)> + '_ {
         (0..self.slots).filter_map(|index| {
             let slot = self.slot(index);
@@ -74,18 +74,29 @@ impl Tags {
             if id == 0 {
                 return None;
             }
-            let extra = unsafe { std::ptr::read_volatile(&raw const (*slot).extra) };
-            Some((index as u32, SlotTag { id, extra }))
+            // SAFETY: as above.
+            let tag = unsafe {
+                SlotTag {
+                    id,
+                    extra: std::ptr::read_volatile(&raw const (*slot).extra),
+                    extra2: std::ptr::read_volatile(&raw const (*slot).extra2),
+                    meta: std::ptr::read_volatile(&raw const (*slot).meta),
+                }
+            };
+            Some((index as u32, tag))
         })
     }
 
-    /// Frees a slot: the second word first, then the claim, so that a program never sees a
-    /// free slot with an old second word.
+    /// Frees a slot: the last word of the identity first, so that no program matches it any
+    /// more, then the rest, and the claim last, so that a program that claims the slot again
+    /// never finds old words in it.
     fn free(&self, index: u32) {
         let slot = self.slot(index as usize);
         // SAFETY: aligned writes within the mapping.
         unsafe {
+            std::ptr::write_volatile(&raw mut (*slot).extra2, 0);
             std::ptr::write_volatile(&raw mut (*slot).extra, 0);
+            std::ptr::write_volatile(&raw mut (*slot).meta, 0);
             std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             std::ptr::write_volatile(&raw mut (*slot).id, 0);
         }

@@ -406,7 +406,9 @@ fn kernel_cost() -> String {
         }
     );
     let mut per_packet_above = BTreeMap::new();
-    for method in ["tp_btf", "raw_tp", "tracepoint"] {
+    let methods = std::env::var("NETMON_BENCH_METHODS")
+        .unwrap_or_else(|_| "tp_btf raw_tp tracepoint".to_string());
+    for method in methods.split_whitespace() {
         let before: BTreeMap<String, f64> = before_bin
             .as_deref()
             .map(|bin| {
