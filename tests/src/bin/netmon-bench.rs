@@ -202,6 +202,28 @@ fn workload(a: &Netns, b: &Netns, veth: &Veth) {
 
 /// Measures netmon's programs (with `method`) against empty programs on the same hooks in
 /// the same run.
+/// Pins the calling thread to the last CPU; returns the affinity it had.
+fn pin_to_last_cpu() -> libc::cpu_set_t {
+    // SAFETY: plain calls with a cpu_set_t owned here.
+    unsafe {
+        let mut old: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut old);
+        let last = (0..libc::CPU_SETSIZE as usize)
+            .rev()
+            .find(|&cpu| libc::CPU_ISSET(cpu, &old))
+            .unwrap_or(0);
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(last, &mut one);
+        set_affinity(&one);
+        old
+    }
+}
+
+fn set_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: a valid cpu_set_t for the calling thread.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
+}
+
 /// One hook's figures: per round, netmon's ns/run and the empty program's.
 struct Row {
     hook: String,
@@ -246,12 +268,16 @@ fn netmon_run(method: &str, a: &Netns, b: &Netns, veth: &Veth) -> Vec<Row> {
         .iter()
         .map(|h| (h.to_string(), EmptyProgram::attach(h)))
         .collect();
+    // The workload runs on one CPU (its threads inherit this thread's affinity), the agent
+    // wherever the scheduler puts it: a round then does not depend on where it ran.
+    let all_cpus = pin_to_last_cpu();
     let mut rounds = Vec::new();
     for _ in 0..ROUNDS {
         let before = program_stats();
         workload(a, b, veth);
         rounds.push((before, program_stats()));
     }
+    set_affinity(&all_cpus);
     drop(agent);
     let suffix = match method {
         "tp_btf" => "btf",
