@@ -24,7 +24,9 @@ const DATAGRAMS: u64 = 200_000;
 /// median of the rounds (one round's figure moves by a few ns with the machine's state).
 const ROUNDS: u64 = 5;
 /// Pairs of iperf3 runs (without, with netmon) on the packet path.
-const PATH_PAIRS: usize = 15;
+const PATH_PAIRS: usize = 25;
+/// How long the packet-path runs wait after starting the agent.
+const SETTLE: Duration = Duration::from_secs(2);
 /// Seconds each agent-cost measurement lasts.
 const MEASURE: Duration = Duration::from_secs(10);
 
@@ -882,6 +884,11 @@ fn packet_path() -> String {
         let mut halves: BTreeMap<(&str, bool), f64> = BTreeMap::new();
         for attached in order {
             let agent = attached.then(|| Agent::start(&[]));
+            // The steady state is what counts: the agent's start (BTF, attaching, its first
+            // polls) is over before the traffic begins.
+            if attached {
+                thread::sleep(SETTLE);
+            }
             for (kind, udp, _) in kinds {
                 halves.insert((kind, attached), iperf(&a, &veth.b_ip, udp));
             }
@@ -898,11 +905,12 @@ fn packet_path() -> String {
     let mut out = format!(
         "## 5. Packet-path impact\n\niperf3 across a veth pair between two namespaces, 1 s \
          runs, {PATH_PAIRS} interleaved pairs of runs without and with netmon attached (all \
-         hooks, tp_btf), each pair's order alternating. The ratio is with / without within a \
+         hooks, tp_btf, {} s after its start), each pair's order alternating. The ratio is with / without within a \
          pair; the machine's speed moves by tens of percent between runs, so the ratios are \
          the measure, their median the figure.\n\n\
          | test | median without | median with | median ratio | ratios min .. max | target |\n\
          |---|---|---|---|---|---|\n",
+        SETTLE.as_secs()
     );
     for (kind, _, target) in kinds {
         let values = &pairs[kind];
