@@ -10,7 +10,7 @@ use netmon_common::{
     NormalFreeReasons, TracepointFields,
 };
 
-use crate::maps::count_event;
+use crate::events::count_event;
 
 #[unsafe(no_mangle)]
 pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {

@@ -7,6 +7,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod events;
 mod kernel;
 mod maps;
 mod slots;

@@ -5,8 +5,8 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray},
 };
 use netmon_common::{
-    EVENT_SLOTS, Event, HandshakeHistogram, InterfaceTraffic, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS,
-    MAX_INTERFACES, MAX_TRANSITION_KEYS, SlotMasks, SlotTag,
+    Event, HandshakeHistogram, InterfaceTraffic, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES,
+    MAX_TRANSITION_KEYS, SlotMasks, SlotTag,
 };
 
 use crate::slots::Table;
@@ -53,9 +53,6 @@ pub static HANDSHAKE_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAK
 pub static HANDSHAKES: PerCpuArray<HandshakeHistogram> =
     PerCpuArray::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
 
-#[map]
-pub static EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);
-
 #[inline(always)]
 pub fn traffic() -> Table<InterfaceTraffic> {
     Table {
@@ -93,13 +90,5 @@ pub fn handshakes() -> Table<HandshakeHistogram> {
         counts: &HANDSHAKES,
         mask: slot_mask!(handshakes),
         full: Event::HandshakeMapFull,
-    }
-}
-
-#[inline(always)]
-pub fn count_event(event: Event) {
-    if let Some(slot) = EVENTS.get_ptr_mut(event as u32) {
-        // SAFETY: per-CPU slot, no other writer on this CPU while the program runs.
-        unsafe { *slot += 1 };
     }
 }

@@ -6,7 +6,7 @@ use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg};
 use aya_ebpf::maps::{Array, PerCpuArray};
 use netmon_common::{Event, SLOT_PROBES, SlotTag, slot_hash};
 
-use crate::maps::count_event;
+use crate::events::count_event;
 
 /// A table: its tags, its per-CPU counts and its size mask.
 pub struct Table<V: 'static> {

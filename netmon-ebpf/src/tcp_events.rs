@@ -5,7 +5,7 @@ use aya_ebpf::{
 };
 use netmon_common::Event;
 
-use crate::maps::count_event;
+use crate::events::count_event;
 
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn nm_retrans_btf(_ctx: BtfTracePointContext) -> i32 {
