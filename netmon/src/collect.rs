@@ -1,12 +1,10 @@
 //! The poll: one pass over every collector, producing a Snapshot.
 use std::{
-    collections::BTreeMap,
     os::unix::fs::MetadataExt as _,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
-    config::InterfaceFilter,
     host::{
         addresses,
         interfaces::{self, LinkDetails},
@@ -16,6 +14,7 @@ use crate::{
     },
     model::{CollectorRun, KernelCounters, ListeningSocket, Snapshot},
     probes::{ProbeSettings, Probes},
+    settings::HostSettings,
 };
 
 /// How long socket owners found in `/proc` are trusted before the descriptor tables are read
@@ -27,15 +26,6 @@ pub fn own_netns() -> u32 {
     std::fs::metadata("/proc/self/ns/net")
         .map(|m| m.ino() as u32)
         .unwrap_or(0)
-}
-
-/// What the operator can tell the host collectors.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HostSettings {
-    /// Capacity in Mbit/s per interface name, for links that report no speed (or a wrong one).
-    pub link_capacity_mbps: BTreeMap<String, u64>,
-    /// Interfaces to report.
-    pub interfaces: InterfaceFilter,
 }
 
 /// Owns the kernel programs and collects snapshots. Dropping it detaches the programs.

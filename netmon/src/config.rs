@@ -10,8 +10,9 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Deserializer};
 
 use crate::{
-    collect::HostSettings,
-    probes::{AttachMethod, Hook, ProbeSettings},
+    model::probes::{AttachMethod, Hook},
+    probes::ProbeSettings,
+    settings::{HostSettings, InterfaceFilter},
 };
 
 /// Default listen address: loopback only. Exposing the agent is the operator's choice.
@@ -147,43 +148,6 @@ pub struct ExpectedPort {
 
 fn tcp() -> String {
     "tcp".to_string()
-}
-
-/// Whether `name` matches a pattern with `*` (any run) and `?` (any one character).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-/// The interfaces the operator wants reported.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InterfaceFilter {
-    pub include: Vec<String>,
-    pub exclude: Vec<String>,
-}
-
-impl InterfaceFilter {
-    pub fn allows(&self, name: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name)))
-            && !self.exclude.iter().any(|p| glob_match(p, name))
-    }
 }
 
 impl Default for Config {
@@ -452,18 +416,6 @@ mod tests {
         let filter = config.host_settings().interfaces;
         assert!(filter.allows("eth0") && filter.allows("wlan1"));
         assert!(!filter.allows("eth9") && !filter.allows("lo") && !filter.allows("wlan10"));
-    }
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("*", ""));
-        assert!(glob_match("veth*", "veth1234"));
-        assert!(glob_match("*0", "eth0"));
-        assert!(glob_match("e?h*", "eth0"));
-        assert!(!glob_match("veth*", "eth0"));
-        assert!(!glob_match("eth", "eth0"));
-        assert!(glob_match("a*b*c", "axxbyyc"));
-        assert!(!glob_match("a*b*c", "axxbyy"));
     }
 
     #[test]

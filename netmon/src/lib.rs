@@ -10,6 +10,8 @@ pub mod privileges;
 pub mod probes;
 pub mod rates;
 pub mod serve;
+pub mod settings;
+pub mod state;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -12,12 +12,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::{
     collect::Poller,
     config::ConfigSource,
-    export::{
-        http::{Shared, router},
-        server,
-        web_config::WebConfig,
-    },
+    export::{http::router, server, web_config::WebConfig},
     privileges::{self, RunAs},
+    state::Shared,
 };
 
 /// How often the configuration file is checked for changes.

@@ -3,10 +3,7 @@ use std::{sync::Arc, time::Duration};
 use netmon_common::DropKey;
 
 use super::*;
-use crate::{
-    host::processes::Owner,
-    model::{DropCount, Interface, InterfaceCounters},
-};
+use crate::model::{DropCount, Interface, InterfaceCounters, Owner};
 
 const NETNS: u32 = 4026531840;
 
@@ -246,7 +243,7 @@ fn connection_state_surges() {
 #[test]
 fn ephemeral_port_exhaustion() {
     let mut snapshot = snapshot(0.0, quiet());
-    snapshot.ephemeral_ports = crate::host::sockets::EphemeralPorts {
+    snapshot.ephemeral_ports = crate::model::EphemeralPorts {
         first: 32768,
         last: 60999,
         in_use: 27_000,

@@ -1,215 +1,25 @@
 //! The HTTP server's routes. Handlers read the newest snapshot; none of them collects.
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    body::Bytes,
     extract::{Path, State},
     http::{HeaderMap, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
-use serde::Serialize;
 use serde_json::json;
 
 use crate::{
-    config::Config,
-    diagnose::{Diagnosis, diagnose_window},
     export::{
-        metrics::{self, AgentState},
-        server,
+        exposition::Expositions,
+        metrics,
+        respond::{error, method_not_allowed},
     },
-    model::{History, Interface, Snapshot},
+    model::{Interface, Snapshot},
     rates::{InterfaceRates, Summary},
+    state::Shared,
 };
-
-/// How the last configuration reload went.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ReloadStatus {
-    pub last_reload_successful: bool,
-    /// Unix time of the last successful load (the start counts as one).
-    pub last_success_timestamp_seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-    /// Settings changed in the file that take effect only after a restart.
-    pub pending_restart: Vec<&'static str>,
-}
-
-/// The newest snapshot with the agent's state, rendered at most once per format: many
-/// scrapers of one snapshot cost one render.
-pub struct Exposition {
-    snapshot: Arc<Snapshot>,
-    agent: AgentState,
-    text: OnceLock<Result<Bytes, String>>,
-    openmetrics: OnceLock<Bytes>,
-}
-
-impl Exposition {
-    fn new(snapshot: Arc<Snapshot>, agent: AgentState) -> Self {
-        Self {
-            snapshot,
-            agent,
-            text: OnceLock::new(),
-            openmetrics: OnceLock::new(),
-        }
-    }
-
-    pub fn text(&self) -> Result<Bytes, String> {
-        self.text
-            .get_or_init(|| {
-                metrics::render_text(&self.snapshot, &self.agent)
-                    .map(Bytes::from)
-                    .map_err(|e| format!("{e:#}"))
-            })
-            .clone()
-    }
-
-    pub fn openmetrics(&self) -> Bytes {
-        self.openmetrics
-            .get_or_init(|| Bytes::from(metrics::render_openmetrics(&self.snapshot, &self.agent)))
-            .clone()
-    }
-}
-
-/// What the poll loop and the reloader publish and the handlers read.
-pub struct Shared {
-    latest: RwLock<Arc<Snapshot>>,
-    history: RwLock<History>,
-    config: RwLock<Arc<Config>>,
-    diagnosis: RwLock<Arc<Diagnosis>>,
-    summary: RwLock<Option<Arc<Summary>>>,
-    reload: RwLock<ReloadStatus>,
-    exposition: RwLock<Arc<Exposition>>,
-}
-
-fn read<T: Clone>(lock: &RwLock<T>) -> T {
-    lock.read()
-        .map(|v| v.clone())
-        .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
-}
-
-fn write<T>(lock: &RwLock<T>, value: T) {
-    match lock.write() {
-        Ok(mut guard) => *guard = value,
-        Err(poisoned) => *poisoned.into_inner() = value,
-    }
-}
-
-impl Shared {
-    pub fn new(config: Config) -> Self {
-        Self {
-            latest: RwLock::new(Arc::new(Snapshot::default())),
-            history: RwLock::new(History::new(config.history_length)),
-            config: RwLock::new(Arc::new(config)),
-            diagnosis: RwLock::new(Arc::new(Diagnosis::default())),
-            summary: RwLock::new(None),
-            reload: RwLock::new(ReloadStatus {
-                last_reload_successful: true,
-                last_success_timestamp_seconds: unix_now(),
-                ..Default::default()
-            }),
-            exposition: RwLock::new(Arc::new(Exposition::new(
-                Arc::new(Snapshot::default()),
-                AgentState::default(),
-            ))),
-        }
-    }
-
-    /// Adds a snapshot to the History and diagnoses the new window.
-    pub fn publish(&self, snapshot: Snapshot) {
-        let snapshot = Arc::new(snapshot);
-        let config = self.config();
-        let (diagnosis, summary) = match self.history.write() {
-            Ok(mut history) => {
-                history.set_capacity(config.history_length);
-                history.push(snapshot.clone());
-                diagnose_window(&history, config.rate_window, &config)
-            }
-            Err(_) => (Diagnosis::default(), None),
-        };
-        write(&self.diagnosis, Arc::new(diagnosis));
-        write(&self.summary, summary.map(Arc::new));
-        write(&self.latest, snapshot);
-        self.refresh_exposition();
-    }
-
-    /// Replaces the exposition after the snapshot or the agent's state changed.
-    fn refresh_exposition(&self) {
-        let exposition = Exposition::new(self.latest(), self.agent_state());
-        write(&self.exposition, Arc::new(exposition));
-    }
-
-    pub fn exposition(&self) -> Arc<Exposition> {
-        read(&self.exposition)
-    }
-
-    pub fn latest(&self) -> Arc<Snapshot> {
-        read(&self.latest)
-    }
-
-    pub fn config(&self) -> Arc<Config> {
-        read(&self.config)
-    }
-
-    pub fn diagnosis(&self) -> Arc<Diagnosis> {
-        read(&self.diagnosis)
-    }
-
-    pub fn reload_status(&self) -> ReloadStatus {
-        read(&self.reload)
-    }
-
-    /// Puts a reloaded configuration in force; what only a restart can apply is kept from
-    /// the running one and reported.
-    pub fn apply_config(&self, mut new: Config) {
-        let running = self.config();
-        let pending = running.restart_only_changes(&new);
-        running.carry_restart_only(&mut new);
-        if !pending.is_empty() {
-            tracing::warn!(settings = ?pending, "changed settings take effect after a restart");
-        }
-        write(&self.config, Arc::new(new));
-        write(
-            &self.reload,
-            ReloadStatus {
-                last_reload_successful: true,
-                last_success_timestamp_seconds: unix_now(),
-                last_error: None,
-                pending_restart: pending,
-            },
-        );
-        self.refresh_exposition();
-    }
-
-    /// Records a failed reload; the running configuration stays.
-    pub fn reject_config(&self, error: String) {
-        let mut status = self.reload_status();
-        status.last_reload_successful = false;
-        status.last_error = Some(error);
-        write(&self.reload, status);
-        self.refresh_exposition();
-    }
-
-    /// Rates over the configured window, computed once per poll.
-    pub fn summary(&self) -> Option<Arc<Summary>> {
-        read(&self.summary)
-    }
-
-    /// What the exposition needs besides the snapshot.
-    pub fn agent_state(&self) -> AgentState {
-        AgentState {
-            diagnosis: self.diagnosis(),
-            reload: self.reload_status(),
-        }
-    }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 /// The API's OpenAPI document, served as is and checked against real responses by the tests.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -228,9 +38,16 @@ const LANDING_PAGE: &str = "<!DOCTYPE html>
 ";
 
 pub fn router(shared: Arc<Shared>) -> Router {
+    let expositions = Arc::new(Expositions::default());
     Router::new()
         .route("/", get(|| async { Html(LANDING_PAGE) }))
-        .route("/metrics", get(metrics_handler))
+        .route(
+            "/metrics",
+            get(move |State(shared): State<Arc<Shared>>, headers: HeaderMap| {
+                let expositions = expositions.clone();
+                async move { metrics_handler(&shared, &expositions, &headers) }
+            }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/api/v1/openapi.json",
@@ -252,17 +69,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/drops", get(drops_handler))
         .route("/api/v1/tcp", get(tcp_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .method_not_allowed_fallback(server::method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
 }
 
-/// A JSON error body with its status.
-pub fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
-}
-
-async fn metrics_handler(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let exposition = shared.exposition();
+fn metrics_handler(shared: &Shared, expositions: &Expositions, headers: &HeaderMap) -> Response {
+    let exposition = expositions.current(shared);
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

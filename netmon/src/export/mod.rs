@@ -1,6 +1,8 @@
 //! Outputs: Prometheus exposition and the HTTP server. Nothing here collects.
+pub mod exposition;
 pub mod http;
 pub mod metrics;
+pub mod respond;
 pub mod server;
 pub mod table;
 pub mod web_config;

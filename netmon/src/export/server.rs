@@ -12,7 +12,7 @@ use axum::{
     extract::{Request, State},
     http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use base64::Engine as _;
 use hyper_util::{
@@ -23,7 +23,7 @@ use hyper_util::{
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::export::{http::error, web_config::WebConfig};
+use crate::export::{respond::error, web_config::WebConfig};
 
 /// Largest request head accepted; a larger one is answered 431.
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
@@ -185,13 +185,4 @@ pub async fn serve(
     {
         tracing::warn!("requests still running after {DRAIN_DEADLINE:?}; closing them");
     }
-}
-
-/// The answer to a request for a method a route does not take.
-pub async fn method_not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed: this API is read-only (GET)",
-    )
-    .into_response()
 }

@@ -8,12 +8,7 @@ use std::{
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-/// A process holding a socket.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct Owner {
-    pub pid: u32,
-    pub name: String,
-}
+use crate::model::Owner;
 
 /// Socket inode -> pids holding it, from every process's descriptor table.
 fn scan_socket_inodes(wanted: &BTreeSet<u32>) -> HashMap<u32, BTreeSet<u32>> {

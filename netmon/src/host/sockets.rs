@@ -9,7 +9,7 @@ use netlink_packet_sock_diag::{
 };
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
-use crate::{host::netlink, names};
+use crate::{host::netlink, model::EphemeralPorts, names};
 
 /// One socket as the dump shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,29 +57,6 @@ pub struct TcpSummary {
     /// Every one of the eleven states, 0 when none.
     pub states: BTreeMap<&'static str, u64>,
     pub ephemeral: EphemeralPorts,
-}
-
-/// The ephemeral port range (`net.ipv4.ip_local_port_range`), and how many of its ports TCP
-/// sockets that are not listening use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct EphemeralPorts {
-    pub first: u16,
-    pub last: u16,
-    pub in_use: u64,
-}
-
-impl EphemeralPorts {
-    pub fn range_size(&self) -> u64 {
-        if self.last < self.first {
-            0
-        } else {
-            u64::from(self.last - self.first) + 1
-        }
-    }
-
-    pub fn contains(&self, port: u16) -> bool {
-        (self.first..=self.last).contains(&port)
-    }
 }
 
 /// `net.ipv4.ip_local_port_range` of the calling thread's namespace.

@@ -9,10 +9,39 @@ use std::{
 use netmon_common::{DropKey, InterfaceKey};
 use serde::Serialize;
 
-use crate::{
-    host::{processes::Owner, sockets::EphemeralPorts},
-    probes::ProbeStatus,
-};
+pub mod probes;
+
+use probes::ProbeStatus;
+
+/// The ephemeral port range (`net.ipv4.ip_local_port_range`), and how many of its ports TCP
+/// sockets that are not listening use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct EphemeralPorts {
+    pub first: u16,
+    pub last: u16,
+    pub in_use: u64,
+}
+
+impl EphemeralPorts {
+    pub fn range_size(&self) -> u64 {
+        if self.last < self.first {
+            0
+        } else {
+            u64::from(self.last - self.first) + 1
+        }
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+/// A process holding a socket.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Owner {
+    pub pid: u32,
+    pub name: String,
+}
 
 /// Kernel counters of one interface, as `ip -s link` shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

@@ -1,0 +1,133 @@
+//! Packets the kernel dropped, by reason, with what to do about each.
+use super::*;
+
+/// What to do about packets the kernel dropped for `reason`.
+fn drop_advice(reason: &str) -> String {
+    match reason {
+        "NETFILTER_DROP" => "NETFILTER_DROP: a firewall rule drops them. List the rules with \
+                             their counters (iptables -L -v -n, nft list ruleset) in that \
+                             namespace."
+            .to_string(),
+        "NO_SOCKET" => "NO_SOCKET: nothing listens where the packets go. Check that the \
+                        service runs and listens on that port and address (/api/v1/listening)."
+            .to_string(),
+        r if r.contains("BACKLOG") || r.contains("OVERFLOW") || r.contains("QDISC") => format!(
+            "{r}: a queue is full. The receiver is too slow or the queue too short: check the \
+             application's accept/read rate, somaxconn, the listen backlog and qdisc limits."
+        ),
+        r if r.contains("CSUM") => {
+            format!("{r}: corrupted packets: check the link and NIC offloads.")
+        }
+        r => format!("{r}: see the kernel's enum skb_drop_reason for where it is raised."),
+    }
+}
+
+pub(super) fn packet_loss(
+    findings: &mut Vec<Finding>,
+    config: &Config,
+    old: &Snapshot,
+    new: &Snapshot,
+    rates: &[InterfaceRates],
+) {
+    let seconds = new.monotonic_seconds - old.monotonic_seconds;
+    let threshold = config.thresholds.drop_rate_percent;
+    // Kernel drops in the agent's namespace over the window, by interface and reason.
+    let totals = |s: &Snapshot| {
+        let mut by: BTreeMap<(u32, String), u64> = BTreeMap::new();
+        for drop in s.kernel.drops.iter().filter(|d| d.netns == s.netns) {
+            *by.entry((drop.ifindex, drop.reason.clone())).or_default() += drop.count;
+        }
+        by
+    };
+    let (before, after) = (totals(old), totals(new));
+    for interface in &new.interfaces {
+        let Some(previous) = old
+            .interfaces
+            .iter()
+            .find(|i| i.name == interface.name && i.ifindex == interface.ifindex)
+        else {
+            continue;
+        };
+        let (o, n) = (&previous.counters, &interface.counters);
+        let packets = increase(o.rx_packets, n.rx_packets) + increase(o.tx_packets, n.tx_packets);
+        let device_drops =
+            increase(o.rx_dropped, n.rx_dropped) + increase(o.tx_dropped, n.tx_dropped);
+        let mut reasons: Vec<(String, u64)> = after
+            .iter()
+            .filter(|((ifindex, _), _)| *ifindex == interface.ifindex)
+            .map(|((ifindex, reason), count)| {
+                let was = before
+                    .get(&(*ifindex, reason.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                (reason.clone(), increase(was, *count))
+            })
+            .filter(|(_, count)| *count > 0)
+            .collect();
+        reasons.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+        let kernel_drops: u64 = reasons.iter().map(|(_, c)| c).sum();
+        let dropped = device_drops + kernel_drops;
+        let rate = percent(dropped, packets);
+        let Some(severity) = graded(rate, threshold, threshold * 5.0) else {
+            continue;
+        };
+        let utilization = rates
+            .iter()
+            .find(|r| r.interface == interface.name)
+            .and_then(|r| r.utilization_percent);
+        let mut next_steps: Vec<String> = reasons
+            .iter()
+            .take(3)
+            .map(|(reason, _)| drop_advice(reason))
+            .collect();
+        if device_drops > 0 {
+            next_steps.push(format!(
+                "The device or driver dropped {device_drops}: check ring sizes and driver \
+                 counters (ethtool -g / -S {}).",
+                interface.name
+            ));
+        }
+        match utilization {
+            Some(u) if u >= config.thresholds.saturation_percent => next_steps.push(format!(
+                "The link is at {u:.0} % of its capacity: the drops follow saturation."
+            )),
+            Some(u) => next_steps.push(format!(
+                "The link is at {u:.0} % of its capacity: not saturation."
+            )),
+            None => {}
+        }
+        let where_ = match reasons.first() {
+            Some((reason, count)) => format!("the kernel dropped {count} for {reason}"),
+            None => format!("the device dropped {device_drops}"),
+        };
+        let mut evidence_list = vec![
+            evidence("drop_rate", rate, "percent"),
+            evidence("packets", packets as f64, "packets"),
+            evidence("device_drops", device_drops as f64, "packets"),
+            evidence("kernel_drops", kernel_drops as f64, "packets"),
+        ];
+        if let Some(u) = utilization {
+            evidence_list.push(evidence("utilization", u, "percent"));
+        }
+        for (reason, count) in &reasons {
+            evidence_list.push(evidence(
+                format!("reason:{reason}"),
+                *count as f64,
+                "packets",
+            ));
+        }
+        findings.push(Finding {
+            id: "packet_loss",
+            severity,
+            subject: interface.name.clone(),
+            summary: format!(
+                "{}: {dropped} of {packets} packets dropped ({rate:.1} %) over {seconds:.0} s; \
+                 {where_}",
+                interface.name
+            ),
+            window_seconds: seconds,
+            evidence: evidence_list,
+            next_steps,
+        });
+    }
+}

@@ -1,0 +1,152 @@
+//! Families counted by the kernel programs, in every namespace, and the tables' health.
+use prometheus::proto::{MetricFamily, MetricType};
+
+use crate::{export::metrics::Family, model::Snapshot};
+
+pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
+    let mut push = |family: Family| out.push(family.0);
+
+    // Counted by the kernel programs, in every namespace.
+    let kernel = &snapshot.kernel;
+    let mut bytes = Family::new(
+        "netmon_kernel_bytes_total",
+        "Bytes seen by the kernel hooks per namespace and interface: tx at net_dev_xmit \
+         (link-layer header included), rx at netif_receive_skb (link-layer header excluded).",
+        MetricType::COUNTER,
+    );
+    let mut packets = Family::new(
+        "netmon_kernel_packets_total",
+        "Packets seen by the kernel hooks per namespace and interface.",
+        MetricType::COUNTER,
+    );
+    let mut failed = Family::new(
+        "netmon_kernel_transmit_failures_total",
+        "Transmits the device refused (net_dev_xmit with a non-zero return code); not counted \
+         when the transmit probe runs on a classic tracepoint.",
+        MetricType::COUNTER,
+    );
+    for traffic in &kernel.traffic {
+        let netns = traffic.netns.to_string();
+        let labels = |direction| {
+            [
+                ("netns", netns.as_str()),
+                ("interface", traffic.interface.as_str()),
+                ("direction", direction),
+            ]
+        };
+        bytes.sample(&labels("rx"), traffic.rx_bytes as f64);
+        bytes.sample(&labels("tx"), traffic.tx_bytes as f64);
+        packets.sample(&labels("rx"), traffic.rx_packets as f64);
+        packets.sample(&labels("tx"), traffic.tx_packets as f64);
+        failed.sample(
+            &[("netns", &netns), ("interface", &traffic.interface)],
+            traffic.tx_failed as f64,
+        );
+    }
+    push(bytes);
+    push(packets);
+    push(failed);
+
+    let mut drops = Family::new(
+        "netmon_kernel_drops_total",
+        "Packets the kernel dropped (kfree_skb), by namespace, interface, drop reason and protocol.",
+        MetricType::COUNTER,
+    );
+    for drop in &kernel.drops {
+        drops.sample(
+            &[
+                ("netns", &drop.netns.to_string()),
+                ("interface", &drop.interface),
+                ("reason", &drop.reason),
+                ("protocol", &drop.protocol),
+            ],
+            drop.count as f64,
+        );
+    }
+    push(drops);
+
+    let mut transitions = Family::new(
+        "netmon_tcp_state_transitions_total",
+        "TCP state transitions (inet_sock_set_state), by namespace and address family.",
+        MetricType::COUNTER,
+    );
+    for t in &kernel.transitions {
+        transitions.sample(
+            &[
+                ("netns", &t.netns.to_string()),
+                ("family", t.family),
+                ("from", &t.from),
+                ("to", &t.to),
+            ],
+            t.count as f64,
+        );
+    }
+    push(transitions);
+
+    let mut handshake = Family::new(
+        "netmon_tcp_handshake_duration_seconds",
+        "TCP handshake round trip by namespace, the kernel's own sample when the connection \
+         becomes ESTABLISHED: SYN to SYN-ACK for active opens, SYN-ACK to ACK for passive opens.",
+        MetricType::HISTOGRAM,
+    );
+    for histogram in &kernel.handshakes {
+        handshake.histogram(
+            &[
+                ("netns", &histogram.netns.to_string()),
+                ("open", histogram.open),
+            ],
+            histogram,
+        );
+    }
+    push(handshake);
+
+    let mut retransmits = Family::new(
+        "netmon_tcp_retransmits_total",
+        "TCP segments retransmitted (tcp_retransmit_skb).",
+        MetricType::COUNTER,
+    );
+    retransmits.sample(&[], kernel.tcp_retransmits as f64);
+    push(retransmits);
+
+    let mut resets = Family::new(
+        "netmon_tcp_resets_total",
+        "TCP resets sent (tcp_send_reset) and received (tcp_receive_reset).",
+        MetricType::COUNTER,
+    );
+    resets.sample(&[("direction", "sent")], kernel.tcp_resets_sent as f64);
+    resets.sample(
+        &[("direction", "received")],
+        kernel.tcp_resets_received as f64,
+    );
+    push(resets);
+
+    let mut full = Family::new(
+        "netmon_probe_map_full_total",
+        "Events a kernel program could not record because its map was full.",
+        MetricType::COUNTER,
+    );
+    full.sample(&[("map", "traffic")], kernel.traffic_map_full as f64);
+    full.sample(&[("map", "drops")], kernel.drop_map_full as f64);
+    full.sample(&[("map", "handshakes")], kernel.handshake_map_full as f64);
+    full.sample(&[("map", "transitions")], kernel.transition_map_full as f64);
+    push(full);
+
+    let mut entries = Family::new(
+        "netmon_probe_map_entries",
+        "Slots in use in each kernel table; bounded, and cleaned of interfaces and namespaces \
+         that are gone.",
+        MetricType::GAUGE,
+    );
+    for (map, count) in &kernel.map_entries {
+        entries.sample(&[("map", map)], *count as f64);
+    }
+    push(entries);
+
+    let mut read_failures = Family::new(
+        "netmon_probe_read_failures_total",
+        "Kernel memory reads that failed inside the programs.",
+        MetricType::COUNTER,
+    );
+    read_failures.sample(&[], kernel.read_failures as f64);
+    push(read_failures);
+}

@@ -1,0 +1,117 @@
+//! The kernel hooks, the ways of attaching to them, and what became of each: types the
+//! probes produce and the outputs report.
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// How a program is attached to its hook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttachMethod {
+    /// BTF-typed tracepoint (`tp_btf`).
+    TpBtf,
+    /// Raw tracepoint (`raw_tp`).
+    RawTp,
+    /// Classic tracepoint, fields read at offsets from its tracefs format.
+    Tracepoint,
+    /// kprobe on the kernel function behind the hook; a fallback for two hooks.
+    Kprobe,
+}
+
+impl AttachMethod {
+    pub const ALL: [AttachMethod; 4] = [Self::TpBtf, Self::RawTp, Self::Tracepoint, Self::Kprobe];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TpBtf => "tp_btf",
+            Self::RawTp => "raw_tp",
+            Self::Tracepoint => "tracepoint",
+            Self::Kprobe => "kprobe",
+        }
+    }
+}
+
+impl fmt::Display for AttachMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AttachMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown attach method {s:?} (expected tp_btf, raw_tp, tracepoint or kprobe)"
+                )
+            })
+    }
+}
+
+/// A kernel hook netmon counts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hook {
+    NetDevXmit,
+    NetifReceiveSkb,
+    KfreeSkb,
+    InetSockSetState,
+    TcpRetransmitSkb,
+    TcpSendReset,
+    TcpReceiveReset,
+}
+
+impl Hook {
+    pub const ALL: [Hook; 7] = [
+        Self::NetDevXmit,
+        Self::NetifReceiveSkb,
+        Self::KfreeSkb,
+        Self::InetSockSetState,
+        Self::TcpRetransmitSkb,
+        Self::TcpSendReset,
+        Self::TcpReceiveReset,
+    ];
+
+    /// The tracepoint's name, also the `probe` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NetDevXmit => "net_dev_xmit",
+            Self::NetifReceiveSkb => "netif_receive_skb",
+            Self::KfreeSkb => "kfree_skb",
+            Self::InetSockSetState => "inet_sock_set_state",
+            Self::TcpRetransmitSkb => "tcp_retransmit_skb",
+            Self::TcpSendReset => "tcp_send_reset",
+            Self::TcpReceiveReset => "tcp_receive_reset",
+        }
+    }
+}
+
+impl FromStr for Hook {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|h| h.as_str() == s)
+            .ok_or_else(|| format!("unknown probe {s:?}"))
+    }
+}
+
+/// What became of one hook: the method it got, or why every method failed.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeStatus {
+    pub probe: Hook,
+    pub method: Option<AttachMethod>,
+    /// Methods tried before the one that worked (or all of them), with the reason each failed.
+    pub failures: Vec<MethodFailure>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MethodFailure {
+    pub method: AttachMethod,
+    pub error: String,
+}

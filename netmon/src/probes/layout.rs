@@ -1,0 +1,125 @@
+//! What the programs must be told about the running kernel before they load: struct member
+//! offsets from BTF, classic tracepoint record layouts from tracefs, and the function behind
+//! the drop hook's kprobe fallback.
+use std::collections::BTreeMap;
+
+use netmon_common::{DropProbeArgs, KernelOffsets, TracepointFields};
+
+use crate::{
+    model::probes::Hook,
+    probes::{
+        btf::Btf,
+        tracefs::{self, TracepointFormat},
+    },
+};
+
+/// Offsets of the kernel struct members the programs read, from BTF.
+pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
+    let protocol = btf.member_offset("sock", "sk_protocol")?;
+    Ok(KernelOffsets {
+        skb_dev: btf.byte_offset("sk_buff", "dev")?,
+        skb_len: btf.byte_offset("sk_buff", "len")?,
+        skb_protocol: btf.byte_offset("sk_buff", "protocol")?,
+        skb_sk: btf.byte_offset("sk_buff", "sk")?,
+        netdev_ifindex: btf.byte_offset("net_device", "ifindex")?,
+        netdev_nd_net: btf.byte_offset("net_device", "nd_net.net")?,
+        net_inum: btf.byte_offset("net", "ns.inum")?,
+        sk_family: btf.byte_offset("sock", "__sk_common.skc_family")?,
+        sk_state: btf.byte_offset("sock", "__sk_common.skc_state")?,
+        sk_net: btf.byte_offset("sock", "__sk_common.skc_net.net")?,
+        sk_protocol: protocol.byte_offset,
+        tcp_srtt_us: btf.byte_offset("tcp_sock", "srtt_us")?,
+        sk_protocol_readable: u32::from(!protocol.is_bitfield),
+    })
+}
+
+/// Field offsets of the classic tracepoints; a tracepoint whose format cannot be read keeps
+/// zeros, and its classic program is then refused at attach time. tracefs is mounted only
+/// when classic tracepoints are likely to be used (`may_mount`).
+pub(super) fn tracepoint_fields(may_mount: bool) -> (TracepointFields, BTreeMap<Hook, String>) {
+    let mut fields = TracepointFields::default();
+    let mut missing = BTreeMap::new();
+    let mounted = if may_mount {
+        tracefs::ensure_mounted()
+    } else {
+        tracefs::is_mounted()
+    };
+    if !mounted {
+        for hook in Hook::ALL {
+            missing.insert(hook, "tracefs is not mounted and cannot be".to_string());
+        }
+        return (fields, missing);
+    }
+    let mut read = |hook: Hook, f: &mut dyn FnMut(&TracepointFormat) -> anyhow::Result<()>| {
+        let result = TracepointFormat::read(hook.category(), hook.classic_tracepoint())
+            .and_then(|format| f(&format));
+        if let Err(err) = result {
+            missing.insert(hook, format!("{err:#}"));
+        }
+    };
+    read(Hook::NetDevXmit, &mut |f| {
+        fields.xmit_skb = f.require("skbaddr")?;
+        fields.xmit_len = f.require("len")?;
+        Ok(())
+    });
+    read(Hook::NetifReceiveSkb, &mut |f| {
+        fields.recv_skb = f.require("skbaddr")?;
+        fields.recv_len = f.require("len")?;
+        Ok(())
+    });
+    read(Hook::KfreeSkb, &mut |f| {
+        fields.drop_skb = f.require("skbaddr")?;
+        fields.drop_protocol = f.require("protocol")?;
+        if let Some(reason) = f.offset("reason") {
+            fields.drop_reason = reason;
+            fields.drop_reason_present = 1;
+        }
+        Ok(())
+    });
+    read(Hook::InetSockSetState, &mut |f| {
+        fields.state_sk = f.require("skaddr")?;
+        fields.state_old = f.require("oldstate")?;
+        fields.state_new = f.require("newstate")?;
+        fields.state_family = f.require("family")?;
+        fields.state_protocol = f.require("protocol")?;
+        Ok(())
+    });
+    (fields, missing)
+}
+
+/// The kernel function behind the drop hook on this kernel, and where its arguments are.
+pub(super) fn drop_kprobe_target() -> Option<(&'static str, DropProbeArgs)> {
+    let symbols = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    let has = |name: &str| {
+        symbols
+            .lines()
+            .any(|line| line.split_whitespace().nth(2) == Some(name))
+    };
+    let candidates = [
+        (
+            "sk_skb_reason_drop",
+            DropProbeArgs {
+                skb_arg: 1,
+                reason_arg: 2,
+                reason_present: 1,
+            },
+        ),
+        (
+            "kfree_skb_reason",
+            DropProbeArgs {
+                skb_arg: 0,
+                reason_arg: 1,
+                reason_present: 1,
+            },
+        ),
+        (
+            "kfree_skb",
+            DropProbeArgs {
+                skb_arg: 0,
+                reason_arg: 0,
+                reason_present: 0,
+            },
+        ),
+    ];
+    candidates.into_iter().find(|(name, _)| has(name))
+}

@@ -1,0 +1,202 @@
+//! Reading the tables into kernel counters, and freeing the slots of what is gone.
+use std::collections::BTreeMap;
+
+use anyhow::anyhow;
+use aya::{
+    Ebpf,
+    maps::{Map, MapData, PerCpuArray},
+};
+use netmon_common::{
+    DropKey, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS,
+    HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey, InterfaceTraffic,
+    TransitionKey,
+};
+
+use crate::{
+    model::{DropCount, HandshakeHistogram, KernelCounters, TcpTransition, TrafficCount},
+    names,
+    probes::{Probes, slots},
+};
+
+impl Probes {
+    /// Reads every table, summing the per-CPU values (and the slots an identity may hold
+    /// more than one of).
+    pub fn read(&self) -> anyhow::Result<KernelCounters> {
+        let Some((ebpf, tags)) = &self.ebpf else {
+            return Ok(KernelCounters::default());
+        };
+        let mut counters = KernelCounters::default();
+
+        let mut traffic: BTreeMap<InterfaceKey, InterfaceTraffic> = BTreeMap::new();
+        for (tag, per_cpu) in slots::read::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC")? {
+            // A claim not yet complete counts nothing so far.
+            if !tag.is_complete() {
+                continue;
+            }
+            let sum = traffic
+                .entry(InterfaceKey::from_meta(tag.meta))
+                .or_default();
+            for value in per_cpu.iter() {
+                sum.rx_packets += value.rx_packets;
+                sum.rx_bytes += value.rx_bytes;
+                sum.tx_packets += value.tx_packets;
+                sum.tx_bytes += value.tx_bytes;
+                sum.tx_failed += value.tx_failed;
+            }
+        }
+        counters.traffic = traffic
+            .into_iter()
+            .map(|(key, sum)| TrafficCount {
+                netns: key.netns,
+                ifindex: key.ifindex,
+                interface: String::new(),
+                rx_packets: sum.rx_packets,
+                rx_bytes: sum.rx_bytes,
+                tx_packets: sum.tx_packets,
+                tx_bytes: sum.tx_bytes,
+                tx_failed: sum.tx_failed,
+            })
+            .collect();
+
+        let mut drops: BTreeMap<DropKey, u64> = BTreeMap::new();
+        for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.drops, "DROPS")? {
+            if tag.is_complete() {
+                *drops.entry(DropKey::from_slot(&tag)).or_default() += per_cpu.iter().sum::<u64>();
+            }
+        }
+        counters.drops = drops
+            .into_iter()
+            .map(|(key, count)| DropCount {
+                key,
+                netns: key.interface.netns,
+                ifindex: key.interface.ifindex,
+                interface: String::new(),
+                protocol: names::ethertype_name(key.protocol),
+                reason: self.reasons.name(key.reason),
+                count,
+            })
+            .collect();
+
+        let mut transitions: BTreeMap<TransitionKey, u64> = BTreeMap::new();
+        for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.transitions, "TCP_TRANSITIONS")? {
+            *transitions
+                .entry(TransitionKey::from_slot_id(tag.id))
+                .or_default() += per_cpu.iter().sum::<u64>();
+        }
+        counters.transitions = transitions
+            .into_iter()
+            .map(|(key, count)| TcpTransition {
+                netns: key.netns,
+                family: family_name(key.family),
+                from: names::tcp_state_name(key.old_state.into()),
+                to: names::tcp_state_name(key.new_state.into()),
+                count,
+            })
+            .collect();
+        counters.transitions.sort_by(|a, b| {
+            (a.netns, a.family, &a.from, &a.to).cmp(&(b.netns, b.family, &b.from, &b.to))
+        });
+
+        let mut handshakes: BTreeMap<(u32, u32), HandshakeHistogram> = BTreeMap::new();
+        for (tag, per_cpu) in slots::read::<KernelHistogram>(ebpf, &tags.handshakes, "HANDSHAKES")?
+        {
+            let key = HandshakeKey::from_slot_id(tag.id);
+            let histogram =
+                handshakes
+                    .entry((key.netns, key.open))
+                    .or_insert_with(|| HandshakeHistogram {
+                        netns: key.netns,
+                        open: if key.open == HANDSHAKE_ACTIVE {
+                            "active"
+                        } else {
+                            "passive"
+                        },
+                        buckets: vec![0; HANDSHAKE_BUCKETS],
+                        sum_ns: 0,
+                    });
+            for value in per_cpu.iter() {
+                for (total, count) in histogram.buckets.iter_mut().zip(value.buckets) {
+                    *total += count;
+                }
+                histogram.sum_ns += value.sum_ns;
+            }
+        }
+        counters.handshakes = handshakes.into_values().collect();
+
+        let events: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map(ebpf, "EVENTS")?)?;
+        let mut totals = [0u64; EVENT_SLOTS as usize];
+        for (slot, total) in totals.iter_mut().enumerate() {
+            *total = events.get(&(slot as u32), 0)?.iter().sum();
+        }
+        counters.tcp_retransmits = totals[Event::TcpRetransmit as usize];
+        counters.tcp_resets_sent = totals[Event::TcpResetSent as usize];
+        counters.tcp_resets_received = totals[Event::TcpResetReceived as usize];
+        counters.traffic_map_full = totals[Event::TrafficMapFull as usize];
+        counters.drop_map_full = totals[Event::DropMapFull as usize];
+        counters.handshake_map_full = totals[Event::HandshakeMapFull as usize];
+        counters.transition_map_full = totals[Event::TransitionMapFull as usize];
+        counters.read_failures = totals[Event::ReadFailed as usize];
+        Ok(counters)
+    }
+
+    /// Frees the slots of interfaces and namespaces that no longer exist, in one pass over
+    /// each table's tags; returns how many went, and how many slots each table uses
+    /// afterwards.
+    pub fn forget(
+        &mut self,
+        interface_gone: &dyn Fn(&InterfaceKey) -> bool,
+        netns_gone: &dyn Fn(u32) -> bool,
+    ) -> anyhow::Result<(usize, Vec<(&'static str, usize)>)> {
+        let Some((ebpf, tags)) = &mut self.ebpf else {
+            return Ok((0, Vec::new()));
+        };
+        let passes = [
+            (
+                "traffic",
+                slots::free_where::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC", &|tag| {
+                    interface_gone(&InterfaceKey::from_meta(tag.meta))
+                })?,
+            ),
+            (
+                "drops",
+                slots::free_where::<u64>(ebpf, &tags.drops, "DROPS", &|tag| {
+                    interface_gone(&InterfaceKey::from_meta(tag.meta))
+                })?,
+            ),
+            (
+                "transitions",
+                slots::free_where::<u64>(ebpf, &tags.transitions, "TCP_TRANSITIONS", &|tag| {
+                    netns_gone(TransitionKey::from_slot_id(tag.id).netns)
+                })?,
+            ),
+            (
+                "handshakes",
+                slots::free_where::<KernelHistogram>(
+                    ebpf,
+                    &tags.handshakes,
+                    "HANDSHAKES",
+                    &|tag| netns_gone(HandshakeKey::from_slot_id(tag.id).netns),
+                )?,
+            ),
+        ];
+        let removed = passes.iter().map(|(_, (removed, _))| removed).sum();
+        let entries = passes
+            .iter()
+            .map(|(map, (_, left))| (*map, *left))
+            .collect();
+        Ok((removed, entries))
+    }
+}
+
+fn family_name(family: u8) -> &'static str {
+    if family == libc::AF_INET6 as u8 {
+        names::FAMILY_INET6
+    } else {
+        names::FAMILY_INET
+    }
+}
+
+fn map<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a Map> {
+    ebpf.map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the object"))
+}

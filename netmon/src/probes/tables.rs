@@ -1,0 +1,53 @@
+//! The slot tables as loaded: their sizes, and their tags mapped into the agent.
+use aya::Ebpf;
+use netmon_common::{MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_TRANSITION_KEYS, SlotMasks};
+
+use crate::probes::{ProbeSettings, slots::Tags};
+
+/// Slots of each table, as loaded (powers of two).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TableSizes {
+    pub(super) traffic: u32,
+    pub(super) drops: u32,
+    pub(super) transitions: u32,
+    pub(super) handshakes: u32,
+}
+
+impl TableSizes {
+    pub(super) fn new(settings: &ProbeSettings) -> Self {
+        Self {
+            traffic: settings.max_tracked_interfaces.max(1).next_power_of_two(),
+            drops: MAX_DROP_KEYS,
+            transitions: MAX_TRANSITION_KEYS,
+            handshakes: MAX_HANDSHAKE_KEYS,
+        }
+    }
+
+    pub(super) fn masks(self) -> SlotMasks {
+        SlotMasks {
+            traffic: self.traffic - 1,
+            drops: self.drops - 1,
+            transitions: self.transitions - 1,
+            handshakes: self.handshakes - 1,
+        }
+    }
+}
+
+/// The tag arrays of the tables the agent reads, memory-mapped.
+pub(super) struct TableTags {
+    pub(super) traffic: Tags,
+    pub(super) drops: Tags,
+    pub(super) transitions: Tags,
+    pub(super) handshakes: Tags,
+}
+
+impl TableTags {
+    pub(super) fn map(ebpf: &Ebpf, sizes: TableSizes) -> anyhow::Result<Self> {
+        Ok(Self {
+            traffic: Tags::map(ebpf, "TRAFFIC_TAGS", sizes.traffic)?,
+            drops: Tags::map(ebpf, "DROP_TAGS", sizes.drops)?,
+            transitions: Tags::map(ebpf, "TRANSITION_TAGS", sizes.transitions)?,
+            handshakes: Tags::map(ebpf, "HANDSHAKE_TAGS", sizes.handshakes)?,
+        })
+    }
+}

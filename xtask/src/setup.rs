@@ -1,0 +1,179 @@
+//! `cargo xtask setup`: installs what the build and the tests need, skipping what is there.
+use std::{process::Command, time::Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::process::{cmd, is_root, output, workspace_root};
+
+/// Debian packages the build and the tests use.
+const BUILD_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+];
+/// iproute2 and iptables make the tests' namespaces and drops; prometheus brings promtool and
+/// the server the monitoring tests run; QEMU and busybox run the second-kernel test; Debian's
+/// Python with the Prometheus client is the strict OpenMetrics parser (Debian's packages, not
+/// pip: Debian 12's system Python refuses pip installs).
+const TEST_PACKAGES: &[&str] = &[
+    "iproute2",
+    "iptables",
+    "prometheus",
+    "qemu-system-x86",
+    "busybox-static",
+    "python3",
+    "python3-prometheus-client",
+];
+/// Debian's own kernel, booted under QEMU by the second-kernel test.
+const VM_KERNEL_PACKAGE: &str = "linux-image-amd64";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+pub fn setup() -> anyhow::Result<()> {
+    let begin = Instant::now();
+    let mut did = Vec::new();
+
+    let installed = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .context("rustup is needed (with a nightly toolchain) to build the kernel programs")?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        cmd(
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+        )
+        .context("installing rust-src for nightly")?;
+        did.push("rust-src");
+    }
+
+    let packages: Vec<&str> = BUILD_PACKAGES
+        .iter()
+        .chain(TEST_PACKAGES)
+        .copied()
+        .collect();
+    if install_debs(&packages)? {
+        did.push("Debian packages");
+    }
+
+    if fetch_vm_kernel()? {
+        did.push("the test VM's kernel");
+    }
+
+    if output("cargo", &["fuzz", "--version"]).is_none() {
+        cmd("cargo", &["install", "cargo-fuzz", "--locked"]).context("installing cargo-fuzz")?;
+        did.push("cargo-fuzz");
+    }
+
+    let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
+    if !linker.contains(BPF_LINKER_VERSION) {
+        cmd(
+            "cargo",
+            &[
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ],
+        )
+        .context("building bpf-linker against LLVM 22 (needs llvm-22-dev)")?;
+        did.push("bpf-linker");
+    }
+
+    if did.is_empty() {
+        eprintln!(
+            "xtask: setup: everything present ({:.1}s)",
+            begin.elapsed().as_secs_f64()
+        );
+    } else {
+        eprintln!(
+            "xtask: setup: installed {} ({:.0}s)",
+            did.join(", "),
+            begin.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// Installs the Debian packages that are missing; returns whether it installed any.
+pub fn install_debs(packages: &[&str]) -> anyhow::Result<bool> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !deb_installed(p))
+        .collect();
+    if missing.is_empty() {
+        return Ok(false);
+    }
+    if !is_root() {
+        bail!(
+            "missing Debian packages {}: run as root, or `sudo apt-get install -y {}`",
+            missing.join(" "),
+            missing.join(" ")
+        );
+    }
+    cmd("apt-get", &["update", "-qq"]).context("apt-get update")?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    cmd("apt-get", &args).context("installing Debian packages")?;
+    Ok(true)
+}
+
+/// Downloads and unpacks Debian's kernel package into `target/vm/` unless a kernel is there.
+fn fetch_vm_kernel() -> anyhow::Result<bool> {
+    let dir = workspace_root().join("target/vm");
+    let present = std::fs::read_dir(dir.join("boot")).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
+    });
+    if present {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(&dir).context("creating target/vm")?;
+    // linux-image-amd64 is a metapackage: download the image it depends on.
+    let mut depends = output("apt-cache", &["depends", VM_KERNEL_PACKAGE]).unwrap_or_default();
+    if !depends.contains("Depends: linux-image-") {
+        cmd("apt-get", &["update", "-qq"]).context("apt-get update")?;
+        depends = output("apt-cache", &["depends", VM_KERNEL_PACKAGE]).unwrap_or_default();
+    }
+    let image = depends
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Depends: "))
+        .filter(|p| p.starts_with("linux-image-"))
+        .map(str::to_string)
+        .context("apt-cache does not know linux-image-amd64 (run apt-get update)")?;
+    let status = Command::new("apt-get")
+        .args(["download", "-q", &image])
+        .current_dir(&dir)
+        .status()
+        .context("apt-get download")?;
+    if !status.success() {
+        bail!("downloading {image} failed");
+    }
+    let deb = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .context("the downloaded kernel package is missing")?;
+    let status = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&dir)
+        .status()
+        .context("dpkg-deb")?;
+    if !status.success() {
+        bail!("unpacking {} failed", deb.display());
+    }
+    std::fs::remove_file(&deb).ok();
+    Ok(true)
+}
+
+fn deb_installed(package: &str) -> bool {
+    output("dpkg-query", &["-W", "-f=${Status}", package])
+        .is_some_and(|status| status.contains("install ok installed"))
+}
