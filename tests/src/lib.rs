@@ -535,6 +535,8 @@ pub struct Response {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
     pub body: String,
+    /// The body's bytes as they came (after chunked transfer decoding): a compressed body.
+    pub bytes: Vec<u8>,
 }
 
 /// A minimal HTTP/1.1 GET with `Connection: close`.
@@ -634,6 +636,7 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
         status,
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
+        bytes: body,
     })
 }
 

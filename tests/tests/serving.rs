@@ -434,3 +434,77 @@ fn sigterm_with_an_idle_connection_open_exits_cleanly_within_two_seconds() {
         "programs left loaded"
     );
 }
+
+fn gunzip(bytes: &[u8]) -> String {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_string(&mut text)
+        .expect("a gzip stream");
+    text
+}
+
+/// The exposition's snapshot time, which tells two responses of one snapshot apart from two.
+fn snapshot_time(exposition: &str) -> Option<&str> {
+    exposition
+        .lines()
+        .find(|l| l.starts_with("netmon_snapshot_timestamp_seconds"))
+}
+
+/// A scraper that takes gzip (Prometheus always does) gets the exposition compressed, in both
+/// formats, and it decodes to exactly what a scraper that does not gets; the JSON API too.
+#[test]
+fn gzip_is_served_and_decodes_to_the_same_exposition() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let gzip = [("Accept-Encoding", "gzip")];
+    let openmetrics = ("Accept", "application/openmetrics-text; version=1.0.0");
+    for format in [None, Some(openmetrics)] {
+        let (mut plain_headers, mut gzip_headers) = (vec![], gzip.to_vec());
+        if let Some(accept) = format {
+            plain_headers.push(accept);
+            gzip_headers.push(accept);
+        }
+        // Two responses of one snapshot (a poll may fall between the two requests).
+        let (plain, packed, unpacked) = (0..10)
+            .map(|_| {
+                let plain = http_get(agent.addr, "/metrics", &plain_headers).unwrap();
+                let packed = http_get(agent.addr, "/metrics", &gzip_headers).unwrap();
+                let unpacked = gunzip(&packed.bytes);
+                (plain, packed, unpacked)
+            })
+            .find(|(plain, _, unpacked)| snapshot_time(unpacked) == snapshot_time(&plain.body))
+            .expect("two responses of one snapshot");
+        assert_eq!(plain.headers.get("content-encoding"), None);
+        assert_eq!(
+            packed.headers.get("content-encoding").map(String::as_str),
+            Some("gzip")
+        );
+        assert_eq!(
+            packed.headers.get("content-type"),
+            plain.headers.get("content-type")
+        );
+        assert!(snapshot_time(&unpacked).is_some());
+        assert_eq!(unpacked, plain.body, "one snapshot, one exposition");
+        assert!(
+            packed.bytes.len() * 4 < plain.bytes.len(),
+            "compressed {} of {} bytes",
+            packed.bytes.len(),
+            plain.bytes.len()
+        );
+    }
+    // A coding refused with q=0 is not used.
+    let refused = http_get(agent.addr, "/metrics", &[("Accept-Encoding", "gzip;q=0")]).unwrap();
+    assert_eq!(refused.headers.get("content-encoding"), None);
+
+    // The JSON API: the OpenAPI document does not change between two requests.
+    let plain = http_get(agent.addr, "/api/v1/openapi.json", &[]).unwrap();
+    let packed = http_get(agent.addr, "/api/v1/openapi.json", &gzip).unwrap();
+    assert_eq!(
+        packed.headers.get("content-encoding").map(String::as_str),
+        Some("gzip")
+    );
+    assert_eq!(gunzip(&packed.bytes), plain.body);
+    let listening = http_get(agent.addr, "/api/v1/listening", &gzip).unwrap();
+    let listening: serde_json::Value = serde_json::from_str(&gunzip(&listening.bytes)).unwrap();
+    assert!(listening["items"].is_array(), "{listening}");
+}

@@ -8,8 +8,8 @@ use anyhow::{Context as _, bail};
 
 use crate::process::{cmd, cmd_in, is_root, workspace_root};
 
-/// What the benchmarks compare with: bpftrace, node_exporter, iperf3.
-pub const BENCH_PACKAGES: &[&str] = &["bpftrace", "prometheus-node-exporter", "iperf3"];
+/// What the benchmarks compare with and measure by: bpftrace, node_exporter, iperf3, bpftool.
+pub const BENCH_PACKAGES: &[&str] = &["bpftrace", "prometheus-node-exporter", "iperf3", "bpftool"];
 
 /// Builds the agent of git revision `rev` in a worktree under `target/`; returns its binary.
 pub fn build_revision(rev: &str) -> anyhow::Result<PathBuf> {

@@ -1,8 +1,12 @@
-//! The exposition of the newest snapshot, rendered at most once per format and state: many
-//! scrapers of one snapshot cost one render.
-use std::sync::{Arc, OnceLock, RwLock};
+//! The exposition of the newest snapshot, rendered and compressed at most once per format
+//! and state: many scrapers of one snapshot cost one render and one compression.
+use std::{
+    io::Write as _,
+    sync::{Arc, OnceLock, RwLock},
+};
 
 use axum::body::Bytes;
+use flate2::{Compression, write::GzEncoder};
 
 use crate::{
     export::metrics,
@@ -17,6 +21,8 @@ pub struct Exposition {
     agent: AgentState,
     text: OnceLock<Result<Bytes, String>>,
     openmetrics: OnceLock<Bytes>,
+    text_gzip: OnceLock<Result<Bytes, String>>,
+    openmetrics_gzip: OnceLock<Bytes>,
 }
 
 impl Exposition {
@@ -26,6 +32,8 @@ impl Exposition {
             agent,
             text: OnceLock::new(),
             openmetrics: OnceLock::new(),
+            text_gzip: OnceLock::new(),
+            openmetrics_gzip: OnceLock::new(),
         }
     }
 
@@ -44,6 +52,28 @@ impl Exposition {
             .get_or_init(|| Bytes::from(metrics::render_openmetrics(&self.snapshot, &self.agent)))
             .clone()
     }
+
+    /// The text format, gzip-compressed.
+    pub fn text_gzip(&self) -> Result<Bytes, String> {
+        self.text_gzip
+            .get_or_init(|| self.text().map(|text| gzip(&text)))
+            .clone()
+    }
+
+    /// The OpenMetrics format, gzip-compressed.
+    pub fn openmetrics_gzip(&self) -> Bytes {
+        self.openmetrics_gzip
+            .get_or_init(|| gzip(&self.openmetrics()))
+            .clone()
+    }
+}
+
+/// `body` compressed with gzip at the default level.
+fn gzip(body: &[u8]) -> Bytes {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 8), Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    Bytes::from(encoder.finish().unwrap_or_default())
 }
 
 /// The exposition of the state's current generation, made again when the state moves.

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
 };
 use serde_json::json;
+use tower_http::compression::CompressionLayer;
 
 use crate::{
     export::{
@@ -71,25 +72,67 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
+        // The JSON API compressed when the client takes gzip; /metrics sets its own encoding
+        // from its cache, which the layer leaves alone.
+        .layer(CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
 }
 
+/// Whether an `Accept-Encoding` header takes gzip (with a quality above zero).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f64>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+        })
+}
+
+/// The exposition, in the format the scraper asks for, compressed when it takes gzip (as
+/// Prometheus always does). Both forms come from the exposition's cache.
 fn metrics_handler(shared: &Shared, expositions: &Expositions, headers: &HeaderMap) -> Response {
     let exposition = expositions.current(shared);
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if metrics::wants_openmetrics(accept) {
-        return (
-            [(header::CONTENT_TYPE, metrics::OPENMETRICS_FORMAT)],
-            exposition.openmetrics(),
-        )
-            .into_response();
+    let gzip = accepts_gzip(headers);
+    let (content_type, body) = if metrics::wants_openmetrics(accept) {
+        let body = if gzip {
+            exposition.openmetrics_gzip()
+        } else {
+            exposition.openmetrics()
+        };
+        (metrics::OPENMETRICS_FORMAT, body)
+    } else {
+        let body = if gzip {
+            exposition.text_gzip()
+        } else {
+            exposition.text()
+        };
+        match body {
+            Ok(body) => (prometheus::TEXT_FORMAT, body),
+            Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, &err),
+        }
+    };
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("accept, accept-encoding"),
+    );
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    match exposition.text() {
-        Ok(body) => ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response(),
-        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, &err),
-    }
+    response
 }
 
 async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {

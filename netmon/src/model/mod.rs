@@ -188,6 +188,8 @@ pub struct KernelCounters {
     pub transition_map_full: u64,
     /// Entries in each kernel hash map after the poll's clean-up.
     pub map_entries: Vec<(&'static str, usize)>,
+    /// Kernel memory of each table's maps, in bytes.
+    pub map_bytes: Vec<(&'static str, u64)>,
     pub read_failures: u64,
 }
 

@@ -20,7 +20,7 @@ use attach::attach;
 use btf::Btf;
 use layout::{drop_kprobe_target, kernel_offsets, tracepoint_fields};
 pub use reasons::DropReasonNames;
-use tables::{TableSizes, TableTags};
+use tables::{TableSizes, TableTags, map_bytes};
 
 /// The compiled kernel programs, embedded at build time.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netmon"));
@@ -46,6 +46,8 @@ impl Default for ProbeSettings {
 /// Loaded programs and their maps. Dropping it detaches and unloads everything.
 pub struct Probes {
     ebpf: Option<(Ebpf, TableTags)>,
+    /// Kernel memory of each table, measured once the maps exist.
+    map_bytes: Vec<(&'static str, u64)>,
     status: Vec<ProbeStatus>,
     reasons: DropReasonNames,
     /// Why the object could not be loaded at all, if it could not.
@@ -115,6 +117,7 @@ impl Probes {
                     .collect();
                 return Self {
                     ebpf: None,
+                    map_bytes: Vec::new(),
                     status,
                     reasons,
                     load_error: Some(error),
@@ -179,6 +182,7 @@ impl Probes {
             });
         }
         Self {
+            map_bytes: map_bytes(&ebpf),
             ebpf: Some((ebpf, tags)),
             status,
             reasons,

@@ -1,5 +1,7 @@
 //! The slot tables as loaded: their sizes, and their tags mapped into the agent.
-use aya::Ebpf;
+use std::os::fd::{AsFd as _, AsRawFd as _};
+
+use aya::{Ebpf, maps::Map};
 use netmon_common::{MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_TRANSITION_KEYS, SlotMasks};
 
 use crate::probes::{ProbeSettings, slots::Tags};
@@ -50,4 +52,43 @@ impl TableTags {
             handshakes: Tags::map(ebpf, "HANDSHAKE_TAGS", sizes.handshakes)?,
         })
     }
+}
+
+/// The maps of each table, by the label the metrics give the table.
+const TABLE_MAPS: [(&str, &[&str]); 5] = [
+    ("traffic", &["TRAFFIC_TAGS", "TRAFFIC"]),
+    ("drops", &["DROP_TAGS", "DROPS"]),
+    ("transitions", &["TRANSITION_TAGS", "TCP_TRANSITIONS"]),
+    ("handshakes", &["HANDSHAKE_TAGS", "HANDSHAKES"]),
+    ("events", &["EVENTS"]),
+];
+
+/// Kernel memory of each table's maps, as the kernel charges it (`memlock` in the map
+/// descriptor's fdinfo); fixed once the maps exist, as every map is a preallocated array.
+pub(super) fn map_bytes(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
+    TABLE_MAPS
+        .iter()
+        .map(|(table, maps)| {
+            let bytes = maps
+                .iter()
+                .filter_map(|name| match ebpf.map(name)? {
+                    Map::Array(data) | Map::PerCpuArray(data) => {
+                        memlock(data.fd().as_fd().as_raw_fd())
+                    }
+                    _ => None,
+                })
+                .sum();
+            (*table, bytes)
+        })
+        .collect()
+}
+
+fn memlock(fd: i32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("memlock:"))?
+        .trim()
+        .parse()
+        .ok()
 }

@@ -30,7 +30,8 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// Seconds each agent-cost measurement lasts.
 const MEASURE: Duration = Duration::from_secs(10);
 
-/// Runs the sections named on the command line (`kernel`, `agent`, `path`), or all of them.
+/// Runs the sections named on the command line (`kernel`, `agent`, `memory`, `path`), or all
+/// of them.
 fn main() {
     require_root();
     let wanted: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +43,9 @@ fn main() {
     }
     if run("agent") {
         let _ = writeln!(out, "{}", agent_cost());
+    }
+    if run("memory") {
+        let _ = writeln!(out, "{}", kernel_memory());
     }
     if run("path") {
         let _ = writeln!(out, "{}", packet_path());
@@ -643,11 +647,15 @@ fn stop(mut child: Child) {
 }
 
 /// p50 and p99 of `/metrics` with 50 concurrent scrapers, 20 scrapes each, kept alive.
-fn latency(ns: &Netns, addr: SocketAddr) -> (f64, f64, usize) {
+/// p50 and p99 in ms of 1,000 scrapes by 50 scrapers that take gzip, as Prometheus does, how
+/// many, and the compressed body's size.
+fn latency(ns: &Netns, addr: SocketAddr) -> (f64, f64, usize, usize) {
     let samples = Arc::new(Mutex::new(Vec::new()));
+    let compressed = Arc::new(Mutex::new(0));
     let handles: Vec<_> = (0..50)
         .map(|_| {
             let samples = samples.clone();
+            let compressed = compressed.clone();
             let path = ns.path();
             thread::spawn(move || {
                 let file = std::fs::File::open(path).unwrap();
@@ -656,8 +664,10 @@ fn latency(ns: &Netns, addr: SocketAddr) -> (f64, f64, usize) {
                 let mut stream = TcpStream::connect(addr).unwrap();
                 for _ in 0..20 {
                     let begin = Instant::now();
-                    let response = request(&mut stream, addr, "/metrics", &[]).unwrap();
+                    let gzip = [("Accept-Encoding", "gzip")];
+                    let response = request(&mut stream, addr, "/metrics", &gzip).unwrap();
                     assert_eq!(response.status, 200);
+                    *compressed.lock().unwrap() = response.bytes.len();
                     samples
                         .lock()
                         .unwrap()
@@ -672,7 +682,8 @@ fn latency(ns: &Netns, addr: SocketAddr) -> (f64, f64, usize) {
     let mut samples = samples.lock().unwrap().clone();
     samples.sort_by(f64::total_cmp);
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
-    (at(0.5), at(0.99), samples.len())
+    let compressed = *compressed.lock().unwrap();
+    (at(0.5), at(0.99), samples.len(), compressed)
 }
 
 /// node_exporter with the collectors that cover what netmon reports, in `ns`, scraped the
@@ -749,15 +760,15 @@ fn agent_cost() -> String {
             durations.2
         );
         if socket_target == 50_000 {
-            let (p50, p99, n) = latency(&x, netmon.addr);
-            busy = Some((cpu, rss, size, p50, p99, n));
+            let (p50, p99, n, gzipped) = latency(&x, netmon.addr);
+            busy = Some((cpu, rss, size, p50, p99, n, gzipped));
             stop(netmon.child);
             node_result = node_exporter(&x);
             continue;
         }
         stop(netmon.child);
     }
-    let (cpu, rss, size, p50, p99, n) = busy.unwrap();
+    let (cpu, rss, size, p50, p99, n, gzipped) = busy.unwrap();
 
     let mut comparison = String::from(
         "## 3. Agent cost on a busy host\n\n1,000 interfaces and 50,000 TCP sockets in one \
@@ -787,8 +798,9 @@ fn agent_cost() -> String {
     let _ = writeln!(
         comparison,
         "## 4. /metrics latency under 50 concurrent scrapers\n\nSame busy host; 50 kept-alive \
-         connections, 20 scrapes each ({n} in all).\n\n| p50 (ms) | p99 (ms) | body (bytes) |\n\
-         |---|---|---|\n| {p50:.1} | {p99:.1} | {size} |\n"
+         connections that take gzip as Prometheus does, 20 scrapes each ({n} in all).\n\n\
+         | p50 (ms) | p99 (ms) | target p99 (ms) | body (bytes) | gzip body (bytes) |\n\
+         |---|---|---|---|---|\n| {p50:.1} | {p99:.1} | 50 | {size} | {gzipped} |\n"
     );
     for child in holders {
         stop(child);
@@ -823,6 +835,90 @@ fn collector_ms(ns: &Netns, addr: SocketAddr) -> (f64, f64, f64) {
 
 fn ss_count(ns: &Netns) -> usize {
     ns.exec(&["ss", "-tanH"]).lines().count()
+}
+
+// ---------------------------------------------------------------- kernel memory
+
+/// netmon's maps, by the table they make up.
+const TABLE_MAPS: [(&str, &[&str]); 5] = [
+    ("traffic", &["TRAFFIC_TAGS", "TRAFFIC"]),
+    ("drops", &["DROP_TAGS", "DROPS"]),
+    ("transitions", &["TRANSITION_TAGS", "TCP_TRANSITIONS"]),
+    ("handshakes", &["HANDSHAKE_TAGS", "HANDSHAKES"]),
+    ("events", &["EVENTS"]),
+];
+
+/// Bytes a map takes with `cpus` CPUs, from its definition: an array holds its values (a
+/// memory-mappable one in whole pages), a per-CPU array a copy per CPU (each value rounded up
+/// to 8 bytes) and a pointer per entry.
+fn map_bytes_for(map: &serde_json::Value, cpus: u64) -> u64 {
+    let entries = map["max_entries"].as_u64().unwrap_or(0);
+    let value = map["bytes_value"].as_u64().unwrap_or(0).div_ceil(8) * 8;
+    match map["type"].as_str() {
+        Some("percpu_array") => entries * (value * cpus + 8),
+        _ => (entries * value).div_ceil(4096) * 4096,
+    }
+}
+
+fn kernel_memory() -> String {
+    let agent = Agent::start(&[]);
+    let maps: Vec<serde_json::Value> =
+        serde_json::from_str(&sh("bpftool", &["map", "show", "--json"])).unwrap_or_default();
+    drop(agent);
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let mut out = format!(
+        "## 7. Kernel memory\n\nnetmon's maps with the default configuration: what the kernel \
+         charges here ({cpus} CPUs, `bpftool map show`, bytes_memlock) and what the same \
+         definitions take on larger hosts.\n\n\
+         | table | here (MiB) | 2 CPUs (MiB) | 16 CPUs (MiB) | 128 CPUs (MiB) |\n|---|---|---|---|---|\n"
+    );
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    let mut totals = [0u64; 4];
+    for (table, names) in TABLE_MAPS {
+        let ours: Vec<&serde_json::Value> = maps
+            .iter()
+            .filter(|m| names.contains(&m["name"].as_str().unwrap_or_default()))
+            .collect();
+        let row = [
+            ours.iter()
+                .map(|m| m["bytes_memlock"].as_u64().unwrap_or(0))
+                .sum(),
+            ours.iter().map(|m| map_bytes_for(m, 2)).sum(),
+            ours.iter().map(|m| map_bytes_for(m, 16)).sum(),
+            ours.iter().map(|m| map_bytes_for(m, 128)).sum::<u64>(),
+        ];
+        for (total, value) in totals.iter_mut().zip(row) {
+            *total += value;
+        }
+        let _ = writeln!(
+            out,
+            "| {table} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            mib(row[0]),
+            mib(row[1]),
+            mib(row[2]),
+            mib(row[3])
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| **all** | **{:.2}** | {:.2} | {:.2} | **{:.2}** |\n\nTargets: at most 4 MiB here \
+         ({}), at most 32 MiB for 128 CPUs ({}).\n",
+        mib(totals[0]),
+        mib(totals[1]),
+        mib(totals[2]),
+        mib(totals[3]),
+        if mib(totals[0]) <= 4.0 {
+            "met"
+        } else {
+            "missed"
+        },
+        if mib(totals[3]) <= 32.0 {
+            "met"
+        } else {
+            "missed"
+        },
+    );
+    out
 }
 
 // ---------------------------------------------------------------- packet path

@@ -142,6 +142,16 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     }
     push(entries);
 
+    let mut memory = Family::new(
+        "netmon_probe_map_bytes",
+        "Kernel memory of each table's maps (tags and counts), as the kernel charges it.",
+        MetricType::GAUGE,
+    );
+    for (map, size) in &kernel.map_bytes {
+        memory.sample(&[("map", map)], *size as f64);
+    }
+    push(memory);
+
     let mut read_failures = Family::new(
         "netmon_probe_read_failures_total",
         "Kernel memory reads that failed inside the programs.",
