@@ -10,13 +10,17 @@
 //! collision can never merge two identities' counts.
 #![no_std]
 
+// Capacities are powers of two. The per-CPU tables take their size times the CPUs: they are
+// sized for a busy host (hundreds of containers) and no more, so that a 128-CPU host pays
+// at most 32 MiB of kernel memory for all of them (BENCHMARKS.md, table 7).
+
 /// Capacity of the per-interface traffic table. One slot per (namespace, interface).
-pub const MAX_INTERFACES: u32 = 8192;
+pub const MAX_INTERFACES: u32 = 4096;
 /// Capacity of the drop table. One slot per (namespace, interface, reason, protocol).
-pub const MAX_DROP_KEYS: u32 = 16384;
+pub const MAX_DROP_KEYS: u32 = 4096;
 
 /// Capacity of the TCP transition table: (namespace, family, from, to).
-pub const MAX_TRANSITION_KEYS: u32 = 16384;
+pub const MAX_TRANSITION_KEYS: u32 = 4096;
 /// Capacity of the handshake histogram table: (namespace, open kind).
 pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
 
@@ -165,7 +169,7 @@ impl HandshakeKey {
     }
 }
 
-/// Value of the handshake histogram map (one per CPU).
+/// Value of the handshake histogram map (shared by all CPUs, added to atomically).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HandshakeHistogram {

@@ -9,7 +9,7 @@ use netmon_common::{
     MAX_TRANSITION_KEYS, SlotMasks, SlotTag,
 };
 
-use crate::slots::Table;
+use crate::slots::{Slots, Table};
 
 /// Sizes of the tables, set by the agent (which may shrink them) before loading.
 #[unsafe(no_mangle)]
@@ -49,45 +49,52 @@ pub static TCP_TRANSITIONS: PerCpuArray<u64> =
 
 #[map]
 pub static HANDSHAKE_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, TAGS);
+/// Shared by all CPUs and added to atomically: a handshake completes once per connection, and
+/// a copy per CPU of every histogram would cost more memory than the counts are worth.
 #[map]
-pub static HANDSHAKES: PerCpuArray<HandshakeHistogram> =
-    PerCpuArray::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
+pub static HANDSHAKES: Array<HandshakeHistogram> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
 
 #[inline(always)]
 pub fn traffic() -> Table<InterfaceTraffic> {
     Table {
-        tags: &TRAFFIC_TAGS,
+        slots: Slots {
+            tags: &TRAFFIC_TAGS,
+            mask: slot_mask!(traffic),
+            full: Event::TrafficMapFull,
+        },
         counts: &TRAFFIC,
-        mask: slot_mask!(traffic),
-        full: Event::TrafficMapFull,
     }
 }
 
 #[inline(always)]
 pub fn drops() -> Table<u64> {
     Table {
-        tags: &DROP_TAGS,
+        slots: Slots {
+            tags: &DROP_TAGS,
+            mask: slot_mask!(drops),
+            full: Event::DropMapFull,
+        },
         counts: &DROPS,
-        mask: slot_mask!(drops),
-        full: Event::DropMapFull,
     }
 }
 
 #[inline(always)]
 pub fn transitions() -> Table<u64> {
     Table {
-        tags: &TRANSITION_TAGS,
+        slots: Slots {
+            tags: &TRANSITION_TAGS,
+            mask: slot_mask!(transitions),
+            full: Event::TransitionMapFull,
+        },
         counts: &TCP_TRANSITIONS,
-        mask: slot_mask!(transitions),
-        full: Event::TransitionMapFull,
     }
 }
 
+/// The handshake histograms' slots; the histograms are in [`HANDSHAKES`].
 #[inline(always)]
-pub fn handshakes() -> Table<HandshakeHistogram> {
-    Table {
+pub fn handshake_slots() -> Slots {
+    Slots {
         tags: &HANDSHAKE_TAGS,
-        counts: &HANDSHAKES,
         mask: slot_mask!(handshakes),
         full: Event::HandshakeMapFull,
     }

@@ -1,6 +1,6 @@
-//! Slot tables: counters in a per-CPU array, found through a shared array of tags (see
-//! `netmon-common`). The common case costs one tag compare and one per-CPU array lookup;
-//! claiming a slot happens once per identity.
+//! Slot tables: counters in an array (per-CPU where the events are frequent), found through
+//! a shared array of tags (see `netmon-common`). The common case costs one tag compare and
+//! one array lookup; claiming a slot happens once per identity.
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg};
 
 use aya_ebpf::maps::{Array, PerCpuArray};
@@ -8,13 +8,18 @@ use netmon_common::{Event, SLOT_PROBES, SlotTag, slot_hash};
 
 use crate::events::count_event;
 
-/// A table: its tags, its per-CPU counts and its size mask.
-pub struct Table<V: 'static> {
+/// The tags of a table and its size mask: which slot counts for which identity.
+pub struct Slots {
     pub tags: &'static Array<SlotTag>,
-    pub counts: &'static PerCpuArray<V>,
     pub mask: u32,
     /// Counted when no slot could be had.
     pub full: Event,
+}
+
+/// A table whose counts are per CPU.
+pub struct Table<V: 'static> {
+    pub slots: Slots,
+    pub counts: &'static PerCpuArray<V>,
 }
 
 impl<V> Table<V> {
@@ -33,14 +38,25 @@ impl<V> Table<V> {
         extra2: u64,
         meta: impl FnOnce() -> u64,
     ) -> Option<&mut V> {
-        let index = self.find(id, extra, extra2, meta)?;
+        let index = self.slots.find(id, extra, extra2, meta)?;
         let counts = self.counts.get_ptr_mut(index)?;
         // SAFETY: this CPU's value; one program per hook, which does not nest on a CPU.
         Some(unsafe { &mut *counts })
     }
+}
 
+impl Slots {
+    /// The slot of the identity (`id`, `extra`, `extra2`), claimed if it has none yet (then
+    /// `meta()` is stored for the agent); `None` when its candidate slots all count something
+    /// else.
     #[inline(always)]
-    fn find(&self, id: u64, extra: u64, extra2: u64, meta: impl FnOnce() -> u64) -> Option<u32> {
+    pub fn find(
+        &self,
+        id: u64,
+        extra: u64,
+        extra2: u64,
+        meta: impl FnOnce() -> u64,
+    ) -> Option<u32> {
         let start = slot_hash(id, extra);
         let first = start & self.mask;
         if let Some(tag) = self.tags.get_ptr_mut(first)

@@ -1,6 +1,8 @@
 //! `sock:inet_sock_set_state` (TCP only): transitions per family, and the handshake times of
 //! active (`SYN_SENT` -> `ESTABLISHED`) and passive (`SYN_RECV` -> `ESTABLISHED`) opens, as the
 //! kernel measured them: nothing is remembered between two transitions.
+use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
+
 use aya_ebpf::{
     EbpfContext,
     helpers::generated::bpf_skc_to_tcp_sock,
@@ -13,7 +15,7 @@ use netmon_common::{
 
 use crate::{
     kernel::{Btf, Memory, Probe, constant, socket_netns, tp_field},
-    maps::{handshakes, transitions},
+    maps::{HANDSHAKES, handshake_slots, transitions},
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -69,11 +71,17 @@ fn count_handshake(netns: u32, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
     let elapsed_us = (srtt_us() >> 3) as u64;
     let bucket = (log2(elapsed_us) as usize).min(HANDSHAKE_BUCKETS - 1);
     let key = HandshakeKey { netns, open };
-    if let Some(histogram) = handshakes().counts(key.slot_id(), 0, 0, || 0) {
-        if let Some(count) = histogram.buckets.get_mut(bucket) {
-            *count += 1;
+    let Some(index) = handshake_slots().find(key.slot_id(), 0, 0, || 0) else {
+        return;
+    };
+    if let Some(histogram) = HANDSHAKES.get_ptr_mut(index) {
+        // SAFETY: a map value shared by all CPUs, only ever added to atomically.
+        unsafe {
+            if let Some(count) = (*histogram).buckets.get_mut(bucket) {
+                atomic_xadd::<u64, u64, { SeqCst }>(count, 1);
+            }
+            atomic_xadd::<u64, u64, { SeqCst }>(&raw mut (*histogram).sum_ns, elapsed_us * 1000);
         }
-        histogram.sum_ns += elapsed_us * 1000;
     }
 }
 

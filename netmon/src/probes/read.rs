@@ -98,7 +98,8 @@ impl Probes {
         });
 
         let mut handshakes: BTreeMap<(u32, u32), HandshakeHistogram> = BTreeMap::new();
-        for (tag, per_cpu) in slots::read::<KernelHistogram>(ebpf, &tags.handshakes, "HANDSHAKES")?
+        for (tag, value) in
+            slots::read_shared::<KernelHistogram>(ebpf, &tags.handshakes, "HANDSHAKES")?
         {
             let key = HandshakeKey::from_slot_id(tag.id);
             let histogram =
@@ -114,12 +115,10 @@ impl Probes {
                         buckets: vec![0; HANDSHAKE_BUCKETS],
                         sum_ns: 0,
                     });
-            for value in per_cpu.iter() {
-                for (total, count) in histogram.buckets.iter_mut().zip(value.buckets) {
-                    *total += count;
-                }
-                histogram.sum_ns += value.sum_ns;
+            for (total, count) in histogram.buckets.iter_mut().zip(value.buckets) {
+                *total += count;
             }
+            histogram.sum_ns += value.sum_ns;
         }
         counters.handshakes = handshakes.into_values().collect();
 
@@ -172,7 +171,7 @@ impl Probes {
             ),
             (
                 "handshakes",
-                slots::free_where::<KernelHistogram>(
+                slots::free_shared_where::<KernelHistogram>(
                     ebpf,
                     &tags.handshakes,
                     "HANDSHAKES",

@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, Pod,
-    maps::{Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, Map, MapData, PerCpuArray, PerCpuValues},
 };
 use netmon_common::SlotTag;
 
@@ -158,6 +158,53 @@ pub fn free_where<V: Pod + Default>(
         let zeros = PerCpuValues::try_from(vec![V::default(); cpus])?;
         array
             .set(index, zeros, 0)
+            .with_context(|| format!("zeroing {counts}[{index}]"))?;
+        tags.free(index);
+        freed += 1;
+    }
+    Ok((freed, left))
+}
+
+/// The counts of every slot in use in a table whose counts are shared by all CPUs.
+pub fn read_shared<V: Pod>(
+    ebpf: &Ebpf,
+    tags: &Tags,
+    counts: &str,
+) -> anyhow::Result<Vec<(SlotTag, V)>> {
+    let map = ebpf
+        .map(counts)
+        .ok_or_else(|| anyhow!("map {counts} missing from the object"))?;
+    let array: Array<&MapData, V> = Array::try_from(map)?;
+    tags.claimed()
+        .map(|(index, tag)| {
+            let value = array
+                .get(&index, 0)
+                .with_context(|| format!("reading {counts}[{index}]"))?;
+            Ok((tag, value))
+        })
+        .collect()
+}
+
+/// [`free_where`] for a table whose counts are shared by all CPUs.
+pub fn free_shared_where<V: Pod + Default>(
+    ebpf: &mut Ebpf,
+    tags: &Tags,
+    counts: &str,
+    gone: &dyn Fn(&SlotTag) -> bool,
+) -> anyhow::Result<(usize, usize)> {
+    let map = ebpf
+        .map_mut(counts)
+        .ok_or_else(|| anyhow!("map {counts} missing from the object"))?;
+    let mut array: Array<&mut MapData, V> = Array::try_from(map)?;
+    let (mut freed, mut left) = (0, 0);
+    let claimed: Vec<(u32, SlotTag)> = tags.claimed().collect();
+    for (index, tag) in claimed {
+        if !gone(&tag) {
+            left += 1;
+            continue;
+        }
+        array
+            .set(index, V::default(), 0)
             .with_context(|| format!("zeroing {counts}[{index}]"))?;
         tags.free(index);
         freed += 1;
