@@ -2,12 +2,13 @@
 //! Every type is `#[repr(C)]` with explicit padding so that both sides agree byte for byte.
 //!
 //! Counters live in slot tables: a shared array of [`SlotTag`]s says what each slot counts,
-//! and a per-CPU array of the same length holds the counts. A program finds its slot from a
-//! hash of the identity, looks at [`SLOT_PROBES`] consecutive slots at most, and claims a
-//! free one with an atomic compare-and-swap on [`SlotTag::id`]; the agent reads the tags
-//! (memory-mapped), sums the per-CPU counts of the claimed slots by identity, and frees the
-//! slots of what is gone. A slot is used only when its whole identity matches, so a hash
-//! collision can never merge two identities' counts.
+//! and an array of the same length holds the counts (one per CPU where events are frequent,
+//! one added to atomically where they are not). A program finds its slot from a hash of the
+//! identity, looks at [`SLOT_PROBES`] consecutive slots at most, and claims a free one with
+//! an atomic compare-and-swap on [`SlotTag::id`]; the agent reads the tags (memory-mapped),
+//! sums the counts of the claimed slots by what each tag means, and frees the slots of what
+//! is gone. A slot is used only when its whole identity matches, so a hash collision can
+//! never merge two identities' counts.
 #![no_std]
 
 // Capacities are powers of two. The per-CPU tables take their size times the CPUs: they are

@@ -186,7 +186,7 @@ pub struct KernelCounters {
     pub drop_map_full: u64,
     pub handshake_map_full: u64,
     pub transition_map_full: u64,
-    /// Entries in each kernel hash map after the poll's clean-up.
+    /// Slots in use in each kernel table after the poll's clean-up.
     pub map_entries: Vec<(&'static str, usize)>,
     /// Kernel memory of each table's maps, in bytes.
     pub map_bytes: Vec<(&'static str, u64)>,

@@ -115,3 +115,20 @@ pub struct MethodFailure {
     pub method: AttachMethod,
     pub error: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_and_hook_names_round_trip() {
+        for method in AttachMethod::ALL {
+            assert_eq!(method.as_str().parse::<AttachMethod>().unwrap(), method);
+        }
+        for hook in Hook::ALL {
+            assert_eq!(hook.as_str().parse::<Hook>().unwrap(), hook);
+        }
+        assert!("fentry".parse::<AttachMethod>().is_err());
+        assert!("nope".parse::<Hook>().is_err());
+    }
+}
