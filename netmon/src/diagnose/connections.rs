@@ -1,5 +1,6 @@
 //! Connections piling up in one TCP state.
-use super::*;
+use super::{Finding, Severity, evidence};
+use crate::{config::Config, model::Snapshot};
 
 pub(super) fn connection_states(
     findings: &mut Vec<Finding>,

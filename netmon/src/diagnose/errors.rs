@@ -1,5 +1,6 @@
 //! Interface errors and drops above their thresholds, and errors that keep coming.
-use super::*;
+use super::{Finding, evidence, graded};
+use crate::{config::Config, model::Snapshot, rates::InterfaceRates};
 
 pub(super) fn error_rates(
     findings: &mut Vec<Finding>,

@@ -1,7 +1,7 @@
 //! The troubleshooting playbook of a network operator as rules that turn the History into
 //! findings: what is wrong, how badly, the numbers that show it, and what to do next.
 //! One rule (or a small family) a file; this file holds what they share. No I/O here.
-use std::{collections::BTreeMap, time::Duration};
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -12,9 +12,9 @@ mod ports;
 mod saturation;
 
 use crate::{
-    config::{Config, ExpectedPort},
-    model::{History, ListeningSocket, Snapshot},
-    rates::{self, InterfaceRates, Summary, increase, percent},
+    config::Config,
+    model::History,
+    rates::{self, Summary},
 };
 use connections::connection_states;
 use errors::error_rates;

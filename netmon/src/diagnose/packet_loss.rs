@@ -1,5 +1,12 @@
 //! Packets the kernel dropped, by reason, with what to do about each.
-use super::*;
+use std::collections::BTreeMap;
+
+use super::{Finding, evidence, graded};
+use crate::{
+    config::Config,
+    model::Snapshot,
+    rates::{InterfaceRates, increase, percent},
+};
 
 /// What to do about packets the kernel dropped for `reason`.
 fn drop_advice(reason: &str) -> String {

@@ -1,5 +1,11 @@
 //! Expected listeners that are missing or exposed, and ports that are running out.
-use super::*;
+use std::collections::BTreeMap;
+
+use super::{Finding, Severity, evidence, graded};
+use crate::{
+    config::{Config, ExpectedPort},
+    model::{ListeningSocket, Snapshot},
+};
 
 fn owners(socket: &ListeningSocket) -> String {
     if socket.processes.is_empty() {

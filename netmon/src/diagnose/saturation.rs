@@ -1,5 +1,6 @@
 //! Links carrying close to their capacity.
-use super::*;
+use super::{Finding, evidence, graded};
+use crate::{config::Config, rates::InterfaceRates};
 
 pub(super) fn saturation(
     findings: &mut Vec<Finding>,

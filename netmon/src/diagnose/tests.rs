@@ -3,7 +3,7 @@ use std::{sync::Arc, time::Duration};
 use netmon_common::DropKey;
 
 use super::*;
-use crate::model::{DropCount, Interface, InterfaceCounters, Owner};
+use crate::model::{DropCount, Interface, InterfaceCounters, ListeningSocket, Owner, Snapshot};
 
 const NETNS: u32 = 4026531840;
 
