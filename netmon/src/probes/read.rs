@@ -1,11 +1,7 @@
 //! Reading the tables into kernel counters, and freeing the slots of what is gone.
 use std::collections::BTreeMap;
 
-use anyhow::anyhow;
-use aya::{
-    Ebpf,
-    maps::{Map, MapData, PerCpuArray},
-};
+use aya::maps::{MapData, PerCpuArray};
 use netmon_common::{
     DropKey, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS,
     HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey, InterfaceTraffic,
@@ -15,7 +11,10 @@ use netmon_common::{
 use crate::{
     model::{DropCount, HandshakeHistogram, KernelCounters, TcpTransition, TrafficCount},
     names,
-    probes::{Probes, slots},
+    probes::{
+        Probes,
+        slots::{self, map},
+    },
 };
 
 impl Probes {
@@ -194,9 +193,4 @@ fn family_name(family: u8) -> &'static str {
     } else {
         names::FAMILY_INET
     }
-}
-
-fn map<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a Map> {
-    ebpf.map(name)
-        .ok_or_else(|| anyhow!("map {name} missing from the object"))
 }

@@ -8,7 +8,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, Pod,
-    maps::{Array, Map, MapData, PerCpuArray, PerCpuValues},
+    maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuValues},
 };
 use netmon_common::SlotTag;
 
@@ -26,10 +26,8 @@ unsafe impl Send for Tags {}
 impl Tags {
     /// Maps the tag array `name` of `slots` entries.
     pub fn map(ebpf: &Ebpf, name: &str, slots: u32) -> anyhow::Result<Self> {
-        let data = match ebpf.map(name) {
-            Some(Map::Array(data)) => data,
-            Some(_) => bail!("map {name} is not an array"),
-            None => bail!("map {name} missing from the object"),
+        let Map::Array(data) = map(ebpf, name)? else {
+            bail!("map {name} is not an array");
         };
         let slots = slots as usize;
         let page = page_size();
@@ -115,39 +113,28 @@ fn page_size() -> usize {
     usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096)
 }
 
-/// The per-CPU counts of every slot in use in a table: (tag, one value per CPU).
-pub fn read<V: Pod>(
-    ebpf: &Ebpf,
+/// Every slot in use in a table, with its tag and what `get` reads of its counts.
+fn read_claimed<T>(
     tags: &Tags,
     counts: &str,
-) -> anyhow::Result<Vec<(SlotTag, PerCpuValues<V>)>> {
-    let map = ebpf
-        .map(counts)
-        .ok_or_else(|| anyhow!("map {counts} missing from the object"))?;
-    let array: PerCpuArray<&MapData, V> = PerCpuArray::try_from(map)?;
+    get: impl Fn(u32) -> Result<T, MapError>,
+) -> anyhow::Result<Vec<(SlotTag, T)>> {
     tags.claimed()
         .map(|(index, tag)| {
-            let values = array
-                .get(&index, 0)
-                .with_context(|| format!("reading {counts}[{index}]"))?;
-            Ok((tag, values))
+            let value = get(index).with_context(|| format!("reading {counts}[{index}]"))?;
+            Ok((tag, value))
         })
         .collect()
 }
 
-/// Frees the slots whose tags `gone` picks, their counts zeroed first so that the next owner
-/// starts from nothing; returns (freed, left in use).
-pub fn free_where<V: Pod + Default>(
-    ebpf: &mut Ebpf,
+/// Frees the slots whose tags `gone` picks, their counts zeroed first by `zero` so that the
+/// next owner starts from nothing; returns (freed, left in use).
+fn free_claimed(
     tags: &Tags,
     counts: &str,
     gone: &dyn Fn(&SlotTag) -> bool,
+    mut zero: impl FnMut(u32) -> anyhow::Result<()>,
 ) -> anyhow::Result<(usize, usize)> {
-    let map = ebpf
-        .map_mut(counts)
-        .ok_or_else(|| anyhow!("map {counts} missing from the object"))?;
-    let mut array: PerCpuArray<&mut MapData, V> = PerCpuArray::try_from(map)?;
-    let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
     let (mut freed, mut left) = (0, 0);
     let claimed: Vec<(u32, SlotTag)> = tags.claimed().collect();
     for (index, tag) in claimed {
@@ -155,14 +142,32 @@ pub fn free_where<V: Pod + Default>(
             left += 1;
             continue;
         }
-        let zeros = PerCpuValues::try_from(vec![V::default(); cpus])?;
-        array
-            .set(index, zeros, 0)
-            .with_context(|| format!("zeroing {counts}[{index}]"))?;
+        zero(index).with_context(|| format!("zeroing {counts}[{index}]"))?;
         tags.free(index);
         freed += 1;
     }
     Ok((freed, left))
+}
+
+/// The map `name` of the object.
+pub(super) fn map<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a Map> {
+    ebpf.map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the object"))
+}
+
+fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Map> {
+    ebpf.map_mut(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the object"))
+}
+
+/// The per-CPU counts of every slot in use in a table: (tag, one value per CPU).
+pub fn read<V: Pod>(
+    ebpf: &Ebpf,
+    tags: &Tags,
+    counts: &str,
+) -> anyhow::Result<Vec<(SlotTag, PerCpuValues<V>)>> {
+    let array: PerCpuArray<&MapData, V> = PerCpuArray::try_from(map(ebpf, counts)?)?;
+    read_claimed(tags, counts, |index| array.get(&index, 0))
 }
 
 /// The counts of every slot in use in a table whose counts are shared by all CPUs.
@@ -171,18 +176,23 @@ pub fn read_shared<V: Pod>(
     tags: &Tags,
     counts: &str,
 ) -> anyhow::Result<Vec<(SlotTag, V)>> {
-    let map = ebpf
-        .map(counts)
-        .ok_or_else(|| anyhow!("map {counts} missing from the object"))?;
-    let array: Array<&MapData, V> = Array::try_from(map)?;
-    tags.claimed()
-        .map(|(index, tag)| {
-            let value = array
-                .get(&index, 0)
-                .with_context(|| format!("reading {counts}[{index}]"))?;
-            Ok((tag, value))
-        })
-        .collect()
+    let array: Array<&MapData, V> = Array::try_from(map(ebpf, counts)?)?;
+    read_claimed(tags, counts, |index| array.get(&index, 0))
+}
+
+/// Frees the slots of a per-CPU table whose tags `gone` picks; returns (freed, left in use).
+pub fn free_where<V: Pod + Default>(
+    ebpf: &mut Ebpf,
+    tags: &Tags,
+    counts: &str,
+    gone: &dyn Fn(&SlotTag) -> bool,
+) -> anyhow::Result<(usize, usize)> {
+    let mut array: PerCpuArray<&mut MapData, V> = PerCpuArray::try_from(map_mut(ebpf, counts)?)?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
+    free_claimed(tags, counts, gone, |index| {
+        let zeros = PerCpuValues::try_from(vec![V::default(); cpus])?;
+        Ok(array.set(index, zeros, 0)?)
+    })
 }
 
 /// [`free_where`] for a table whose counts are shared by all CPUs.
@@ -192,22 +202,8 @@ pub fn free_shared_where<V: Pod + Default>(
     counts: &str,
     gone: &dyn Fn(&SlotTag) -> bool,
 ) -> anyhow::Result<(usize, usize)> {
-    let map = ebpf
-        .map_mut(counts)
-        .ok_or_else(|| anyhow!("map {counts} missing from the object"))?;
-    let mut array: Array<&mut MapData, V> = Array::try_from(map)?;
-    let (mut freed, mut left) = (0, 0);
-    let claimed: Vec<(u32, SlotTag)> = tags.claimed().collect();
-    for (index, tag) in claimed {
-        if !gone(&tag) {
-            left += 1;
-            continue;
-        }
-        array
-            .set(index, V::default(), 0)
-            .with_context(|| format!("zeroing {counts}[{index}]"))?;
-        tags.free(index);
-        freed += 1;
-    }
-    Ok((freed, left))
+    let mut array: Array<&mut MapData, V> = Array::try_from(map_mut(ebpf, counts)?)?;
+    free_claimed(tags, counts, gone, |index| {
+        Ok(array.set(index, V::default(), 0)?)
+    })
 }
