@@ -25,6 +25,15 @@ pub const MAX_TRANSITION_KEYS: u32 = 4096;
 /// Capacity of the handshake histogram table: (namespace, open kind).
 pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
 
+/// The maps of each table in the object, by the label metrics and benchmarks give the table.
+pub const TABLE_MAPS: [(&str, &[&str]); 5] = [
+    ("traffic", &["TRAFFIC_TAGS", "TRAFFIC"]),
+    ("drops", &["DROP_TAGS", "DROPS"]),
+    ("transitions", &["TRANSITION_TAGS", "TCP_TRANSITIONS"]),
+    ("handshakes", &["HANDSHAKE_TAGS", "HANDSHAKES"]),
+    ("events", &["EVENTS"]),
+];
+
 /// Consecutive slots a program looks at for an identity before it counts the table as full.
 pub const SLOT_PROBES: u32 = 8;
 

@@ -2,7 +2,9 @@
 use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{Ebpf, maps::Map};
-use netmon_common::{MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_TRANSITION_KEYS, SlotMasks};
+use netmon_common::{
+    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_TRANSITION_KEYS, SlotMasks, TABLE_MAPS,
+};
 
 use crate::probes::{ProbeSettings, slots::Tags};
 
@@ -53,15 +55,6 @@ impl TableTags {
         })
     }
 }
-
-/// The maps of each table, by the label the metrics give the table.
-const TABLE_MAPS: [(&str, &[&str]); 5] = [
-    ("traffic", &["TRAFFIC_TAGS", "TRAFFIC"]),
-    ("drops", &["DROP_TAGS", "DROPS"]),
-    ("transitions", &["TRANSITION_TAGS", "TCP_TRANSITIONS"]),
-    ("handshakes", &["HANDSHAKE_TAGS", "HANDSHAKES"]),
-    ("events", &["EVENTS"]),
-];
 
 /// Kernel memory of each table's maps, as the kernel charges it (`memlock` in the map
 /// descriptor's fdinfo); fixed once the maps exist, as every map is a preallocated array.

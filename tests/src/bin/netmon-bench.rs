@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netmon_common::TABLE_MAPS;
 use netmon_tests::{
     Agent, ConfigFile, Netns, Veth, free_port, netmon_bin, request, require_root, send_udp, sh,
 };
@@ -838,15 +839,6 @@ fn ss_count(ns: &Netns) -> usize {
 }
 
 // ---------------------------------------------------------------- kernel memory
-
-/// netmon's maps, by the table they make up.
-const TABLE_MAPS: [(&str, &[&str]); 5] = [
-    ("traffic", &["TRAFFIC_TAGS", "TRAFFIC"]),
-    ("drops", &["DROP_TAGS", "DROPS"]),
-    ("transitions", &["TRANSITION_TAGS", "TCP_TRANSITIONS"]),
-    ("handshakes", &["HANDSHAKE_TAGS", "HANDSHAKES"]),
-    ("events", &["EVENTS"]),
-];
 
 /// Bytes a map takes with `cpus` CPUs, from its definition: an array holds its values (a
 /// memory-mappable one in whole pages), a per-CPU array a copy per CPU (each value rounded up
