@@ -128,7 +128,7 @@ fn holds(tag: *mut SlotTag, id: u64, extra: u64, extra2: u64) -> bool {
 
 /// Atomically replaces the tag's `id` with `new` if it still is `current`.
 #[inline(always)]
-pub fn claim(tag: *mut SlotTag, current: u64, new: u64) -> bool {
+fn claim(tag: *mut SlotTag, current: u64, new: u64) -> bool {
     // The BPF target offers no `AtomicU64::compare_exchange`; the intrinsic is BPF's
     // `BPF_CMPXCHG` instruction.
     // SAFETY: an aligned u64 in a map value, shared with other CPUs only through atomics.
