@@ -3,6 +3,7 @@ pub mod collect;
 pub mod config;
 pub mod diagnose;
 pub mod export;
+pub mod heap;
 pub mod host;
 pub mod model;
 pub mod names;

@@ -1,7 +1,11 @@
 //! What the programs must be told about the running kernel before they load: struct member
 //! offsets from BTF, classic tracepoint record layouts from tracefs, and the function behind
 //! the drop hook's kprobe fallback.
-use std::collections::BTreeMap;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs::File,
+    io::{BufRead, BufReader},
+};
 
 use netmon_common::{DropProbeArgs, KernelOffsets, TracepointFields};
 
@@ -89,12 +93,6 @@ pub(super) fn tracepoint_fields(may_mount: bool) -> (TracepointFields, BTreeMap<
 
 /// The kernel function behind the drop hook on this kernel, and where its arguments are.
 pub(super) fn drop_kprobe_target() -> Option<(&'static str, DropProbeArgs)> {
-    let symbols = std::fs::read_to_string("/proc/kallsyms").ok()?;
-    let has = |name: &str| {
-        symbols
-            .lines()
-            .any(|line| line.split_whitespace().nth(2) == Some(name))
-    };
     let candidates = [
         (
             "sk_skb_reason_drop",
@@ -121,5 +119,17 @@ pub(super) fn drop_kprobe_target() -> Option<(&'static str, DropProbeArgs)> {
             },
         ),
     ];
-    candidates.into_iter().find(|(name, _)| has(name))
+    // Line by line: the whole symbol table is megabytes.
+    let mut present = BTreeSet::new();
+    for line in BufReader::new(File::open("/proc/kallsyms").ok()?).lines() {
+        let line = line.ok()?;
+        if let Some(name) = line.split_whitespace().nth(2)
+            && let Some((known, _)) = candidates.iter().find(|(known, _)| *known == name)
+        {
+            present.insert(*known);
+        }
+    }
+    candidates
+        .into_iter()
+        .find(|(name, _)| present.contains(name))
 }

@@ -59,17 +59,21 @@ impl Probes {
     /// did not work is in [`Probes::status`].
     pub fn start(settings: &ProbeSettings) -> Self {
         let forced = &settings.forced;
-        let btf = Btf::from_sys_fs();
-        let reasons = btf
-            .as_ref()
-            .map(DropReasonNames::from_btf)
-            .unwrap_or_default();
-        let offsets = btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|btf| {
-            kernel_offsets(btf).map_err(|e| format!("kernel struct layout from BTF: {e:#}"))
-        });
+        // Each parse of the kernel's BTF holds tens of MiB while it lives: this one gives its
+        // answers and goes before aya parses its own.
+        let (reasons, offsets, has_btf) = {
+            let btf = Btf::from_sys_fs();
+            let reasons = btf
+                .as_ref()
+                .map(DropReasonNames::from_btf)
+                .unwrap_or_default();
+            let offsets = btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|btf| {
+                kernel_offsets(btf).map_err(|e| format!("kernel struct layout from BTF: {e:#}"))
+            });
+            (reasons, offsets, btf.is_ok())
+        };
         // Classic tracepoints are the way on kernels without BTF, or when asked for.
-        let classic_likely =
-            btf.is_err() || forced.values().any(|m| *m == AttachMethod::Tracepoint);
+        let classic_likely = !has_btf || forced.values().any(|m| *m == AttachMethod::Tracepoint);
         let (fields, tracepoint_errors) = tracepoint_fields(classic_likely);
         // Older kernels lack one or both names; a value no reason takes then matches nothing.
         let no_such_reason = DROP_REASON_UNKNOWN - 1;
@@ -80,13 +84,13 @@ impl Probes {
             consumed: reasons.value("SKB_CONSUMED").unwrap_or(no_such_reason),
         };
         let drop_target = drop_kprobe_target();
-        let aya_btf = aya::Btf::from_sys_fs().ok();
 
         let object_offsets = offsets.clone().unwrap_or_default();
         let drop_args = drop_target.map(|(_, args)| args).unwrap_or_default();
         let sizes = TableSizes::new(settings);
+        // The loader parses the kernel's BTF for itself and is gone at the end of the
+        // statement, before the attach below parses it again: one parse lives at a time.
         let loaded = EbpfLoader::new()
-            .btf(aya_btf.as_ref())
             .override_global("OFFSETS", &object_offsets, true)
             .override_global("TP_FIELDS", &fields, true)
             .override_global("DROP_PROBE_ARGS", &drop_args, true)
@@ -125,6 +129,7 @@ impl Probes {
             }
         };
 
+        let aya_btf = aya::Btf::from_sys_fs().ok();
         let mut status = Vec::new();
         for hook in Hook::ALL {
             let methods: Vec<AttachMethod> = match forced.get(&hook) {
