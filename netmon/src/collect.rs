@@ -1,5 +1,6 @@
 //! The poll: one pass over every collector, producing a Snapshot.
 use std::{
+    collections::{BTreeSet, HashSet},
     os::unix::fs::MetadataExt as _,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -34,6 +35,7 @@ pub struct Poller {
     host: HostSettings,
     owners: SocketOwners,
     details: LinkDetails,
+    holders: netns::Holders,
     started: Instant,
 }
 
@@ -44,6 +46,7 @@ impl Poller {
             host,
             owners: SocketOwners::new(OWNER_RESCAN),
             details: LinkDetails::default(),
+            holders: netns::Holders::default(),
             started: Instant::now(),
         }
     }
@@ -74,9 +77,18 @@ impl Poller {
             ..Default::default()
         };
 
+        // The links of the agent's namespace, also for naming its kernel counters.
+        let mut own_links = None;
         if let Some(mut interfaces) =
             run(&mut snapshot.collectors, "interfaces", interfaces::read_all)
         {
+            own_links = Some((
+                snapshot.netns,
+                interfaces
+                    .iter()
+                    .map(|i| (i.ifindex, i.name.clone()))
+                    .collect(),
+            ));
             interfaces.retain(|i| self.host.interfaces.allows(&i.name));
             snapshot.interfaces = interfaces;
         }
@@ -115,7 +127,7 @@ impl Poller {
         }
         if snapshot.collectors.last().is_some_and(|run| run.success) {
             run(&mut snapshot.collectors, "namespaces", || {
-                self.resolve_namespaces(&mut snapshot.kernel)
+                self.resolve_namespaces(&mut snapshot.kernel, own_links)
             });
         }
         snapshot.poll_duration_seconds = begin.elapsed().as_secs_f64();
@@ -139,22 +151,37 @@ impl Poller {
 
     /// Gives the kernel counters their interface names, in whatever namespace they are, and
     /// forgets the counters of interfaces and namespaces that are gone.
-    fn resolve_namespaces(&mut self, kernel: &mut KernelCounters) -> anyhow::Result<()> {
-        let mut wanted: Vec<u32> = kernel
+    fn resolve_namespaces(
+        &mut self,
+        kernel: &mut KernelCounters,
+        own_links: Option<(u32, Vec<(u32, String)>)>,
+    ) -> anyhow::Result<()> {
+        // Counters in namespace 0 could not tell their namespace; they are never "gone".
+        let wanted: BTreeSet<u32> = kernel
             .traffic
             .iter()
             .map(|t| t.netns)
             .chain(kernel.drops.iter().map(|d| d.netns))
+            .chain(kernel.transitions.iter().map(|t| t.netns))
+            .chain(kernel.handshakes.iter().map(|h| h.netns))
+            .filter(|netns| *netns != 0)
             .collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let existing = netns::namespaces();
-        let names = netns::interface_names(&wanted, &existing)?;
-        // Counters in namespace 0 could not tell their namespace; they are never "gone".
+        let presence = self.holders.find(&wanted);
+        // The poll listed the agent's own links before it read the maps: an interface made in
+        // between has counts but no name there, and is listed again rather than taken as gone.
+        let own_links = own_links.filter(|(own, links)| {
+            let indexes: HashSet<u32> = links.iter().map(|(ifindex, _)| *ifindex).collect();
+            let listed = |ifindex: u32| ifindex == 0 || indexes.contains(&ifindex);
+            kernel
+                .traffic
+                .iter()
+                .map(|t| (t.netns, t.ifindex))
+                .chain(kernel.drops.iter().map(|d| (d.netns, d.ifindex)))
+                .all(|(netns, ifindex)| netns != *own || listed(ifindex))
+        });
+        let names = netns::interface_names(&presence.found, own_links)?;
         let gone = |netns: u32, ifindex: u32| {
-            netns != 0
-                && (!existing.contains_key(&netns)
-                    || (ifindex != 0 && names.is_gone(netns, ifindex, &existing)))
+            presence.gone.contains(&netns) || (ifindex != 0 && names.is_gone(netns, ifindex))
         };
         kernel.traffic.retain(|t| !gone(t.netns, t.ifindex));
         kernel.drops.retain(|d| !gone(d.netns, d.ifindex));
@@ -179,14 +206,14 @@ impl Poller {
         let (removed, entries) = self
             .probes
             .forget(&|key| gone(key.netns, key.ifindex), &|netns| {
-                netns != 0 && !existing.contains_key(&netns)
+                presence.gone.contains(&netns)
             })?;
         kernel
             .transitions
-            .retain(|t| t.netns == 0 || existing.contains_key(&t.netns));
+            .retain(|t| !presence.gone.contains(&t.netns));
         kernel
             .handshakes
-            .retain(|h| h.netns == 0 || existing.contains_key(&h.netns));
+            .retain(|h| !presence.gone.contains(&h.netns));
         if removed > 0 {
             tracing::debug!(removed, "forgot map entries of interfaces that are gone");
         }

@@ -106,8 +106,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
             };
             // The runtime's threads serve HTTP: they start without any capability, as the
-            // chosen user.
+            // chosen user. Two are plenty for answers rendered once per poll, and a host's
+            // CPU count does not multiply the threads' stacks and heap arenas.
             tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
                 .enable_all()
                 .on_thread_start(move || privileges::settle_thread(user, &[]))
                 .build()

@@ -2,12 +2,13 @@
 use std::{
     io::{Read as _, Write as _},
     net::{TcpListener, TcpStream, UdpSocket},
+    os::unix::fs::MetadataExt as _,
     path::Path,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
-use netmon_tests::{Agent, ConfigFile, Metrics, Netns, Veth, require_root, send_udp};
+use netmon_tests::{Agent, ConfigFile, Metrics, Netns, Veth, require_root, send_udp, sh};
 
 const ETH_HEADER: u64 = 14;
 
@@ -400,6 +401,67 @@ fn same_interface_index_in_two_namespaces_gives_two_series() {
         traffic(&m, "netmon_kernel_packets_total", &n2, "nmsame", "tx"),
         20
     );
+}
+
+/// A namespace that no process, mount or name holds, only one thread of a process (after
+/// `unshare` on that thread): its loopback counts are exact and named, and go with the thread.
+#[test]
+fn a_namespace_only_a_thread_holds_counts_exactly() {
+    require_root();
+    let agent = Agent::start(&[]);
+    const DATAGRAMS: u64 = 25;
+    let (report, reported) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = thread::spawn(move || {
+        // SAFETY: a new namespace for this thread only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        // A child started from this thread is in its namespace.
+        sh("ip", &["link", "set", "lo", "up"]);
+        let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..DATAGRAMS {
+            sender
+                .send_to(&[0; 32], receiver.local_addr().unwrap())
+                .unwrap();
+        }
+        let netns = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino();
+        // The kernel's own count for lo in this namespace.
+        let dev = std::fs::read_to_string("/proc/thread-self/net/dev").unwrap();
+        let lo: Vec<u64> = dev
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix("lo:"))
+            .unwrap()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        report.send((netns.to_string(), lo[1], lo[9])).unwrap();
+        let _ = released.recv();
+    });
+    let (netns, rx_packets, tx_packets) = reported.recv().unwrap();
+    assert_eq!((rx_packets, tx_packets), (DATAGRAMS, DATAGRAMS));
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        traffic(&m, "netmon_kernel_packets_total", &netns, "lo", "tx"),
+        tx_packets
+    );
+    assert_eq!(
+        traffic(&m, "netmon_kernel_packets_total", &netns, "lo", "rx"),
+        rx_packets
+    );
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent
+        .fresh_metrics()
+        .find("netmon_kernel_packets_total", &[("netns", &netns)])
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the thread's namespace is still reported"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -78,18 +78,17 @@ pub fn from_message(link: &LinkMessage) -> Option<Interface> {
 /// Every interface of the calling thread's namespace, sorted by name, without speed and
 /// duplex.
 pub fn read_all() -> anyhow::Result<Vec<Interface>> {
-    let answers = netlink::dump(
+    let mut interfaces = Vec::new();
+    netlink::dump(
         NETLINK_ROUTE,
         RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        |message| {
+            if let RouteNetlinkMessage::NewLink(link) = message {
+                interfaces.extend(from_message(&link));
+            }
+        },
     )
     .context("dumping links")?;
-    let mut interfaces: Vec<Interface> = answers
-        .iter()
-        .filter_map(|message| match message {
-            RouteNetlinkMessage::NewLink(link) => from_message(link),
-            _ => None,
-        })
-        .collect();
     interfaces.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(interfaces)
 }

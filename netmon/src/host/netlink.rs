@@ -3,8 +3,9 @@ use std::fmt::Debug;
 
 use anyhow::{Context as _, bail};
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
-    NetlinkPayload, NetlinkSerializable,
+    ErrorBuffer, ErrorMessage, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_ALIGNTO, NLMSG_DONE, NLMSG_ERROR,
+    NLMSG_NOOP, NLMSG_OVERRUN, NetlinkBuffer, NetlinkDeserializable, NetlinkHeader, NetlinkMessage,
+    NetlinkPayload, NetlinkSerializable, Parseable,
 };
 use netlink_packet_route::{
     RouteNetlinkMessage,
@@ -13,10 +14,16 @@ use netlink_packet_route::{
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
-/// Sends one dump request and collects every answer until `NLMSG_DONE`.
-pub fn dump<T>(protocol: isize, request: T) -> anyhow::Result<Vec<T>>
+/// Sends one dump request and hands the type and payload of each answer to `each` until
+/// `NLMSG_DONE`: a dump of 100,000 sockets is never held whole, and a caller that needs a
+/// message's fixed header only parses nothing else.
+pub fn dump_payloads<R>(
+    protocol: isize,
+    request: R,
+    mut each: impl FnMut(u16, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()>
 where
-    T: NetlinkSerializable + NetlinkDeserializable + Debug,
+    R: NetlinkSerializable + Debug,
 {
     let mut socket = Socket::new(protocol).context("opening a netlink socket")?;
     socket.bind_auto().context("binding a netlink socket")?;
@@ -32,66 +39,79 @@ where
     packet.serialize(&mut buf);
     socket.send(&buf, 0).context("sending a netlink request")?;
 
-    let mut answers = Vec::new();
     // Large enough for the kernel's biggest dump batch, so messages never arrive truncated.
     let mut receive = vec![0u8; 1 << 16];
     loop {
         let size = socket
             .recv(&mut &mut receive[..], 0)
             .context("receiving a netlink answer")?;
-        let mut offset = 0;
-        while offset < size {
-            let message = NetlinkMessage::<T>::deserialize(&receive[offset..size])
-                .context("decoding a netlink answer")?;
-            let length = message.header.length as usize;
-            match message.payload {
-                NetlinkPayload::InnerMessage(inner) => answers.push(inner),
-                NetlinkPayload::Done(_) => return Ok(answers),
-                NetlinkPayload::Error(err) => bail!("netlink error: {err:?}"),
-                _ => {}
+        let mut rest = &receive[..size];
+        while !rest.is_empty() {
+            let message = NetlinkBuffer::new_checked(rest).context("decoding a netlink answer")?;
+            match message.message_type() {
+                NLMSG_DONE => return Ok(()),
+                NLMSG_ERROR => {
+                    let payload = message.payload();
+                    let error = ErrorBuffer::new_checked(&payload)
+                        .and_then(|buffer| ErrorMessage::parse(&buffer))
+                        .context("decoding a netlink error")?;
+                    bail!("netlink error: {}", error.to_io());
+                }
+                NLMSG_NOOP | NLMSG_OVERRUN => {}
+                kind => each(kind, message.payload())?,
             }
-            if length == 0 {
-                break;
-            }
-            offset += length;
+            let length = (message.length() as usize).next_multiple_of(usize::from(NLMSG_ALIGNTO));
+            rest = rest.get(length..).unwrap_or_default();
         }
     }
 }
 
+/// Like [`dump_payloads`], each answer decoded as a `T`.
+pub fn dump<T>(protocol: isize, request: T, mut each: impl FnMut(T)) -> anyhow::Result<()>
+where
+    T: NetlinkSerializable + NetlinkDeserializable + Debug,
+{
+    dump_payloads(protocol, request, |kind, payload| {
+        let mut header = NetlinkHeader::default();
+        header.message_type = kind;
+        each(T::deserialize(&header, payload).context("decoding a netlink answer")?);
+        Ok(())
+    })
+}
+
 /// Index and name of every link of the calling thread's namespace.
 pub fn links() -> anyhow::Result<Vec<(u32, String)>> {
-    let answers = dump(
+    let mut links = Vec::new();
+    dump(
         NETLINK_ROUTE,
         RouteNetlinkMessage::GetLink(LinkMessage::default()),
-    )?;
-    Ok(answers
-        .into_iter()
-        .filter_map(|message| match message {
-            RouteNetlinkMessage::NewLink(link) => {
-                let name = link.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::IfName(name) => Some(name.clone()),
+        |message| {
+            if let RouteNetlinkMessage::NewLink(link) = message
+                && let Some(name) = link.attributes.into_iter().find_map(|a| match a {
+                    LinkAttribute::IfName(name) => Some(name),
                     _ => None,
-                })?;
-                Some((link.header.index, name))
+                })
+            {
+                links.push((link.header.index, name));
             }
-            _ => None,
-        })
-        .collect())
+        },
+    )?;
+    Ok(links)
 }
 
 /// Every address of the calling thread's namespace, as the kernel reports it.
 pub fn addresses() -> anyhow::Result<Vec<AddressMessage>> {
-    let answers = dump(
+    let mut addresses = Vec::new();
+    dump(
         NETLINK_ROUTE,
         RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+        |message| {
+            if let RouteNetlinkMessage::NewAddress(address) = message {
+                addresses.push(address);
+            }
+        },
     )?;
-    Ok(answers
-        .into_iter()
-        .filter_map(|message| match message {
-            RouteNetlinkMessage::NewAddress(address) => Some(address),
-            _ => None,
-        })
-        .collect())
+    Ok(addresses)
 }
 
 /// The attribute holding an address message's own address: `IFA_LOCAL` where present (it is
