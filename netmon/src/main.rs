@@ -12,6 +12,7 @@ use netmon::{
     config::{Config, ConfigSource, Overrides, parse_duration},
     diagnose::{Severity, diagnose},
     export::table,
+    heap,
     model::History,
     privileges::{self, RunAs},
     serve,
@@ -70,6 +71,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    heap::use_one_arena();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
