@@ -313,11 +313,26 @@ pub struct KernelOffsets {
     pub sk_state: u32,
     pub sk_net: u32,
     pub sk_protocol: u32,
+    /// `struct sock_common`: `skc_num` (the local port, in host order).
+    pub sk_num: u32,
+    /// `struct tcp_timewait_sock`: `tw_sk.tw_substate` (the state a closed connection shows:
+    /// `TIME_WAIT`, or `FIN_WAIT2` while the peer has not closed).
+    pub tw_substate: u32,
     /// `struct tcp_sock`: `srtt_us` (smoothed round-trip time in microseconds, times 8).
     pub tcp_srtt_us: u32,
     /// 1 when `sk_protocol` is a plain 16-bit field and can be read; 0 on kernels where it is a
     /// bit field (then the state hook trusts the tracepoint to be TCP-only).
     pub sk_protocol_readable: u32,
+}
+
+/// One TCP socket as the socket iterator writes it: its state (`TCP_NEW_SYN_RECV`, 12, for a
+/// connection request) and its local port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpSocketRecord {
+    pub state: u8,
+    pub pad: u8,
+    pub local_port: u16,
 }
 
 /// Offsets of the fields of classic (format-file) tracepoints, read from

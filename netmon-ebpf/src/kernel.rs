@@ -25,6 +25,8 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     sk_state: 0,
     sk_net: 0,
     sk_protocol: 0,
+    sk_num: 0,
+    tw_substate: 0,
     tcp_srtt_us: 0,
     sk_protocol_readable: 0,
 };

@@ -14,6 +14,7 @@ mod slots;
 
 mod drop;
 mod receive;
+mod sockets;
 mod tcp_events;
 mod tcp_state;
 mod xmit;

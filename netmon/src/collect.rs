@@ -11,7 +11,7 @@ use crate::{
         interfaces::{self, LinkDetails},
         netns,
         processes::SocketOwners,
-        sockets,
+        sockets::{self, TcpSummary, TcpTally},
     },
     model::{CollectorRun, KernelCounters, ListeningSocket, Snapshot},
     probes::{ProbeSettings, Probes},
@@ -74,6 +74,7 @@ impl Poller {
             netns: own_netns(),
             probes: self.probes.status().to_vec(),
             probe_load_error: self.probes.load_error().map(str::to_string),
+            socket_iterator_error: self.probes.socket_iterator_error().map(str::to_string),
             ..Default::default()
         };
 
@@ -111,11 +112,10 @@ impl Poller {
                 .copied()
                 .or(interface.speed_mbps);
         }
-        if let Some(summary) = run(
-            &mut snapshot.collectors,
-            "connections",
-            sockets::tcp_summary,
-        ) {
+        if let Some((summary, source)) = run(&mut snapshot.collectors, "connections", || {
+            self.tcp_summary()
+        }) {
+            snapshot.connections_source = Some(source);
             snapshot.connections = summary.states;
             snapshot.ephemeral_ports = summary.ephemeral;
         }
@@ -132,6 +132,23 @@ impl Poller {
         }
         snapshot.poll_duration_seconds = begin.elapsed().as_secs_f64();
         snapshot
+    }
+
+    /// Connections by state from the socket iterator where it is loaded, else (or when a walk
+    /// fails) from the socket dump.
+    fn tcp_summary(&mut self) -> anyhow::Result<(TcpSummary, &'static str)> {
+        match self.probes.tcp_sockets() {
+            Some(Ok(sockets)) => {
+                let mut tally = TcpTally::for_this_namespace();
+                for (state, local_port) in sockets {
+                    tally.add(state, local_port);
+                }
+                return Ok((tally.finish(), "socket_iterator"));
+            }
+            Some(Err(err)) => tracing::warn!("socket iterator: {err:#}; reading the socket dump"),
+            None => {}
+        }
+        Ok((sockets::tcp_summary()?, "socket_dump"))
     }
 
     fn listening(&mut self) -> anyhow::Result<Vec<ListeningSocket>> {

@@ -75,6 +75,14 @@ fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
         Some(0.0)
     );
     assert!(agent.log().contains("not attached"), "{}", agent.log());
+    // Connections by state come from the socket dump, and say why.
+    assert_eq!(s["connections_source"], "socket_dump", "{s}");
+    assert!(
+        s["socket_iterator_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("BTF")),
+        "{s}"
+    );
     // TCP transitions still count (namespace unknown without BTF: 0).
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

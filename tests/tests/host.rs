@@ -325,6 +325,10 @@ fn connections_by_state_match_the_socket_dump() {
         thread::sleep(Duration::from_millis(200));
     };
     assert_eq!(netmon_states(&metrics), kernel);
+    // Counted by the kernel's socket iterator on this kernel.
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    assert_eq!(status["connections_source"], "socket_iterator", "{status}");
     for state in [
         "LISTEN",
         "ESTABLISHED",

@@ -142,6 +142,8 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "snapshot_timestamp_ms": snapshot.timestamp_ms,
         "probes": snapshot.probes,
         "probe_load_error": snapshot.probe_load_error,
+        "connections_source": snapshot.connections_source,
+        "socket_iterator_error": snapshot.socket_iterator_error,
         "config": shared.reload_status(),
         "collectors": snapshot.collectors,
     }))

@@ -79,32 +79,59 @@ pub fn ephemeral_range() -> (u16, u16) {
         .unwrap_or((32768, 60999))
 }
 
-pub fn tcp_summary() -> anyhow::Result<TcpSummary> {
-    let mut states: BTreeMap<&'static str, u64> = names::TCP_STATES
-        .iter()
-        .map(|(_, name)| (*name, 0))
-        .collect();
-    let (low, high) = ephemeral_range();
-    // One bit a port: which ports of the range some socket holds.
-    let mut ports = vec![0u64; 1 << 10];
-    dump(IPPROTO_TCP, StateFlags::all(), |socket| {
+/// Counts sockets by state, and the ephemeral ports they hold, one socket at a time.
+pub struct TcpTally {
+    states: BTreeMap<&'static str, u64>,
+    range: (u16, u16),
+    /// One bit a port: which ports of the range some socket holds.
+    ports: Vec<u64>,
+}
+
+impl TcpTally {
+    /// A tally with the ephemeral port range of the calling thread's namespace.
+    pub fn for_this_namespace() -> Self {
+        Self {
+            states: names::TCP_STATES
+                .iter()
+                .map(|(_, name)| (*name, 0))
+                .collect(),
+            range: ephemeral_range(),
+            ports: vec![0; 1 << 10],
+        }
+    }
+
+    pub fn add(&mut self, state: u8, local_port: u16) {
         // Request sockets (TCP_NEW_SYN_RECV) are half-open connections: SYN_RECV to users.
-        let state = if socket.state == 12 { 3 } else { socket.state };
+        let state = if state == 12 { 3 } else { state };
         if let Some((_, name)) = names::TCP_STATES.iter().find(|(n, _)| *n == state) {
-            *states.entry(name).or_default() += 1;
+            *self.states.entry(name).or_default() += 1;
         }
-        if state != 10 && (low..=high).contains(&socket.local_port) {
-            ports[usize::from(socket.local_port >> 6)] |= 1 << (socket.local_port & 63);
+        let (low, high) = self.range;
+        if state != 10 && (low..=high).contains(&local_port) {
+            self.ports[usize::from(local_port >> 6)] |= 1 << (local_port & 63);
         }
+    }
+
+    pub fn finish(self) -> TcpSummary {
+        let (first, last) = self.range;
+        TcpSummary {
+            states: self.states,
+            ephemeral: EphemeralPorts {
+                first,
+                last,
+                in_use: self.ports.iter().map(|w| u64::from(w.count_ones())).sum(),
+            },
+        }
+    }
+}
+
+/// The summary from the kernel's socket dump.
+pub fn tcp_summary() -> anyhow::Result<TcpSummary> {
+    let mut tally = TcpTally::for_this_namespace();
+    dump(IPPROTO_TCP, StateFlags::all(), |socket| {
+        tally.add(socket.state, socket.local_port);
     })?;
-    Ok(TcpSummary {
-        states,
-        ephemeral: EphemeralPorts {
-            first: low,
-            last: high,
-            in_use: ports.iter().map(|word| u64::from(word.count_ones())).sum(),
-        },
-    })
+    Ok(tally.finish())
 }
 
 /// A socket waiting for peers: a TCP listener, or a UDP socket bound to a port and not

@@ -218,6 +218,13 @@ pub struct Snapshot {
     pub connections: BTreeMap<&'static str, u64>,
     /// Ephemeral ports in use by TCP sockets.
     pub ephemeral_ports: EphemeralPorts,
+    /// Where the connections by state came from: `socket_iterator` (a kernel program walking
+    /// the socket tables) or `socket_dump` (sock_diag over netlink); none when neither could
+    /// be read.
+    pub connections_source: Option<&'static str>,
+    /// Why the socket iterator is not used, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_iterator_error: Option<String>,
     pub listening: Vec<ListeningSocket>,
     pub kernel: KernelCounters,
     pub probes: Vec<ProbeStatus>,

@@ -30,6 +30,8 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         net_inum: btf.byte_offset("net", "ns.inum")?,
         sk_family: btf.byte_offset("sock", "__sk_common.skc_family")?,
         sk_state: btf.byte_offset("sock", "__sk_common.skc_state")?,
+        sk_num: btf.byte_offset("sock", "__sk_common.skc_num")?,
+        tw_substate: btf.byte_offset("tcp_timewait_sock", "tw_sk.tw_substate")?,
         sk_net: btf.byte_offset("sock", "__sk_common.skc_net.net")?,
         sk_protocol: protocol.byte_offset,
         tcp_srtt_us: btf.byte_offset("tcp_sock", "srtt_us")?,

@@ -8,6 +8,7 @@ mod read;
 mod reasons;
 mod slots;
 mod tables;
+mod tcp_sockets;
 pub mod tracefs;
 
 use std::collections::BTreeMap;
@@ -52,6 +53,8 @@ pub struct Probes {
     reasons: DropReasonNames,
     /// Why the object could not be loaded at all, if it could not.
     load_error: Option<String>,
+    /// Whether the TCP socket iterator is loaded, or why not.
+    socket_iterator: Result<(), String>,
 }
 
 impl Probes {
@@ -124,7 +127,8 @@ impl Probes {
                     map_bytes: Vec::new(),
                     status,
                     reasons,
-                    load_error: Some(error),
+                    load_error: Some(error.clone()),
+                    socket_iterator: Err(error),
                 };
             }
         };
@@ -186,12 +190,21 @@ impl Probes {
                 failures,
             });
         }
+        // The iterator reads socket fields at offsets from BTF, like the struct-reading hooks.
+        let socket_iterator = offsets.as_ref().map_err(Clone::clone).and_then(|_| {
+            tcp_sockets::load(&mut ebpf, aya_btf.as_ref()).map_err(|e| format!("{e:#}"))
+        });
+        match &socket_iterator {
+            Ok(()) => tracing::info!("TCP sockets are counted by a socket iterator"),
+            Err(error) => tracing::info!("TCP sockets are counted from the socket dump: {error}"),
+        }
         Self {
             map_bytes: map_bytes(&ebpf),
             ebpf: Some((ebpf, tags)),
             status,
             reasons,
             load_error: None,
+            socket_iterator,
         }
     }
 
