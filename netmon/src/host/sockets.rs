@@ -81,7 +81,8 @@ pub fn ephemeral_range() -> (u16, u16) {
 
 /// Counts sockets by state, and the ephemeral ports they hold, one socket at a time.
 pub struct TcpTally {
-    states: BTreeMap<&'static str, u64>,
+    /// Sockets by state number (a busy host has tens of thousands: no lookup by name each).
+    states: [u64; 16],
     range: (u16, u16),
     /// One bit a port: which ports of the range some socket holds.
     ports: Vec<u64>,
@@ -91,10 +92,7 @@ impl TcpTally {
     /// A tally with the ephemeral port range of the calling thread's namespace.
     pub fn for_this_namespace() -> Self {
         Self {
-            states: names::TCP_STATES
-                .iter()
-                .map(|(_, name)| (*name, 0))
-                .collect(),
+            states: [0; 16],
             range: ephemeral_range(),
             ports: vec![0; 1 << 10],
         }
@@ -103,8 +101,8 @@ impl TcpTally {
     pub fn add(&mut self, state: u8, local_port: u16) {
         // Request sockets (TCP_NEW_SYN_RECV) are half-open connections: SYN_RECV to users.
         let state = if state == 12 { 3 } else { state };
-        if let Some((_, name)) = names::TCP_STATES.iter().find(|(n, _)| *n == state) {
-            *self.states.entry(name).or_default() += 1;
+        if let Some(count) = self.states.get_mut(usize::from(state)) {
+            *count += 1;
         }
         let (low, high) = self.range;
         if state != 10 && (low..=high).contains(&local_port) {
@@ -115,7 +113,10 @@ impl TcpTally {
     pub fn finish(self) -> TcpSummary {
         let (first, last) = self.range;
         TcpSummary {
-            states: self.states,
+            states: names::TCP_STATES
+                .iter()
+                .map(|(state, name)| (*name, self.states[usize::from(*state)]))
+                .collect(),
             ephemeral: EphemeralPorts {
                 first,
                 last,
