@@ -39,11 +39,16 @@ fn get(addr: SocketAddr, path: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Waits until `addr` answers, from the bench's own namespace.
-fn wait_listening(addr: SocketAddr) {
+/// Waits until `addr` answers `/metrics`, from the bench's own namespace: netmon binds its
+/// port before it attaches its programs, and answers once they are attached and polled.
+fn wait_serving(addr: SocketAddr) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+    while TcpStream::connect(addr)
+        .ok()
+        .and_then(|mut s| request(&mut s, addr, "/metrics", &[("Connection", "close")]).ok())
+        .is_none_or(|r| r.status != 200)
+    {
+        assert!(Instant::now() < deadline, "nothing answers on {addr}");
         thread::sleep(Duration::from_millis(100));
     }
 }
@@ -63,7 +68,7 @@ fn start_netmon(poll: &str) -> (Child, SocketAddr) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_listening(addr);
+    wait_serving(addr);
     (child, addr)
 }
 
@@ -126,7 +131,7 @@ fn node_exporter_defaults() -> Option<(Child, SocketAddr)> {
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
-    wait_listening(addr);
+    wait_serving(addr);
     Some((child, addr))
 }
 
