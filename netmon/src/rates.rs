@@ -125,13 +125,10 @@ pub fn summarize(old: &Snapshot, new: &Snapshot) -> Option<Summary> {
     let (mut rx_total, mut tx_total) = (Increase::default(), Increase::default());
     let mut capacity_total = 0u64;
     let mut capacity_bytes = 0u64;
+    let previous_of = old.interfaces_by_identity();
     for interface in &new.interfaces {
         // The same name with another index is another interface: no rate across them.
-        let Some(previous) = old
-            .interfaces
-            .iter()
-            .find(|i| i.name == interface.name && i.ifindex == interface.ifindex)
-        else {
+        let Some(previous) = previous_of.get(&(interface.name.as_str(), interface.ifindex)) else {
             continue;
         };
         let (rx, tx) = increases(previous, interface);

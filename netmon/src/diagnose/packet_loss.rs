@@ -47,12 +47,9 @@ pub(super) fn packet_loss(
         by
     };
     let (before, after) = (totals(old), totals(new));
+    let previous_of = old.interfaces_by_identity();
     for interface in &new.interfaces {
-        let Some(previous) = old
-            .interfaces
-            .iter()
-            .find(|i| i.name == interface.name && i.ifindex == interface.ifindex)
-        else {
+        let Some(previous) = previous_of.get(&(interface.name.as_str(), interface.ifindex)) else {
             continue;
         };
         let (o, n) = (&previous.counters, &interface.counters);
@@ -60,8 +57,8 @@ pub(super) fn packet_loss(
         let device_drops =
             increase(o.rx_dropped, n.rx_dropped) + increase(o.tx_dropped, n.tx_dropped);
         let mut reasons: Vec<(String, u64)> = after
-            .iter()
-            .filter(|((ifindex, _), _)| *ifindex == interface.ifindex)
+            .range((interface.ifindex, String::new())..)
+            .take_while(|((ifindex, _), _)| *ifindex == interface.ifindex)
             .map(|((ifindex, reason), count)| {
                 let was = before
                     .get(&(*ifindex, reason.clone()))

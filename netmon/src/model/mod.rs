@@ -1,7 +1,7 @@
 //! The Snapshot (one consistent picture of the host, taken by one poll) and the History of
 //! snapshots from which rates are computed. No I/O here.
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::Arc,
     time::Duration,
 };
@@ -233,6 +233,19 @@ pub struct Snapshot {
     pub probe_load_error: Option<String>,
     pub collectors: Vec<CollectorRun>,
     pub poll_duration_seconds: f64,
+}
+
+impl Snapshot {
+    /// The interfaces by name and index, to find in this snapshot the one an interface of
+    /// another snapshot was: the same name with another index is another interface. Built
+    /// once for a comparison, so that comparing two snapshots of a thousand interfaces is not
+    /// a million name comparisons.
+    pub fn interfaces_by_identity(&self) -> HashMap<(&str, u32), &Interface> {
+        self.interfaces
+            .iter()
+            .map(|i| ((i.name.as_str(), i.ifindex), i))
+            .collect()
+    }
 }
 
 /// A bounded ring of snapshots, newest last.
