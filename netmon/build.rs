@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Drops the DWARF sections from the object: the linker needs them to make BTF, the loader
-/// does not, and the agent carries the object in its binary (three quarters of its size).
+/// does not, and they were three quarters of the object the agent carries in its binary.
 fn strip_debug_info(path: &std::path::Path) -> anyhow::Result<()> {
     let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut builder = object::build::elf::Builder::read(&*data)

@@ -53,8 +53,9 @@ impl Holders {
         }
     }
 
-    /// Named mounts and processes, or with `threads` the threads of every process with more
-    /// than one (a thread may live in a namespace of its own, after unshare or setns).
+    /// Named mounts and processes, or with `threads` every thread but each process's first,
+    /// which the process walk saw (a thread may live in a namespace of its own, after unshare
+    /// or setns).
     fn walk(&mut self, wanted: &BTreeSet<u32>, threads: bool) {
         let mut add = |path: PathBuf| {
             if let Some(netns) = inode(&path)
@@ -114,15 +115,11 @@ impl InterfaceNames {
         self.listed.contains(&netns) && !self.names.contains_key(&(netns, ifindex))
     }
 
-    pub fn insert(&mut self, netns: u32, ifindex: u32, name: String) {
-        self.names.insert((netns, ifindex), name);
-    }
-
     /// Every link of `netns`.
     fn add_listing(&mut self, netns: u32, links: Vec<(u32, String)>) {
         self.listed.push(netns);
         for (ifindex, name) in links {
-            self.insert(netns, ifindex, name);
+            self.names.insert((netns, ifindex), name);
         }
     }
 }
