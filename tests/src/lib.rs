@@ -291,6 +291,16 @@ pub fn netmon_bin() -> PathBuf {
     path
 }
 
+/// A memory figure of a process from `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`...), in MiB.
+pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmon_tests::{Agent, Netns, Veth, request, require_root, send_udp};
+use netmon_tests::{Agent, Netns, Veth, request, require_root, send_udp, status_mib};
 
 /// How long the churn lasts.
 const CHURN: Duration = Duration::from_secs(40);
@@ -18,13 +18,7 @@ const CHURN: Duration = Duration::from_secs(40);
 const RSS_BOUND_MIB: f64 = 16.0;
 
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap()
-        / 1024.0
+    status_mib(pid, "VmRSS:").unwrap()
 }
 
 #[test]

@@ -13,12 +13,15 @@ const PROGRAM: &str = "nm_sockets_iter";
 /// Loads the iterator; an error says why the socket dump stays the way.
 pub(super) fn load(ebpf: &mut Ebpf, btf: Option<&Btf>) -> anyhow::Result<()> {
     let btf = btf.context("the kernel has no BTF")?;
-    let program: &mut Iter = ebpf
+    program(ebpf)?.load("tcp", btf)?;
+    Ok(())
+}
+
+fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Iter> {
+    Ok(ebpf
         .program_mut(PROGRAM)
         .context("the object has no socket iterator")?
-        .try_into()?;
-    program.load("tcp", btf)?;
-    Ok(())
+        .try_into()?)
 }
 
 impl Probes {
@@ -45,10 +48,7 @@ impl Probes {
 
 /// One walk: a link made for it, and the records read from the iterator it gives.
 fn walk(ebpf: &mut Ebpf) -> anyhow::Result<Vec<(u8, u16)>> {
-    let program: &mut Iter = ebpf
-        .program_mut(PROGRAM)
-        .context("the object has no socket iterator")?
-        .try_into()?;
+    let program = program(ebpf)?;
     let link = program.attach().context("attaching the socket iterator")?;
     let mut file = program
         .take_link(link)?

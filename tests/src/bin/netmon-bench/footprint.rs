@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmon_tests::{Metrics, Netns, free_port, netmon_bin, request};
+use netmon_tests::{Metrics, Netns, free_port, netmon_bin, request, status_mib};
 
 use crate::{cpu_seconds, peak_rss_mib, stop};
 
@@ -20,16 +20,7 @@ const IDLE_SCRAPES: u32 = 5;
 
 /// Resident memory now, in MiB.
 fn rss_mib(pid: u32) -> f64 {
-    status_kib(pid, "VmRSS:") / 1024.0
-}
-
-fn status_kib(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
+    status_mib(pid, "VmRSS:").unwrap_or(0.0)
 }
 
 fn get(addr: SocketAddr, path: &str) -> String {

@@ -19,6 +19,7 @@ mod footprint;
 use netmon_common::TABLE_MAPS;
 use netmon_tests::{
     Agent, ConfigFile, Netns, Veth, free_port, netmon_bin, request, require_root, send_udp, sh,
+    status_mib,
 };
 
 /// Datagrams per kernel-cost run.
@@ -525,13 +526,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 
 /// Peak resident set size in MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
+    status_mib(pid, "VmHWM:").unwrap_or(0.0)
 }
 
 /// Scrapes `path` once a second from inside `ns` for `MEASURE`, and returns the process's CPU
