@@ -91,10 +91,15 @@ impl DeviceIdentity {
     }
 }
 
-/// Start slot of an identity in a table of `mask + 1` slots (a power of two).
+/// Start slot of the identity (`id`, `extra`, `extra2`) in a table of `mask + 1` slots (a
+/// power of two). Every word counts: the drops of one device by different reasons start at
+/// different slots instead of queueing behind each other. A slot is `mask` of bits 32 and up
+/// of the product, which only the factor's bits 0 to 32 + log2(slots) reach: `extra2` is
+/// turned so that its reason and protocol (bits 32 to 63) land there.
 #[inline(always)]
-pub fn slot_hash(id: u64, extra: u64) -> u32 {
-    ((id ^ extra.rotate_left(29)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+pub fn slot_hash(id: u64, extra: u64, extra2: u64) -> u32 {
+    ((id ^ extra.rotate_left(29) ^ extra2.rotate_right(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> 32) as u32
 }
 
 /// Set in every identity so that none is 0, the mark of a free slot.
@@ -403,6 +408,23 @@ mod user {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drops_of_one_device_by_different_reasons_start_at_different_slots() {
+        let device = DeviceIdentity {
+            device: 0xffff_8881_0a3c_6000,
+            net: 0xffff_8881_0212_0000,
+            ifindex: 2,
+        };
+        let mask = MAX_DROP_KEYS - 1;
+        let mut starts = [0u32; 16];
+        for (start, reason) in starts.iter_mut().zip(1..) {
+            let extra2 = device.drop_extra2(reason, 0x0800);
+            *start = slot_hash(device.device, device.net, extra2) & mask;
+        }
+        starts.sort_unstable();
+        assert!(starts.windows(2).all(|w| w[0] != w[1]), "{starts:?}");
+    }
 
     #[test]
     fn slot_identities_round_trip_and_are_never_free() {

@@ -57,7 +57,7 @@ impl Slots {
         extra2: u64,
         meta: impl FnOnce() -> u64,
     ) -> Option<u32> {
-        let start = slot_hash(id, extra);
+        let start = slot_hash(id, extra, extra2);
         let first = start & self.mask;
         if let Some(tag) = self.tags.get_ptr_mut(first)
             && holds(tag, id, extra, extra2)

@@ -45,7 +45,7 @@ fn wait_serving(addr: SocketAddr) {
 }
 
 /// netmon in the bench's namespace (the host's), polling every `poll`.
-fn start_netmon(poll: &str) -> (Child, SocketAddr) {
+pub(crate) fn start_netmon(poll: &str) -> (Child, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new(netmon_bin())
         .args([

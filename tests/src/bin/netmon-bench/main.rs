@@ -5,7 +5,7 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    io::{BufRead as _, BufReader},
+    io::{BufRead as _, BufReader, Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     os::fd::{FromRawFd as _, OwnedFd},
     process::{Child, Command, Stdio},
@@ -24,11 +24,12 @@ use netmon_tests::{
 
 /// Datagrams per kernel-cost run.
 const DATAGRAMS: u64 = 200_000;
-/// Rounds of each kernel-cost run; a round is a fifth of the workload, and each figure is the
-/// median of the rounds (one round's figure moves by a few ns with the machine's state).
-const ROUNDS: u64 = 5;
-/// Pairs of iperf3 runs (without, with netmon) on the packet path.
-const PATH_PAIRS: usize = 25;
+/// Rounds of each kernel-cost run; a round is a tenth of the workload with an agent of its
+/// own, and each figure is the median of the rounds (one round's figure moves by a few ns
+/// with the machine's state and where the agent's maps are).
+const ROUNDS: u64 = 10;
+/// Rounds of the packet path (nothing attached, empty programs, netmon).
+const PATH_PAIRS: usize = 40;
 /// How long the packet-path runs wait after starting the agent.
 const SETTLE: Duration = Duration::from_secs(2);
 /// Seconds each agent-cost measurement lasts.
@@ -181,10 +182,20 @@ const HOOKS: [&str; 7] = [
     "tcp_receive_reset",
 ];
 
+/// Bytes of the lossy transfer of each round (see [`LOSSY_PORT`]).
+const LOSSY_BYTES: usize = 4 << 20;
+/// Port of a bulk transfer one of whose every [`LOSSY_EVERY`] segments `kernel_cost` drops,
+/// so that the sender retransmits.
+const LOSSY_PORT: u16 = 7002;
+const LOSSY_EVERY: &str = "25";
+
 /// Traffic for every hook: UDP across the pair, UDP to a closed port (drops), TCP
-/// connections and a refused one (state changes, resets).
-/// One round: a fifth of 200,000 datagrams, 2,000 connections and 200 refused ones.
+/// connections and a refused one (state changes, resets), and a bulk transfer that loses
+/// segments (retransmits).
+/// One round: a [`ROUNDS`]th of 200,000 datagrams, 2,000 connections and 200 refused ones,
+/// and 4 MiB.
 fn workload(a: &Netns, b: &Netns, veth: &Veth) {
+    lossy_transfer(a, b, veth);
     send_udp(
         a,
         &veth.a_ip,
@@ -213,8 +224,75 @@ fn workload(a: &Netns, b: &Netns, veth: &Veth) {
     server.join().unwrap();
 }
 
-/// Measures netmon's programs (with `method`) against empty programs on the same hooks in
-/// the same run.
+/// Sends [`LOSSY_BYTES`] from `a` to `b` on [`LOSSY_PORT`] and waits until `b` has read
+/// them all.
+fn lossy_transfer(a: &Netns, b: &Netns, veth: &Veth) {
+    let addr = format!("{}:{LOSSY_PORT}", veth.b_ip);
+    let listener = {
+        let addr = addr.clone();
+        b.run(move || TcpListener::bind(addr).unwrap())
+    };
+    let server = thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut sink = Vec::with_capacity(LOSSY_BYTES);
+        stream.read_to_end(&mut sink).unwrap();
+        assert_eq!(sink.len(), LOSSY_BYTES, "the lossy transfer arrived whole");
+    });
+    a.run(move || {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream.write_all(&vec![7u8; LOSSY_BYTES]).unwrap();
+    });
+    server.join().unwrap();
+}
+
+/// Drops every [`LOSSY_EVERY`]th segment that reaches [`LOSSY_PORT`] in `b` while alive.
+struct LossyPort<'a>(&'a Netns);
+
+impl<'a> LossyPort<'a> {
+    /// Also makes `a` send one segment a packet (no segmentation offload), so that each drop
+    /// loses one segment and costs one retransmit.
+    fn new(a: &Netns, b: &'a Netns, veth: &Veth) -> Self {
+        a.exec(&["ip", "link", "set", "dev", &veth.a_dev, "gso_max_segs", "1"]);
+        Self::rule(b, "-A");
+        Self(b)
+    }
+
+    fn rule(b: &Netns, operation: &str) {
+        let port = LOSSY_PORT.to_string();
+        b.exec(&[
+            "iptables",
+            operation,
+            "INPUT",
+            "-p",
+            "tcp",
+            "--dport",
+            &port,
+            "-m",
+            "statistic",
+            "--mode",
+            "nth",
+            "--every",
+            LOSSY_EVERY,
+            "--packet",
+            "0",
+            "-j",
+            "DROP",
+        ]);
+    }
+}
+
+impl Drop for LossyPort<'_> {
+    fn drop(&mut self) {
+        Self::rule(self.0, "-D");
+    }
+}
+
 /// Pins the calling thread to the last CPU; returns the affinity it had.
 fn pin_to_last_cpu() -> libc::cpu_set_t {
     // SAFETY: plain calls with a cpu_set_t owned here.
@@ -268,6 +346,36 @@ impl Row {
     }
 }
 
+/// The name netmon's program for `hook` starts with (`_btf`, `_raw`, `_tp` follow).
+fn program_prefix(hook: &str) -> &'static str {
+    match hook {
+        "net_dev_xmit" => "nm_xmit",
+        "netif_receive_skb" => "nm_recv",
+        "kfree_skb" => "nm_drop",
+        "inet_sock_set_state" => "nm_state",
+        "tcp_retransmit_skb" => "nm_retrans",
+        "tcp_send_reset" => "nm_rst_tx",
+        _ => "nm_rst_rx",
+    }
+}
+
+/// Waits until programs of all these names are loaded (the agent answers before it has
+/// attached them).
+fn wait_for_programs(names: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let loaded = program_stats();
+        if names
+            .iter()
+            .all(|name| loaded.values().any(|(n, _, _)| n == name))
+        {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("netmon did not load {names:?} within 30 s");
+}
+
 fn netmon_run(method: &str, a: &Netns, b: &Netns, veth: &Veth) -> Vec<Row> {
     let config = ConfigFile::new(&format!(
         "[probe_methods]\n{}",
@@ -276,39 +384,37 @@ fn netmon_run(method: &str, a: &Netns, b: &Netns, veth: &Veth) -> Vec<Row> {
             .map(|h| format!("{h} = \"{method}\"\n"))
             .collect::<String>()
     ));
-    let agent = Agent::start(&["--config", config.path_str()]);
     let empties: Vec<(String, EmptyProgram)> = HOOKS
         .iter()
         .map(|h| (h.to_string(), EmptyProgram::attach(h)))
         .collect();
-    // The workload runs on one CPU (its threads inherit this thread's affinity), the agent
-    // wherever the scheduler puts it: a round then does not depend on where it ran.
-    let all_cpus = pin_to_last_cpu();
-    let mut rounds = Vec::new();
-    for _ in 0..ROUNDS {
-        let before = program_stats();
-        workload(a, b, veth);
-        rounds.push((before, program_stats()));
-    }
-    set_affinity(&all_cpus);
-    drop(agent);
     let suffix = match method {
         "tp_btf" => "btf",
         "raw_tp" => "raw",
         _ => "tp",
     };
+    let names: Vec<String> = HOOKS
+        .iter()
+        .map(|hook| format!("{}_{suffix}", program_prefix(hook)))
+        .collect();
+    // The workload runs on one CPU (its threads inherit this thread's affinity), the agent
+    // wherever the scheduler puts it: a round then does not depend on where it ran.
+    let all_cpus = pin_to_last_cpu();
+    // A fresh agent each round: where its maps land in memory moves a program's cost by a few
+    // ns from one start to the next, and the median over starts is the agent's figure.
+    let mut rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        let agent = Agent::start(&["--config", config.path_str()]);
+        wait_for_programs(&names);
+        let before = program_stats();
+        workload(a, b, veth);
+        rounds.push((before, program_stats()));
+        drop(agent);
+    }
+    set_affinity(&all_cpus);
     let mut rows = Vec::new();
     for (hook, empty) in &empties {
-        let program = match hook.as_str() {
-            "net_dev_xmit" => "nm_xmit",
-            "netif_receive_skb" => "nm_recv",
-            "kfree_skb" => "nm_drop",
-            "inet_sock_set_state" => "nm_state",
-            "tcp_retransmit_skb" => "nm_retrans",
-            "tcp_send_reset" => "nm_rst_tx",
-            _ => "nm_rst_rx",
-        };
-        let name = format!("{program}_{suffix}");
+        let name = format!("{}_{suffix}", program_prefix(hook));
         let (mut runs, mut ours, mut floors) = (0, Vec::new(), Vec::new());
         for (before, after) in &rounds {
             let id = after
@@ -428,12 +534,15 @@ fn kernel_cost() -> String {
     let a = Netns::new("bench-a");
     let b = Netns::new("bench-b");
     let veth = Veth::connect(&a, &b, 250);
+    let lossy = LossyPort::new(&a, &b, &veth);
     let before_bin = std::env::var_os("NETMON_BEFORE_BIN");
     let mut out = format!(
         "## 1. Kernel cost per event\n\nFrom the kernel's BPF statistics (`run_time_ns / \
          run_cnt`), with an empty raw tracepoint program attached to the same hook in the same \
          run as the floor. Workload: 200,000 UDP datagrams across a veth pair, 2,000 TCP \
-         connections, 200 refused ones, in {ROUNDS} rounds; each figure is the median of the \
+         connections, 200 refused ones, and {ROUNDS} transfers of 4 MiB that lose one segment \
+         in {LOSSY_EVERY} (retransmits), in {ROUNDS} rounds, each with a freshly started \
+         agent; each figure is the median of the \
          rounds, with the smallest and largest round beside it. \"before\" is {} in the same \
          run.\n\n\
          | method | hook | runs | netmon ns/run | empty ns/run | above empty | rounds | target | before | |\n\
@@ -507,6 +616,7 @@ fn kernel_cost() -> String {
         }
         None => out.push_str("bpftrace could not run here; not measured.\n"),
     }
+    drop(lossy);
     drop(stats);
     out
 }
@@ -647,7 +757,6 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-/// p50 and p99 of `/metrics` with 50 concurrent scrapers, 20 scrapes each, kept alive.
 /// p50 and p99 in ms of 1,000 scrapes by 50 scrapers that take gzip, as Prometheus does, how
 /// many, and the compressed body's size.
 fn latency(ns: &Netns, addr: SocketAddr) -> (f64, f64, usize, usize) {
@@ -970,7 +1079,8 @@ fn packet_path() -> String {
         let mut measured = [[0.0; 3]; 2];
         for step in 0..3 {
             let arm = (round + step) % 3;
-            let agent = (arm == 2).then(|| Agent::start(&[]));
+            // netmon as an operator runs it: default configuration, polling every 2 s.
+            let agent = (arm == 2).then(|| footprint::start_netmon("2s"));
             let empties: Vec<EmptyProgram> = if arm == 1 {
                 HOOKS
                     .iter()
@@ -988,7 +1098,9 @@ fn packet_path() -> String {
                 measured[k][arm] = iperf(&a, &veth.b_ip, *udp);
             }
             drop(empties);
-            drop(agent);
+            if let Some((agent, _)) = agent {
+                stop(agent);
+            }
         }
         for (k, (kind, _, _)) in kinds.iter().enumerate() {
             rounds.entry(kind).or_default().push(measured[k]);
@@ -999,9 +1111,9 @@ fn packet_path() -> String {
         "## 5. Packet-path impact\n\niperf3 across a veth pair between two namespaces, 1 s \
          runs, {PATH_PAIRS} rounds of three arms in rotating order: nothing attached, empty \
          programs on the seven hooks netmon uses (what hooking at all costs), and netmon (all \
-         hooks, tp_btf, {} s after its start). Ratios are taken within a round; the machine's \
-         speed moves by tens of percent between runs, so the ratios are the measure and their \
-         median the figure.\n\n\
+         hooks, tp_btf, default configuration, {} s after it first answers). Ratios are taken \
+         within a round; the machine's speed moves by tens of percent between runs, so the \
+         ratios are the measure and their median the figure.\n\n\
          | test | median without | netmon / without | empty / without | netmon / empty | target (netmon / without) |\n\
          |---|---|---|---|---|---|\n",
         SETTLE.as_secs()
