@@ -25,12 +25,25 @@ pub const MAX_TRANSITION_KEYS: u32 = 4096;
 /// Capacity of the handshake histogram table: (namespace, open kind).
 pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
 
+/// Bytes of the ring buffer that carries drop samples to the agent: at the default budget
+/// (100 samples a second and a burst of 200 per CPU, read every 2 s) it holds what two CPUs
+/// send between two reads several times over.
+pub const DROP_SAMPLE_RING_BYTES: u32 = 64 * 1024;
+/// Entries of the `DROP_SAMPLE_BUDGET` per-CPU array: samples this CPU sent (written by the
+/// programs only) and samples it may have sent by now (written by the agent only, which adds
+/// to it at every poll as a token bucket refills). With one writer a word, neither side's
+/// update can undo the other's.
+pub const SAMPLE_BUDGET_SLOTS: u32 = 2;
+pub const SAMPLE_USED: u32 = 0;
+pub const SAMPLE_ALLOWED: u32 = 1;
+
 /// The maps of each table in the object, by the label metrics and benchmarks give the table.
-pub const TABLE_MAPS: [(&str, &[&str]); 5] = [
+pub const TABLE_MAPS: [(&str, &[&str]); 6] = [
     ("traffic", &["TRAFFIC_TAGS", "TRAFFIC"]),
     ("drops", &["DROP_TAGS", "DROPS"]),
     ("transitions", &["TRANSITION_TAGS", "TCP_TRANSITIONS"]),
     ("handshakes", &["HANDSHAKE_TAGS", "HANDSHAKES"]),
+    ("drop_samples", &["DROP_SAMPLES", "DROP_SAMPLE_BUDGET"]),
     ("events", &["EVENTS"]),
 ];
 
@@ -220,10 +233,13 @@ pub enum Event {
     ReadFailed = 6,
     /// A transition could not be stored: the transition map is full.
     TransitionMapFull = 7,
+    /// A real drop was not sampled: this CPU's sample budget was spent, or the ring of
+    /// samples was full.
+    DropSampleSuppressed = 8,
 }
 
 /// Entries of the `EVENTS` array.
-pub const EVENT_SLOTS: u32 = 8;
+pub const EVENT_SLOTS: u32 = 9;
 
 /// Key of the per-interface traffic map and part of the drop key.
 #[repr(C)]
@@ -328,6 +344,44 @@ pub struct KernelOffsets {
     /// 1 when `sk_protocol` is a plain 16-bit field and can be read; 0 on kernels where it is a
     /// bit field (then the state hook trusts the tracepoint to be TCP-only).
     pub sk_protocol_readable: u32,
+    /// `struct sk_buff`: `head` (start of the buffer) and `network_header` (offset of the IP
+    /// header from `head`), for the flow of a drop sample.
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    /// `struct sock`: `sk_socket`; and from a `struct socket` to its inode number
+    /// (`socket_alloc.vfs_inode` plus `inode.i_ino`), which names the socket in
+    /// `/proc/<pid>/fd`.
+    pub sk_socket: u32,
+    pub socket_inode_ino: u32,
+}
+
+/// One dropped packet as the drop hook samples it. Addresses are in network order, IPv4 in
+/// the first four bytes; ports in host order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropSample {
+    /// `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns`).
+    pub time_ns: u64,
+    /// Where in the kernel the packet was freed (the tracepoint's `location`); 0 if unknown.
+    pub location: u64,
+    /// Inode number of the packet's socket, when it has a full one; 0 otherwise.
+    pub socket_inode: u64,
+    /// [`InterfaceKey::to_meta`] of the device.
+    pub interface: u64,
+    pub reason: u32,
+    /// `skb->protocol` in host order (0x0800 IPv4, 0x86dd IPv6).
+    pub ethertype: u16,
+    /// 4 or 6 when the packet's IP header was read; 0 otherwise.
+    pub family: u8,
+    /// IP protocol (6 TCP, 17 UDP, ...), when `family` is set.
+    pub ip_protocol: u8,
+    pub source_port: u16,
+    pub destination_port: u16,
+    /// TCP flags (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ...).
+    pub tcp_flags: u8,
+    pub _pad: [u8; 3],
+    pub source: [u8; 16],
+    pub destination: [u8; 16],
 }
 
 /// One TCP socket as the socket iterator writes it: its state (`TCP_NEW_SYN_RECV`, 12, for a
@@ -351,11 +405,13 @@ pub struct TracepointFields {
     /// `net:netif_receive_skb`: `skbaddr`, `len`.
     pub recv_skb: u32,
     pub recv_len: u32,
-    /// `skb:kfree_skb`: `skbaddr`, `protocol`, `reason` (`reason_present` 0 when absent).
+    /// `skb:kfree_skb`: `skbaddr`, `protocol`, `reason` (`reason_present` 0 when absent),
+    /// `location`.
     pub drop_skb: u32,
     pub drop_protocol: u32,
     pub drop_reason: u32,
     pub drop_reason_present: u32,
+    pub drop_location: u32,
     /// `sock:inet_sock_set_state`: `skaddr`, `oldstate`, `newstate`, `family`, `protocol`.
     pub state_sk: u32,
     pub state_old: u32,
@@ -403,6 +459,7 @@ mod user {
     unsafe impl aya::Pod for NormalFreeReasons {}
     unsafe impl aya::Pod for SlotTag {}
     unsafe impl aya::Pod for SlotMasks {}
+    unsafe impl aya::Pod for DropSample {}
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! `skb:kfree_skb`: packets the kernel dropped, by namespace, device, protocol and reason.
-//! Normal frees (`SKB_NOT_DROPPED_YET`, `SKB_CONSUMED`) are not drops and are skipped.
+//! `skb:kfree_skb`: packets the kernel dropped, by namespace, device, protocol and reason,
+//! and samples of them with their flow and where they died (`samples`). Normal frees
+//! (`SKB_NOT_DROPPED_YET`, `SKB_CONSUMED`) are not drops and are skipped.
 use aya_ebpf::{
     EbpfContext,
     macros::{btf_tracepoint, kprobe, raw_tracepoint, tracepoint},
@@ -10,10 +11,11 @@ use netmon_common::DROP_REASON_UNKNOWN;
 use crate::{
     kernel::{Btf, Memory, Probe, constant, offset_skb_protocol, skb_device, tp_field},
     maps::drops,
+    samples::sample_drop,
 };
 
 #[inline(always)]
-fn count_drop<M: Memory>(skb: u64, reason: u32) {
+fn count_drop<M: Memory>(skb: u64, reason: u32, location: u64) {
     if reason == constant!(NORMAL_FREE.not_dropped_yet) || reason == constant!(NORMAL_FREE.consumed)
     {
         return;
@@ -21,24 +23,26 @@ fn count_drop<M: Memory>(skb: u64, reason: u32) {
     let protocol: u16 = M::read(skb, offset_skb_protocol()).unwrap_or(0);
     let device = skb_device::<M>(skb);
     let id = &device.identity;
-    let extra2 = id.drop_extra2(reason, u16::from_be(protocol));
+    let ethertype = u16::from_be(protocol);
+    let extra2 = id.drop_extra2(reason, ethertype);
     let claim = || device.meta::<M>();
     if let Some(count) = drops().counts(id.device, id.net, extra2, claim) {
         *count += 1;
     }
+    sample_drop(skb, ethertype, reason, location, || device.meta::<M>());
 }
 
 // TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...); kernels
 // before 5.17 have no reason argument, and the agent then loads the classic tracepoint.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn nm_drop_btf(ctx: BtfTracePointContext) -> i32 {
-    count_drop::<Btf>(ctx.arg(0), ctx.arg(2));
+    count_drop::<Btf>(ctx.arg(0), ctx.arg(2), ctx.arg(1));
     0
 }
 
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn nm_drop_raw(ctx: RawTracePointContext) -> i32 {
-    count_drop::<Probe>(ctx.arg(0), ctx.arg(2));
+    count_drop::<Probe>(ctx.arg(0), ctx.arg(2), ctx.arg(1));
     0
 }
 
@@ -51,12 +55,14 @@ pub fn nm_drop_tp(ctx: TracePointContext) -> u32 {
     } else {
         DROP_REASON_UNKNOWN
     };
-    count_drop::<Probe>(skb, reason);
+    let location: u64 = Probe::read(base, tp_field!(drop_location)).unwrap_or(0);
+    count_drop::<Probe>(skb, reason, location);
     0
 }
 
 /// Fallback where the tracepoint is missing: the kernel's drop function, whose arguments the
-/// agent describes in `DROP_PROBE_ARGS`.
+/// agent describes in `DROP_PROBE_ARGS`. Its samples have no location: the function is the
+/// same for every drop, and its caller is not among its arguments.
 #[kprobe]
 pub fn nm_drop_kprobe(ctx: ProbeContext) -> u32 {
     // Registers are read at constant indices: the verifier refuses a context access at an
@@ -76,6 +82,6 @@ pub fn nm_drop_kprobe(ctx: ProbeContext) -> u32 {
     } else {
         DROP_REASON_UNKNOWN
     };
-    count_drop::<Probe>(pick(constant!(DROP_PROBE_ARGS.skb_arg)), reason);
+    count_drop::<Probe>(pick(constant!(DROP_PROBE_ARGS.skb_arg)), reason, 0);
     0
 }

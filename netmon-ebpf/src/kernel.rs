@@ -29,6 +29,10 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     tw_substate: 0,
     tcp_srtt_us: 0,
     sk_protocol_readable: 0,
+    skb_head: 0,
+    skb_network_header: 0,
+    sk_socket: 0,
+    socket_inode_ino: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -41,6 +45,7 @@ pub(crate) static TP_FIELDS: TracepointFields = TracepointFields {
     drop_protocol: 0,
     drop_reason: 0,
     drop_reason_present: 0,
+    drop_location: 0,
     state_sk: 0,
     state_old: 0,
     state_new: 0,

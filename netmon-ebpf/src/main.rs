@@ -10,6 +10,7 @@
 mod events;
 mod kernel;
 mod maps;
+mod samples;
 mod slots;
 
 mod drop;

@@ -2,11 +2,12 @@
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, PerCpuArray},
+    maps::{Array, PerCpuArray, RingBuf},
 };
 use netmon_common::{
-    Event, HandshakeHistogram, InterfaceTraffic, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES,
-    MAX_TRANSITION_KEYS, SlotMasks, SlotTag,
+    DROP_SAMPLE_RING_BYTES, Event, HandshakeHistogram, InterfaceTraffic, MAX_DROP_KEYS,
+    MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_TRANSITION_KEYS, SAMPLE_BUDGET_SLOTS, SlotMasks,
+    SlotTag,
 };
 
 use crate::slots::{Slots, Table};
@@ -53,6 +54,14 @@ pub static HANDSHAKE_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAK
 /// a copy per CPU of every histogram would cost more memory than the counts are worth.
 #[map]
 pub static HANDSHAKES: Array<HandshakeHistogram> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
+
+/// Samples of real drops, read by the agent at each poll.
+#[map]
+pub static DROP_SAMPLES: RingBuf = RingBuf::with_byte_size(DROP_SAMPLE_RING_BYTES, 0);
+/// Per CPU: samples sent, and samples the agent allows by now (see `netmon-common`).
+#[map]
+pub static DROP_SAMPLE_BUDGET: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(SAMPLE_BUDGET_SLOTS, 0);
 
 #[inline(always)]
 pub fn traffic() -> Table<InterfaceTraffic> {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::{
     model::probes::{AttachMethod, Hook},
-    probes::ProbeSettings,
+    probes::{ProbeSettings, SampleBudget},
     settings::{HostSettings, InterfaceFilter},
 };
 
@@ -20,6 +20,11 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9469";
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_HISTORY_LENGTH: usize = 32;
 pub const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Bounds of the drop sampling settings: a CPU's burst fills at most about three quarters
+/// of the ring of samples, and the agent keeps a bounded record.
+const MAX_SAMPLE_RATE: f64 = 10_000.0;
+const MAX_SAMPLE_BURST: u64 = 512;
+const MAX_SAMPLES_KEPT: usize = 100_000;
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +57,31 @@ pub struct Config {
     pub thresholds: Thresholds,
     /// Ports that should be listening; when any is given, other listeners are reported.
     pub expected_ports: Vec<ExpectedPort>,
+    /// How many drops are sampled, and how many samples are kept.
+    pub drop_samples: DropSamples,
+}
+
+/// Samples of dropped packets (`/api/v1/drops/recent`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DropSamples {
+    /// Samples each CPU may send a second, on average; 0 samples nothing (drops are then
+    /// all counted as suppressed).
+    pub per_cpu_rate: f64,
+    /// Samples each CPU may send at once after a quiet time.
+    pub per_cpu_burst: u64,
+    /// Samples kept, and aggregates of them by (reason, location, flow).
+    pub keep: usize,
+}
+
+impl Default for DropSamples {
+    fn default() -> Self {
+        Self {
+            per_cpu_rate: 100.0,
+            per_cpu_burst: 200,
+            keep: 256,
+        }
+    }
 }
 
 /// Settings given on the command line or in the environment: they win over the file, also
@@ -167,6 +197,7 @@ impl Default for Config {
             interface_exclude: Vec::new(),
             thresholds: Thresholds::default(),
             expected_ports: Vec::new(),
+            drop_samples: DropSamples::default(),
         }
     }
 }
@@ -213,6 +244,10 @@ impl Config {
             interfaces: InterfaceFilter {
                 include: self.interface_include.clone(),
                 exclude: self.interface_exclude.clone(),
+            },
+            drop_sample_budget: SampleBudget {
+                rate: self.drop_samples.per_cpu_rate,
+                burst: self.drop_samples.per_cpu_burst,
             },
         }
     }
@@ -290,6 +325,11 @@ impl Config {
                 t.syn_recv
             ),
         ];
+        let d = &self.drop_samples;
+        lines.push(format!(
+            "drop_samples: {} a second and a burst of {} per CPU, {} kept",
+            d.per_cpu_rate, d.per_cpu_burst, d.keep
+        ));
         for e in &self.expected_ports {
             lines.push(format!(
                 "expected port {}/{}{}{}",
@@ -343,6 +383,29 @@ impl Config {
             bail!(
                 "history_length = {}: at least 2 snapshots are needed for rates",
                 self.history_length
+            );
+        }
+        let d = &self.drop_samples;
+        if !(d.per_cpu_rate.is_finite() && (0.0..=MAX_SAMPLE_RATE).contains(&d.per_cpu_rate)) {
+            bail!(
+                "drop_samples.per_cpu_rate = {}: must be from 0 to {MAX_SAMPLE_RATE} samples a \
+                 second",
+                d.per_cpu_rate
+            );
+        }
+        if d.per_cpu_burst > MAX_SAMPLE_BURST {
+            bail!(
+                "drop_samples.per_cpu_burst = {}: at most {MAX_SAMPLE_BURST} (the ring of \
+                 samples holds about {} samples)",
+                d.per_cpu_burst,
+                netmon_common::DROP_SAMPLE_RING_BYTES as usize
+                    / (size_of::<netmon_common::DropSample>() + 8)
+            );
+        }
+        if !(1..=MAX_SAMPLES_KEPT).contains(&d.keep) {
+            bail!(
+                "drop_samples.keep = {}: must be from 1 to {MAX_SAMPLES_KEPT}",
+                d.keep
             );
         }
         for (hook, method) in &self.probe_methods {
@@ -445,5 +508,8 @@ mod tests {
         assert!(err("[[expected_ports]]\nport = 70000").contains("invalid value"));
         assert!(err("poll_interval = 2").contains("invalid type"));
         assert!(err("this is not toml").contains("expected"));
+        assert!(err("[drop_samples]\nper_cpu_rate = -1.0").contains("from 0 to"));
+        assert!(err("[drop_samples]\nper_cpu_burst = 100000").contains("at most 512"));
+        assert!(err("[drop_samples]\nkeep = 0").contains("from 1 to"));
     }
 }

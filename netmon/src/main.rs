@@ -13,7 +13,7 @@ use netmon::{
     diagnose::{Severity, diagnose},
     export::table,
     heap,
-    model::History,
+    model::{History, drops::RecentDrops},
     privileges::{self, RunAs},
     serve,
 };
@@ -119,7 +119,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .block_on(serve::run(source, user))?;
         }
         Command::Snapshot { json } => {
-            let snapshot = Poller::new(&Default::default(), Default::default()).poll();
+            let defaults = Config::default();
+            let snapshot = Poller::new(&defaults.probe_settings(), defaults.host_settings()).poll();
             if json {
                 println!("{}", serde_json::to_string_pretty(&snapshot)?);
             } else {
@@ -138,15 +139,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .load()?;
             let mut poller = Poller::new(&config.probe_settings(), config.host_settings());
             let mut history = History::new(config.history_length.max(64));
+            let mut recent = RecentDrops::new(config.drop_samples.keep);
+            let mut poll = || {
+                let mut snapshot = poller.poll();
+                recent.add(std::mem::take(&mut snapshot.drop_samples));
+                history.push(Arc::new(snapshot));
+            };
             let begin = Instant::now();
             let step = (window / 5).max(Duration::from_millis(200));
-            history.push(Arc::new(poller.poll()));
+            poll();
             while begin.elapsed() < window {
                 std::thread::sleep(step.min(window.saturating_sub(begin.elapsed())));
-                history.push(Arc::new(poller.poll()));
+                poll();
             }
             // Every snapshot taken belongs to the window.
-            let diagnosis = diagnose(&history, begin.elapsed() + step, &config);
+            let diagnosis = diagnose(&history, &recent, begin.elapsed() + step, &config);
             if json {
                 println!("{}", serde_json::to_string_pretty(&diagnosis)?);
             } else {

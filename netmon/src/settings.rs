@@ -1,14 +1,19 @@
-//! What the configuration tells the collectors: which interfaces to report and the link
-//! capacities the kernel does not know. The configuration builds these; the poll uses them.
+//! What the configuration tells the collectors: which interfaces to report, the link
+//! capacities the kernel does not know and how many drops to sample. The configuration
+//! builds these; the poll uses them.
 use std::collections::BTreeMap;
 
-/// What the operator can tell the host collectors.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+use crate::probes::SampleBudget;
+
+/// What the operator can tell the collectors.
+#[derive(Clone, Debug, PartialEq)]
 pub struct HostSettings {
     /// Capacity in Mbit/s per interface name, for links that report no speed (or a wrong one).
     pub link_capacity_mbps: BTreeMap<String, u64>,
     /// Interfaces to report.
     pub interfaces: InterfaceFilter,
+    /// How many drops each CPU may sample.
+    pub drop_sample_budget: SampleBudget,
 }
 
 /// Whether `name` matches a pattern with `*` (any run) and `?` (any one character).

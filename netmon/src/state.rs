@@ -1,6 +1,7 @@
 //! The running agent's state: the configuration in force, the History and the newest
-//! Snapshot with its diagnosis and rates, and how the last reload went. The poll loop and
-//! the reloader write it; the outputs read it. Nothing here routes or renders.
+//! Snapshot with its diagnosis and rates, the recent drop samples, and how the last reload
+//! went. The poll loop and the reloader write it; the outputs read it. Nothing here routes
+//! or renders.
 use std::sync::{
     Arc, RwLock,
     atomic::{AtomicU64, Ordering},
@@ -11,7 +12,7 @@ use serde::Serialize;
 use crate::{
     config::Config,
     diagnose::{Diagnosis, diagnose_window},
-    model::{History, Snapshot},
+    model::{History, Snapshot, drops::RecentDrops},
     rates::Summary,
 };
 
@@ -38,6 +39,9 @@ pub struct AgentState {
 pub struct Shared {
     latest: RwLock<Arc<Snapshot>>,
     history: RwLock<History>,
+    /// Drop samples are kept here, not in the snapshots of the History: their number is
+    /// bounded by `drop_samples.keep`, not by the History's length times a poll's samples.
+    recent_drops: RwLock<RecentDrops>,
     config: RwLock<Arc<Config>>,
     diagnosis: RwLock<Arc<Diagnosis>>,
     summary: RwLock<Option<Arc<Summary>>>,
@@ -64,6 +68,7 @@ impl Shared {
         Self {
             latest: RwLock::new(Arc::new(Snapshot::default())),
             history: RwLock::new(History::new(config.history_length)),
+            recent_drops: RwLock::new(RecentDrops::new(config.drop_samples.keep)),
             config: RwLock::new(Arc::new(config)),
             diagnosis: RwLock::new(Arc::new(Diagnosis::default())),
             summary: RwLock::new(None),
@@ -76,18 +81,27 @@ impl Shared {
         }
     }
 
-    /// Adds a snapshot to the History and diagnoses the new window.
-    pub fn publish(&self, snapshot: Snapshot) {
-        let snapshot = Arc::new(snapshot);
+    /// Adds a snapshot to the History, its drop samples to the recent ones, and diagnoses
+    /// the new window.
+    pub fn publish(&self, mut snapshot: Snapshot) {
         let config = self.config();
+        let samples = std::mem::take(&mut snapshot.drop_samples);
+        let snapshot = Arc::new(snapshot);
+        let mut recent = match self.recent_drops.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        recent.set_capacity(config.drop_samples.keep);
+        recent.add(samples);
         let (diagnosis, summary) = match self.history.write() {
             Ok(mut history) => {
                 history.set_capacity(config.history_length);
                 history.push(snapshot.clone());
-                diagnose_window(&history, config.rate_window, &config)
+                diagnose_window(&history, &recent, config.rate_window, &config)
             }
             Err(_) => (Diagnosis::default(), None),
         };
+        drop(recent);
         write(&self.diagnosis, Arc::new(diagnosis));
         write(&self.summary, summary.map(Arc::new));
         write(&self.latest, snapshot);
@@ -107,6 +121,14 @@ impl Shared {
 
     pub fn latest(&self) -> Arc<Snapshot> {
         read(&self.latest)
+    }
+
+    /// Runs `f` on the recent drop samples.
+    pub fn with_recent_drops<T>(&self, f: impl FnOnce(&RecentDrops) -> T) -> T {
+        match self.recent_drops.read() {
+            Ok(recent) => f(&recent),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
     }
 
     pub fn config(&self) -> Arc<Config> {

@@ -13,7 +13,7 @@ mod saturation;
 
 use crate::{
     config::Config,
-    model::History,
+    model::{History, drops::RecentDrops},
     rates::{self, Summary},
 };
 use connections::connection_states;
@@ -78,15 +78,22 @@ pub struct Diagnosis {
     pub findings: Vec<Finding>,
 }
 
-/// Runs every rule over the snapshots of the last `window`.
-pub fn diagnose(history: &History, window: Duration, config: &Config) -> Diagnosis {
-    diagnose_window(history, window, config).0
+/// Runs every rule over the snapshots of the last `window`, quoting the recent drop samples
+/// as evidence.
+pub fn diagnose(
+    history: &History,
+    recent: &RecentDrops,
+    window: Duration,
+    config: &Config,
+) -> Diagnosis {
+    diagnose_window(history, recent, window, config).0
 }
 
 /// Like [`diagnose`], also returning the window's rates it worked from, for whoever serves
 /// them too.
 pub fn diagnose_window(
     history: &History,
+    recent: &RecentDrops,
     window: Duration,
     config: &Config,
 ) -> (Diagnosis, Option<Summary>) {
@@ -106,9 +113,9 @@ pub fn diagnose_window(
         packet_loss(
             &mut findings,
             config,
-            oldest,
-            newest,
+            (oldest, newest),
             &summary.per_interface,
+            recent,
         );
     }
     ports(&mut findings, config, newest);

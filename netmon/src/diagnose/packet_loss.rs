@@ -4,9 +4,12 @@ use std::collections::BTreeMap;
 use super::{Finding, evidence, graded};
 use crate::{
     config::Config,
-    model::Snapshot,
+    model::{Snapshot, drops::RecentDrops},
     rates::{InterfaceRates, increase, percent},
 };
+
+/// Sampled flows quoted for a finding at most.
+const QUOTED_FLOWS: usize = 3;
 
 /// What to do about packets the kernel dropped for `reason`.
 fn drop_advice(reason: &str) -> String {
@@ -29,12 +32,14 @@ fn drop_advice(reason: &str) -> String {
     }
 }
 
+/// Interfaces of the agent's namespace whose drops (device and kernel) exceed the threshold,
+/// with the reasons, and the flows, kernel functions and processes of the sampled drops.
 pub(super) fn packet_loss(
     findings: &mut Vec<Finding>,
     config: &Config,
-    old: &Snapshot,
-    new: &Snapshot,
+    (old, new): (&Snapshot, &Snapshot),
     rates: &[InterfaceRates],
+    recent: &RecentDrops,
 ) {
     let seconds = new.monotonic_seconds - old.monotonic_seconds;
     let threshold = config.thresholds.drop_rate_percent;
@@ -118,6 +123,36 @@ pub(super) fn packet_loss(
                 format!("reason:{reason}"),
                 *count as f64,
                 "packets",
+            ));
+        }
+        let sampled = recent.top_since(new.netns, interface.ifindex, old.timestamp_ms);
+        for (reason, location, flow, samples) in sampled.iter().take(QUOTED_FLOWS) {
+            let at = if location.is_empty() {
+                String::new()
+            } else {
+                format!(" at {location}")
+            };
+            evidence_list.push(evidence(
+                format!("flow:{} {reason}{at}", flow.describe()),
+                *samples as f64,
+                "samples",
+            ));
+        }
+        if let Some((_, location, flow, _)) = sampled.first() {
+            let processes = recent.processes_since(new.netns, interface.ifindex, old.timestamp_ms);
+            let by = if processes.is_empty() {
+                String::new()
+            } else {
+                format!(" (sockets of {})", processes.join(", "))
+            };
+            next_steps.push(format!(
+                "Most sampled drops: {}{by}, freed in {}; /api/v1/drops/recent lists them.",
+                flow.describe(),
+                if location.is_empty() {
+                    "an unknown place"
+                } else {
+                    location
+                },
             ));
         }
         findings.push(Finding {

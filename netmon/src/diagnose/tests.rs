@@ -59,7 +59,12 @@ fn steady(seconds: u64, per_second: InterfaceCounters) -> Vec<Snapshot> {
 }
 
 fn run(history: &History, config: &Config) -> Diagnosis {
-    diagnose(history, Duration::from_secs(60), config)
+    diagnose(
+        history,
+        &RecentDrops::new(1),
+        Duration::from_secs(60),
+        config,
+    )
 }
 
 fn quiet() -> InterfaceCounters {
@@ -142,6 +147,69 @@ fn firewall_drops_are_packet_loss_with_their_reason() {
             .iter()
             .any(|e| e.name == "reason:NETFILTER_DROP" && e.value == 100.0)
     );
+}
+
+#[test]
+fn packet_loss_quotes_the_sampled_flows_and_their_processes() {
+    use crate::model::drops::{DropSampleRecord, Flow};
+    let mut snapshots = steady(5, quiet());
+    for (t, s) in snapshots.iter_mut().enumerate() {
+        s.kernel.drops = vec![DropCount {
+            key: DropKey::default(),
+            netns: NETNS,
+            ifindex: 2,
+            interface: "eth0".into(),
+            protocol: "ipv4".into(),
+            reason: "NETFILTER_DROP".into(),
+            count: 20 * t as u64,
+        }];
+    }
+    let sample = |port: u16, owner: Option<(&str, u32)>| DropSampleRecord {
+        timestamp_ms: 1,
+        netns: NETNS,
+        ifindex: 2,
+        interface: "eth0".into(),
+        reason: "NETFILTER_DROP".into(),
+        location: "nf_hook_slow+0x9c".into(),
+        ethertype: 0x0800,
+        flow: Flow {
+            family: Some("ipv4"),
+            protocol: Some("udp".into()),
+            source: Some("10.0.0.1".into()),
+            destination: Some("10.0.0.2".into()),
+            source_port: Some(5000),
+            destination_port: Some(port),
+        },
+        tcp_flags: None,
+        pid: owner.map(|(_, pid)| pid),
+        process: owner.map(|(name, _)| name.to_string()),
+    };
+    let mut recent = RecentDrops::new(10);
+    recent.add([
+        sample(9100, Some(("app", 42))),
+        sample(9100, Some(("app", 42))),
+        sample(53, None),
+    ]);
+    let diagnosis = diagnose(
+        &history(snapshots),
+        &recent,
+        Duration::from_secs(60),
+        &Config::default(),
+    );
+    let finding = &diagnosis.findings[0];
+    let flows: Vec<&Evidence> = finding
+        .evidence
+        .iter()
+        .filter(|e| e.name.starts_with("flow:"))
+        .collect();
+    assert_eq!(flows.len(), 2);
+    assert_eq!(
+        flows[0].name,
+        "flow:udp 10.0.0.1:5000 -> 10.0.0.2:9100 NETFILTER_DROP at nf_hook_slow+0x9c"
+    );
+    assert_eq!((flows[0].value, flows[0].unit), (2.0, "samples"));
+    let steps = finding.next_steps.join(" ");
+    assert!(steps.contains("sockets of app[42]"), "{steps}");
 }
 
 #[test]

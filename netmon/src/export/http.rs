@@ -13,6 +13,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::{
     export::{
+        drops,
         exposition::Expositions,
         metrics,
         respond::{error, method_not_allowed},
@@ -33,6 +34,7 @@ const LANDING_PAGE: &str = "<!DOCTYPE html>
 <li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>
 <li><a href=\"/api/v1/status\">/api/v1/status</a>: probes and collectors</li>
 <li><a href=\"/api/v1/summary\">/api/v1/summary</a>: rates and aggregates</li>
+<li><a href=\"/api/v1/drops/recent\">/api/v1/drops/recent</a>: recent drops with their flow</li>
 <li><a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>: the API's OpenAPI document</li>
 <li><a href=\"/healthz\">/healthz</a>: liveness</li>
 </ul></body></html>
@@ -68,6 +70,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             }),
         )
         .route("/api/v1/drops", get(drops_handler))
+        .route("/api/v1/drops/recent", get(drops::recent_handler))
+        .route("/api/v1/drops/top", get(drops::top_handler))
         .route("/api/v1/tcp", get(tcp_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(method_not_allowed)
@@ -144,6 +148,7 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "probe_load_error": snapshot.probe_load_error,
         "connections_source": snapshot.connections_source,
         "socket_iterator_error": snapshot.socket_iterator_error,
+        "drop_sampling_error": snapshot.drop_sampling_error,
         "config": shared.reload_status(),
         "collectors": snapshot.collectors,
     }))

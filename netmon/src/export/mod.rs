@@ -1,4 +1,5 @@
 //! Outputs: Prometheus exposition and the HTTP server. Nothing here collects.
+mod drops;
 pub mod exposition;
 pub mod http;
 pub mod metrics;

@@ -9,8 +9,10 @@ use std::{
 use netmon_common::{DropKey, InterfaceKey};
 use serde::Serialize;
 
+pub mod drops;
 pub mod probes;
 
+use drops::DropSampleRecord;
 use probes::ProbeStatus;
 
 /// The ephemeral port range (`net.ipv4.ip_local_port_range`), and how many of its ports TCP
@@ -191,6 +193,8 @@ pub struct KernelCounters {
     /// Kernel memory of each table's maps, in bytes.
     pub map_bytes: Vec<(&'static str, u64)>,
     pub read_failures: u64,
+    /// Real drops the drop hook did not sample (budget spent, or its ring full).
+    pub drop_samples_suppressed: u64,
 }
 
 /// How one collector fared in a poll.
@@ -231,6 +235,15 @@ pub struct Snapshot {
     /// Why the kernel programs could not be loaded at all, when they could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_load_error: Option<String>,
+    /// The drops sampled since the previous poll, oldest first; the agent's state keeps
+    /// the recent ones (see [`drops::RecentDrops`]), not the History.
+    #[serde(skip)]
+    pub drop_samples: Vec<DropSampleRecord>,
+    /// Drop samples received since the agent started.
+    pub drop_samples_total: u64,
+    /// Why drops are not sampled, when they are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drop_sampling_error: Option<String>,
     pub collectors: Vec<CollectorRun>,
     pub poll_duration_seconds: f64,
 }

@@ -36,6 +36,11 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         sk_protocol: protocol.byte_offset,
         tcp_srtt_us: btf.byte_offset("tcp_sock", "srtt_us")?,
         sk_protocol_readable: u32::from(!protocol.is_bitfield),
+        skb_head: btf.byte_offset("sk_buff", "head")?,
+        skb_network_header: btf.byte_offset("sk_buff", "network_header")?,
+        sk_socket: btf.byte_offset("sock", "sk_socket")?,
+        socket_inode_ino: btf.byte_offset("socket_alloc", "vfs_inode")?
+            + btf.byte_offset("inode", "i_ino")?,
     })
 }
 
@@ -76,6 +81,7 @@ pub(super) fn tracepoint_fields(may_mount: bool) -> (TracepointFields, BTreeMap<
     read(Hook::KfreeSkb, &mut |f| {
         fields.drop_skb = f.require("skbaddr")?;
         fields.drop_protocol = f.require("protocol")?;
+        fields.drop_location = f.require("location")?;
         if let Some(reason) = f.offset("reason") {
             fields.drop_reason = reason;
             fields.drop_reason_present = 1;

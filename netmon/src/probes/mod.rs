@@ -1,11 +1,12 @@
 //! netmon's kernel programs: loading the object with what it must know of this kernel
-//! (`layout`), attaching each hook by the best method the kernel offers (`attach`), and
-//! reading their tables (`read`, over `tables` and `slots`).
+//! (`layout`), attaching each hook by the best method the kernel offers (`attach`), reading
+//! their tables (`read`, over `tables` and `slots`) and their drop samples (`samples`).
 mod attach;
 pub mod btf;
 mod layout;
 mod read;
 mod reasons;
+mod samples;
 mod slots;
 mod tables;
 mod tcp_sockets;
@@ -20,7 +21,10 @@ use crate::model::probes::{AttachMethod, Hook, MethodFailure, ProbeStatus};
 use attach::attach;
 use btf::Btf;
 use layout::{drop_kprobe_target, kernel_offsets, tracepoint_fields};
+use netmon_common::DropSample;
 pub use reasons::DropReasonNames;
+use samples::DropSampler;
+pub use samples::SampleBudget;
 use tables::{TableSizes, TableTags, map_bytes};
 
 /// The compiled kernel programs, embedded at build time.
@@ -55,6 +59,8 @@ pub struct Probes {
     load_error: Option<String>,
     /// Whether the TCP socket iterator is loaded, or why not.
     socket_iterator: Result<(), String>,
+    /// The ring of drop samples and its budget, or why there is none.
+    sampler: Result<DropSampler, String>,
 }
 
 impl Probes {
@@ -128,7 +134,8 @@ impl Probes {
                     status,
                     reasons,
                     load_error: Some(error.clone()),
-                    socket_iterator: Err(error),
+                    socket_iterator: Err(error.clone()),
+                    sampler: Err(error),
                 };
             }
         };
@@ -198,14 +205,37 @@ impl Probes {
             Ok(()) => tracing::info!("TCP sockets are counted by a socket iterator"),
             Err(error) => tracing::info!("TCP sockets are counted from the socket dump: {error}"),
         }
+        // Measured before the sampler takes its maps out of the object.
+        let map_bytes = map_bytes(&ebpf);
+        let sampler = DropSampler::take(&mut ebpf).map_err(|e| format!("{e:#}"));
+        if let Err(error) = &sampler {
+            tracing::warn!("drops are counted but not sampled: {error}");
+        }
         Self {
-            map_bytes: map_bytes(&ebpf),
+            map_bytes,
             ebpf: Some((ebpf, tags)),
             status,
             reasons,
             load_error: None,
             socket_iterator,
+            sampler,
         }
+    }
+
+    /// The drops sampled since the last call, oldest first; each CPU's budget is then
+    /// refilled for the time since.
+    pub fn drop_samples(&mut self, budget: SampleBudget) -> anyhow::Result<Vec<DropSample>> {
+        let Ok(sampler) = &mut self.sampler else {
+            return Ok(Vec::new());
+        };
+        let samples = sampler.drain();
+        sampler.refill(budget)?;
+        Ok(samples)
+    }
+
+    /// Why drops are not sampled, if they are not.
+    pub fn drop_sampling_error(&self) -> Option<&str> {
+        self.sampler.as_ref().err().map(String::as_str)
     }
 
     pub fn status(&self) -> &[ProbeStatus] {

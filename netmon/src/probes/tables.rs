@@ -57,7 +57,8 @@ impl TableTags {
 }
 
 /// Kernel memory of each table's maps, as the kernel charges it (`memlock` in the map
-/// descriptor's fdinfo); fixed once the maps exist, as every map is a preallocated array.
+/// descriptor's fdinfo); fixed once the maps exist, as every map is a preallocated array or
+/// ring.
 pub(super) fn map_bytes(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
     TABLE_MAPS
         .iter()
@@ -65,7 +66,7 @@ pub(super) fn map_bytes(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
             let bytes = maps
                 .iter()
                 .filter_map(|name| match ebpf.map(name)? {
-                    Map::Array(data) | Map::PerCpuArray(data) => {
+                    Map::Array(data) | Map::PerCpuArray(data) | Map::RingBuf(data) => {
                         memlock(data.fd().as_fd().as_raw_fd())
                     }
                     _ => None,

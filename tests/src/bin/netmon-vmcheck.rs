@@ -111,10 +111,22 @@ fn metrics(agent: SocketAddr) -> Metrics {
     Metrics::parse(&http_get(agent, "/metrics", &[]).unwrap().body)
 }
 
+/// Metrics of a snapshot taken after this call began: a poll that reads the kernel's symbol
+/// table (the first drop sample from a new place) takes seconds in the emulated VM.
 fn fresh(agent: SocketAddr) -> Metrics {
-    // Two poll intervals of the agent in the VM (500 ms).
-    thread::sleep(Duration::from_millis(1500));
-    metrics(agent)
+    let asked = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = metrics(agent);
+        let taken = m.value("netmon_snapshot_timestamp_seconds", &[]);
+        if taken >= Some(asked) || Instant::now() > deadline {
+            return m;
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn main() {
@@ -140,6 +152,10 @@ fn main() {
     let m = fresh(agent);
     drop(done);
     let ns = netns.to_string();
+    println!(
+        "VMCHECK slots in use: {:?}",
+        m.find("netmon_probe_map_entries", &[])
+    );
     let transition = |from: &str, to: &str| {
         m.counter(
             "netmon_tcp_state_transitions_total",
@@ -203,6 +219,43 @@ fn main() {
         "NO_SOCKET drops",
         no_socket == CLOSED_PORT_DATAGRAMS,
         format!("{no_socket} (expected {CLOSED_PORT_DATAGRAMS})"),
+    );
+    // Each drop was sampled (the default budget is well above them), with its flow and the
+    // function that freed it, under this kernel's own reason names.
+    let recent = http_get(
+        agent,
+        &format!("/api/v1/drops/recent?netns={ns}&port=7101"),
+        &[],
+    )
+    .unwrap()
+    .body;
+    let samples: Vec<serde_json::Value> = serde_json::from_str::<serde_json::Value>(&recent)
+        .ok()
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default();
+    let described = samples.iter().all(|s| {
+        s["reason"] == "NO_SOCKET"
+            && s["protocol"] == "udp"
+            && s["destination"] == "127.0.0.1"
+            && s["destination_port"] == 7101
+            && s["location"].as_str().is_some_and(|l| {
+                // The second run ("no-passive") is the kprobe fallbacks': the drop function's
+                // kprobe cannot tell where it was called from.
+                if expect_passive {
+                    l.contains("+0x")
+                } else {
+                    l.is_empty()
+                }
+            })
+    });
+    println!("VMCHECK first drop sample: {:?}", samples.first());
+    all &= check(
+        "drop samples",
+        samples.len() as u64 == CLOSED_PORT_DATAGRAMS && described,
+        format!(
+            "{} (expected {CLOSED_PORT_DATAGRAMS}), all described: {described}",
+            samples.len()
+        ),
     );
     let lo_tx = m.counter(
         "netmon_kernel_packets_total",

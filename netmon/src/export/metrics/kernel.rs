@@ -159,4 +159,20 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     );
     read_failures.sample(&[], kernel.read_failures as f64);
     push(read_failures);
+
+    let mut samples = Family::new(
+        "netmon_drop_samples_total",
+        "Dropped packets sampled with their flow and kernel location (/api/v1/drops/recent).",
+        MetricType::COUNTER,
+    );
+    samples.sample(&[], snapshot.drop_samples_total as f64);
+    push(samples);
+    let mut suppressed = Family::new(
+        "netmon_drop_samples_suppressed_total",
+        "Real drops not sampled: a CPU's sample budget (drop_samples.per_cpu_rate and \
+         per_cpu_burst) was spent, or the ring of samples was full.",
+        MetricType::COUNTER,
+    );
+    suppressed.sample(&[], kernel.drop_samples_suppressed as f64);
+    push(suppressed);
 }

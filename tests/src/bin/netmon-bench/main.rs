@@ -959,6 +959,8 @@ fn map_bytes_for(map: &serde_json::Value, cpus: u64) -> u64 {
     let value = map["bytes_value"].as_u64().unwrap_or(0).div_ceil(8) * 8;
     match map["type"].as_str() {
         Some("percpu_array") => entries * (value * cpus + 8),
+        // The data pages, and about four pages of header and positions, whatever the CPUs.
+        Some("ringbuf") => entries + 4 * 4096,
         _ => (entries * value).div_ceil(4096) * 4096,
     }
 }

@@ -1,6 +1,8 @@
 //! The poll: one pass over every collector, producing a Snapshot.
+mod drop_samples;
+
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     os::unix::fs::MetadataExt as _,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -9,11 +11,12 @@ use crate::{
     host::{
         addresses,
         interfaces::{self, LinkDetails},
-        netns,
+        kallsyms::KernelSymbols,
+        netns::{self, InterfaceNames},
         processes::SocketOwners,
         sockets::{self, TcpSummary, TcpTally},
     },
-    model::{CollectorRun, KernelCounters, ListeningSocket, Snapshot},
+    model::{CollectorRun, KernelCounters, ListeningSocket, Owner, Snapshot},
     probes::{ProbeSettings, Probes},
     settings::HostSettings,
 };
@@ -21,6 +24,9 @@ use crate::{
 /// How long socket owners found in `/proc` are trusted before the descriptor tables are read
 /// again; a listener the agent has not seen before triggers a read at once.
 const OWNER_RESCAN: Duration = Duration::from_secs(30);
+
+/// The processes holding each socket, by socket inode.
+type SocketOwnersByInode = BTreeMap<u32, Vec<Owner>>;
 
 /// Inode of the agent's own network namespace.
 pub fn own_netns() -> u32 {
@@ -36,6 +42,9 @@ pub struct Poller {
     owners: SocketOwners,
     details: LinkDetails,
     holders: netns::Holders,
+    symbols: KernelSymbols,
+    /// Drop samples received since the start.
+    drop_samples: u64,
     started: Instant,
 }
 
@@ -47,6 +56,8 @@ impl Poller {
             owners: SocketOwners::new(OWNER_RESCAN),
             details: LinkDetails::default(),
             holders: netns::Holders::default(),
+            symbols: KernelSymbols::open(),
+            drop_samples: 0,
             started: Instant::now(),
         }
     }
@@ -75,6 +86,7 @@ impl Poller {
             probes: self.probes.status().to_vec(),
             probe_load_error: self.probes.load_error().map(str::to_string),
             socket_iterator_error: self.probes.socket_iterator_error().map(str::to_string),
+            drop_sampling_error: self.probes.drop_sampling_error().map(str::to_string),
             ..Default::default()
         };
 
@@ -119,17 +131,41 @@ impl Poller {
             snapshot.connections = summary.states;
             snapshot.ephemeral_ports = summary.ephemeral;
         }
-        if let Some(listening) = run(&mut snapshot.collectors, "listening", || self.listening()) {
+        let budget = self.host.drop_sample_budget;
+        let samples = run(&mut snapshot.collectors, "drop_samples", || {
+            self.probes.drop_samples(budget)
+        })
+        .unwrap_or_default();
+        // One look in the descriptor tables finds the listeners' processes and the samples'.
+        let mut owners = BTreeMap::new();
+        if let Some((listening, found)) = run(&mut snapshot.collectors, "listening", || {
+            self.listening(drop_samples::socket_inodes(&samples))
+        }) {
             snapshot.listening = listening;
+            owners = found;
         }
+        let mut names = None;
         if let Some(kernel) = run(&mut snapshot.collectors, "probes", || self.probes.read()) {
             snapshot.kernel = kernel;
-        }
-        if snapshot.collectors.last().is_some_and(|run| run.success) {
-            run(&mut snapshot.collectors, "namespaces", || {
-                self.resolve_namespaces(&mut snapshot.kernel, own_links)
+            let sampled = drop_samples::namespaces(&samples).collect();
+            names = run(&mut snapshot.collectors, "namespaces", || {
+                self.resolve_namespaces(&mut snapshot.kernel, own_links, sampled)
             });
         }
+        self.drop_samples += samples.len() as u64;
+        snapshot.drop_samples_total = self.drop_samples;
+        let locations = drop_samples::locations(&samples);
+        // Reads the kernel's symbol table, only when a sample comes from a new place.
+        run(&mut snapshot.collectors, "kernel_symbols", || {
+            self.symbols.learn(&locations)
+        });
+        let context = drop_samples::Context {
+            reasons: self.probes.drop_reasons(),
+            names: names.as_ref(),
+            owners: &owners,
+            symbols: &self.symbols,
+        };
+        snapshot.drop_samples = drop_samples::resolve(samples, &context);
         snapshot.poll_duration_seconds = begin.elapsed().as_secs_f64();
         snapshot
     }
@@ -151,11 +187,17 @@ impl Poller {
         Ok((sockets::tcp_summary()?, "socket_dump"))
     }
 
-    fn listening(&mut self) -> anyhow::Result<Vec<ListeningSocket>> {
+    /// The listening sockets with their processes, and the processes of the sockets
+    /// `also` names.
+    fn listening(
+        &mut self,
+        also: BTreeSet<u32>,
+    ) -> anyhow::Result<(Vec<ListeningSocket>, SocketOwnersByInode)> {
         let listeners = sockets::listeners()?;
-        let inodes = listeners.iter().map(|l| l.inode).collect();
+        let mut inodes = also;
+        inodes.extend(listeners.iter().map(|l| l.inode));
         let owners = self.owners.owners(&inodes);
-        Ok(listeners
+        let listening = listeners
             .into_iter()
             .map(|l| ListeningSocket {
                 protocol: l.protocol,
@@ -163,16 +205,19 @@ impl Poller {
                 port: l.port,
                 processes: owners.get(&l.inode).cloned().unwrap_or_default(),
             })
-            .collect())
+            .collect();
+        Ok((listening, owners))
     }
 
     /// Gives the kernel counters their interface names, in whatever namespace they are, and
-    /// forgets the counters of interfaces and namespaces that are gone.
+    /// forgets the counters of interfaces and namespaces that are gone; returns the names,
+    /// also of the namespaces `sampled` (of drop samples).
     fn resolve_namespaces(
         &mut self,
         kernel: &mut KernelCounters,
         own_links: Option<(u32, Vec<(u32, String)>)>,
-    ) -> anyhow::Result<()> {
+        sampled: BTreeSet<u32>,
+    ) -> anyhow::Result<InterfaceNames> {
         // Counters in namespace 0 could not tell their namespace; they are never "gone".
         let wanted: BTreeSet<u32> = kernel
             .traffic
@@ -181,6 +226,7 @@ impl Poller {
             .chain(kernel.drops.iter().map(|d| d.netns))
             .chain(kernel.transitions.iter().map(|t| t.netns))
             .chain(kernel.handshakes.iter().map(|h| h.netns))
+            .chain(sampled)
             .filter(|netns| *netns != 0)
             .collect();
         let presence = self.holders.find(&wanted);
@@ -235,7 +281,7 @@ impl Poller {
             tracing::debug!(removed, "forgot map entries of interfaces that are gone");
         }
         kernel.map_entries = entries;
-        Ok(())
+        Ok(names)
     }
 }
 

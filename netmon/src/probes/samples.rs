@@ -1,0 +1,80 @@
+//! The agent's side of drop sampling: it keeps each CPU's budget (a token bucket refilled
+//! at every poll, see `netmon-common`) and drains the ring of samples.
+use std::time::Instant;
+
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Ebpf,
+    maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
+};
+use netmon_common::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED};
+
+/// How many samples each CPU may send: `rate` a second on average, `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleBudget {
+    pub rate: f64,
+    pub burst: u64,
+}
+
+/// The ring of samples and the per-CPU budget, taken out of the loaded object.
+pub(super) struct DropSampler {
+    ring: RingBuf<MapData>,
+    budget: PerCpuArray<MapData, u64>,
+    /// Per CPU: samples allowed so far, with the fraction the next refill adds to.
+    allowed: Vec<f64>,
+    refilled: Option<Instant>,
+}
+
+impl DropSampler {
+    pub(super) fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let ring = ebpf
+            .take_map("DROP_SAMPLES")
+            .ok_or_else(|| anyhow!("map DROP_SAMPLES missing from the object"))?;
+        let budget = ebpf
+            .take_map("DROP_SAMPLE_BUDGET")
+            .ok_or_else(|| anyhow!("map DROP_SAMPLE_BUDGET missing from the object"))?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
+        Ok(Self {
+            ring: RingBuf::try_from(ring)?,
+            budget: PerCpuArray::try_from(budget)?,
+            allowed: vec![0.0; cpus],
+            refilled: None,
+        })
+    }
+
+    /// Gives each CPU what its bucket gained since the last call (a full burst the first
+    /// time), never more than `burst` beyond what it has sent.
+    pub(super) fn refill(&mut self, budget: SampleBudget) -> anyhow::Result<()> {
+        let now = Instant::now();
+        let gained = match self.refilled {
+            Some(last) => budget.rate * now.duration_since(last).as_secs_f64(),
+            None => f64::INFINITY,
+        };
+        self.refilled = Some(now);
+        let used = self
+            .budget
+            .get(&SAMPLE_USED, 0)
+            .context("reading DROP_SAMPLE_BUDGET")?;
+        let mut allowed = Vec::with_capacity(self.allowed.len());
+        for (allowance, used) in self.allowed.iter_mut().zip(used.iter()) {
+            *allowance = (*allowance + gained).min((*used + budget.burst) as f64);
+            allowed.push(*allowance as u64);
+        }
+        self.budget
+            .set(SAMPLE_ALLOWED, PerCpuValues::try_from(allowed)?, 0)
+            .context("writing DROP_SAMPLE_BUDGET")
+    }
+
+    /// The samples sent since the last call, oldest first.
+    pub(super) fn drain(&mut self) -> Vec<DropSample> {
+        let mut samples = Vec::new();
+        while let Some(item) = self.ring.next() {
+            if item.len() >= size_of::<DropSample>() {
+                // SAFETY: the programs write whole `DropSample`s; the ring's items are only
+                // 8-byte aligned, hence the unaligned read.
+                samples.push(unsafe { item.as_ptr().cast::<DropSample>().read_unaligned() });
+            }
+        }
+        samples
+    }
+}
