@@ -29,13 +29,23 @@ pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
 /// (100 samples a second and a burst of 200 per CPU, read every 2 s) it holds what two CPUs
 /// send between two reads several times over.
 pub const DROP_SAMPLE_RING_BYTES: u32 = 64 * 1024;
-/// Entries of the `DROP_SAMPLE_BUDGET` per-CPU array: samples this CPU sent (written by the
-/// programs only) and samples it may have sent by now (written by the agent only, which adds
-/// to it at every poll as a token bucket refills). With one writer a word, neither side's
-/// update can undo the other's.
+/// Entries of the `DROP_SAMPLE_BUDGET` per-CPU array of [`SampleTally`]: what this CPU sent
+/// and suppressed (written by the programs only), and how many samples it may have sent by
+/// now (written by the agent only, which adds to it at every poll as a token bucket
+/// refills). With one writer an entry, neither side's update can undo the other's.
 pub const SAMPLE_BUDGET_SLOTS: u32 = 2;
 pub const SAMPLE_USED: u32 = 0;
 pub const SAMPLE_ALLOWED: u32 = 1;
+
+/// An entry of `DROP_SAMPLE_BUDGET`. At [`SAMPLE_USED`]: samples sent, and real drops not
+/// sampled (the budget was spent, or the ring full). At [`SAMPLE_ALLOWED`]: in `samples`,
+/// the samples allowed by now; `suppressed` is unused.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SampleTally {
+    pub samples: u64,
+    pub suppressed: u64,
+}
 
 /// The maps of each table in the object, by the label metrics and benchmarks give the table.
 pub const TABLE_MAPS: [(&str, &[&str]); 6] = [
@@ -233,13 +243,10 @@ pub enum Event {
     ReadFailed = 6,
     /// A transition could not be stored: the transition map is full.
     TransitionMapFull = 7,
-    /// A real drop was not sampled: this CPU's sample budget was spent, or the ring of
-    /// samples was full.
-    DropSampleSuppressed = 8,
 }
 
 /// Entries of the `EVENTS` array.
-pub const EVENT_SLOTS: u32 = 9;
+pub const EVENT_SLOTS: u32 = 8;
 
 /// Key of the per-interface traffic map and part of the drop key.
 #[repr(C)]
@@ -460,6 +467,7 @@ mod user {
     unsafe impl aya::Pod for SlotTag {}
     unsafe impl aya::Pod for SlotMasks {}
     unsafe impl aya::Pod for DropSample {}
+    unsafe impl aya::Pod for SampleTally {}
 }
 
 #[cfg(test)]

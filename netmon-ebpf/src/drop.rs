@@ -29,7 +29,7 @@ fn count_drop<M: Memory>(skb: u64, reason: u32, location: u64) {
     if let Some(count) = drops().counts(id.device, id.net, extra2, claim) {
         *count += 1;
     }
-    sample_drop(skb, ethertype, reason, location, || device.meta::<M>());
+    sample_drop::<M>(skb, ethertype, reason, location, || device.meta::<M>());
 }
 
 // TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...); kernels

@@ -6,8 +6,8 @@ use aya_ebpf::{
 };
 use netmon_common::{
     DROP_SAMPLE_RING_BYTES, Event, HandshakeHistogram, InterfaceTraffic, MAX_DROP_KEYS,
-    MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_TRANSITION_KEYS, SAMPLE_BUDGET_SLOTS, SlotMasks,
-    SlotTag,
+    MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_TRANSITION_KEYS, SAMPLE_BUDGET_SLOTS, SampleTally,
+    SlotMasks, SlotTag,
 };
 
 use crate::slots::{Slots, Table};
@@ -60,7 +60,7 @@ pub static HANDSHAKES: Array<HandshakeHistogram> = Array::with_max_entries(MAX_H
 pub static DROP_SAMPLES: RingBuf = RingBuf::with_byte_size(DROP_SAMPLE_RING_BYTES, 0);
 /// Per CPU: samples sent, and samples the agent allows by now (see `netmon-common`).
 #[map]
-pub static DROP_SAMPLE_BUDGET: PerCpuArray<u64> =
+pub static DROP_SAMPLE_BUDGET: PerCpuArray<SampleTally> =
     PerCpuArray::with_max_entries(SAMPLE_BUDGET_SLOTS, 0);
 
 #[inline(always)]

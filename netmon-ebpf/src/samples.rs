@@ -3,11 +3,10 @@
 //! is the agent's) bounds them: a drop storm costs one comparison a drop beyond counting,
 //! and the drops it does not sample are counted.
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel};
-use netmon_common::{DropSample, Event, SAMPLE_ALLOWED, SAMPLE_USED};
+use netmon_common::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED};
 
 use crate::{
-    events::count_event,
-    kernel::constant,
+    kernel::{Memory, Probe, constant},
     maps::{DROP_SAMPLE_BUDGET, DROP_SAMPLES},
 };
 
@@ -18,25 +17,38 @@ const IPPROTO_UDP: u8 = 17;
 /// `TCP_TIME_WAIT` and `TCP_NEW_SYN_RECV`: sockets that are not full `struct sock`s.
 const TCP_TIME_WAIT: u8 = 6;
 const TCP_NEW_SYN_RECV: u8 = 12;
+/// Bytes read from the IP header on: an IPv6 header (40) and the transport header's first 14
+/// (ports, and TCP's flags at 13), or an IPv4 header without options (20) and the same.
+const HEADERS: usize = 56;
 
 /// Whether this CPU may send one more sample; a drop it may not sample is counted.
 #[inline(always)]
 fn take_token() -> bool {
-    let (Some(used), Some(allowed)) = (
+    let (Some(tally), Some(allowed)) = (
         DROP_SAMPLE_BUDGET.get_ptr_mut(SAMPLE_USED),
         DROP_SAMPLE_BUDGET.get_ptr(SAMPLE_ALLOWED),
     ) else {
         return false;
     };
-    // SAFETY: this CPU's values; `used` is written by programs only, `allowed` by the agent.
+    // SAFETY: this CPU's values; the first entry is written by programs only, the second by
+    // the agent only.
     unsafe {
-        if *used < core::ptr::read_volatile(allowed) {
-            *used += 1;
+        if (*tally).samples < core::ptr::read_volatile(&raw const (*allowed).samples) {
+            (*tally).samples += 1;
             return true;
         }
+        (*tally).suppressed += 1;
     }
-    count_event(Event::DropSampleSuppressed);
     false
+}
+
+/// Counts a sample that could not be sent (the ring is full) as suppressed.
+#[inline(always)]
+fn suppressed() {
+    if let Some(tally) = DROP_SAMPLE_BUDGET.get_ptr_mut(SAMPLE_USED) {
+        // SAFETY: this CPU's value, written by programs only.
+        unsafe { (*tally).suppressed += 1 };
+    }
 }
 
 /// Reads a `T` at `address` with `bpf_probe_read_kernel`. Packet bytes may lie beyond what
@@ -53,11 +65,11 @@ fn read<T: Copy>(address: u64) -> Option<T> {
 
 /// Samples the drop of `skb` (of `ethertype`, in host order) if this CPU's budget allows:
 /// `interface()` is the device's [`netmon_common::InterfaceKey`] as a slot's meta word,
-/// `location` where it was freed.
-/// Everything is copied with `bpf_probe_read_kernel`, whatever method the hook attached
-/// with: sampling is rare, and one way to read keeps the program small.
+/// `location` where it was freed. Fields of the kernel's structures are read the hook's way
+/// (`M`); the packet's bytes and the socket's inode, which lie beyond any typed pointer, are
+/// copied with `bpf_probe_read_kernel`: one copy for the headers, one for the inode.
 #[inline(always)]
-pub fn sample_drop(
+pub fn sample_drop<M: Memory>(
     skb: u64,
     ethertype: u16,
     reason: u32,
@@ -76,57 +88,61 @@ pub fn sample_drop(
         ethertype,
         ..DropSample::default()
     };
-    read_flow(skb, &mut sample);
-    sample.socket_inode = socket_inode(skb).unwrap_or(0);
+    read_flow::<M>(skb, &mut sample);
+    sample.socket_inode = socket_inode::<M>(skb).unwrap_or(0);
     if DROP_SAMPLES.output::<DropSample>(&sample, 0).is_err() {
         // The ring is full: the agent has not read it for a while.
-        count_event(Event::DropSampleSuppressed);
+        suppressed();
     }
 }
 
 /// The packet's addresses, protocol, ports and TCP flags, from its IP header.
 #[inline(always)]
-fn read_flow(skb: u64, sample: &mut DropSample) -> Option<()> {
-    let head: u64 = read(skb + constant!(OFFSETS.skb_head) as u64)?;
-    let network: u16 = read(skb + constant!(OFFSETS.skb_network_header) as u64)?;
+fn read_flow<M: Memory>(skb: u64, sample: &mut DropSample) -> Option<()> {
+    // `head` is copied: the verifier lets no offset known only at run time be added to a
+    // typed pointer.
+    let head: u64 = Probe::read(skb, constant!(OFFSETS.skb_head))?;
+    let network: u16 = M::read(skb, constant!(OFFSETS.skb_network_header))?;
     let ip = head + network as u64;
+    let headers: [u8; HEADERS] = read(ip)?;
     let transport = match sample.ethertype {
-        ETH_P_IP => {
-            let header: [u8; 20] = read(ip)?;
-            if header[0] >> 4 != 4 {
-                return None;
-            }
+        ETH_P_IP if headers[0] >> 4 == 4 => {
             sample.family = 4;
-            sample.ip_protocol = header[9];
-            sample.source[..4].copy_from_slice(&header[12..16]);
-            sample.destination[..4].copy_from_slice(&header[16..20]);
+            sample.ip_protocol = headers[9];
+            sample.source[..4].copy_from_slice(&headers[12..16]);
+            sample.destination[..4].copy_from_slice(&headers[16..20]);
             // A fragment after the first has no transport header.
-            if u16::from_be_bytes([header[6], header[7]]) & 0x1fff != 0 {
+            if u16::from_be_bytes([headers[6], headers[7]]) & 0x1fff != 0 {
                 return None;
             }
-            ip + ((header[0] & 0x0f) as u64) * 4
+            let length = (headers[0] & 0x0f) as usize * 4;
+            if length == 20 {
+                let mut transport = [0u8; 14];
+                transport.copy_from_slice(&headers[20..34]);
+                transport
+            } else {
+                // Options: the transport header is further on.
+                read(ip + length as u64)?
+            }
         }
-        ETH_P_IPV6 => {
-            let header: [u8; 40] = read(ip)?;
-            if header[0] >> 4 != 6 {
-                return None;
-            }
+        ETH_P_IPV6 if headers[0] >> 4 == 6 => {
             sample.family = 6;
             // Extension headers are not followed: their protocol is what the sample shows.
-            sample.ip_protocol = header[6];
-            sample.source.copy_from_slice(&header[8..24]);
-            sample.destination.copy_from_slice(&header[24..40]);
-            ip + 40
+            sample.ip_protocol = headers[6];
+            sample.source.copy_from_slice(&headers[8..24]);
+            sample.destination.copy_from_slice(&headers[24..40]);
+            let mut transport = [0u8; 14];
+            transport.copy_from_slice(&headers[40..54]);
+            transport
         }
         _ => return None,
     };
     if sample.ip_protocol == IPPROTO_TCP || sample.ip_protocol == IPPROTO_UDP {
-        let ports: [u8; 4] = read(transport)?;
-        sample.source_port = u16::from_be_bytes([ports[0], ports[1]]);
-        sample.destination_port = u16::from_be_bytes([ports[2], ports[3]]);
+        sample.source_port = u16::from_be_bytes([transport[0], transport[1]]);
+        sample.destination_port = u16::from_be_bytes([transport[2], transport[3]]);
     }
     if sample.ip_protocol == IPPROTO_TCP {
-        sample.tcp_flags = read(transport + 13)?;
+        sample.tcp_flags = transport[13];
     }
     Some(())
 }
@@ -134,16 +150,13 @@ fn read_flow(skb: u64, sample: &mut DropSample) -> Option<()> {
 /// Inode number of the packet's socket, when it has a full one (not a connection request or
 /// a closed connection's time-wait entry) that a process can hold.
 #[inline(always)]
-fn socket_inode(skb: u64) -> Option<u64> {
-    let sk: u64 = read(skb + constant!(OFFSETS.skb_sk) as u64)?;
-    if sk == 0 {
-        return None;
-    }
-    let state: u8 = read(sk + constant!(OFFSETS.sk_state) as u64)?;
+fn socket_inode<M: Memory>(skb: u64) -> Option<u64> {
+    let sk: u64 = M::read(skb, constant!(OFFSETS.skb_sk))?;
+    let state: u8 = M::read(sk, constant!(OFFSETS.sk_state))?;
     if state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV {
         return None;
     }
-    let socket: u64 = read(sk + constant!(OFFSETS.sk_socket) as u64)?;
-    // `i_ino` is an `unsigned long`.
+    let socket: u64 = M::read(sk, constant!(OFFSETS.sk_socket))?;
+    // `i_ino` is an `unsigned long`, in the `struct socket_alloc` around the socket.
     read(socket + constant!(OFFSETS.socket_inode_ino) as u64)
 }

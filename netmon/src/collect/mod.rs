@@ -132,10 +132,11 @@ impl Poller {
             snapshot.ephemeral_ports = summary.ephemeral;
         }
         let budget = self.host.drop_sample_budget;
-        let samples = run(&mut snapshot.collectors, "drop_samples", || {
+        let (samples, suppressed) = run(&mut snapshot.collectors, "drop_samples", || {
             self.probes.drop_samples(budget)
         })
         .unwrap_or_default();
+        snapshot.drop_samples_suppressed = suppressed;
         // One look in the descriptor tables finds the listeners' processes and the samples'.
         let mut owners = BTreeMap::new();
         if let Some((listening, found)) = run(&mut snapshot.collectors, "listening", || {

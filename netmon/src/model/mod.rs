@@ -193,8 +193,6 @@ pub struct KernelCounters {
     /// Kernel memory of each table's maps, in bytes.
     pub map_bytes: Vec<(&'static str, u64)>,
     pub read_failures: u64,
-    /// Real drops the drop hook did not sample (budget spent, or its ring full).
-    pub drop_samples_suppressed: u64,
 }
 
 /// How one collector fared in a poll.
@@ -241,6 +239,8 @@ pub struct Snapshot {
     pub drop_samples: Vec<DropSampleRecord>,
     /// Drop samples received since the agent started.
     pub drop_samples_total: u64,
+    /// Real drops the drop hook did not sample (budget spent, or its ring full).
+    pub drop_samples_suppressed: u64,
     /// Why drops are not sampled, when they are not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drop_sampling_error: Option<String>,

@@ -222,15 +222,15 @@ impl Probes {
         }
     }
 
-    /// The drops sampled since the last call, oldest first; each CPU's budget is then
-    /// refilled for the time since.
-    pub fn drop_samples(&mut self, budget: SampleBudget) -> anyhow::Result<Vec<DropSample>> {
+    /// The drops sampled since the last call, oldest first, and the real drops not sampled
+    /// since the start; each CPU's budget is then refilled for the time since.
+    pub fn drop_samples(&mut self, budget: SampleBudget) -> anyhow::Result<(Vec<DropSample>, u64)> {
         let Ok(sampler) = &mut self.sampler else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         };
         let samples = sampler.drain();
-        sampler.refill(budget)?;
-        Ok(samples)
+        let suppressed = sampler.refill(budget)?;
+        Ok((samples, suppressed))
     }
 
     /// Why drops are not sampled, if they are not.

@@ -134,7 +134,6 @@ impl Probes {
         counters.handshake_map_full = totals[Event::HandshakeMapFull as usize];
         counters.transition_map_full = totals[Event::TransitionMapFull as usize];
         counters.read_failures = totals[Event::ReadFailed as usize];
-        counters.drop_samples_suppressed = totals[Event::DropSampleSuppressed as usize];
         counters.map_bytes = self.map_bytes.clone();
         Ok(counters)
     }

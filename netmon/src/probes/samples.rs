@@ -7,7 +7,7 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
 };
-use netmon_common::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED};
+use netmon_common::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED, SampleTally};
 
 /// How many samples each CPU may send: `rate` a second on average, `burst` at once.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,7 +19,7 @@ pub struct SampleBudget {
 /// The ring of samples and the per-CPU budget, taken out of the loaded object.
 pub(super) struct DropSampler {
     ring: RingBuf<MapData>,
-    budget: PerCpuArray<MapData, u64>,
+    budget: PerCpuArray<MapData, SampleTally>,
     /// Per CPU: samples allowed so far, with the fraction the next refill adds to.
     allowed: Vec<f64>,
     refilled: Option<Instant>,
@@ -43,8 +43,9 @@ impl DropSampler {
     }
 
     /// Gives each CPU what its bucket gained since the last call (a full burst the first
-    /// time), never more than `burst` beyond what it has sent.
-    pub(super) fn refill(&mut self, budget: SampleBudget) -> anyhow::Result<()> {
+    /// time), never more than `burst` beyond what it has sent; returns the real drops not
+    /// sampled so far, over all CPUs.
+    pub(super) fn refill(&mut self, budget: SampleBudget) -> anyhow::Result<u64> {
         let now = Instant::now();
         let gained = match self.refilled {
             Some(last) => budget.rate * now.duration_since(last).as_secs_f64(),
@@ -57,12 +58,16 @@ impl DropSampler {
             .context("reading DROP_SAMPLE_BUDGET")?;
         let mut allowed = Vec::with_capacity(self.allowed.len());
         for (allowance, used) in self.allowed.iter_mut().zip(used.iter()) {
-            *allowance = (*allowance + gained).min((*used + budget.burst) as f64);
-            allowed.push(*allowance as u64);
+            *allowance = (*allowance + gained).min((used.samples + budget.burst) as f64);
+            allowed.push(SampleTally {
+                samples: *allowance as u64,
+                suppressed: 0,
+            });
         }
         self.budget
             .set(SAMPLE_ALLOWED, PerCpuValues::try_from(allowed)?, 0)
-            .context("writing DROP_SAMPLE_BUDGET")
+            .context("writing DROP_SAMPLE_BUDGET")?;
+        Ok(used.iter().map(|tally| tally.suppressed).sum())
     }
 
     /// The samples sent since the last call, oldest first.

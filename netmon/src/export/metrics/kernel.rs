@@ -173,6 +173,6 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
          per_cpu_burst) was spent, or the ring of samples was full.",
         MetricType::COUNTER,
     );
-    suppressed.sample(&[], kernel.drop_samples_suppressed as f64);
+    suppressed.sample(&[], snapshot.drop_samples_suppressed as f64);
     push(suppressed);
 }
