@@ -20,7 +20,7 @@ fn parse(query: Parameters) -> Result<(DropFilter, Option<usize>), String> {
     let mut filter = DropFilter::default();
     let mut limit = None;
     for (name, value) in &query {
-        let number = |what: &str| format!("{name}={value:?}: {what}");
+        let invalid = |what: &str| format!("{name}={value:?}: {what}");
         match name.as_str() {
             "reason" => filter.reason = Some(value.clone()),
             "interface" => filter.interface = Some(value.clone()),
@@ -28,11 +28,11 @@ fn parse(query: Parameters) -> Result<(DropFilter, Option<usize>), String> {
                 filter.netns = Some(
                     value
                         .parse()
-                        .map_err(|_| number("a namespace inode number"))?,
+                        .map_err(|_| invalid("a namespace inode number"))?,
                 );
             }
             "port" => {
-                filter.port = Some(value.parse().map_err(|_| number("a port (0 to 65535)"))?);
+                filter.port = Some(value.parse().map_err(|_| invalid("a port (0 to 65535)"))?);
             }
             "limit" => {
                 limit = Some(
@@ -40,7 +40,7 @@ fn parse(query: Parameters) -> Result<(DropFilter, Option<usize>), String> {
                         .parse::<usize>()
                         .ok()
                         .filter(|l| *l > 0)
-                        .ok_or_else(|| number("a number of items, at least 1"))?,
+                        .ok_or_else(|| invalid("a number of items, at least 1"))?,
                 );
             }
             _ => {
