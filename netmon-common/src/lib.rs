@@ -25,9 +25,9 @@ pub const MAX_TRANSITION_KEYS: u32 = 4096;
 /// Capacity of the handshake histogram table: (namespace, open kind).
 pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
 
-/// Bytes of the ring buffer that carries drop samples to the agent: at the default budget
-/// (100 samples a second and a burst of 200 per CPU, read every 2 s) it holds what two CPUs
-/// send between two reads several times over.
+/// Bytes of the ring buffer that carries drop samples to the agent: about 740 samples. At
+/// the default budget a CPU sends at most 400 between two reads (a burst of 200 and 2 s of
+/// 100 a second); when many CPUs drop at once, what does not fit is counted as suppressed.
 pub const DROP_SAMPLE_RING_BYTES: u32 = 64 * 1024;
 /// Entries of the `DROP_SAMPLE_BUDGET` per-CPU array of [`SampleTally`]: what this CPU sent
 /// and suppressed (written by the programs only), and how many samples it may have sent by
