@@ -1,7 +1,7 @@
 //! Samples of real drops for the agent's record of recent drops: where the packet died, its
 //! flow and its socket. A per-CPU budget that the agent refills (a token bucket whose clock
-//! is the agent's) bounds them: a drop storm costs one comparison a drop beyond counting,
-//! and the drops it does not sample are counted.
+//! is the agent's) bounds them: beyond counting, a drop in a storm costs a look at two
+//! entries of this CPU's budget and an increment, and the drops not sampled are counted.
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel};
 use netmon_common::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED};
 
