@@ -111,8 +111,8 @@ fn steady_errors_on_a_half_duplex_link() {
     assert!(steps.contains("grew in 10 of 10 intervals"), "{steps}");
 }
 
-#[test]
-fn firewall_drops_are_packet_loss_with_their_reason() {
+/// Five quiet seconds of eth0 in which the firewall drops 20 packets a second.
+fn firewall_drops() -> Vec<Snapshot> {
     let mut snapshots = steady(5, quiet());
     for (t, s) in snapshots.iter_mut().enumerate() {
         s.kernel.drops = vec![DropCount {
@@ -125,6 +125,12 @@ fn firewall_drops_are_packet_loss_with_their_reason() {
             count: 20 * t as u64,
         }];
     }
+    snapshots
+}
+
+#[test]
+fn firewall_drops_are_packet_loss_with_their_reason() {
+    let snapshots = firewall_drops();
     let diagnosis = run(&history(snapshots), &Config::default());
     let finding = &diagnosis.findings[0];
     assert_eq!(finding.id, "packet_loss");
@@ -151,38 +157,14 @@ fn firewall_drops_are_packet_loss_with_their_reason() {
 
 #[test]
 fn packet_loss_quotes_the_sampled_flows_and_their_processes() {
-    use crate::model::drops::{DropSampleRecord, Flow};
-    let mut snapshots = steady(5, quiet());
-    for (t, s) in snapshots.iter_mut().enumerate() {
-        s.kernel.drops = vec![DropCount {
-            key: DropKey::default(),
-            netns: NETNS,
-            ifindex: 2,
-            interface: "eth0".into(),
-            protocol: "ipv4".into(),
-            reason: "NETFILTER_DROP".into(),
-            count: 20 * t as u64,
-        }];
-    }
+    use crate::model::drops::DropSampleRecord;
+    let snapshots = firewall_drops();
     let sample = |port: u16, owner: Option<(&str, u32)>| DropSampleRecord {
-        timestamp_ms: 1,
         netns: NETNS,
-        ifindex: 2,
-        interface: "eth0".into(),
-        reason: "NETFILTER_DROP".into(),
         location: "nf_hook_slow+0x9c".into(),
-        ethertype: 0x0800,
-        flow: Flow {
-            family: Some("ipv4"),
-            protocol: Some("udp".into()),
-            source: Some("10.0.0.1".into()),
-            destination: Some("10.0.0.2".into()),
-            source_port: Some(5000),
-            destination_port: Some(port),
-        },
-        tcp_flags: None,
         pid: owner.map(|(_, pid)| pid),
         process: owner.map(|(name, _)| name.to_string()),
+        ..crate::model::drops::udp_sample(1, "NETFILTER_DROP", port)
     };
     let mut recent = RecentDrops::new(10);
     recent.add([

@@ -279,37 +279,39 @@ impl RecentDrops {
     }
 }
 
+/// A sampled UDP datagram from 10.0.0.1:5000 to 10.0.0.2:`port` on eth0, for tests.
+#[cfg(test)]
+pub(crate) fn udp_sample(at: u64, reason: &str, port: u16) -> DropSampleRecord {
+    DropSampleRecord {
+        timestamp_ms: at,
+        netns: 1,
+        ifindex: 2,
+        interface: "eth0".into(),
+        reason: reason.into(),
+        location: "nf_hook_slow+0x9c/0x150".into(),
+        ethertype: 0x0800,
+        flow: Flow {
+            family: Some("ipv4"),
+            protocol: Some("udp".into()),
+            source: Some("10.0.0.1".into()),
+            destination: Some("10.0.0.2".into()),
+            source_port: Some(5000),
+            destination_port: Some(port),
+        },
+        tcp_flags: None,
+        pid: None,
+        process: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample(at: u64, reason: &str, port: u16) -> DropSampleRecord {
-        DropSampleRecord {
-            timestamp_ms: at,
-            netns: 1,
-            ifindex: 2,
-            interface: "eth0".into(),
-            reason: reason.into(),
-            location: "nf_hook_slow+0x9c/0x150".into(),
-            ethertype: 0x0800,
-            flow: Flow {
-                family: Some("ipv4"),
-                protocol: Some("udp".into()),
-                source: Some("10.0.0.1".into()),
-                destination: Some("10.0.0.2".into()),
-                source_port: Some(5000),
-                destination_port: Some(port),
-            },
-            tcp_flags: None,
-            pid: None,
-            process: None,
-        }
-    }
-
     #[test]
     fn keeps_the_newest_samples_and_aggregates_within_capacity() {
         let mut recent = RecentDrops::new(3);
-        recent.add((0..5).map(|i| sample(i, "NO_SOCKET", 9 + i as u16)));
+        recent.add((0..5).map(|i| udp_sample(i, "NO_SOCKET", 9 + i as u16)));
         let all = DropFilter::default();
         let kept: Vec<u64> = recent.newest_first(&all).map(|s| s.timestamp_ms).collect();
         assert_eq!(kept, [4, 3, 2]);
@@ -324,8 +326,8 @@ mod tests {
     #[test]
     fn aggregates_count_samples_of_one_flow_with_first_and_last_seen() {
         let mut recent = RecentDrops::new(10);
-        recent.add([sample(5, "NO_SOCKET", 9), sample(7, "NO_SOCKET", 9)]);
-        recent.add([sample(9, "NETFILTER_DROP", 9)]);
+        recent.add([udp_sample(5, "NO_SOCKET", 9), udp_sample(7, "NO_SOCKET", 9)]);
+        recent.add([udp_sample(9, "NETFILTER_DROP", 9)]);
         let top = recent.top(&DropFilter::default());
         assert_eq!(top.len(), 2);
         assert_eq!(
@@ -355,7 +357,7 @@ mod tests {
     fn flows_and_flags_read_as_people_write_them() {
         assert_eq!(tcp_flag_names(0x12), "SYN,ACK");
         assert_eq!(tcp_flag_names(0x04), "RST");
-        let mut flow = sample(0, "NO_SOCKET", 9).flow;
+        let mut flow = udp_sample(0, "NO_SOCKET", 9).flow;
         assert_eq!(flow.describe(), "udp 10.0.0.1:5000 -> 10.0.0.2:9");
         flow.family = Some("ipv6");
         flow.source = Some("fd00::1".into());
