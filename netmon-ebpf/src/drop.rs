@@ -25,7 +25,7 @@ fn count_drop<M: Memory>(skb: u64, reason: u32, location: u64) {
     let id = &device.identity;
     let ethertype = u16::from_be(protocol);
     let extra2 = id.drop_extra2(reason, ethertype);
-    let claim = || device.meta::<M>();
+    let claim = |_| device.meta::<M>();
     if let Some(count) = drops().counts(id.device, id.net, extra2, claim) {
         *count += 1;
     }

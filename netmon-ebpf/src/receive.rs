@@ -15,7 +15,7 @@ fn count_receive<M: Memory>(skb: u64) {
     let len: u32 = M::read(skb, offset_skb_len()).unwrap_or(0);
     let device = skb_device::<M>(skb);
     let id = &device.identity;
-    let claim = || device.meta::<M>();
+    let claim = |_| device.meta::<M>();
     if let Some(traffic) = traffic().counts(id.device, id.net, id.traffic_extra2(), claim) {
         traffic.rx_packets += 1;
         traffic.rx_bytes += len as u64;

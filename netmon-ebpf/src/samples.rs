@@ -65,9 +65,7 @@ fn read<T: Copy>(address: u64) -> Option<T> {
 
 /// Samples the drop of `skb` (of `ethertype`, in host order) if this CPU's budget allows:
 /// `interface()` is the device's [`netmon_common::InterfaceKey`] as a slot's meta word,
-/// `location` where it was freed. Fields of the kernel's structures are read the hook's way
-/// (`M`); the packet's bytes and the socket's inode, which lie beyond any typed pointer, are
-/// copied with `bpf_probe_read_kernel`: one copy for the headers, one for the inode.
+/// `location` where it was freed.
 #[inline(always)]
 pub fn sample_drop<M: Memory>(
     skb: u64,
@@ -76,9 +74,24 @@ pub fn sample_drop<M: Memory>(
     location: u64,
     interface: impl FnOnce() -> u64,
 ) {
-    if !take_token() {
-        return;
+    if take_token() {
+        send_sample::<M>(skb, ethertype, reason, location, interface);
     }
+}
+
+/// Sends one sample. Fields of the kernel's structures are read the hook's way (`M`); the
+/// packet's bytes and the socket's inode, which lie beyond any typed pointer, are copied with
+/// `bpf_probe_read_kernel`: one copy for the headers, one for the inode. A function of its
+/// own (a BPF subprogram), so that the drops it does not sample carry none of its code or
+/// registers.
+#[inline(never)]
+fn send_sample<M: Memory>(
+    skb: u64,
+    ethertype: u16,
+    reason: u32,
+    location: u64,
+    interface: impl FnOnce() -> u64,
+) {
     let mut sample = DropSample {
         // SAFETY: a helper without arguments.
         time_ns: unsafe { bpf_ktime_get_ns() },

@@ -71,7 +71,7 @@ fn count_handshake(netns: u32, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
     let elapsed_us = (srtt_us() >> 3) as u64;
     let bucket = (log2(elapsed_us) as usize).min(HANDSHAKE_BUCKETS - 1);
     let key = HandshakeKey { netns, open };
-    let Some(index) = handshake_slots().find(key.slot_id(), 0, 0, || 0) else {
+    let Some(index) = handshake_slots().find(key.slot_id(), 0, 0, |_| 0) else {
         return;
     };
     if let Some(histogram) = HANDSHAKES.get_ptr_mut(index) {
@@ -99,7 +99,7 @@ fn count_transition(netns: u32, srtt_us: impl Fn() -> u32, family: u16, old: u32
         new_state: new as u8,
         _pad: 0,
     };
-    if let Some(count) = transitions().counts(key.slot_id(), 0, 0, || 0) {
+    if let Some(count) = transitions().counts(key.slot_id(), 0, 0, |_| 0) {
         *count += 1;
     }
     count_handshake(netns, srtt_us, old, new);
