@@ -24,6 +24,9 @@ pub const MAX_DROP_KEYS: u32 = 4096;
 pub const MAX_TRANSITION_KEYS: u32 = 4096;
 /// Capacity of the handshake histogram table: (namespace, open kind).
 pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
+/// Capacity of the socket I/O table: (process, cgroup, protocol, direction). The agent frees
+/// the slots of processes that have exited at every poll.
+pub const MAX_PROCESS_KEYS: u32 = 2048;
 
 /// Bytes of the ring buffer that carries drop samples to the agent: about 740 samples. At
 /// the default budget a CPU sends at most 400 between two reads (a burst of 200 and 2 s of
@@ -48,11 +51,15 @@ pub struct SampleTally {
 }
 
 /// The maps of each table in the object, by the label metrics and benchmarks give the table.
-pub const TABLE_MAPS: [(&str, &[&str]); 6] = [
+pub const TABLE_MAPS: [(&str, &[&str]); 7] = [
     ("traffic", &["TRAFFIC_TAGS", "TRAFFIC"]),
     ("drops", &["DROP_TAGS", "DROPS"]),
     ("transitions", &["TRANSITION_TAGS", "TCP_TRANSITIONS"]),
     ("handshakes", &["HANDSHAKE_TAGS", "HANDSHAKES"]),
+    (
+        "processes",
+        &["PROCESS_TAGS", "PROCESS_IO", "PROCESS_NAMES"],
+    ),
     ("drop_samples", &["DROP_SAMPLES", "DROP_SAMPLE_BUDGET"]),
     ("events", &["EVENTS"]),
 ];
@@ -137,6 +144,7 @@ pub struct SlotMasks {
     pub drops: u32,
     pub transitions: u32,
     pub handshakes: u32,
+    pub processes: u32,
 }
 
 /// Key of the TCP transition map.
@@ -243,10 +251,79 @@ pub enum Event {
     ReadFailed = 6,
     /// A transition could not be stored: the transition map is full.
     TransitionMapFull = 7,
+    /// A process's socket I/O could not be stored: the process table is full.
+    ProcessMapFull = 8,
 }
 
 /// Entries of the `EVENTS` array.
-pub const EVENT_SLOTS: u32 = 8;
+pub const EVENT_SLOTS: u32 = 9;
+
+/// Directions of socket I/O: data a process sent, and data it received.
+pub const IO_TX: u8 = 0;
+pub const IO_RX: u8 = 1;
+/// Protocols of socket I/O, by the socket's IP protocol.
+pub const IO_TCP: u8 = 0;
+pub const IO_UDP: u8 = 1;
+pub const IO_OTHER: u8 = 2;
+
+/// What a slot of the socket I/O table counts: one process's calls that moved data in one
+/// direction over sockets of one protocol. With the process's cgroup v2 id (the slot's
+/// `extra`) and its start time (in `extra2`), it is the slot's identity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessIoKey {
+    /// The process (thread group) id.
+    pub tgid: u32,
+    /// [`IO_TCP`], [`IO_UDP`] or [`IO_OTHER`].
+    pub protocol: u8,
+    /// [`IO_TX`] or [`IO_RX`].
+    pub direction: u8,
+}
+
+impl ProcessIoKey {
+    /// The key as a slot identity.
+    #[inline(always)]
+    pub fn slot_id(&self) -> u64 {
+        ((self.tgid as u64) << 32) | CLAIMED | ((self.protocol as u64) << 8) | self.direction as u64
+    }
+
+    pub fn from_slot_id(id: u64) -> Self {
+        Self {
+            tgid: (id >> 32) as u32,
+            protocol: (id >> 8) as u8,
+            direction: id as u8,
+        }
+    }
+
+    /// The third word of a slot: the process's start (`start_boottime` of its leader, in ns
+    /// since boot, as `/proc/<pid>/stat` counts it in clock ticks), so that a process id the
+    /// kernel gives again never adds to the counts of the process that had it before.
+    #[inline(always)]
+    pub fn extra2(start_boottime_ns: u64) -> u64 {
+        start_boottime_ns | PROCESS_CLAIMED
+    }
+
+    /// The start time a slot's third word holds.
+    pub fn start_boottime_ns(extra2: u64) -> u64 {
+        extra2 & !PROCESS_CLAIMED
+    }
+}
+
+/// Set in the third word of a process slot so that it is never 0 (a claim is complete once
+/// it is written); boot times in ns stay far below it.
+const PROCESS_CLAIMED: u64 = 1 << 63;
+
+/// Value of the socket I/O table (one per CPU): bytes moved (the calls' return values) and
+/// calls that moved any.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketIo {
+    pub bytes: u64,
+    pub calls: u64,
+}
+
+/// A process's name as the kernel keeps it (`comm`), NUL-padded; written when the process
+/// claims a slot.
+pub type ProcessName = [u8; 16];
 
 /// Key of the per-interface traffic map and part of the drop key.
 #[repr(C)]
@@ -360,6 +437,12 @@ pub struct KernelOffsets {
     /// `/proc/<pid>/fd`.
     pub sk_socket: u32,
     pub socket_inode_ino: u32,
+    /// `struct socket`: `sk`.
+    pub socket_sk: u32,
+    /// `struct task_struct`: `group_leader`, `start_boottime` and `comm`.
+    pub task_group_leader: u32,
+    pub task_start_boottime: u32,
+    pub task_comm: u32,
 }
 
 /// One dropped packet as the drop hook samples it. Addresses are in network order, IPv4 in
@@ -468,6 +551,7 @@ mod user {
     unsafe impl aya::Pod for SlotMasks {}
     unsafe impl aya::Pod for DropSample {}
     unsafe impl aya::Pod for SampleTally {}
+    unsafe impl aya::Pod for SocketIo {}
 }
 
 #[cfg(test)]

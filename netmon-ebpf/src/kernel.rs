@@ -33,6 +33,10 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     skb_network_header: 0,
     sk_socket: 0,
     socket_inode_ino: 0,
+    socket_sk: 0,
+    task_group_leader: 0,
+    task_start_boottime: 0,
+    task_comm: 0,
 };
 
 #[unsafe(no_mangle)]

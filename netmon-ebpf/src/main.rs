@@ -1,6 +1,6 @@
 //! netmon's kernel programs. Each hook lives in its own file and has one entry per attach
-//! method (BTF-typed tracepoint, raw tracepoint, classic tracepoint, kprobe where it is a
-//! fallback); the agent loads the one the running kernel supports. Programs only count: they
+//! method (BTF-typed tracepoint, raw tracepoint, classic tracepoint, kprobe or fexit where it is
+//! a fallback); the agent loads the one the running kernel supports. Programs only count: they
 //! never change, drop or redirect a packet, and any failure leaves the packet alone.
 #![no_std]
 #![no_main]
@@ -12,9 +12,12 @@ mod kernel;
 mod maps;
 mod samples;
 mod slots;
+mod socket_io;
 
 mod drop;
 mod receive;
+mod socket_receive;
+mod socket_send;
 mod sockets;
 mod tcp_events;
 mod tcp_state;

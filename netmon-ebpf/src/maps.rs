@@ -6,8 +6,8 @@ use aya_ebpf::{
 };
 use netmon_common::{
     DROP_SAMPLE_RING_BYTES, Event, HandshakeHistogram, InterfaceTraffic, MAX_DROP_KEYS,
-    MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_TRANSITION_KEYS, SAMPLE_BUDGET_SLOTS, SampleTally,
-    SlotMasks, SlotTag,
+    MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS, ProcessName,
+    SAMPLE_BUDGET_SLOTS, SampleTally, SlotMasks, SlotTag, SocketIo,
 };
 
 use crate::slots::{Slots, Table};
@@ -19,6 +19,7 @@ pub(crate) static SLOT_MASKS: SlotMasks = SlotMasks {
     drops: MAX_DROP_KEYS - 1,
     transitions: MAX_TRANSITION_KEYS - 1,
     handshakes: MAX_HANDSHAKE_KEYS - 1,
+    processes: MAX_PROCESS_KEYS - 1,
 };
 
 macro_rules! slot_mask {
@@ -54,6 +55,15 @@ pub static HANDSHAKE_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAK
 /// a copy per CPU of every histogram would cost more memory than the counts are worth.
 #[map]
 pub static HANDSHAKES: Array<HandshakeHistogram> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
+
+#[map]
+pub static PROCESS_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_PROCESS_KEYS, TAGS);
+#[map]
+pub static PROCESS_IO: PerCpuArray<SocketIo> = PerCpuArray::with_max_entries(MAX_PROCESS_KEYS, 0);
+/// The name of each slot's process, written when it claims the slot: a process that has
+/// exited by the next poll is still named.
+#[map]
+pub static PROCESS_NAMES: Array<ProcessName> = Array::with_max_entries(MAX_PROCESS_KEYS, 0);
 
 /// Samples of real drops, read by the agent at each poll.
 #[map]
@@ -96,6 +106,18 @@ pub fn transitions() -> Table<u64> {
             full: Event::TransitionMapFull,
         },
         counts: &TCP_TRANSITIONS,
+    }
+}
+
+#[inline(always)]
+pub fn processes() -> Table<SocketIo> {
+    Table {
+        slots: Slots {
+            tags: &PROCESS_TAGS,
+            mask: slot_mask!(processes),
+            full: Event::ProcessMapFull,
+        },
+        counts: &PROCESS_IO,
     }
 }
 

@@ -36,7 +36,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// Snapshots kept for rates and diagnosis.
     pub history_length: usize,
-    /// Pins a probe to one attach method (`tp_btf`, `raw_tp`, `tracepoint`, `kprobe`).
+    /// Pins a probe to one attach method (`tp_btf`, `raw_tp`, `tracepoint`, `kprobe`,
+    /// `fexit`).
     pub probe_methods: BTreeMap<Hook, AttachMethod>,
     /// Interfaces (over all namespaces) the kernel programs keep counters for, rounded up to
     /// a power of two; traffic of an interface that finds no free slot among the 8 its hash
@@ -59,7 +60,33 @@ pub struct Config {
     pub expected_ports: Vec<ExpectedPort>,
     /// How many drops are sampled, and how many samples are kept.
     pub drop_samples: DropSamples,
+    /// Socket I/O by process: how many processes get series of their own.
+    pub processes: Processes,
 }
+
+/// Socket I/O by process (`/api/v1/processes`, `netmon_process_network_*`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Processes {
+    /// Processes with series of their own, the busiest; the rest are summed in
+    /// `process="other"`.
+    pub top: usize,
+    /// Whether `/api/v1/processes` shows command lines (off by default: arguments can carry
+    /// secrets).
+    pub command_line: bool,
+}
+
+impl Default for Processes {
+    fn default() -> Self {
+        Self {
+            top: 20,
+            command_line: false,
+        }
+    }
+}
+
+/// The most processes with series of their own.
+const MAX_TOP_PROCESSES: usize = 1000;
 
 /// Samples of dropped packets (`/api/v1/drops/recent`).
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -198,6 +225,7 @@ impl Default for Config {
             thresholds: Thresholds::default(),
             expected_ports: Vec::new(),
             drop_samples: DropSamples::default(),
+            processes: Processes::default(),
         }
     }
 }
@@ -249,6 +277,8 @@ impl Config {
                 rate: self.drop_samples.per_cpu_rate,
                 burst: self.drop_samples.per_cpu_burst,
             },
+            top_processes: self.processes.top,
+            command_lines: self.processes.command_line,
         }
     }
 
@@ -408,12 +438,23 @@ impl Config {
                 d.keep
             );
         }
+        if self.processes.top > MAX_TOP_PROCESSES {
+            bail!(
+                "processes.top = {}: at most {MAX_TOP_PROCESSES}",
+                self.processes.top
+            );
+        }
         for (hook, method) in &self.probe_methods {
-            let kprobe_ok = matches!(hook, Hook::KfreeSkb | Hook::InetSockSetState);
-            if *method == AttachMethod::Kprobe && !kprobe_ok {
+            if !hook.offers(*method) {
                 bail!(
-                    "probe_methods.{}: kprobe is only a fallback of kfree_skb and inet_sock_set_state",
-                    hook.as_str()
+                    "probe_methods.{}: {method} is not a method of this probe (it offers {})",
+                    hook.as_str(),
+                    AttachMethod::ALL
+                        .into_iter()
+                        .filter(|m| hook.offers(*m))
+                        .map(AttachMethod::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             }
         }
@@ -500,8 +541,16 @@ mod tests {
         assert!(err("poll_interval = \"0s\"").contains("more than zero"));
         assert!(err("listen = \"localhost\"").contains("invalid socket address"));
         assert!(err("history_length = 1").contains("at least 2"));
-        assert!(err("[probe_methods]\nnet_dev_xmit = \"kprobe\"").contains("only a fallback"));
+        assert!(
+            err("[probe_methods]\nnet_dev_xmit = \"kprobe\"")
+                .contains("not a method of this probe")
+        );
         assert!(err("[probe_methods]\nnet_dev_xmit = \"fentry\"").contains("unknown variant"));
+        assert!(
+            err("[probe_methods]\nsock_send_length = \"raw_tp\"").contains("offers tp_btf, fexit")
+        );
+        assert!(err("[processes]\ntop = 5000").contains("at most 1000"));
+        assert!(err("[processes]\ncmdline = true").contains("unknown field `cmdline`"));
         assert!(err("[thresholds]\ndrop_rate_percent = 0").contains("more than 0"));
         assert!(err("[thresholds]\ndrop_rate = 1.0").contains("unknown field `drop_rate`"));
         assert!(err("[[expected_ports]]\nport = 80\nprotocol = \"sctp\"").contains("\"tcp\" or"));

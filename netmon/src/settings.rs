@@ -14,6 +14,10 @@ pub struct HostSettings {
     pub interfaces: InterfaceFilter,
     /// How many drops each CPU may sample.
     pub drop_sample_budget: SampleBudget,
+    /// Processes with series of their own.
+    pub top_processes: usize,
+    /// Whether processes are shown with their command lines.
+    pub command_lines: bool,
 }
 
 /// Whether `name` matches a pattern with `*` (any run) and `?` (any one character).

@@ -46,11 +46,21 @@ fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
     let agent = agent_with_mounts("mount --bind /dev/null /sys/kernel/btf/vmlinux");
     let s = status(&agent);
     // Hooks that follow kernel struct pointers need offsets from BTF: reported per method.
-    for name in ["net_dev_xmit", "netif_receive_skb", "kfree_skb"] {
+    for (name, methods) in [
+        ("net_dev_xmit", 3),
+        ("netif_receive_skb", 3),
+        ("kfree_skb", 4),
+        ("sock_send_length", 2),
+        ("sock_recv_length", 2),
+    ] {
         let p = probe(&s, name);
         assert!(p["method"].is_null(), "{p}");
         let failures = p["failures"].as_array().unwrap();
-        assert_eq!(failures.len(), 4, "every method tried: {p}");
+        assert_eq!(
+            failures.len(),
+            methods,
+            "every method of the hook tried: {p}"
+        );
         assert!(
             failures[0]["error"].as_str().unwrap().contains("no BTF"),
             "{p}"

@@ -375,6 +375,7 @@ fn a_real_prometheus_answers_every_rule_and_panel_with_data() {
         "Handshake Latency",
         "Interfaces",
         "Listening Sockets",
+        "Top Talkers",
     ] {
         assert!(
             panels.iter().any(|p| p["title"] == title),

@@ -194,6 +194,14 @@ fn the_same_binary_counts_on_debians_kernel_with_kprobe_fallbacks() {
         "{}",
         statuses[0]
     );
+    // Without the socket tracepoints (Linux 6.3), socket I/O is counted by fexit programs.
+    for probe in ["sock_send_length", "sock_recv_length"] {
+        assert!(
+            statuses[0].contains(&format!(r#""method":"fexit","probe":"{probe}""#)),
+            "the fexit fallback of {probe} attached on this kernel: {}",
+            statuses[0]
+        );
+    }
     for probe in ["kfree_skb", "inet_sock_set_state"] {
         assert!(
             statuses[1].contains(&format!(r#""method":"kprobe","probe":"{probe}""#)),

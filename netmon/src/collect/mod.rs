@@ -1,5 +1,6 @@
 //! The poll: one pass over every collector, producing a Snapshot.
 mod drop_samples;
+mod process_io;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
@@ -10,13 +11,16 @@ use std::{
 use crate::{
     host::{
         addresses,
+        cgroups::CgroupPaths,
         interfaces::{self, LinkDetails},
         kallsyms::KernelSymbols,
         netns::{self, InterfaceNames},
         processes::SocketOwners,
         sockets::{self, TcpSummary, TcpTally},
     },
-    model::{CollectorRun, KernelCounters, ListeningSocket, Owner, Snapshot},
+    model::{
+        CollectorRun, KernelCounters, ListeningSocket, Owner, Snapshot, processes::ProcessLedger,
+    },
     probes::{ProbeSettings, Probes},
     settings::HostSettings,
 };
@@ -45,6 +49,9 @@ pub struct Poller {
     symbols: KernelSymbols,
     /// Drop samples received since the start.
     drop_samples: u64,
+    /// Socket I/O of processes from poll to poll, and the paths of their cgroups.
+    ledger: ProcessLedger,
+    cgroups: CgroupPaths,
     started: Instant,
 }
 
@@ -58,6 +65,8 @@ impl Poller {
             holders: netns::Holders::default(),
             symbols: KernelSymbols::open(),
             drop_samples: 0,
+            ledger: ProcessLedger::default(),
+            cgroups: CgroupPaths::default(),
             started: Instant::now(),
         }
     }
@@ -152,6 +161,12 @@ impl Poller {
             names = run(&mut snapshot.collectors, "namespaces", || {
                 self.resolve_namespaces(&mut snapshot.kernel, own_links, sampled)
             });
+        }
+        let now = snapshot.monotonic_seconds;
+        if let Some(processes) = run(&mut snapshot.collectors, "process_io", || {
+            self.process_io(now)
+        }) {
+            snapshot.processes = processes;
         }
         self.drop_samples += samples.len() as u64;
         snapshot.drop_samples_total = self.drop_samples;

@@ -108,7 +108,7 @@ pub fn diagnose_window(
     if let Some(summary) = &summary {
         for rates in &summary.per_interface {
             error_rates(&mut findings, config, rates, &snapshots, window_seconds);
-            saturation(&mut findings, config, rates, window_seconds);
+            saturation(&mut findings, config, rates, newest, window_seconds);
         }
         packet_loss(
             &mut findings,

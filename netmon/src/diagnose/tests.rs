@@ -3,7 +3,10 @@ use std::{sync::Arc, time::Duration};
 use netmon_common::DropKey;
 
 use super::*;
-use crate::model::{DropCount, Interface, InterfaceCounters, ListeningSocket, Owner, Snapshot};
+use crate::model::{
+    DropCount, Interface, InterfaceCounters, ListeningSocket, Owner, Snapshot,
+    processes::{IoCounts, IoEntry, ProcessEntry},
+};
 
 const NETNS: u32 = 4026531840;
 
@@ -201,13 +204,46 @@ fn saturation_against_capacity() {
         tx_packets: 80_000,
         ..quiet()
     };
-    let diagnosis = run(&history(steady(5, per_second)), &Config::default());
+    let mut snapshots = steady(5, per_second);
+    // The busiest sender of the interface's namespace is quoted; one elsewhere is not.
+    let sender = |pid: u32, netns: u32, direction: &'static str, rate: f64| ProcessEntry {
+        pid,
+        name: format!("sender{pid}"),
+        cgroup: "/".into(),
+        cgroup_id: 1,
+        service: None,
+        netns,
+        user: None,
+        command_line: None,
+        counts: IoCounts::default(),
+        io: vec![IoEntry {
+            direction,
+            protocol: "tcp",
+            bytes: 1,
+            calls: 1,
+            bytes_per_second: Some(rate),
+        }],
+    };
+    snapshots.last_mut().unwrap().processes.processes = vec![
+        sender(7, NETNS, "tx", 90e6),
+        sender(8, NETNS + 1, "tx", 200e6),
+        sender(9, NETNS, "rx", 300e6),
+    ];
+    let diagnosis = run(&history(snapshots), &Config::default());
     let finding = &diagnosis.findings[0];
     assert_eq!(
         (finding.id, finding.severity),
         ("bandwidth_saturation", Severity::Warning)
     );
     assert_eq!(finding.evidence[0].value.round(), 88.0);
+    let quoted: Vec<(&str, f64)> = finding.evidence[3..]
+        .iter()
+        .map(|e| (e.name.as_str(), e.value))
+        .collect();
+    assert_eq!(
+        quoted,
+        vec![("process sender7 (pid 7) tx_bytes_per_second", 90e6)]
+    );
 }
 
 fn listener(

@@ -15,7 +15,7 @@ use crate::{
     export::{
         drops,
         exposition::Expositions,
-        metrics,
+        metrics, processes,
         respond::{error, method_not_allowed},
     },
     model::{Interface, Snapshot},
@@ -35,6 +35,7 @@ const LANDING_PAGE: &str = "<!DOCTYPE html>
 <li><a href=\"/api/v1/status\">/api/v1/status</a>: probes and collectors</li>
 <li><a href=\"/api/v1/summary\">/api/v1/summary</a>: rates and aggregates</li>
 <li><a href=\"/api/v1/drops/recent\">/api/v1/drops/recent</a>: recent drops with their flow</li>
+<li><a href=\"/api/v1/processes\">/api/v1/processes</a>: who uses the network</li>
 <li><a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>: the API's OpenAPI document</li>
 <li><a href=\"/healthz\">/healthz</a>: liveness</li>
 </ul></body></html>
@@ -73,6 +74,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/drops/recent", get(drops::recent_handler))
         .route("/api/v1/drops/top", get(drops::top_handler))
         .route("/api/v1/tcp", get(tcp_handler))
+        .route("/api/v1/processes", get(processes::processes_handler))
+        .route("/api/v1/cgroups", get(processes::cgroups_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)

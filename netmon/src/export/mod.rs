@@ -3,6 +3,7 @@ mod drops;
 pub mod exposition;
 pub mod http;
 pub mod metrics;
+mod processes;
 pub mod respond;
 pub mod server;
 pub mod table;

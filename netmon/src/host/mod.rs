@@ -1,8 +1,11 @@
-//! What the kernel already knows about this host: interfaces and their counters.
+//! What the kernel already knows about this host: interfaces and their counters, sockets,
+//! processes and cgroups.
 pub mod addresses;
+pub mod cgroups;
 pub mod interfaces;
 pub mod kallsyms;
 pub mod netlink;
 pub mod netns;
+pub mod process_details;
 pub mod processes;
 pub mod sockets;

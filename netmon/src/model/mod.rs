@@ -11,6 +11,7 @@ use serde::Serialize;
 
 pub mod drops;
 pub mod probes;
+pub mod processes;
 
 use drops::DropSampleRecord;
 use probes::ProbeStatus;
@@ -188,6 +189,7 @@ pub struct KernelCounters {
     pub drop_map_full: u64,
     pub handshake_map_full: u64,
     pub transition_map_full: u64,
+    pub process_map_full: u64,
     /// Slots in use in each kernel table after the poll's clean-up.
     pub map_entries: Vec<(&'static str, usize)>,
     /// Kernel memory of each table's maps, in bytes.
@@ -229,6 +231,8 @@ pub struct Snapshot {
     pub socket_iterator_error: Option<String>,
     pub listening: Vec<ListeningSocket>,
     pub kernel: KernelCounters,
+    /// Socket I/O by process and cgroup.
+    pub processes: processes::ProcessTraffic,
     pub probes: Vec<ProbeStatus>,
     /// Why the kernel programs could not be loaded at all, when they could not.
     #[serde(skip_serializing_if = "Option::is_none")]

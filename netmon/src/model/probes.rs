@@ -16,10 +16,19 @@ pub enum AttachMethod {
     Tracepoint,
     /// kprobe on the kernel function behind the hook; a fallback for two hooks.
     Kprobe,
+    /// fexit on the kernel function behind the hook; the socket hooks' fallback on kernels
+    /// without their tracepoints.
+    Fexit,
 }
 
 impl AttachMethod {
-    pub const ALL: [AttachMethod; 4] = [Self::TpBtf, Self::RawTp, Self::Tracepoint, Self::Kprobe];
+    pub const ALL: [AttachMethod; 5] = [
+        Self::TpBtf,
+        Self::RawTp,
+        Self::Tracepoint,
+        Self::Kprobe,
+        Self::Fexit,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,6 +36,7 @@ impl AttachMethod {
             Self::RawTp => "raw_tp",
             Self::Tracepoint => "tracepoint",
             Self::Kprobe => "kprobe",
+            Self::Fexit => "fexit",
         }
     }
 }
@@ -46,7 +56,8 @@ impl FromStr for AttachMethod {
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown attach method {s:?} (expected tp_btf, raw_tp, tracepoint or kprobe)"
+                    "unknown attach method {s:?} (expected tp_btf, raw_tp, tracepoint, kprobe or \
+                     fexit)"
                 )
             })
     }
@@ -63,10 +74,12 @@ pub enum Hook {
     TcpRetransmitSkb,
     TcpSendReset,
     TcpReceiveReset,
+    SockSendLength,
+    SockRecvLength,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 9] = [
         Self::NetDevXmit,
         Self::NetifReceiveSkb,
         Self::KfreeSkb,
@@ -74,6 +87,8 @@ impl Hook {
         Self::TcpRetransmitSkb,
         Self::TcpSendReset,
         Self::TcpReceiveReset,
+        Self::SockSendLength,
+        Self::SockRecvLength,
     ];
 
     /// The tracepoint's name, also the `probe` label.
@@ -86,6 +101,22 @@ impl Hook {
             Self::TcpRetransmitSkb => "tcp_retransmit_skb",
             Self::TcpSendReset => "tcp_send_reset",
             Self::TcpReceiveReset => "tcp_receive_reset",
+            Self::SockSendLength => "sock_send_length",
+            Self::SockRecvLength => "sock_recv_length",
+        }
+    }
+}
+
+impl Hook {
+    /// Whether the hook has a program for `method`.
+    pub fn offers(self, method: AttachMethod) -> bool {
+        match (self, method) {
+            (Self::SockSendLength | Self::SockRecvLength, method) => {
+                matches!(method, AttachMethod::TpBtf | AttachMethod::Fexit)
+            }
+            (Self::KfreeSkb | Self::InetSockSetState, AttachMethod::Kprobe) => true,
+            (_, AttachMethod::Kprobe | AttachMethod::Fexit) => false,
+            _ => true,
         }
     }
 }
@@ -129,6 +160,10 @@ mod tests {
             assert_eq!(hook.as_str().parse::<Hook>().unwrap(), hook);
         }
         assert!("fentry".parse::<AttachMethod>().is_err());
+        assert_eq!(
+            "fexit".parse::<AttachMethod>().unwrap(),
+            AttachMethod::Fexit
+        );
         assert!("nope".parse::<Hook>().is_err());
     }
 }

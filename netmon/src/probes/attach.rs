@@ -2,7 +2,7 @@
 use anyhow::anyhow;
 use aya::{
     Ebpf,
-    programs::{BtfTracePoint, KProbe, RawTracePoint, TracePoint},
+    programs::{BtfTracePoint, FExit, KProbe, RawTracePoint, TracePoint},
 };
 
 use crate::model::probes::{AttachMethod, Hook};
@@ -14,7 +14,7 @@ impl Hook {
         match self {
             Self::NetDevXmit | Self::NetifReceiveSkb => "net",
             Self::KfreeSkb => "skb",
-            Self::InetSockSetState => "sock",
+            Self::InetSockSetState | Self::SockSendLength | Self::SockRecvLength => "sock",
             Self::TcpRetransmitSkb | Self::TcpSendReset | Self::TcpReceiveReset => "tcp",
         }
     }
@@ -37,19 +37,43 @@ impl Hook {
             Self::TcpRetransmitSkb => "nm_retrans",
             Self::TcpSendReset => "nm_rst_tx",
             Self::TcpReceiveReset => "nm_rst_rx",
+            Self::SockSendLength => "nm_send",
+            Self::SockRecvLength => "nm_sockrecv",
+        }
+    }
+
+    /// The kernel function the fallback methods (kprobe, fexit) probe, where it does not
+    /// depend on the kernel (the drop hook's does: see `layout::drop_kprobe_target`).
+    pub(super) fn function(self) -> Option<&'static str> {
+        match self {
+            Self::InetSockSetState => Some("tcp_set_state"),
+            Self::SockSendLength => Some("inet_sendmsg"),
+            Self::SockRecvLength => Some("inet_recvmsg"),
+            _ => None,
+        }
+    }
+
+    /// The IPv6 twin of the fexit method's function, probed by a program of its own (the
+    /// first's name with a 6).
+    fn ipv6_function(self) -> Option<&'static str> {
+        match self {
+            Self::SockSendLength => Some("inet6_sendmsg"),
+            Self::SockRecvLength => Some("inet6_recvmsg"),
+            _ => None,
         }
     }
 
     /// Name of this hook's program for `method`, if it has one.
     pub(super) fn program(self, method: AttachMethod) -> Option<String> {
+        if !self.offers(method) {
+            return None;
+        }
         let suffix = match method {
             AttachMethod::TpBtf => "btf",
             AttachMethod::RawTp => "raw",
             AttachMethod::Tracepoint => "tp",
-            AttachMethod::Kprobe => match self {
-                Self::KfreeSkb | Self::InetSockSetState => "kprobe",
-                _ => return None,
-            },
+            AttachMethod::Kprobe => "kprobe",
+            AttachMethod::Fexit => "fexit",
         };
         Some(format!("{}_{suffix}", self.program_prefix()))
     }
@@ -59,7 +83,11 @@ impl Hook {
     /// namespace is then unknown, reported as 0).
     pub(super) fn reads_structs(self, method: AttachMethod) -> bool {
         match self {
-            Self::NetDevXmit | Self::NetifReceiveSkb | Self::KfreeSkb => true,
+            Self::NetDevXmit
+            | Self::NetifReceiveSkb
+            | Self::KfreeSkb
+            | Self::SockSendLength
+            | Self::SockRecvLength => true,
             Self::InetSockSetState => method != AttachMethod::Tracepoint,
             _ => false,
         }
@@ -105,6 +133,25 @@ pub(super) fn attach(
                 return Err(err.into());
             }
         }
+        AttachMethod::Fexit => {
+            let function =
+                kprobe_fn.ok_or_else(|| anyhow!("no kernel function to probe for {hook:?}"))?;
+            let btf = btf.ok_or_else(|| anyhow!("no BTF"))?;
+            attach_fexit(program.try_into()?, function, btf)?;
+            if let Some(function) = hook.ipv6_function() {
+                let twin = format!("{name}6");
+                let result = ebpf
+                    .program_mut(&twin)
+                    .ok_or_else(|| anyhow!("program {twin} missing from the object"))
+                    .and_then(|program| attach_fexit(program.try_into()?, function, btf));
+                if let Err(err) = result {
+                    if let Some(first) = ebpf.program_mut(&name) {
+                        let _ = <&mut FExit>::try_from(first).map(|p| p.unload());
+                    }
+                    return Err(err);
+                }
+            }
+        }
         AttachMethod::Kprobe => {
             let function =
                 kprobe_fn.ok_or_else(|| anyhow!("no kernel function to probe for {hook:?}"))?;
@@ -120,9 +167,29 @@ pub(super) fn attach(
     Ok(())
 }
 
+/// Loads `program` for `function` and attaches it, unloading it again if it cannot attach.
+fn attach_fexit(program: &mut FExit, function: &str, btf: &aya::Btf) -> anyhow::Result<()> {
+    program.load(function, btf)?;
+    if let Err(err) = program.attach() {
+        let _ = program.unload();
+        return Err(anyhow::Error::new(err).context(format!("fexit on {function}")));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_socket_hooks_have_fexit_programs() {
+        let with_fexit: Vec<Hook> = Hook::ALL
+            .into_iter()
+            .filter(|h| h.program(AttachMethod::Fexit).is_some())
+            .collect();
+        assert_eq!(with_fexit, vec![Hook::SockSendLength, Hook::SockRecvLength]);
+        assert_eq!(Hook::SockSendLength.program(AttachMethod::RawTp), None);
+    }
 
     #[test]
     fn only_the_state_and_drop_hooks_have_kprobes() {

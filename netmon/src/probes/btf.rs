@@ -14,6 +14,8 @@ const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
 const KIND_FWD: u32 = 7;
 const KIND_TYPEDEF: u32 = 8;
+/// Prefix of the typedef the kernel's BTF has for each tracepoint.
+const TRACEPOINT_TYPEDEF: &str = "btf_trace_";
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
@@ -190,6 +192,13 @@ impl Btf {
             if matches!(kind, KIND_STRUCT | KIND_UNION | KIND_ENUM | KIND_ENUM64) && name_off != 0 {
                 by_name.entry((name(name_off), kind)).or_insert(id);
             }
+            // The kernel names one typedef after each tracepoint it has a BTF-typed form of.
+            if kind == KIND_TYPEDEF && name_off != 0 {
+                let typedef = name(name_off);
+                if typedef.starts_with(TRACEPOINT_TYPEDEF) {
+                    by_name.entry((typedef, kind)).or_insert(id);
+                }
+            }
             types.push(ty);
         }
         Ok(Self { types, by_name })
@@ -255,6 +264,12 @@ impl Btf {
             byte_offset: bits / 8,
             is_bitfield,
         })
+    }
+
+    /// Whether the kernel has the tracepoint `name` (for `tp_btf` programs).
+    pub fn has_tracepoint(&self, name: &str) -> bool {
+        self.by_name
+            .contains_key(&(format!("{TRACEPOINT_TYPEDEF}{name}"), KIND_TYPEDEF))
     }
 
     /// Byte offset of a member path that must not be a bit field.

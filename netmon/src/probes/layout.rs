@@ -41,6 +41,10 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         sk_socket: btf.byte_offset("sock", "sk_socket")?,
         socket_inode_ino: btf.byte_offset("socket_alloc", "vfs_inode")?
             + btf.byte_offset("inode", "i_ino")?,
+        socket_sk: btf.byte_offset("socket", "sk")?,
+        task_group_leader: btf.byte_offset("task_struct", "group_leader")?,
+        task_start_boottime: btf.byte_offset("task_struct", "start_boottime")?,
+        task_comm: btf.byte_offset("task_struct", "comm")?,
     })
 }
 

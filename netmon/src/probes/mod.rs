@@ -70,8 +70,17 @@ impl Probes {
         let forced = &settings.forced;
         // Each parse of the kernel's BTF holds tens of MiB while it lives: this one gives its
         // answers and goes before aya parses its own.
-        let (reasons, offsets, has_btf) = {
+        let (reasons, offsets, has_btf, tracepoints) = {
             let btf = Btf::from_sys_fs();
+            // Hooks whose tracepoint this kernel has: their fexit fallback is for kernels
+            // without it.
+            let tracepoints: Vec<Hook> = Hook::ALL
+                .into_iter()
+                .filter(|hook| {
+                    btf.as_ref()
+                        .is_ok_and(|btf| btf.has_tracepoint(hook.as_str()))
+                })
+                .collect();
             let reasons = btf
                 .as_ref()
                 .map(DropReasonNames::from_btf)
@@ -79,7 +88,7 @@ impl Probes {
             let offsets = btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|btf| {
                 kernel_offsets(btf).map_err(|e| format!("kernel struct layout from BTF: {e:#}"))
             });
-            (reasons, offsets, btf.is_ok())
+            (reasons, offsets, btf.is_ok(), tracepoints)
         };
         // Classic tracepoints are the way on kernels without BTF, or when asked for.
         let classic_likely = !has_btf || forced.values().any(|m| *m == AttachMethod::Tracepoint);
@@ -145,7 +154,10 @@ impl Probes {
         for hook in Hook::ALL {
             let methods: Vec<AttachMethod> = match forced.get(&hook) {
                 Some(method) => vec![*method],
-                None => AttachMethod::ALL.to_vec(),
+                None => AttachMethod::ALL
+                    .into_iter()
+                    .filter(|method| hook.offers(*method))
+                    .collect(),
             };
             let mut failures = Vec::new();
             let mut attached = None;
@@ -158,6 +170,11 @@ impl Probes {
                         Some(err) => Err(err.clone()),
                         None => Ok(()),
                     },
+                    AttachMethod::Fexit if tracepoints.contains(&hook) => Err(format!(
+                        "the kernel has the {} tracepoint: fexit is the fallback of kernels \
+                         without it",
+                        hook.as_str()
+                    )),
                     _ => Ok(()),
                 }
                 .and_then(|()| {
@@ -169,7 +186,7 @@ impl Probes {
                 });
                 let kprobe_fn = match hook {
                     Hook::KfreeSkb => drop_target.map(|(name, _)| name),
-                    _ => Some("tcp_set_state"),
+                    _ => hook.function(),
                 };
                 let result = precondition.and_then(|()| {
                     attach(&mut ebpf, hook, method, aya_btf.as_ref(), kprobe_fn)

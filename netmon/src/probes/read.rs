@@ -1,15 +1,18 @@
 //! Reading the tables into kernel counters, and freeing the slots of what is gone.
 use std::collections::BTreeMap;
 
-use aya::maps::{MapData, PerCpuArray};
+use aya::maps::{Array, MapData, PerCpuArray};
 use netmon_common::{
     DropKey, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS,
     HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey, InterfaceTraffic,
-    TransitionKey,
+    ProcessIoKey, ProcessName, SlotTag, SocketIo, TransitionKey,
 };
 
 use crate::{
-    model::{DropCount, HandshakeHistogram, KernelCounters, TcpTransition, TrafficCount},
+    model::{
+        DropCount, HandshakeHistogram, KernelCounters, TcpTransition, TrafficCount,
+        processes::{IoCounts, ProcessId, ProcessIo},
+    },
     names,
     probes::{
         Probes,
@@ -133,6 +136,7 @@ impl Probes {
         counters.drop_map_full = totals[Event::DropMapFull as usize];
         counters.handshake_map_full = totals[Event::HandshakeMapFull as usize];
         counters.transition_map_full = totals[Event::TransitionMapFull as usize];
+        counters.process_map_full = totals[Event::ProcessMapFull as usize];
         counters.read_failures = totals[Event::ReadFailed as usize];
         counters.map_bytes = self.map_bytes.clone();
         Ok(counters)
@@ -184,6 +188,65 @@ impl Probes {
             .map(|(map, (_, left))| (*map, *left))
             .collect();
         Ok((removed, entries))
+    }
+}
+
+impl Probes {
+    /// Socket I/O by process and cgroup. The slots of processes that `exited(pid, start_ns)`
+    /// says are gone are freed, and their last counts returned, marked as exited.
+    pub fn socket_io(
+        &mut self,
+        exited: &dyn Fn(ProcessId) -> bool,
+    ) -> anyhow::Result<Vec<ProcessIo>> {
+        let Some((ebpf, tags)) = &mut self.ebpf else {
+            return Ok(Vec::new());
+        };
+        let id = |tag: &SlotTag| ProcessId {
+            pid: ProcessIoKey::from_slot_id(tag.id).tgid,
+            start_ns: ProcessIoKey::start_boottime_ns(tag.extra2),
+        };
+        let name_of = |ebpf: &aya::Ebpf, index: u32| -> anyhow::Result<String> {
+            let names: Array<&MapData, ProcessName> =
+                Array::try_from(slots::map(ebpf, "PROCESS_NAMES")?)?;
+            let name = names.get(&index, 0)?;
+            let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+            Ok(String::from_utf8_lossy(&name[..end]).into_owned())
+        };
+        // The names of the slots to free first: a freed slot may be claimed again at once.
+        let gone = |tag: &SlotTag| tag.is_complete() && exited(id(tag));
+        let mut named = BTreeMap::new();
+        for (index, tag) in tags.processes.claimed() {
+            if gone(&tag) {
+                named.insert(index, name_of(ebpf, index)?);
+            }
+        }
+        let taken = slots::take_where::<SocketIo>(ebpf, &tags.processes, "PROCESS_IO", &gone)?;
+        let live = slots::read_indexed::<SocketIo>(ebpf, &tags.processes, "PROCESS_IO")?;
+        for (index, tag, _) in &live {
+            if tag.is_complete() {
+                named.insert(*index, name_of(ebpf, *index)?);
+            }
+        }
+        let last = taken.into_iter().map(|slot| (slot, true));
+        Ok(last
+            .chain(live.into_iter().map(|slot| (slot, false)))
+            .filter(|((_, tag, _), _)| tag.is_complete())
+            .map(|((index, tag, per_cpu), exited)| {
+                let key = ProcessIoKey::from_slot_id(tag.id);
+                let mut counts = IoCounts::default();
+                for value in per_cpu.iter() {
+                    counts.add(key.direction, key.protocol, value.bytes, value.calls);
+                }
+                ProcessIo {
+                    id: id(&tag),
+                    name: named.get(&index).cloned().unwrap_or_default(),
+                    cgroup_id: tag.extra,
+                    netns: tag.meta as u32,
+                    counts,
+                    exited,
+                }
+            })
+            .collect())
     }
 }
 

@@ -133,7 +133,7 @@ fn free_claimed(
     tags: &Tags,
     counts: &str,
     gone: &dyn Fn(&SlotTag) -> bool,
-    mut zero: impl FnMut(u32) -> anyhow::Result<()>,
+    mut zero: impl FnMut(u32, &SlotTag) -> anyhow::Result<()>,
 ) -> anyhow::Result<(usize, usize)> {
     let (mut freed, mut left) = (0, 0);
     let claimed: Vec<(u32, SlotTag)> = tags.claimed().collect();
@@ -142,7 +142,7 @@ fn free_claimed(
             left += 1;
             continue;
         }
-        zero(index).with_context(|| format!("zeroing {counts}[{index}]"))?;
+        zero(index, &tag).with_context(|| format!("zeroing {counts}[{index}]"))?;
         tags.free(index);
         freed += 1;
     }
@@ -170,6 +170,23 @@ pub fn read<V: Pod>(
     read_claimed(tags, counts, |index| array.get(&index, 0))
 }
 
+/// [`read`] with each slot's index.
+pub fn read_indexed<V: Pod>(
+    ebpf: &Ebpf,
+    tags: &Tags,
+    counts: &str,
+) -> anyhow::Result<Vec<(u32, SlotTag, PerCpuValues<V>)>> {
+    let array: PerCpuArray<&MapData, V> = PerCpuArray::try_from(map(ebpf, counts)?)?;
+    tags.claimed()
+        .map(|(index, tag)| {
+            let value = array
+                .get(&index, 0)
+                .with_context(|| format!("reading {counts}[{index}]"))?;
+            Ok((index, tag, value))
+        })
+        .collect()
+}
+
 /// The counts of every slot in use in a table whose counts are shared by all CPUs.
 pub fn read_shared<V: Pod>(
     ebpf: &Ebpf,
@@ -189,10 +206,29 @@ pub fn free_where<V: Pod + Default>(
 ) -> anyhow::Result<(usize, usize)> {
     let mut array: PerCpuArray<&mut MapData, V> = PerCpuArray::try_from(map_mut(ebpf, counts)?)?;
     let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
-    free_claimed(tags, counts, gone, |index| {
+    free_claimed(tags, counts, gone, |index, _| {
         let zeros = PerCpuValues::try_from(vec![V::default(); cpus])?;
         Ok(array.set(index, zeros, 0)?)
     })
+}
+
+/// [`free_where`] for slots whose owners can count no more: returns each freed slot's index,
+/// tag and counts as they were last, read just before they were zeroed.
+pub fn take_where<V: Pod + Default>(
+    ebpf: &mut Ebpf,
+    tags: &Tags,
+    counts: &str,
+    gone: &dyn Fn(&SlotTag) -> bool,
+) -> anyhow::Result<Vec<(u32, SlotTag, PerCpuValues<V>)>> {
+    let mut array: PerCpuArray<&mut MapData, V> = PerCpuArray::try_from(map_mut(ebpf, counts)?)?;
+    let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
+    let mut taken = Vec::new();
+    free_claimed(tags, counts, gone, |index, tag| {
+        taken.push((index, *tag, array.get(&index, 0)?));
+        let zeros = PerCpuValues::try_from(vec![V::default(); cpus])?;
+        Ok(array.set(index, zeros, 0)?)
+    })?;
+    Ok(taken)
 }
 
 /// [`free_where`] for a table whose counts are shared by all CPUs.
@@ -203,7 +239,7 @@ pub fn free_shared_where<V: Pod + Default>(
     gone: &dyn Fn(&SlotTag) -> bool,
 ) -> anyhow::Result<(usize, usize)> {
     let mut array: Array<&mut MapData, V> = Array::try_from(map_mut(ebpf, counts)?)?;
-    free_claimed(tags, counts, gone, |index| {
+    free_claimed(tags, counts, gone, |index, _| {
         Ok(array.set(index, V::default(), 0)?)
     })
 }

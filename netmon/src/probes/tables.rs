@@ -3,7 +3,7 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{Ebpf, maps::Map};
 use netmon_common::{
-    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_TRANSITION_KEYS, SlotMasks, TABLE_MAPS,
+    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS, SlotMasks, TABLE_MAPS,
 };
 
 use crate::probes::{ProbeSettings, slots::Tags};
@@ -15,6 +15,7 @@ pub(super) struct TableSizes {
     pub(super) drops: u32,
     pub(super) transitions: u32,
     pub(super) handshakes: u32,
+    pub(super) processes: u32,
 }
 
 impl TableSizes {
@@ -24,6 +25,7 @@ impl TableSizes {
             drops: MAX_DROP_KEYS,
             transitions: MAX_TRANSITION_KEYS,
             handshakes: MAX_HANDSHAKE_KEYS,
+            processes: MAX_PROCESS_KEYS,
         }
     }
 
@@ -33,6 +35,7 @@ impl TableSizes {
             drops: self.drops - 1,
             transitions: self.transitions - 1,
             handshakes: self.handshakes - 1,
+            processes: self.processes - 1,
         }
     }
 }
@@ -43,6 +46,7 @@ pub(super) struct TableTags {
     pub(super) drops: Tags,
     pub(super) transitions: Tags,
     pub(super) handshakes: Tags,
+    pub(super) processes: Tags,
 }
 
 impl TableTags {
@@ -52,6 +56,7 @@ impl TableTags {
             drops: Tags::map(ebpf, "DROP_TAGS", sizes.drops)?,
             transitions: Tags::map(ebpf, "TRANSITION_TAGS", sizes.transitions)?,
             handshakes: Tags::map(ebpf, "HANDSHAKE_TAGS", sizes.handshakes)?,
+            processes: Tags::map(ebpf, "PROCESS_TAGS", sizes.processes)?,
         })
     }
 }

@@ -266,6 +266,26 @@ fn main() {
         lo_tx == kernel_lo_tx,
         format!("{lo_tx} (kernel {kernel_lo_tx})"),
     );
+    // This process's own datagrams, counted by the socket hooks' fallback (fexit on
+    // sock_sendmsg and sock_recvmsg: 6.1 has no sock_send_length tracepoint). Its TCP also
+    // carries its requests to the agent; its UDP is only the workload's.
+    let pid = std::process::id().to_string();
+    let udp = |direction: &str| {
+        m.counter(
+            "netmon_process_network_bytes_total",
+            &[("pid", &pid), ("direction", direction), ("protocol", "udp")],
+        )
+    };
+    let (sent, received) = ((DATAGRAMS + CLOSED_PORT_DATAGRAMS) * 4, DATAGRAMS * 4);
+    all &= check(
+        "process udp bytes",
+        udp("tx") == sent && udp("rx") == received,
+        format!(
+            "tx {} (expected {sent}), rx {} (expected {received})",
+            udp("tx"),
+            udp("rx")
+        ),
+    );
     check("all", all, String::new());
     println!("VMCHECK DONE");
 }

@@ -129,6 +129,7 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     full.sample(&[("map", "drops")], kernel.drop_map_full as f64);
     full.sample(&[("map", "handshakes")], kernel.handshake_map_full as f64);
     full.sample(&[("map", "transitions")], kernel.transition_map_full as f64);
+    full.sample(&[("map", "processes")], kernel.process_map_full as f64);
     push(full);
 
     let mut entries = Family::new(

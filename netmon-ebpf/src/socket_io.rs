@@ -1,0 +1,69 @@
+//! Socket I/O by process and cgroup, shared by the send and receive hooks: the bytes each
+//! call moved and the calls that moved any, by (process, cgroup, protocol, direction). Only
+//! IP sockets count (not Unix or netlink ones).
+use aya_ebpf::helpers::{
+    bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
+    bpf_probe_read_kernel,
+};
+use netmon_common::{IO_OTHER, IO_TCP, IO_UDP, ProcessIoKey, ProcessName};
+
+use crate::{
+    kernel::{Btf, Memory, constant, socket_netns},
+    maps::{PROCESS_NAMES, processes},
+};
+
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+const IPPROTO_UDPLITE: u16 = 136;
+const IPPROTO_MPTCP: u16 = 262;
+/// A receive that only looks at the data (`MSG_PEEK`) leaves it for the next one.
+const MSG_PEEK: i32 = 2;
+
+/// Counts a call on socket `sk` that returned `ret` (bytes, or a negative error) in
+/// `direction`, in the calling process's context.
+#[inline(always)]
+pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
+    if ret <= 0 || flags & MSG_PEEK != 0 {
+        return;
+    }
+    let family: u16 = Btf::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
+    if family != AF_INET && family != AF_INET6 {
+        return;
+    }
+    let protocol = if constant!(OFFSETS.sk_protocol_readable) != 0 {
+        match Btf::read::<u16>(sk, constant!(OFFSETS.sk_protocol)) {
+            Some(IPPROTO_TCP | IPPROTO_MPTCP) => IO_TCP,
+            Some(IPPROTO_UDP | IPPROTO_UDPLITE) => IO_UDP,
+            _ => IO_OTHER,
+        }
+    } else {
+        IO_OTHER
+    };
+    let key = ProcessIoKey {
+        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        protocol,
+        direction,
+    };
+    // SAFETY: helpers without arguments, allowed in tracing programs.
+    let (cgroup, task) = unsafe { (bpf_get_current_cgroup_id(), bpf_get_current_task_btf()) };
+    let leader: u64 = Btf::read(task as u64, constant!(OFFSETS.task_group_leader)).unwrap_or(0);
+    let start: u64 = Btf::read(leader, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
+    let claim = |slot: u32| {
+        // The process's name is its leader's: a thread may have named itself otherwise.
+        let comm = (leader + constant!(OFFSETS.task_comm) as u64) as *const ProcessName;
+        // SAFETY: the helper checks the address; nothing is dereferenced here.
+        let name = unsafe { bpf_probe_read_kernel(comm) };
+        if let (Ok(name), Some(entry)) = (name, PROCESS_NAMES.get_ptr_mut(slot)) {
+            // SAFETY: the slot's entry, this program's until its claim is complete.
+            unsafe { *entry = name };
+        }
+        socket_netns::<Btf>(sk).unwrap_or(0) as u64
+    };
+    if let Some(io) = processes().counts(key.slot_id(), cgroup, ProcessIoKey::extra2(start), claim)
+    {
+        io.bytes += ret as u64;
+        io.calls += 1;
+    }
+}

@@ -1,0 +1,288 @@
+//! Who uses the network: socket I/O per process and per cgroup, counted exactly against the
+//! known workload of processes the tests start in cgroups and namespaces they make.
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    net::{TcpListener, UdpSocket},
+    process::{Child, ChildStdin, ChildStdout, Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use netmon_tests::{Agent, Cgroup, ConfigFile, Metrics, Netns, Veth, require_root};
+
+const TCP_PORT: u16 = 7300;
+const UDP_PORT: u16 = 7301;
+
+/// A python process in `ns` that names itself `name`, prints its pid, waits for a line on
+/// its standard input, runs `work` and prints its result, then waits for another line.
+struct Talker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: u32,
+}
+
+impl Talker {
+    fn start(ns: &Netns, name: &str, work: &str) -> Self {
+        let code = format!(
+            "import os, socket, sys\n\
+             open('/proc/self/comm', 'w').write({name:?})\n\
+             print(os.getpid(), flush=True)\n\
+             sys.stdin.readline()\n\
+             {work}\n\
+             sys.stdin.readline()\n"
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3", "-u", "-c", &code])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting python3");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let pid = line.trim().parse().expect("the talker's pid");
+        Self {
+            child,
+            stdin,
+            stdout,
+            pid,
+        }
+    }
+
+    /// Lets the talker work; returns what it printed.
+    fn work(&mut self) -> String {
+        self.stdin.write_all(b"go\n").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+
+    fn finish(mut self) {
+        let _ = self.stdin.write_all(b"end\n");
+        let _ = self.child.wait();
+    }
+}
+
+/// Python that sends `sent` bytes over TCP to `ip`, reads the answer to its end, sends
+/// `datagrams` datagrams of `size` bytes over UDP, and prints the bytes it read.
+fn exchange(ip: &str, sent: usize, datagrams: usize, size: usize) -> String {
+    format!(
+        "t = socket.create_connection(({ip:?}, {TCP_PORT}))\n\
+         t.sendall(b'x' * {sent})\n\
+         t.shutdown(socket.SHUT_WR)\n\
+         got = 0\n\
+         while True:\n    d = t.recv(65536)\n    if not d: break\n    got += len(d)\n\
+         t.close()\n\
+         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for _ in range({datagrams}): u.sendto(b'y' * {size}, ({ip:?}, {UDP_PORT}))\n\
+         print(got, flush=True)"
+    )
+}
+
+/// In `b`: answers one TCP connection with `answer` bytes once the peer has sent all it
+/// will, and takes `datagrams` datagrams; returns what it read over TCP.
+fn serve(b: &Netns, ip: &str, answer: usize, datagrams: usize) -> thread::JoinHandle<usize> {
+    let (tcp, udp) = {
+        let ip = ip.to_string();
+        b.run(move || {
+            (
+                TcpListener::bind((ip.as_str(), TCP_PORT)).unwrap(),
+                UdpSocket::bind((ip.as_str(), UDP_PORT)).unwrap(),
+            )
+        })
+    };
+    thread::spawn(move || {
+        let (mut stream, _) = tcp.accept().unwrap();
+        let mut read = Vec::new();
+        stream.read_to_end(&mut read).unwrap();
+        stream.write_all(&vec![b'z'; answer]).unwrap();
+        drop(stream);
+        udp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buffer = [0u8; 2048];
+        for _ in 0..datagrams {
+            udp.recv(&mut buffer).unwrap();
+        }
+        read.len()
+    })
+}
+
+fn process_bytes(m: &Metrics, pid: u32, direction: &str, protocol: &str) -> u64 {
+    let pid = pid.to_string();
+    m.counter(
+        "netmon_process_network_bytes_total",
+        &[
+            ("pid", &pid),
+            ("direction", direction),
+            ("protocol", protocol),
+        ],
+    )
+}
+
+fn cgroup_bytes(m: &Metrics, cgroup: &Cgroup, direction: &str, protocol: &str) -> u64 {
+    m.counter(
+        "netmon_cgroup_network_bytes_total",
+        &[
+            ("cgroup", &cgroup.path),
+            ("direction", direction),
+            ("protocol", protocol),
+        ],
+    )
+}
+
+#[test]
+fn processes_and_cgroups_count_exactly_what_they_send_and_receive() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let a = Netns::new("proc-a");
+    let b = Netns::new("proc-b");
+    let veth = Veth::connect(&a, &b, 230);
+    // Two processes of the same name in two cgroups, each with its own amounts.
+    let runs = [(100_000, 7, 300, 30_000), (250_000, 3, 1000, 5_000)];
+    let mut seen = Vec::new();
+    for (sent, datagrams, size, answer) in runs {
+        let cgroup = Cgroup::new("talker");
+        let mut talker = Talker::start(
+            &a,
+            "nm-talker",
+            &exchange(&veth.b_ip, sent, datagrams, size),
+        );
+        cgroup.add(talker.pid);
+        let server = serve(&b, &veth.b_ip, answer, datagrams);
+        assert_eq!(talker.work(), answer.to_string());
+        assert_eq!(server.join().unwrap(), sent);
+        let m = agent.fresh_metrics();
+        let pid = talker.pid;
+        assert_eq!(process_bytes(&m, pid, "tx", "tcp"), sent as u64);
+        assert_eq!(process_bytes(&m, pid, "rx", "tcp"), answer as u64);
+        assert_eq!(
+            process_bytes(&m, pid, "tx", "udp"),
+            (datagrams * size) as u64
+        );
+        assert_eq!(
+            m.counter(
+                "netmon_process_network_calls_total",
+                &[
+                    ("pid", &pid.to_string()),
+                    ("direction", "tx"),
+                    ("protocol", "udp")
+                ]
+            ),
+            datagrams as u64
+        );
+        assert_eq!(
+            m.find(
+                "netmon_process_network_bytes_total",
+                &[("pid", &pid.to_string())]
+            )[0]
+            .0["process"],
+            "nm-talker"
+        );
+        assert_eq!(cgroup_bytes(&m, &cgroup, "tx", "tcp"), sent as u64);
+        assert_eq!(cgroup_bytes(&m, &cgroup, "rx", "tcp"), answer as u64);
+        assert_eq!(
+            cgroup_bytes(&m, &cgroup, "tx", "udp"),
+            (datagrams * size) as u64
+        );
+        assert_eq!(cgroup_bytes(&m, &cgroup, "rx", "udp"), 0);
+
+        let api: serde_json::Value =
+            serde_json::from_str(&agent.get("/api/v1/processes").body).unwrap();
+        let item = api["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|item| item["pid"] == pid)
+            .unwrap_or_else(|| panic!("{pid} not listed: {api}"));
+        assert_eq!(item["name"], "nm-talker");
+        assert_eq!(item["cgroup"], cgroup.path.as_str());
+        assert_eq!(item["netns"], a.inode());
+        assert_eq!(item["user"], "root");
+        assert!(item["command_line"].is_null(), "off by default: {item}");
+        seen.push((pid, cgroup.path.clone()));
+        talker.finish();
+        // The exited process's bytes stay in its cgroup's counters.
+        let m = agent.fresh_metrics();
+        let m = if process_bytes(&m, pid, "tx", "tcp") > 0 {
+            agent.fresh_metrics()
+        } else {
+            m
+        };
+        assert_eq!(
+            process_bytes(&m, pid, "tx", "tcp"),
+            0,
+            "an exited process has no series"
+        );
+        assert_eq!(cgroup_bytes(&m, &cgroup, "tx", "tcp"), sent as u64);
+        drop(cgroup);
+    }
+    // Same name, told apart by cgroup.
+    assert_ne!(seen[0].1, seen[1].1);
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        m.counter("netmon_probe_map_full_total", &[("map", "processes")]),
+        0
+    );
+    assert_eq!(m.counter("netmon_probe_read_failures_total", &[]), 0);
+}
+
+#[test]
+fn thousands_of_short_lived_processes_leave_bounded_series_and_an_exact_cgroup() {
+    require_root();
+    const TOP: usize = 5;
+    const PROCESSES: usize = 5000;
+    const BATCH: usize = 500;
+    const SIZE: usize = 100;
+    let config = ConfigFile::new(&format!("[processes]\ntop = {TOP}\n"));
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let host = Netns::new("proc-host");
+    let cgroup = Cgroup::new("many");
+    // Batches a poll or two apart, so that the slots of the exited are freed as they go.
+    let mut forker = Talker::start(
+        &host,
+        "nm-forker",
+        &format!(
+            "import time\n\
+             for batch in range({PROCESSES} // {BATCH}):\n    \
+                 for i in range({BATCH}):\n        \
+                     if os.fork() == 0:\n            \
+                         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n            \
+                         s.sendto(b'q' * {SIZE}, ('127.0.0.1', 9))\n            \
+                         os._exit(0)\n    \
+                 for i in range({BATCH}): os.wait()\n    \
+                 time.sleep(1.2)\n\
+             print('done', flush=True)"
+        ),
+    );
+    cgroup.add(forker.pid);
+    assert_eq!(forker.work(), "done");
+    agent.fresh_metrics();
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        cgroup_bytes(&m, &cgroup, "tx", "udp"),
+        (PROCESSES * SIZE) as u64,
+        "every datagram of every exited process"
+    );
+    let pids: std::collections::BTreeSet<&String> = m
+        .find("netmon_process_network_bytes_total", &[])
+        .into_iter()
+        .filter_map(|(labels, _)| labels.get("pid"))
+        .collect();
+    assert!(pids.len() <= TOP, "{} processes with series", pids.len());
+    assert!(
+        !m.find(
+            "netmon_process_network_bytes_total",
+            &[("process", "other")]
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        m.counter("netmon_probe_map_full_total", &[("map", "processes")]),
+        0
+    );
+    // Only the living keep slots.
+    let entries = m.counter("netmon_probe_map_entries", &[("map", "processes")]);
+    assert!(entries < 100, "{entries} slots still in use");
+    forker.finish();
+}
