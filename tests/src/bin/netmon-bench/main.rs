@@ -28,6 +28,10 @@ const DATAGRAMS: u64 = 200_000;
 /// own, and each figure is the median of the rounds (one round's figure moves by a few ns
 /// with the machine's state and where the agent's maps are).
 const ROUNDS: u64 = 10;
+/// Windows a round's datagrams are sent in, each measured on its own: a window in which the
+/// virtual machine lost its CPU to the host for a while is an outlier that the median of the
+/// windows passes over, where a mean over the whole round would carry it.
+const SLICES: u64 = 20;
 /// Rounds of the packet path (nothing attached, empty programs, netmon).
 const PATH_PAIRS: usize = 40;
 /// How long the packet-path runs wait after starting the agent.
@@ -145,7 +149,7 @@ impl EmptyProgram {
 }
 
 /// (run count, run time in ns) of every loaded program, by id.
-fn program_stats() -> BTreeMap<u32, (String, u64, u64)> {
+fn program_stats() -> Stats {
     aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .map(|p| {
@@ -161,18 +165,14 @@ fn program_stats() -> BTreeMap<u32, (String, u64, u64)> {
         .collect()
 }
 
-fn ns_per_run(
-    before: &BTreeMap<u32, (String, u64, u64)>,
-    after: &BTreeMap<u32, (String, u64, u64)>,
-    id: u32,
-) -> Option<(u64, f64)> {
+fn ns_per_run(before: &Stats, after: &Stats, id: u32) -> Option<(u64, f64)> {
     let (_, c1, t1) = after.get(&id)?;
     let (c0, t0) = before.get(&id).map_or((0, 0), |(_, c, t)| (*c, *t));
     let runs = c1 - c0;
     (runs > 0).then(|| (runs, (t1 - t0) as f64 / runs as f64))
 }
 
-const HOOKS: [&str; 7] = [
+const HOOKS: [&str; 9] = [
     "net_dev_xmit",
     "netif_receive_skb",
     "kfree_skb",
@@ -180,7 +180,15 @@ const HOOKS: [&str; 7] = [
     "tcp_retransmit_skb",
     "tcp_send_reset",
     "tcp_receive_reset",
+    "sock_send_length",
+    "sock_recv_length",
 ];
+
+/// Whether netmon's program for `hook` can be attached by `method` (the socket hooks have
+/// `tp_btf` programs only; their fallback is fexit on older kernels).
+fn has_method(hook: &str, method: &str) -> bool {
+    method == "tp_btf" || !hook.starts_with("sock_")
+}
 
 /// Bytes of the lossy transfer of each round (see [`LOSSY_PORT`]).
 const LOSSY_BYTES: usize = 4 << 20;
@@ -189,20 +197,37 @@ const LOSSY_BYTES: usize = 4 << 20;
 const LOSSY_PORT: u16 = 7002;
 const LOSSY_EVERY: &str = "25";
 
-/// Traffic for every hook: UDP across the pair, UDP to a closed port (drops), TCP
-/// connections and a refused one (state changes, resets), and a bulk transfer that loses
-/// segments (retransmits).
+/// (run count, run time) of every program before and after a window of the workload.
+type Window = (Stats, Stats);
+type Stats = BTreeMap<u32, (String, u64, u64)>;
+
+/// One round of traffic for every hook, in windows measured one by one: a TCP part
+/// (connections and refused ones for state changes and resets, a bulk transfer that loses
+/// segments for retransmits), then [`SLICES`] windows of datagrams across the pair to a
+/// closed port (transmits, receives and drops).
 /// One round: a [`ROUNDS`]th of 200,000 datagrams, 2,000 connections and 200 refused ones,
 /// and 4 MiB.
-fn workload(a: &Netns, b: &Netns, veth: &Veth) {
+fn workload(a: &Netns, b: &Netns, veth: &Veth) -> Vec<Window> {
+    let before = program_stats();
     lossy_transfer(a, b, veth);
-    send_udp(
-        a,
-        &veth.a_ip,
-        &format!("{}:9", veth.b_ip),
-        DATAGRAMS / ROUNDS,
-        64,
-    );
+    connections(a, b, veth);
+    let mut windows = vec![(before, program_stats())];
+    for _ in 0..SLICES {
+        let before = program_stats();
+        send_udp(
+            a,
+            &veth.a_ip,
+            &format!("{}:9", veth.b_ip),
+            DATAGRAMS / ROUNDS / SLICES,
+            64,
+        );
+        windows.push((before, program_stats()));
+    }
+    windows
+}
+
+/// A round's TCP connections, and its refused ones.
+fn connections(a: &Netns, b: &Netns, veth: &Veth) {
     let (addr, closed) = (format!("{}:7000", veth.b_ip), format!("{}:7001", veth.b_ip));
     let listener = {
         let addr = addr.clone();
@@ -315,12 +340,14 @@ fn set_affinity(set: &libc::cpu_set_t) {
     unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), set) };
 }
 
-/// One hook's figures: per round, netmon's ns/run and the empty program's.
+/// One hook's figures: per round, netmon's ns/run, the empty program's, and the difference,
+/// each the median over the round's windows in which the hook ran.
 struct Row {
     hook: String,
     runs: u64,
     ours: Vec<f64>,
     floors: Vec<f64>,
+    above: Vec<f64>,
 }
 
 impl Row {
@@ -333,16 +360,10 @@ impl Row {
 
     /// Median over the rounds of (netmon - empty), and its smallest and largest.
     fn above(&self) -> (f64, f64, f64) {
-        let above: Vec<f64> = self
-            .ours
-            .iter()
-            .zip(&self.floors)
-            .map(|(ours, floor)| ours - floor)
-            .collect();
-        if above.is_empty() {
+        if self.above.is_empty() {
             return (f64::NAN, f64::NAN, f64::NAN);
         }
-        median_and_spread(above)
+        median_and_spread(self.above.clone())
     }
 }
 
@@ -355,6 +376,8 @@ fn program_prefix(hook: &str) -> &'static str {
         "inet_sock_set_state" => "nm_state",
         "tcp_retransmit_skb" => "nm_retrans",
         "tcp_send_reset" => "nm_rst_tx",
+        "sock_send_length" => "nm_send",
+        "sock_recv_length" => "nm_sockrecv",
         _ => "nm_rst_rx",
     }
 }
@@ -380,17 +403,28 @@ fn wait_for_programs(names: &[String]) {
 const NO_SAMPLING: &str = "[drop_samples]\nper_cpu_rate = 0.0\nper_cpu_burst = 0\n";
 
 /// Runs the workload with netmon's programs attached by `method`, with `extra` added to its
-/// configuration.
-fn netmon_run(method: &str, extra: &str, a: &Netns, b: &Netns, veth: &Veth) -> Vec<Row> {
+/// configuration, once with each agent binary (`None`: the one under test) in every round,
+/// their order turning from round to round so that a drift of the machine's speed favours
+/// neither. Returns the rows of each binary.
+fn netmon_run(
+    method: &str,
+    extra: &str,
+    binaries: &[Option<&std::ffi::OsStr>],
+    a: &Netns,
+    b: &Netns,
+    veth: &Veth,
+) -> Vec<Vec<Row>> {
     let config = ConfigFile::new(&format!(
         "{extra}[probe_methods]\n{}",
         HOOKS
             .iter()
+            .filter(|h| has_method(h, method))
             .map(|h| format!("{h} = \"{method}\"\n"))
             .collect::<String>()
     ));
     let empties: Vec<(String, EmptyProgram)> = HOOKS
         .iter()
+        .filter(|h| has_method(h, method))
         .map(|h| (h.to_string(), EmptyProgram::attach(h)))
         .collect();
     let suffix = match method {
@@ -400,49 +434,87 @@ fn netmon_run(method: &str, extra: &str, a: &Netns, b: &Netns, veth: &Veth) -> V
     };
     let names: Vec<String> = HOOKS
         .iter()
+        .filter(|h| has_method(h, method))
         .map(|hook| format!("{}_{suffix}", program_prefix(hook)))
         .collect();
+    let under_test = std::env::var_os("NETMON_BIN");
     // The workload runs on one CPU (its threads inherit this thread's affinity), the agent
     // wherever the scheduler puts it: a round then does not depend on where it ran.
     let all_cpus = pin_to_last_cpu();
     // A fresh agent each round: where its maps land in memory moves a program's cost by a few
     // ns from one start to the next, and the median over starts is the agent's figure.
-    let mut rounds = Vec::new();
-    for _ in 0..ROUNDS {
-        let agent = Agent::start(&["--config", config.path_str()]);
-        wait_for_programs(&names);
-        let before = program_stats();
-        workload(a, b, veth);
-        rounds.push((before, program_stats()));
-        drop(agent);
+    let mut rounds: Vec<Vec<Vec<Window>>> = vec![Vec::new(); binaries.len()];
+    for round in 0..ROUNDS as usize {
+        for step in 0..binaries.len() {
+            let which = (round + step) % binaries.len();
+            let binary = binaries[which].or(under_test.as_deref());
+            if let Some(binary) = binary {
+                // SAFETY: the bench is single-threaded here; the agent launcher reads it.
+                unsafe { std::env::set_var("NETMON_BIN", binary) };
+            }
+            let agent = Agent::start(&["--config", config.path_str()]);
+            wait_for_programs(&names);
+            rounds[which].push(workload(a, b, veth));
+            drop(agent);
+        }
+    }
+    if let Some(binary) = &under_test {
+        // SAFETY: as above.
+        unsafe { std::env::set_var("NETMON_BIN", binary) };
     }
     set_affinity(&all_cpus);
-    let mut rows = Vec::new();
-    for (hook, empty) in &empties {
-        let name = format!("{}_{suffix}", program_prefix(hook));
-        let (mut runs, mut ours, mut floors) = (0, Vec::new(), Vec::new());
-        for (before, after) in &rounds {
+    rounds
+        .iter()
+        .map(|rounds| {
+            empties
+                .iter()
+                .map(|(hook, empty)| {
+                    hook_row(
+                        hook,
+                        &format!("{}_{suffix}", program_prefix(hook)),
+                        empty.id,
+                        rounds,
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The figures of program `name` on `hook` beside the empty program `empty` there, from
+/// each round's windows.
+fn hook_row(hook: &str, name: &str, empty: u32, rounds: &[Vec<Window>]) -> Row {
+    let mut row = Row {
+        hook: hook.to_string(),
+        runs: 0,
+        ours: Vec::new(),
+        floors: Vec::new(),
+        above: Vec::new(),
+    };
+    for windows in rounds {
+        let (mut ours, mut floors, mut above) = (Vec::new(), Vec::new(), Vec::new());
+        for (before, after) in windows {
             let id = after
                 .iter()
-                .find(|(_, (n, _, _))| n == &name)
+                .find(|(_, (n, _, _))| n == name)
                 .map(|(id, _)| *id);
-            let floor = ns_per_run(before, after, empty.id).map(|(_, ns)| ns);
-            if let (Some((r, ns)), Some(floor)) =
+            let floor = ns_per_run(before, after, empty).map(|(_, ns)| ns);
+            if let (Some((runs, ns)), Some(floor)) =
                 (id.and_then(|id| ns_per_run(before, after, id)), floor)
             {
-                runs += r;
+                row.runs += runs;
                 ours.push(ns);
                 floors.push(floor);
+                above.push(ns - floor);
             }
         }
-        rows.push(Row {
-            hook: hook.clone(),
-            runs,
-            ours,
-            floors,
-        });
+        if !above.is_empty() {
+            row.ours.push(Row::median(&ours));
+            row.floors.push(Row::median(&floors));
+            row.above.push(Row::median(&above));
+        }
     }
-    rows
+    row
 }
 
 /// The way common tools count per interface: a bpftrace hash keyed by interface name.
@@ -476,21 +548,39 @@ fn bpftrace_run(a: &Netns, veth: &Veth) -> Option<(u64, f64, f64)> {
         thread::sleep(Duration::from_millis(100));
     };
     let empty = EmptyProgram::attach("net_dev_xmit");
-    let before = program_stats();
-    send_udp(a, &veth.a_ip, &format!("{}:9", veth.b_ip), DATAGRAMS, 64);
-    let after = program_stats();
+    // Windows as in netmon's rounds; the figures are medians over them.
+    let windows: Vec<Window> = (0..ROUNDS * SLICES)
+        .map(|_| {
+            let before = program_stats();
+            send_udp(
+                a,
+                &veth.a_ip,
+                &format!("{}:9", veth.b_ip),
+                DATAGRAMS / ROUNDS / SLICES,
+                64,
+            );
+            (before, program_stats())
+        })
+        .collect();
     // SAFETY: stopping our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let _ = child.wait();
-    let (mut runs, mut time) = (0u64, 0f64);
-    for id in ids {
-        if let Some((r, ns)) = ns_per_run(&before, &after, id) {
-            runs += r;
-            time += ns * r as f64;
+    let (mut total, mut ours, mut floors) = (0u64, Vec::new(), Vec::new());
+    for (before, after) in &windows {
+        let (mut runs, mut time) = (0u64, 0f64);
+        for id in &ids {
+            if let Some((r, ns)) = ns_per_run(before, after, *id) {
+                runs += r;
+                time += ns * r as f64;
+            }
+        }
+        if let (true, Some((_, floor))) = (runs > 0, ns_per_run(before, after, empty.id)) {
+            total += runs;
+            ours.push(time / runs as f64);
+            floors.push(floor);
         }
     }
-    let floor = ns_per_run(&before, &after, empty.id)?.1;
-    (runs > 0).then(|| (runs, time / runs as f64, floor))
+    (total > 0).then(|| (total, Row::median(&ours), Row::median(&floors)))
 }
 
 /// The issue's targets, in ns above the empty program, by hook.
@@ -498,6 +588,7 @@ fn target_ns(hook: &str) -> f64 {
     match hook {
         "net_dev_xmit" | "netif_receive_skb" | "kfree_skb" => 15.0,
         "inet_sock_set_state" => 60.0,
+        "sock_send_length" | "sock_recv_length" => 30.0,
         _ => 15.0,
     }
 }
@@ -511,28 +602,6 @@ fn method_note(method: &str) -> &'static str {
     }
 }
 
-/// Runs `method` with the agent at `binary` (the one under test when `None`).
-fn netmon_run_with(
-    binary: Option<&std::ffi::OsStr>,
-    method: &str,
-    a: &Netns,
-    b: &Netns,
-    veth: &Veth,
-) -> Vec<Row> {
-    let Some(binary) = binary else {
-        return netmon_run(method, "", a, b, veth);
-    };
-    let ours = std::env::var_os("NETMON_BIN");
-    // SAFETY: the bench is single-threaded here; the agent launcher reads NETMON_BIN.
-    unsafe { std::env::set_var("NETMON_BIN", binary) };
-    let rows = netmon_run(method, "", a, b, veth);
-    if let Some(ours) = ours {
-        // SAFETY: as above.
-        unsafe { std::env::set_var("NETMON_BIN", ours) };
-    }
-    rows
-}
-
 fn kernel_cost() -> String {
     let stats =
         aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling BPF run-time statistics");
@@ -544,12 +613,14 @@ fn kernel_cost() -> String {
     let mut out = format!(
         "## 1. Kernel cost per event\n\nFrom the kernel's BPF statistics (`run_time_ns / \
          run_cnt`), with an empty raw tracepoint program attached to the same hook in the same \
-         run as the floor. Workload: 200,000 UDP datagrams across a veth pair, 2,000 TCP \
-         connections, 200 refused ones, and {ROUNDS} transfers of 4 MiB that lose one segment \
-         in {LOSSY_EVERY} (retransmits), in {ROUNDS} rounds, each with a freshly started \
-         agent; each figure is the median of the \
-         rounds, with the smallest and largest round beside it. \"before\" is {} in the same \
-         run.\n\n\
+         run as the floor. Workload: 200,000 UDP datagrams across a veth pair to a closed port, \
+         2,000 TCP connections, 200 refused ones, and {ROUNDS} transfers of 4 MiB that lose \
+         one segment in {LOSSY_EVERY} (retransmits), in {ROUNDS} rounds, each with a freshly \
+         started agent. A round is measured in windows, the TCP part and {SLICES} slices of \
+         its datagrams, and its figure is the median of (netmon - empty) over the windows in \
+         which the hook ran; each figure below is the median of the rounds, with the smallest \
+         and largest round beside it. \"before\" is {}, its rounds taking turns with \
+         this version's in the same run.\n\n\
          | method | hook | runs | netmon ns/run | empty ns/run | above empty | rounds | target | before | |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
         if before_bin.is_some() {
@@ -562,16 +633,17 @@ fn kernel_cost() -> String {
     let methods = std::env::var("NETMON_BENCH_METHODS")
         .unwrap_or_else(|_| "tp_btf raw_tp tracepoint".to_string());
     for method in methods.split_whitespace() {
-        let before: BTreeMap<String, f64> = before_bin
-            .as_deref()
-            .map(|bin| {
-                netmon_run_with(Some(bin), method, &a, &b, &veth)
-                    .into_iter()
-                    .map(|row| (row.hook.clone(), row.above().0))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for row in netmon_run_with(None, method, &a, &b, &veth) {
+        let mut binaries = vec![None];
+        binaries.extend(before_bin.as_deref().map(Some));
+        let mut runs = netmon_run(method, "", &binaries, &a, &b, &veth).into_iter();
+        let rows = runs.next().unwrap_or_default();
+        let before: BTreeMap<String, f64> = runs
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|row| (row.hook.clone(), row.above().0))
+            .collect();
+        for row in rows {
             let (above, low, high) = row.above();
             let target = target_ns(&row.hook);
             let verdict = if above.is_nan() {
@@ -603,8 +675,8 @@ fn kernel_cost() -> String {
     }
     // What sampling drops costs: the drop hook again with sampling off.
     if methods.split_whitespace().any(|m| m == "tp_btf") {
-        let rows = netmon_run("tp_btf", NO_SAMPLING, &a, &b, &veth);
-        if let Some(row) = rows.iter().find(|row| row.hook == "kfree_skb") {
+        let rows = netmon_run("tp_btf", NO_SAMPLING, &[None], &a, &b, &veth);
+        if let Some(row) = rows[0].iter().find(|row| row.hook == "kfree_skb") {
             let (above, low, high) = row.above();
             let _ = writeln!(
                 out,
@@ -632,12 +704,13 @@ fn kernel_cost() -> String {
                 out,
                 "`bpftrace -e 'tracepoint:net:net_dev_xmit {{ @[str(args->name)] = count(); }} \
                  tracepoint:net:netif_receive_skb {{ @[str(args->name)] = count(); }}'`, same \
-                 traffic (200,000 datagrams).\n\n\
+                 traffic (200,000 datagrams, medians over windows of {} as above).\n\n\
                  | counter | runs | ns/run | empty ns/run | above empty |\n|---|---|---|---|---|\n\
                  | bpftrace (hash keyed by name) | {runs} | {ns:.1} | {floor:.1} | {:+.1} |\n\
                  | netmon tp_btf (mean of both hooks, from table 1) | | | | {ours:+.1} |\n\n\
                  Ratio of costs above the empty program: bpftrace / netmon = **{:.1}x** \
                  (target: at least 20x).\n",
+                DATAGRAMS / ROUNDS / SLICES,
                 ns - floor,
                 (ns - floor) / ours
             );
@@ -1056,8 +1129,33 @@ fn kernel_memory() -> String {
 
 // ---------------------------------------------------------------- packet path
 
+/// Datagrams of the warm-up that comes before each arm's measured runs.
+const WARM_UP_DATAGRAMS: &str = "20000";
+
+/// Sends [`WARM_UP_DATAGRAMS`] to the iperf3 server, unmeasured: what the agent does once for
+/// the first drops it sees (reading the kernel's symbols to name where they died) is then
+/// behind it, as it is for an agent that has been running for a while.
+fn warm_up(a: &Netns, server: &str) {
+    a.exec(&[
+        "iperf3",
+        "-c",
+        server,
+        "-u",
+        "-l",
+        "64",
+        "-b",
+        "0",
+        "-k",
+        WARM_UP_DATAGRAMS,
+        "-A",
+        "0,1",
+    ]);
+}
+
 fn iperf(a: &Netns, server: &str, udp: bool) -> f64 {
-    let mut args = vec!["iperf3", "-c", server, "-t", "1", "-J"];
+    // The client on the first CPU, the server on the second: where the scheduler puts them
+    // moves a 1-s run's rate by tens of percent on this machine.
+    let mut args = vec!["iperf3", "-c", server, "-t", "1", "-J", "-A", "0,1"];
     if udp {
         args.extend(["-u", "-l", "64", "-b", "0"]);
     }
@@ -1103,6 +1201,8 @@ fn packet_path() -> String {
     // Per kind, per round: the rate without anything attached, with empty programs on every
     // hook netmon uses (the cost of hooking at all), and with netmon.
     let mut rounds: BTreeMap<&str, Vec<[f64; 3]>> = BTreeMap::new();
+    // The agent's own CPU while its arm's traffic runs, and the wall time of those runs.
+    let (mut agent_cpu, mut agent_wall) = (0.0, 0.0);
     for round in 0..PATH_PAIRS {
         // Rotate the order within a round, so that a drift of the machine's speed favours
         // no arm.
@@ -1124,8 +1224,15 @@ fn packet_path() -> String {
             if agent.is_some() {
                 thread::sleep(SETTLE);
             }
+            warm_up(&a, &veth.b_ip);
+            let cpu = agent.as_ref().map(|(agent, _)| cpu_seconds(agent.id()));
+            let begin = Instant::now();
             for (k, (_, udp, _)) in kinds.iter().enumerate() {
                 measured[k][arm] = iperf(&a, &veth.b_ip, *udp);
+            }
+            if let (Some(cpu), Some((agent, _))) = (cpu, &agent) {
+                agent_cpu += cpu_seconds(agent.id()) - cpu;
+                agent_wall += begin.elapsed().as_secs_f64();
             }
             drop(empties);
             if let Some((agent, _)) = agent {
@@ -1139,14 +1246,19 @@ fn packet_path() -> String {
     stop(server);
     let mut out = format!(
         "## 5. Packet-path impact\n\niperf3 across a veth pair between two namespaces, 1 s \
-         runs, {PATH_PAIRS} rounds of three arms in rotating order: nothing attached, empty \
-         programs on the seven hooks netmon uses (what hooking at all costs), and netmon (all \
-         hooks, tp_btf, default configuration, {} s after it first answers). Ratios are taken \
-         within a round; the machine's speed moves by tens of percent between runs, so the \
-         ratios are the measure and their median the figure.\n\n\
+         runs with the client on the first CPU and the server on the second, {PATH_PAIRS} \
+         rounds of three arms in rotating order: nothing attached, empty programs on the {} \
+         hooks netmon uses (what hooking at all costs), and netmon (all hooks, tp_btf, default \
+         configuration, {} s after it first answers), each after an unmeasured warm-up of \
+         {WARM_UP_DATAGRAMS} datagrams. Ratios are taken within a round; the \
+         machine's speed moves by tens of percent between runs, so the ratios are the measure \
+         and their median the figure. While its arm's traffic ran, the agent itself used \
+         {:.4} s of CPU a second.\n\n\
          | test | median without | netmon / without | empty / without | netmon / empty | target (netmon / without) |\n\
          |---|---|---|---|---|---|\n",
-        SETTLE.as_secs()
+        HOOKS.len(),
+        SETTLE.as_secs(),
+        agent_cpu / agent_wall.max(f64::EPSILON),
     );
     for (kind, _, target) in kinds {
         let values = &rounds[kind];
