@@ -115,7 +115,7 @@ fn broken_configuration_files_get_clear_errors() {
         ("[thresholds]\nsaturation_percent = 150", "at most 100"),
         (
             "[probe_methods]\nnet_dev_xmit = \"kprobe\"",
-            "only a fallback",
+            "not a method of this probe",
         ),
         (
             "[probe_methods]\nno_such_probe = \"tp_btf\"",

@@ -163,10 +163,11 @@ impl Poller {
             });
         }
         let now = snapshot.monotonic_seconds;
-        if let Some(processes) = run(&mut snapshot.collectors, "process_io", || {
+        if let Some((processes, in_use)) = run(&mut snapshot.collectors, "process_io", || {
             self.process_io(now)
         }) {
             snapshot.processes = processes;
+            snapshot.kernel.map_entries.push(("processes", in_use));
         }
         self.drop_samples += samples.len() as u64;
         snapshot.drop_samples_total = self.drop_samples;

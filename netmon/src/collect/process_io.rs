@@ -10,7 +10,8 @@ use crate::{
 };
 
 impl Poller {
-    pub(super) fn process_io(&mut self, now: f64) -> anyhow::Result<ProcessTraffic> {
+    /// The poll's socket I/O, and how many slots of the kernel's table are still in use.
+    pub(super) fn process_io(&mut self, now: f64) -> anyhow::Result<(ProcessTraffic, usize)> {
         // Each process is looked up in /proc once, however many slots it has.
         let exited = RefCell::new(HashMap::new());
         let reading = self.probes.socket_io(&|id: ProcessId| {
@@ -19,6 +20,7 @@ impl Poller {
                 .entry(id)
                 .or_insert_with(|| process_details::has_exited(id))
         })?;
+        let in_use = reading.iter().filter(|io| !io.exited).count();
         let cgroups = &mut self.cgroups;
         if let Err(err) = cgroups.learn(reading.iter().map(|io| io.cgroup_id)) {
             tracing::debug!("cgroups are not named: {err:#}");
@@ -35,6 +37,6 @@ impl Poller {
                 process.command_line = process_details::command_line(process.pid);
             }
         }
-        Ok(traffic)
+        Ok((traffic, in_use))
     }
 }

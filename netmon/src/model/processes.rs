@@ -177,9 +177,9 @@ pub fn service_of(path: &str) -> Option<String> {
 }
 
 /// Keeps the counters of processes and cgroups exact and monotonic while processes come and
-/// go and only `top` of them have series of their own. A process gets a series when it moves
-/// data and there is room, or when a process with a series moved nothing since the last poll;
-/// it keeps it while it is busy. `other` is everything else, and never goes down: what left
+/// go and only `top` of them have series of their own. A process that has moved data gets a
+/// series when there is room, or, when it moved some since the last poll, in place of a
+/// process with a series that moved nothing; it keeps it while it is busy. `other` is everything else, and never goes down: what left
 /// the kernel's table is kept here, and a process that gets a series leaves in `other` what
 /// `other` had already shown of it.
 #[derive(Debug, Default)]
@@ -296,8 +296,8 @@ impl ProcessLedger {
         traffic
     }
 
-    /// Gives series to the busiest processes without one, while there is room or a process
-    /// with a series moved nothing since the last poll.
+    /// Gives series to the busiest processes without one while there is room, and to those
+    /// that moved data since the last poll in place of processes with series that did not.
     fn select(&mut self, live: &BTreeMap<ProcessId, LiveProcess>, top: usize) {
         let moved = |id: &ProcessId, process: &LiveProcess| {
             let before = self.previous.get(id).map_or(0, IoCounts::total_bytes);
@@ -309,11 +309,12 @@ impl ProcessLedger {
             .filter(|id| live.get(id).is_some_and(|p| moved(id, p) == 0))
             .copied()
             .collect();
-        let mut candidates: Vec<(u64, ProcessId)> = live
+        // The busiest since the last poll first, then those that moved the most in all.
+        let mut candidates: Vec<(u64, u64, ProcessId)> = live
             .iter()
             .filter(|(id, _)| !self.selected.contains_key(id))
-            .map(|(id, process)| (moved(id, process), *id))
-            .filter(|(moved, _)| *moved > 0)
+            .map(|(id, process)| (moved(id, process), process.counts.total_bytes(), *id))
+            .filter(|(_, total, _)| *total > 0)
             .collect();
         candidates.sort_by(|a, b| b.cmp(a));
         // A lowered limit: the idlest give their series up first.
@@ -326,9 +327,10 @@ impl ProcessLedger {
             };
             self.selected.remove(&id);
         }
-        for (_, id) in candidates {
+        for (moved, _, id) in candidates {
             if self.selected.len() >= top {
-                let Some(idle) = idle.pop() else {
+                // Only a busy process takes the place of an idle one.
+                let Some(idle) = idle.pop().filter(|_| moved > 0) else {
                     break;
                 };
                 self.selected.remove(&idle);

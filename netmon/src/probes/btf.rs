@@ -14,8 +14,6 @@ const KIND_UNION: u32 = 5;
 const KIND_ENUM: u32 = 6;
 const KIND_FWD: u32 = 7;
 const KIND_TYPEDEF: u32 = 8;
-/// Prefix of the typedef the kernel's BTF has for each tracepoint.
-const TRACEPOINT_TYPEDEF: &str = "btf_trace_";
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
@@ -27,6 +25,8 @@ const KIND_FLOAT: u32 = 16;
 const KIND_DECL_TAG: u32 = 17;
 const KIND_TYPE_TAG: u32 = 18;
 const KIND_ENUM64: u32 = 19;
+/// Prefix of the typedef the kernel's BTF has for each tracepoint.
+const TRACEPOINT_TYPEDEF: &str = "btf_trace_";
 
 /// A member of a struct or union.
 #[derive(Debug, Clone)]
