@@ -534,12 +534,10 @@ fn retrans_segs(ns: &Netns) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn retransmits_match_the_kernel() {
-    require_root();
-    let agent = Agent::start(&[]);
-    let pair = Pair::new("retrans", 218);
-    let server_addr = format!("{}:8002", pair.veth.b_ip);
+/// The kernel's retransmits of one lost segment in the pair's client namespace, and netmon's
+/// count over the same time.
+fn retransmits_of_a_lost_segment(agent: &Agent, pair: &Pair, port: u16) -> (u64, u64) {
+    let server_addr = format!("{}:{port}", pair.veth.b_ip);
     let listener = {
         let addr = server_addr.clone();
         pair.b.run(move || TcpListener::bind(addr).unwrap())
@@ -551,7 +549,8 @@ fn retransmits_match_the_kernel() {
         buf
     });
     let client = pair.a.run(move || TcpStream::connect(server_addr).unwrap());
-    let rule = ["INPUT", "-p", "tcp", "--dport", "8002", "-j", "DROP"];
+    let port = port.to_string();
+    let rule = ["INPUT", "-p", "tcp", "--dport", port.as_str(), "-j", "DROP"];
     let with = |op: &str| {
         let mut args = vec!["iptables", op];
         args.extend(rule);
@@ -567,11 +566,28 @@ fn retransmits_match_the_kernel() {
     let (r1, m1) = (retrans_segs(&pair.a), agent.fresh_metrics());
     let kernel = r1 - r0;
     assert!(kernel >= 2, "the kernel retransmitted {kernel} times");
-    assert_eq!(
-        m1.counter("netmon_tcp_retransmits_total", &[])
-            - m0.counter("netmon_tcp_retransmits_total", &[]),
-        kernel
-    );
+    let counted = m1.counter("netmon_tcp_retransmits_total", &[])
+        - m0.counter("netmon_tcp_retransmits_total", &[]);
+    (kernel, counted)
+}
+
+#[test]
+fn retransmits_match_the_kernel() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let pair = Pair::new("retrans", 218);
+    // netmon's count is the host's, the kernel's the namespace's: a retransmit of another
+    // namespace in the same seconds (a connection of an earlier test closing) makes an
+    // attempt inconclusive, so up to three are made; a miscount shows in every one.
+    let mut attempts = Vec::new();
+    for port in [8002, 8003, 8004] {
+        let (kernel, counted) = retransmits_of_a_lost_segment(&agent, &pair, port);
+        attempts.push((kernel, counted));
+        if kernel == counted {
+            return;
+        }
+    }
+    panic!("(kernel, netmon) retransmits of each attempt: {attempts:?}");
 }
 
 /// A table far smaller than the interfaces: identities collide on every slot, the ones that

@@ -66,7 +66,7 @@ impl Poller {
             symbols: KernelSymbols::open(),
             drop_samples: 0,
             ledger: ProcessLedger::default(),
-            cgroups: CgroupPaths::default(),
+            cgroups: CgroupPaths::open(),
             started: Instant::now(),
         }
     }

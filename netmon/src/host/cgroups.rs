@@ -22,6 +22,16 @@ pub struct CgroupPaths {
 }
 
 impl CgroupPaths {
+    /// Paths from the cgroup v2 hierarchy. Where none is mounted and `/sys/fs/cgroup` is an
+    /// empty directory (a new sysfs, as `ip netns exec` gives), it is mounted there, as
+    /// perf does with tracefs: nothing is hidden by it, and it is left for other tools.
+    pub fn open() -> Self {
+        if root().is_none() {
+            mount_if_empty();
+        }
+        Self::default()
+    }
+
     /// Makes sure every id of `ids` that exists has a path: walks the hierarchy again if one
     /// is unknown (a cgroup made since the last walk, or one that is gone).
     pub fn learn(&mut self, ids: impl IntoIterator<Item = u64>) -> anyhow::Result<()> {
@@ -32,11 +42,8 @@ impl CgroupPaths {
         {
             return Ok(());
         }
-        let root = ROOTS
-            .iter()
-            .map(Path::new)
-            .find(|root| is_cgroup2(root))
-            .ok_or_else(|| anyhow::anyhow!("no cgroup v2 hierarchy under /sys/fs/cgroup"))?;
+        let root =
+            root().ok_or_else(|| anyhow::anyhow!("no cgroup v2 hierarchy under /sys/fs/cgroup"))?;
         let mut paths = HashMap::new();
         walk(root, root, &mut paths);
         self.missing = ids
@@ -50,6 +57,36 @@ impl CgroupPaths {
     /// The path of cgroup `id`; `None` when it was not found in the last walk (it is gone).
     pub fn path(&self, id: u64) -> Option<String> {
         self.paths.get(&id).cloned()
+    }
+}
+
+/// Where the cgroup v2 hierarchy is mounted, if it is.
+fn root() -> Option<&'static Path> {
+    ROOTS.iter().map(Path::new).find(|root| is_cgroup2(root))
+}
+
+fn mount_if_empty() {
+    let empty = fs::read_dir(ROOTS[0]).is_ok_and(|mut entries| entries.next().is_none());
+    if !empty {
+        return;
+    }
+    // SAFETY: plain mount(2) with static, NUL-terminated strings and no data.
+    let rc = unsafe {
+        libc::mount(
+            c"cgroup2".as_ptr(),
+            c"/sys/fs/cgroup".as_ptr(),
+            c"cgroup2".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc == 0 {
+        tracing::info!("mounted the cgroup v2 hierarchy at /sys/fs/cgroup to name cgroups");
+    } else {
+        tracing::debug!(
+            "cannot mount cgroup2: {}; cgroups are not named",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -87,7 +124,7 @@ mod tests {
     #[test]
     fn this_process_s_cgroup_has_its_path() {
         let mut cgroups = CgroupPaths::default();
-        let Some(root) = ROOTS.iter().map(Path::new).find(|root| is_cgroup2(root)) else {
+        let Some(root) = root() else {
             eprintln!("skipped: no cgroup v2 hierarchy here");
             return;
         };
