@@ -184,6 +184,9 @@ const HOOKS: [&str; 9] = [
     "sock_recv_length",
 ];
 
+/// Hooks the version measured as "before" (35905cd) does not have.
+const PREVIOUSLY_ABSENT: [&str; 2] = ["sock_send_length", "sock_recv_length"];
+
 /// Whether netmon's program for `hook` can be attached by `method` (the socket hooks have
 /// `tp_btf` programs only; their fallback is fexit on older kernels).
 fn has_method(hook: &str, method: &str) -> bool {
@@ -414,14 +417,27 @@ fn netmon_run(
     b: &Netns,
     veth: &Veth,
 ) -> Vec<Vec<Row>> {
-    let config = ConfigFile::new(&format!(
-        "{extra}[probe_methods]\n{}",
+    // The hooks an agent has (a previous version may lack some) and can attach by `method`.
+    let hooks = |binary: Option<&std::ffi::OsStr>| -> Vec<&'static str> {
         HOOKS
             .iter()
+            .copied()
             .filter(|h| has_method(h, method))
-            .map(|h| format!("{h} = \"{method}\"\n"))
-            .collect::<String>()
-    ));
+            .filter(|h| binary.is_none() || !PREVIOUSLY_ABSENT.contains(h))
+            .collect()
+    };
+    let configs: Vec<ConfigFile> = binaries
+        .iter()
+        .map(|binary| {
+            ConfigFile::new(&format!(
+                "{extra}[probe_methods]\n{}",
+                hooks(*binary)
+                    .iter()
+                    .map(|h| format!("{h} = \"{method}\"\n"))
+                    .collect::<String>()
+            ))
+        })
+        .collect();
     let empties: Vec<(String, EmptyProgram)> = HOOKS
         .iter()
         .filter(|h| has_method(h, method))
@@ -432,11 +448,12 @@ fn netmon_run(
         "raw_tp" => "raw",
         _ => "tp",
     };
-    let names: Vec<String> = HOOKS
-        .iter()
-        .filter(|h| has_method(h, method))
-        .map(|hook| format!("{}_{suffix}", program_prefix(hook)))
-        .collect();
+    let names = |binary: Option<&std::ffi::OsStr>| -> Vec<String> {
+        hooks(binary)
+            .iter()
+            .map(|hook| format!("{}_{suffix}", program_prefix(hook)))
+            .collect()
+    };
     let under_test = std::env::var_os("NETMON_BIN");
     // The workload runs on one CPU (its threads inherit this thread's affinity), the agent
     // wherever the scheduler puts it: a round then does not depend on where it ran.
@@ -452,8 +469,8 @@ fn netmon_run(
                 // SAFETY: the bench is single-threaded here; the agent launcher reads it.
                 unsafe { std::env::set_var("NETMON_BIN", binary) };
             }
-            let agent = Agent::start(&["--config", config.path_str()]);
-            wait_for_programs(&names);
+            let agent = Agent::start(&["--config", configs[which].path_str()]);
+            wait_for_programs(&names(binaries[which]));
             rounds[which].push(workload(a, b, veth));
             drop(agent);
         }
@@ -642,6 +659,7 @@ fn kernel_cost() -> String {
             .unwrap_or_default()
             .into_iter()
             .map(|row| (row.hook.clone(), row.above().0))
+            .filter(|(_, above)| !above.is_nan())
             .collect();
         for row in rows {
             let (above, low, high) = row.above();
