@@ -26,7 +26,7 @@ pub const MAX_TRANSITION_KEYS: u32 = 4096;
 pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
 /// Capacity of the socket I/O table: (process, cgroup, protocol, direction). The agent frees
 /// the slots of processes that have exited at every poll.
-pub const MAX_PROCESS_KEYS: u32 = 2048;
+pub const MAX_PROCESS_KEYS: u32 = 1024;
 
 /// Bytes of the ring buffer that carries drop samples to the agent: about 740 samples. At
 /// the default budget a CPU sends at most 400 between two reads (a burst of 200 and 2 s of
@@ -439,10 +439,17 @@ pub struct KernelOffsets {
     pub socket_inode_ino: u32,
     /// `struct socket`: `sk`.
     pub socket_sk: u32,
-    /// `struct task_struct`: `group_leader`, `start_boottime` and `comm`.
+    /// `struct task_struct`: `tgid`, `group_leader`, `start_boottime`, `comm` and `cgroups`;
+    /// from a `struct css_set` to its default hierarchy's cgroup's id (`dfl_cgrp`, then
+    /// `cgroup.kn`, then `kernfs_node.id`), as `bpf_get_current_cgroup_id` reads it.
+    pub task_tgid: u32,
     pub task_group_leader: u32,
     pub task_start_boottime: u32,
     pub task_comm: u32,
+    pub task_cgroups: u32,
+    pub css_set_dfl_cgrp: u32,
+    pub cgroup_kn: u32,
+    pub kernfs_node_id: u32,
 }
 
 /// One dropped packet as the drop hook samples it. Addresses are in network order, IPv4 in

@@ -34,9 +34,14 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     sk_socket: 0,
     socket_inode_ino: 0,
     socket_sk: 0,
+    task_tgid: 0,
     task_group_leader: 0,
     task_start_boottime: 0,
     task_comm: 0,
+    task_cgroups: 0,
+    css_set_dfl_cgrp: 0,
+    cgroup_kn: 0,
+    kernfs_node_id: 0,
 };
 
 #[unsafe(no_mangle)]

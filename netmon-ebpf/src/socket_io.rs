@@ -1,10 +1,7 @@
 //! Socket I/O by process and cgroup, shared by the send and receive hooks: the bytes each
 //! call moved and the calls that moved any, by (process, cgroup, protocol, direction). Only
 //! IP sockets count (not Unix or netlink ones).
-use aya_ebpf::helpers::{
-    bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
-    bpf_probe_read_kernel,
-};
+use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel};
 use netmon_common::{IO_OTHER, IO_TCP, IO_UDP, ProcessIoKey, ProcessName};
 
 use crate::{
@@ -41,15 +38,19 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
     } else {
         IO_OTHER
     };
+    // The process, its start and its cgroup are read from the task with typed loads: one
+    // helper call where three would be.
+    // SAFETY: a helper without arguments, allowed in tracing programs.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    let tgid: i32 = Btf::read(task, constant!(OFFSETS.task_tgid)).unwrap_or(0);
     let key = ProcessIoKey {
-        tgid: (bpf_get_current_pid_tgid() >> 32) as u32,
+        tgid: tgid as u32,
         protocol,
         direction,
     };
-    // SAFETY: helpers without arguments, allowed in tracing programs.
-    let (cgroup, task) = unsafe { (bpf_get_current_cgroup_id(), bpf_get_current_task_btf()) };
-    let leader: u64 = Btf::read(task as u64, constant!(OFFSETS.task_group_leader)).unwrap_or(0);
+    let leader: u64 = Btf::read(task, constant!(OFFSETS.task_group_leader)).unwrap_or(0);
     let start: u64 = Btf::read(leader, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
+    let cgroup = current_cgroup(task);
     let claim = |slot: u32| {
         // The process's name is its leader's: a thread may have named itself otherwise.
         let comm = (leader + constant!(OFFSETS.task_comm) as u64) as *const ProcessName;
@@ -66,4 +67,13 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
         io.bytes += ret as u64;
         io.calls += 1;
     }
+}
+
+/// The id of `task`'s cgroup in the default (v2) hierarchy: `task->cgroups->dfl_cgrp->kn->id`.
+#[inline(always)]
+fn current_cgroup(task: u64) -> u64 {
+    let set: u64 = Btf::read(task, constant!(OFFSETS.task_cgroups)).unwrap_or(0);
+    let cgroup: u64 = Btf::read(set, constant!(OFFSETS.css_set_dfl_cgrp)).unwrap_or(0);
+    let node: u64 = Btf::read(cgroup, constant!(OFFSETS.cgroup_kn)).unwrap_or(0);
+    Btf::read(node, constant!(OFFSETS.kernfs_node_id)).unwrap_or(0)
 }

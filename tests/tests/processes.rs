@@ -232,7 +232,7 @@ fn thousands_of_short_lived_processes_leave_bounded_series_and_an_exact_cgroup()
     require_root();
     const TOP: usize = 5;
     const PROCESSES: usize = 5000;
-    const BATCH: usize = 250;
+    const BATCH: usize = 100;
     const SIZE: usize = 100;
     let config = ConfigFile::new(&format!("[processes]\ntop = {TOP}\ncommand_line = true\n"));
     let agent = Agent::start(&["--config", config.path_str()]);
@@ -253,7 +253,7 @@ fn thousands_of_short_lived_processes_leave_bounded_series_and_an_exact_cgroup()
                          s.sendto(b'q' * {SIZE}, ('127.0.0.1', 9))\n            \
                          os._exit(0)\n    \
                  for i in range({BATCH}): os.wait()\n    \
-                 time.sleep(0.6)\n\
+                 time.sleep(0.5)\n\
              print('done', flush=True)"
         ),
     );
@@ -261,7 +261,7 @@ fn thousands_of_short_lived_processes_leave_bounded_series_and_an_exact_cgroup()
     assert_eq!(forker.work(), "done");
     agent.fresh_metrics();
     let m = agent.fresh_metrics();
-    // Every process found a slot (a batch fills an eighth of the table at most) ...
+    // Every process found a slot (a batch fills a tenth of the table at most) ...
     assert_eq!(
         m.counter("netmon_probe_map_full_total", &[("map", "processes")]),
         0

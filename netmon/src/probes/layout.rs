@@ -42,9 +42,14 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         socket_inode_ino: btf.byte_offset("socket_alloc", "vfs_inode")?
             + btf.byte_offset("inode", "i_ino")?,
         socket_sk: btf.byte_offset("socket", "sk")?,
+        task_tgid: btf.byte_offset("task_struct", "tgid")?,
         task_group_leader: btf.byte_offset("task_struct", "group_leader")?,
         task_start_boottime: btf.byte_offset("task_struct", "start_boottime")?,
         task_comm: btf.byte_offset("task_struct", "comm")?,
+        task_cgroups: btf.byte_offset("task_struct", "cgroups")?,
+        css_set_dfl_cgrp: btf.byte_offset("css_set", "dfl_cgrp")?,
+        cgroup_kn: btf.byte_offset("cgroup", "kn")?,
+        kernfs_node_id: btf.byte_offset("kernfs_node", "id")?,
     })
 }
 
