@@ -75,6 +75,11 @@ pub(crate) static NORMAL_FREE: NormalFreeReasons = NormalFreeReasons {
     consumed: DROP_REASON_UNKNOWN,
 };
 
+/// Socket families and the IP protocol of TCP, as the kernel's `struct sock` holds them.
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+pub const IPPROTO_TCP: u16 = 6;
+
 /// One member of a constant the loader rewrote. Each member is read on its own with a
 /// volatile load: the compiler cannot fold the zeros it saw at build time, and the verifier
 /// sees a load from frozen read-only data, which it knows as a constant.

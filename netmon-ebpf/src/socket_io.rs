@@ -5,13 +5,10 @@ use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel};
 use netmon_common::{IO_OTHER, IO_TCP, IO_UDP, ProcessIoKey, ProcessName};
 
 use crate::{
-    kernel::{Btf, Memory, constant, socket_netns},
+    kernel::{AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, constant, socket_netns},
     maps::{PROCESS_NAMES, processes},
 };
 
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
-const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
 const IPPROTO_UDPLITE: u16 = 136;
 const IPPROTO_MPTCP: u16 = 262;

@@ -14,13 +14,12 @@ use netmon_common::{
 };
 
 use crate::{
-    kernel::{Btf, Memory, Probe, constant, socket_netns, tp_field},
+    kernel::{
+        AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, Probe, constant, socket_netns, tp_field,
+    },
     maps::{HANDSHAKES, handshake_slots, transitions},
 };
 
-const IPPROTO_TCP: u16 = 6;
-const AF_INET: u16 = 2;
-const AF_INET6: u16 = 10;
 const TCP_ESTABLISHED: u32 = 1;
 const TCP_SYN_SENT: u32 = 2;
 const TCP_SYN_RECV: u32 = 3;

@@ -99,7 +99,7 @@ pub(super) fn attach(
     hook: Hook,
     method: AttachMethod,
     btf: Option<&aya::Btf>,
-    kprobe_fn: Option<&str>,
+    function: Option<&str>,
 ) -> anyhow::Result<()> {
     let name = hook
         .program(method)
@@ -135,7 +135,7 @@ pub(super) fn attach(
         }
         AttachMethod::Fexit => {
             let function =
-                kprobe_fn.ok_or_else(|| anyhow!("no kernel function to probe for {hook:?}"))?;
+                function.ok_or_else(|| anyhow!("no kernel function to probe for {hook:?}"))?;
             let btf = btf.ok_or_else(|| anyhow!("no BTF"))?;
             attach_fexit(program.try_into()?, function, btf)?;
             if let Some(function) = hook.ipv6_function() {
@@ -154,7 +154,7 @@ pub(super) fn attach(
         }
         AttachMethod::Kprobe => {
             let function =
-                kprobe_fn.ok_or_else(|| anyhow!("no kernel function to probe for {hook:?}"))?;
+                function.ok_or_else(|| anyhow!("no kernel function to probe for {hook:?}"))?;
             let program: &mut KProbe = program.try_into()?;
             program.load()?;
             if let Err(err) = program.attach(function, 0) {

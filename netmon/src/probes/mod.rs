@@ -184,12 +184,12 @@ impl Probes {
                         Ok(())
                     }
                 });
-                let kprobe_fn = match hook {
+                let function = match hook {
                     Hook::KfreeSkb => drop_target.map(|(name, _)| name),
                     _ => hook.function(),
                 };
                 let result = precondition.and_then(|()| {
-                    attach(&mut ebpf, hook, method, aya_btf.as_ref(), kprobe_fn)
+                    attach(&mut ebpf, hook, method, aya_btf.as_ref(), function)
                         .map_err(|e| format!("{e:#}"))
                 });
                 match result {

@@ -215,18 +215,21 @@ fn workload(a: &Netns, b: &Netns, veth: &Veth) -> Vec<Window> {
     lossy_transfer(a, b, veth);
     connections(a, b, veth);
     let mut windows = vec![(before, program_stats())];
-    for _ in 0..SLICES {
-        let before = program_stats();
-        send_udp(
-            a,
-            &veth.a_ip,
-            &format!("{}:9", veth.b_ip),
-            DATAGRAMS / ROUNDS / SLICES,
-            64,
-        );
-        windows.push((before, program_stats()));
-    }
+    windows.extend((0..SLICES).map(|_| datagram_window(a, veth)));
     windows
+}
+
+/// One slice of a round's datagrams across the pair to a closed port, measured on its own.
+fn datagram_window(a: &Netns, veth: &Veth) -> Window {
+    let before = program_stats();
+    send_udp(
+        a,
+        &veth.a_ip,
+        &format!("{}:9", veth.b_ip),
+        DATAGRAMS / ROUNDS / SLICES,
+        64,
+    );
+    (before, program_stats())
 }
 
 /// A round's TCP connections, and its refused ones.
@@ -567,17 +570,7 @@ fn bpftrace_run(a: &Netns, veth: &Veth) -> Option<(u64, f64, f64)> {
     let empty = EmptyProgram::attach("net_dev_xmit");
     // Windows as in netmon's rounds; the figures are medians over them.
     let windows: Vec<Window> = (0..ROUNDS * SLICES)
-        .map(|_| {
-            let before = program_stats();
-            send_udp(
-                a,
-                &veth.a_ip,
-                &format!("{}:9", veth.b_ip),
-                DATAGRAMS / ROUNDS / SLICES,
-                64,
-            );
-            (before, program_stats())
-        })
+        .map(|_| datagram_window(a, veth))
         .collect();
     // SAFETY: stopping our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
