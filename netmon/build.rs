@@ -26,7 +26,52 @@ fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     aya_build::build_ebpf([ebpf_package], Toolchain::default())?;
-    strip_debug_info(&std::path::Path::new(&std::env::var("OUT_DIR")?).join("netmon"))
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    strip_debug_info(&out_dir.join("netmon"))?;
+    page_library(&out_dir)
+}
+
+/// The files of the live page's charting library (the npm package uPlot, at the version
+/// `web/package-lock.json` pins) that the binary embeds.
+const PAGE_LIBRARY: &[&str] = &["uPlot.iife.min.js", "uPlot.min.css"];
+
+/// Installs the page's charting library with `npm ci` where it is missing or not the locked
+/// version, and copies its files to `OUT_DIR/page/`.
+fn page_library(out_dir: &std::path::Path) -> anyhow::Result<()> {
+    let web = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("web");
+    let lock = web.join("package-lock.json");
+    println!("cargo:rerun-if-changed={}", lock.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        web.join("package.json").display()
+    );
+    let version = |path: &std::path::Path, pointer: &str| -> Option<String> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+        json.pointer(pointer)?.as_str().map(str::to_string)
+    };
+    let locked = version(&lock, "/packages/node_modules~1uplot/version")
+        .context("web/package-lock.json names no version of uplot")?;
+    let package = web.join("node_modules/uplot");
+    if version(&package.join("package.json"), "/version").as_deref() != Some(&*locked) {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .current_dir(&web)
+            .status()
+            .context(
+                "running npm, which installs the live page's charting library: install Node.js \
+                 and npm (cargo xtask setup does)",
+            )?;
+        anyhow::ensure!(status.success(), "npm ci in {} failed", web.display());
+    }
+    let target = out_dir.join("page");
+    std::fs::create_dir_all(&target)?;
+    for file in PAGE_LIBRARY {
+        let from = package.join("dist").join(file);
+        std::fs::copy(&from, target.join(file))
+            .with_context(|| format!("copying {}", from.display()))?;
+    }
+    Ok(())
 }
 
 /// Drops the DWARF sections from the object: the linker needs them to make BTF, the loader

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
     model::probes::{AttachMethod, Hook},
@@ -155,7 +155,7 @@ impl ConfigSource {
 }
 
 /// Where the diagnosis starts to report.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Thresholds {
     /// Errors as a percentage of packets in a direction (warning; 5x is critical).

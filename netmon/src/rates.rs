@@ -169,6 +169,66 @@ pub fn summarize(old: &Snapshot, new: &Snapshot) -> Option<Summary> {
     })
 }
 
+/// The rates of one interval between two consecutive snapshots.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RatePoint {
+    /// When the interval ended (the newer snapshot's time).
+    pub timestamp_ms: u64,
+    pub seconds: f64,
+    pub rx: DirectionRates,
+    pub tx: DirectionRates,
+}
+
+/// The History as a time series: the rates of every interval between consecutive snapshots,
+/// oldest first, of the interface named `interface` or of all interfaces together. An interval
+/// in which the interface is missing from either end (or is another interface of the same
+/// name) has no point.
+pub fn series<'a>(
+    snapshots: impl IntoIterator<Item = &'a Snapshot>,
+    interface: Option<&str>,
+) -> Vec<RatePoint> {
+    let snapshots: Vec<&Snapshot> = snapshots.into_iter().collect();
+    snapshots
+        .windows(2)
+        .filter_map(|pair| {
+            let (old, new) = (pair[0], pair[1]);
+            let seconds = new.monotonic_seconds - old.monotonic_seconds;
+            if seconds <= 0.0 {
+                return None;
+            }
+            let (rx, tx, capacity) = match interface {
+                Some(name) => {
+                    let now = new.interfaces.iter().find(|i| i.name == name)?;
+                    let before = old
+                        .interfaces
+                        .iter()
+                        .find(|i| i.name == name && i.ifindex == now.ifindex)?;
+                    let (rx, tx) = increases(before, now);
+                    (rx, tx, now.capacity_mbps)
+                }
+                None => {
+                    let previous_of = old.interfaces_by_identity();
+                    let (mut rx, mut tx) = (Increase::default(), Increase::default());
+                    for now in &new.interfaces {
+                        if let Some(before) = previous_of.get(&(now.name.as_str(), now.ifindex)) {
+                            let (r, t) = increases(before, now);
+                            rx.add(r);
+                            tx.add(t);
+                        }
+                    }
+                    (rx, tx, None)
+                }
+            };
+            Some(RatePoint {
+                timestamp_ms: new.timestamp_ms,
+                seconds,
+                rx: rx.rates(seconds, capacity),
+                tx: tx.rates(seconds, capacity),
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +342,40 @@ mod tests {
         let summary = summarize(&snapshot(0.0, vec![a]), &snapshot(1.0, vec![b])).unwrap();
         assert_eq!(summary.per_interface[0].utilization_percent, None);
         assert_eq!(summary.utilization_percent, None);
+    }
+    #[test]
+    fn the_series_has_a_point_an_interval_of_one_interface_or_all() {
+        let at = |seconds: f64, eth0: u64, veth: Option<(u32, u64)>| {
+            let mut interfaces = vec![interface("eth0", 2, counters(eth0, eth0 / 100, 0, 0))];
+            if let Some((ifindex, bytes)) = veth {
+                interfaces.push(interface("veth1", ifindex, counters(bytes, 1, 0, 0)));
+            }
+            Snapshot {
+                timestamp_ms: (seconds * 1000.0) as u64,
+                ..snapshot(seconds, interfaces)
+            }
+        };
+        let snapshots = [
+            at(0.0, 0, Some((4, 0))),
+            at(2.0, 2_000, Some((4, 1_000))),
+            // veth1 re-created with another index: no point for it in this interval.
+            at(4.0, 6_000, Some((9, 50))),
+            at(5.0, 6_000, None),
+        ];
+        let eth0 = series(&snapshots, Some("eth0"));
+        let rx: Vec<f64> = eth0.iter().map(|p| p.rx.bytes_per_second).collect();
+        assert_eq!(rx, [1_000.0, 2_000.0, 0.0]);
+        assert_eq!(eth0[0].timestamp_ms, 2_000);
+        assert_eq!(eth0[0].tx.bytes_per_second, 500.0);
+        assert_eq!(eth0[0].rx.utilization_percent, Some(0.008));
+        let veth = series(&snapshots, Some("veth1"));
+        assert_eq!(veth.len(), 1);
+        assert_eq!(veth[0].rx.bytes_per_second, 500.0);
+        let all: Vec<f64> = series(&snapshots, None)
+            .iter()
+            .map(|p| p.rx.bytes_per_second)
+            .collect();
+        assert_eq!(all, [1_500.0, 2_000.0, 0.0]);
+        assert!(series(&snapshots, Some("nowhere")).is_empty());
     }
 }

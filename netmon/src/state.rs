@@ -123,6 +123,14 @@ impl Shared {
         read(&self.latest)
     }
 
+    /// Runs `f` on the History.
+    pub fn with_history<T>(&self, f: impl FnOnce(&History) -> T) -> T {
+        match self.history.read() {
+            Ok(history) => f(&history),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
     /// Runs `f` on the recent drop samples.
     pub fn with_recent_drops<T>(&self, f: impl FnOnce(&RecentDrops) -> T) -> T {
         match self.recent_drops.read() {

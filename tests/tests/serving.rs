@@ -10,8 +10,7 @@ use std::{
 };
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
-use netmon_tests::{Agent, ConfigFile, Metrics, Response, http_get, require_root};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use netmon_tests::{Agent, ConfigFile, Metrics, Pki, Response, http_get, require_root};
 use rustls::{
     ClientConfig, ClientConnection, RootCertStore, StreamOwned,
     pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject as _},
@@ -237,54 +236,6 @@ fn a_hundred_concurrent_scrapes_are_all_answered_in_full() {
                 .value("netmon_snapshot_timestamp_seconds", &[])
                 .is_some()
         );
-    }
-}
-
-/// A certificate authority, a server certificate for 127.0.0.1 and client certificates, as
-/// PEM files in a temporary directory.
-struct Pki {
-    dir: std::path::PathBuf,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("netmon-pki-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let issuer = |name: &str| {
-            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params
-                .distinguished_name
-                .push(rcgen::DnType::CommonName, name);
-            CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
-        };
-        let ca = issuer("netmon test CA");
-        let other_ca = issuer("another CA");
-        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).unwrap();
-        write("ca.crt", ca.pem());
-        let leaf = |names: Vec<String>, signer: &CertifiedIssuer<'_, KeyPair>, file: &str| {
-            let key = KeyPair::generate().unwrap();
-            let cert = CertificateParams::new(names)
-                .unwrap()
-                .signed_by(&key, signer)
-                .unwrap();
-            write(&format!("{file}.crt"), cert.pem());
-            write(&format!("{file}.key"), key.serialize_pem());
-        };
-        leaf(vec!["127.0.0.1".into()], &ca, "server");
-        leaf(vec!["client".into()], &ca, "client");
-        leaf(vec!["stranger".into()], &other_ca, "stranger");
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -5,7 +5,7 @@ use axum::{
     Json, Router,
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use serde_json::json;
@@ -15,7 +15,7 @@ use crate::{
     export::{
         drops,
         exposition::Expositions,
-        metrics, processes,
+        history, metrics, page, processes,
         respond::{error, method_not_allowed},
     },
     model::{Interface, Snapshot},
@@ -26,25 +26,9 @@ use crate::{
 /// The API's OpenAPI document, served as is and checked against real responses by the tests.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-const LANDING_PAGE: &str = "<!DOCTYPE html>
-<html lang=\"en\"><head><meta charset=\"utf-8\"><title>netmon</title></head>
-<body><h1>netmon</h1>
-<p>eBPF-backed network observer.</p>
-<ul>
-<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>
-<li><a href=\"/api/v1/status\">/api/v1/status</a>: probes and collectors</li>
-<li><a href=\"/api/v1/summary\">/api/v1/summary</a>: rates and aggregates</li>
-<li><a href=\"/api/v1/drops/recent\">/api/v1/drops/recent</a>: recent drops with their flow</li>
-<li><a href=\"/api/v1/processes\">/api/v1/processes</a>: who uses the network</li>
-<li><a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>: the API's OpenAPI document</li>
-<li><a href=\"/healthz\">/healthz</a>: liveness</li>
-</ul></body></html>
-";
-
 pub fn router(shared: Arc<Shared>) -> Router {
     let expositions = Arc::new(Expositions::default());
-    Router::new()
-        .route("/", get(|| async { Html(LANDING_PAGE) }))
+    page::routes()
         .route(
             "/metrics",
             get(move |State(shared): State<Arc<Shared>>, headers: HeaderMap| {
@@ -73,6 +57,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/drops", get(drops_handler))
         .route("/api/v1/drops/recent", get(drops::recent_handler))
         .route("/api/v1/drops/top", get(drops::top_handler))
+        .route("/api/v1/history", get(history::history_handler))
         .route("/api/v1/tcp", get(tcp_handler))
         .route("/api/v1/processes", get(processes::processes_handler))
         .route("/api/v1/cgroups", get(processes::cgroups_handler))
@@ -153,6 +138,7 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "socket_iterator_error": snapshot.socket_iterator_error,
         "drop_sampling_error": snapshot.drop_sampling_error,
         "config": shared.reload_status(),
+        "thresholds": shared.config().thresholds,
         "collectors": snapshot.collectors,
     }))
     .into_response()

@@ -1,8 +1,10 @@
 //! Outputs: Prometheus exposition and the HTTP server. Nothing here collects.
 mod drops;
 pub mod exposition;
+mod history;
 pub mod http;
 pub mod metrics;
+mod page;
 mod processes;
 pub mod respond;
 pub mod server;

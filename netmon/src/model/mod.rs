@@ -296,6 +296,11 @@ impl History {
         self.snapshots.len()
     }
 
+    /// The snapshots, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &Snapshot> {
+        self.snapshots.iter().map(|s| &**s)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.snapshots.is_empty()
     }
