@@ -13,6 +13,7 @@ pub mod rates;
 pub mod serve;
 pub mod settings;
 pub mod state;
+pub mod top;
 
 #[cfg(test)]
 mod fuzz_tests;

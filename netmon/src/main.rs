@@ -68,6 +68,29 @@ enum Command {
     },
     /// Validate a configuration file and explain the settings it gives.
     CheckConfig { file: PathBuf },
+    /// A live view of a running agent in the terminal: interfaces with their rates and
+    /// trends, the selected one's history, top processes, drops, connections, findings.
+    /// Keys: q quit, s sort, / filter, Esc clear the filter, up/down select.
+    Top {
+        /// The agent's address.
+        #[arg(long, env = "NETMON_URL", default_value = "http://127.0.0.1:9469")]
+        url: String,
+        /// User for basic auth.
+        #[arg(long)]
+        user: Option<String>,
+        /// File holding the basic auth password (else NETMON_PASSWORD).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// PEM file of the certificate authority that signed the agent's certificate.
+        #[arg(long, value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
+        /// Accept any certificate the agent presents.
+        #[arg(long)]
+        insecure: bool,
+        /// Time between updates, like 1s.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        interval: Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -166,6 +189,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig { file } => {
             let config = Config::from_file(&file)?;
             println!("{}: valid\n{}", file.display(), config.explain());
+        }
+        Command::Top {
+            url,
+            user,
+            password_file,
+            ca_cert,
+            insecure,
+            interval,
+        } => {
+            let password = match password_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading the password file {}", path.display()))?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_string(),
+                ),
+                None => std::env::var("NETMON_PASSWORD").ok(),
+            };
+            netmon::top::run(
+                netmon::top::Target {
+                    url,
+                    user,
+                    password,
+                    ca_cert,
+                    insecure,
+                },
+                interval,
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -414,6 +414,18 @@ impl Agent {
         Self::spawn(&[], extra, addr, None, false)
     }
 
+    /// Starts the agent inside `ns` and waits only for its port to accept connections there.
+    pub fn start_in_unchecked(ns: &Netns, extra: &[&str]) -> Self {
+        let addr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::spawn(
+            &["ip", "netns", "exec", &ns.name],
+            extra,
+            addr,
+            Some(ns.path()),
+            false,
+        )
+    }
+
     fn launch(prefix: &[&str], extra: &[&str], addr: SocketAddr, netns: Option<PathBuf>) -> Self {
         Self::spawn(prefix, extra, addr, netns, true)
     }

@@ -164,7 +164,13 @@ fn every_endpoint_matches_the_openapi_document() {
             &body,
         );
         if let Some(not_found) = responses.get("404") {
-            let response = agent.get(&path.replace("{name}", "no-such-interface"));
+            // The interface is in the path, or else in the query.
+            let missing = if path.contains("{name}") {
+                path.replace("{name}", "no-such-interface")
+            } else {
+                format!("{path}?interface=no-such-interface")
+            };
+            let response = agent.get(&missing);
             assert_eq!(response.status, 404);
             let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
             validate(
@@ -210,8 +216,17 @@ fn bad_requests_get_json_errors() {
     let landing = agent.get("/");
     assert_eq!(landing.status, 200);
     assert!(landing.headers["content-type"].starts_with("text/html"));
-    for link in ["/metrics", "/api/v1/openapi.json", "/api/v1/status"] {
+    assert!(landing.headers["content-security-policy"].contains("script-src 'self'"));
+    for link in ["/metrics", "/api/v1/openapi.json"] {
         assert!(landing.body.contains(&format!("href=\"{link}\"")));
+    }
+    for (path, status) in [
+        ("/api/v1/history?interface=lo", 200),
+        ("/api/v1/history?window=5", 400),
+        ("/assets/page.js", 200),
+        ("/assets/nothing.js", 404),
+    ] {
+        assert_eq!(agent.get(path).status, status, "{path}");
     }
 }
 

@@ -24,7 +24,12 @@ const TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     "python3",
     "python3-prometheus-client",
+    "chromium",
+    "tmux",
 ];
+/// Node.js and npm build the live page's charting library in (netmon's build script) and
+/// drive Chromium in the page's test; installed from Debian where the machine has no npm.
+const NODE_PACKAGES: &[&str] = &["nodejs", "npm"];
 /// Debian's own kernel, booted under QEMU by the second-kernel test.
 const VM_KERNEL_PACKAGE: &str = "linux-image-amd64";
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -54,6 +59,14 @@ pub fn setup() -> anyhow::Result<()> {
         .collect();
     if install_debs(&packages)? {
         did.push("Debian packages");
+    }
+
+    if output("npm", &["--version"]).is_none() {
+        install_debs(NODE_PACKAGES)?;
+        did.push("Node.js");
+    }
+    if browser_test_packages()? {
+        did.push("the browser test's npm packages");
     }
 
     if fetch_vm_kernel()? {
@@ -120,6 +133,37 @@ pub fn install_debs(packages: &[&str]) -> anyhow::Result<bool> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
     cmd("apt-get", &args).context("installing Debian packages")?;
+    Ok(true)
+}
+
+/// Installs the npm packages of the page's browser test (`tests/browser/package-lock.json`)
+/// unless the locked version of each is there; returns whether it installed them.
+fn browser_test_packages() -> anyhow::Result<bool> {
+    let dir = workspace_root().join("tests/browser");
+    let lock: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("package-lock.json"))
+            .context("reading tests/browser/package-lock.json")?,
+    )
+    .context("parsing tests/browser/package-lock.json")?;
+    let packages = lock["packages"].as_object().cloned().unwrap_or_default();
+    let installed = packages
+        .iter()
+        .filter(|(path, _)| !path.is_empty())
+        .all(|(path, locked)| {
+            std::fs::read_to_string(dir.join(path).join("package.json"))
+                .ok()
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .is_some_and(|package| package["version"] == locked["version"])
+        });
+    if installed {
+        return Ok(false);
+    }
+    crate::process::cmd_in(
+        &dir,
+        "npm",
+        &["ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+    )
+    .context("installing the browser test's npm packages")?;
     Ok(true)
 }
 

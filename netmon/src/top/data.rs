@@ -1,0 +1,236 @@
+//! What the terminal view shows, as the agent's API gives it (only the fields it reads), and
+//! the short trend of each interface's traffic that the view keeps between polls.
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use serde::Deserialize;
+
+use crate::top::client::Client;
+
+/// Polls of each interface's traffic kept for its trend column.
+pub const TREND_LENGTH: usize = 30;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Direction {
+    pub bytes_per_second: f64,
+    pub packets_per_second: f64,
+    pub error_rate_percent: f64,
+    pub drop_rate_percent: f64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Rates {
+    pub rx: Direction,
+    pub tx: Direction,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    pub operstate: Option<String>,
+    pub rates: Option<Rates>,
+}
+
+impl Interface {
+    pub fn rates(&self) -> Rates {
+        self.rates.clone().unwrap_or_default()
+    }
+}
+
+#[derive(Deserialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct KernelDrop {
+    pub reason: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Connections {
+    pub states: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct SocketIo {
+    pub direction: String,
+    pub bytes: u64,
+    pub bytes_per_second: Option<f64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Process {
+    pub pid: u32,
+    pub name: String,
+    pub io: Vec<SocketIo>,
+}
+
+impl Process {
+    /// Bytes per second in a direction (`tx`, `rx`) over its protocols.
+    pub fn rate(&self, direction: &str) -> f64 {
+        self.io
+            .iter()
+            .filter(|io| io.direction == direction)
+            .filter_map(|io| io.bytes_per_second)
+            .fold(0.0, |sum, rate| sum + rate)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.io.iter().map(|io| io.bytes).sum()
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Finding {
+    pub severity: String,
+    pub subject: String,
+    pub summary: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct Diagnosis {
+    findings: Vec<Finding>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Point {
+    pub rx: Direction,
+    pub tx: Direction,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Sample {
+    pub interface: String,
+    pub reason: String,
+    pub location: String,
+}
+
+/// One poll of the API.
+#[derive(Clone, Debug, Default)]
+pub struct Data {
+    pub interfaces: Vec<Interface>,
+    pub drops: Vec<KernelDrop>,
+    pub connections: BTreeMap<String, u64>,
+    pub processes: Vec<Process>,
+    pub findings: Vec<Finding>,
+    pub recent_drops: Vec<Sample>,
+    /// The selected interface's History.
+    pub history: Vec<Point>,
+}
+
+impl Data {
+    /// Reads what the view shows; `selected` is the interface whose History is wanted.
+    pub fn fetch(client: &Client, selected: Option<&str>) -> anyhow::Result<Self> {
+        let interfaces = client.get::<Items<Interface>>("/api/v1/interfaces")?.items;
+        let history = match selected.filter(|name| interfaces.iter().any(|i| i.name == *name)) {
+            Some(name) => {
+                let path = format!("/api/v1/history?interface={}", encode(name));
+                client.get::<Items<Point>>(&path)?.items
+            }
+            None => Vec::new(),
+        };
+        Ok(Self {
+            interfaces,
+            drops: client.get::<Items<KernelDrop>>("/api/v1/drops")?.items,
+            connections: client.get::<Connections>("/api/v1/connections")?.states,
+            processes: client.get::<Items<Process>>("/api/v1/processes")?.items,
+            findings: client.get::<Diagnosis>("/api/v1/diagnosis")?.findings,
+            recent_drops: client
+                .get::<Items<Sample>>("/api/v1/drops/recent?limit=10")?
+                .items,
+            history,
+        })
+    }
+
+    /// Drops summed by reason, the most first.
+    pub fn drops_by_reason(&self) -> Vec<(String, u64)> {
+        let mut by_reason: HashMap<&str, u64> = HashMap::new();
+        for drop in &self.drops {
+            *by_reason.entry(&drop.reason).or_default() += drop.count;
+        }
+        let mut sorted: Vec<(String, u64)> = by_reason
+            .into_iter()
+            .map(|(reason, count)| (reason.to_string(), count))
+            .collect();
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        sorted
+    }
+}
+
+/// Percent-encodes a name for a query string.
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The traffic (rx + tx bytes per second) of each interface over the last polls.
+#[derive(Default)]
+pub struct Trends {
+    by_interface: HashMap<String, VecDeque<u64>>,
+}
+
+impl Trends {
+    /// Adds a poll; interfaces that are gone are forgotten.
+    pub fn add(&mut self, interfaces: &[Interface]) {
+        self.by_interface
+            .retain(|name, _| interfaces.iter().any(|i| &i.name == name));
+        for interface in interfaces {
+            let rates = interface.rates();
+            let trend = self.by_interface.entry(interface.name.clone()).or_default();
+            if trend.len() == TREND_LENGTH {
+                trend.pop_front();
+            }
+            trend.push_back((rates.rx.bytes_per_second + rates.tx.bytes_per_second) as u64);
+        }
+    }
+
+    pub fn of(&self, name: &str) -> Option<&VecDeque<u64>> {
+        self.by_interface.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interface(name: &str, rx: f64) -> Interface {
+        Interface {
+            name: name.into(),
+            operstate: None,
+            rates: Some(Rates {
+                rx: Direction {
+                    bytes_per_second: rx,
+                    ..Default::default()
+                },
+                tx: Direction::default(),
+            }),
+        }
+    }
+
+    #[test]
+    fn trends_are_bounded_and_forget_gone_interfaces() {
+        let mut trends = Trends::default();
+        for i in 0..(TREND_LENGTH as u64 + 5) {
+            trends.add(&[interface("a", i as f64), interface("b", 1.0)]);
+        }
+        let a = trends.of("a").unwrap();
+        assert_eq!(a.len(), TREND_LENGTH);
+        assert_eq!(a.back(), Some(&(TREND_LENGTH as u64 + 4)));
+        trends.add(&[interface("a", 0.0)]);
+        assert!(trends.of("b").is_none());
+    }
+
+    #[test]
+    fn names_are_encoded_for_the_query() {
+        assert_eq!(encode("veth-1.a"), "veth-1.a");
+        assert_eq!(encode("<b>x"), "%3Cb%3Ex");
+        assert_eq!(encode("a&b=c"), "a%26b%3Dc");
+    }
+}
