@@ -1,13 +1,14 @@
 // Opens the agent's live page in Debian's Chromium as a person would, and reports what it
 // showed as JSON on stdout; tests/tests/live_views.rs judges the report.
 //
-//   node page.mjs URL USER PASSWORD INTERFACE SCREENSHOT_DIR
+//   node page.mjs URL USER PASSWORD INTERFACE SCREENSHOT_DIR [FILTER...]
 //
-// It waits until INTERFACE is listed with traffic, filters the table by its name, selects it
-// for the charts, and takes screenshots at a desktop and at a phone's width.
+// It waits until INTERFACE is listed with traffic, selects it for the charts, filters the
+// table by its name and by each FILTER, and takes screenshots at a desktop and at a phone's
+// width.
 import { chromium } from "playwright-core";
 
-const [url, username, password, iface, shots] = process.argv.slice(2);
+const [url, username, password, iface, shots, ...filters] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   args: [
@@ -48,6 +49,8 @@ try {
   report.chart_subject = await page.textContent("#chart-subject");
 
   report.interfaces = await page.$$eval("#interfaces tbody tr td.name", (tds) => tds.map((td) => td.textContent));
+  report.interface_count = await page.textContent("#interface-count");
+  report.interface_more = await page.textContent("#interface-more");
   report.processes = await page.$$eval("#processes tbody tr td.name", (tds) => tds.map((td) => td.textContent));
   report.probes = await page.$$eval("#probes tbody tr", (trs) => trs.map((tr) => tr.textContent));
   report.markup = await page.evaluate(() => document.querySelectorAll("main b, main i, main script").length);
@@ -55,8 +58,11 @@ try {
   report.listening = await page.$$eval("#listening tbody tr", (trs) => trs.length);
   await page.screenshot({ path: `${shots}/page.png`, fullPage: true });
 
-  await page.fill("#filter", iface);
-  report.filtered = await page.$$eval("#interfaces tbody tr td.name", (tds) => tds.map((td) => td.textContent));
+  report.filtered = {};
+  for (const term of [iface, ...filters]) {
+    await page.fill("#filter", term);
+    report.filtered[term] = await page.$$eval("#interfaces tbody tr td.name", (tds) => tds.map((td) => td.textContent));
+  }
 
   await page.fill("#filter", "");
   await page.setViewportSize({ width: 390, height: 844 });
