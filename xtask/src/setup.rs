@@ -26,6 +26,9 @@ const TEST_PACKAGES: &[&str] = &[
     "python3-prometheus-client",
     "chromium",
     "tmux",
+    "mmdebstrap",
+    "systemd",
+    "systemd-container",
 ];
 /// Node.js and npm build the live page's charting library in (netmon's build script) and
 /// drive Chromium in the page's test; installed from Debian where the machine has no npm.
@@ -71,6 +74,11 @@ pub fn setup() -> anyhow::Result<()> {
 
     if fetch_vm_kernel()? {
         did.push("the test VM's kernel");
+    }
+
+    if output("cargo", &["deb", "--version"]).is_none() {
+        cmd("cargo", &["install", "cargo-deb", "--locked"]).context("installing cargo-deb")?;
+        did.push("cargo-deb");
     }
 
     if output("cargo", &["fuzz", "--version"]).is_none() {

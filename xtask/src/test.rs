@@ -98,6 +98,8 @@ pub fn test() -> anyhow::Result<()> {
             "netmon-vmcheck",
         ],
     )?;
+    // The Debian package, installed under a real systemd by the package test.
+    cmd("cargo", &["deb", "--package", "netmon"]).context("building the Debian package")?;
     cmd(
         "cargo",
         &[
