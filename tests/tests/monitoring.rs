@@ -96,9 +96,6 @@ impl<'a> Prometheus<'a> {
     /// Starts Prometheus on the loopback of `ns` with the shipped rule files, scraping
     /// `target` every second.
     fn start(ns: &'a Netns, target: SocketAddr) -> Self {
-        let dir = std::env::temp_dir().join(format!("netmon-prometheus-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
         let rules = monitoring().join("rules").canonicalize().unwrap();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
@@ -108,6 +105,14 @@ impl<'a> Prometheus<'a> {
             rules.display(),
             rules.display()
         );
+        Self::start_with(ns, &config)
+    }
+
+    /// Starts Prometheus on the loopback of `ns` with `config`.
+    fn start_with(ns: &'a Netns, config: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("netmon-prometheus-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("prometheus.yml"), config).unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let child = Command::new("ip")
@@ -408,4 +413,144 @@ fn every_metric_name_in_monitoring_exists_in_the_agent_output() {
         missing.is_empty(),
         "used in monitoring/ but not exposed: {missing:?}"
     );
+}
+
+/// The Kubernetes scrape configuration with its discovery replaced by what the endpoints role
+/// would find: the two agents as the Service's `metrics` endpoints on nodes `node-a` and
+/// `node-b`, and an endpoint of another port that the relabelling must drop. (Debian's
+/// Prometheus is built without Kubernetes discovery; everything else is the shipped file.)
+fn kubernetes_config(agents: [SocketAddr; 2], other: SocketAddr) -> String {
+    let text = std::fs::read_to_string(monitoring().join("prometheus-kubernetes.yml")).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    config["global"]["scrape_interval"] = "1s".into();
+    config["global"]["evaluation_interval"] = "1s".into();
+    let rules = monitoring().canonicalize().unwrap();
+    for rule in config["rule_files"].as_sequence_mut().unwrap() {
+        *rule = format!("{}/{}", rules.display(), rule.as_str().unwrap()).into();
+    }
+    let job = &mut config["scrape_configs"][0];
+    job["scrape_interval"] = "1s".into();
+    job["scrape_timeout"] = "1s".into();
+    let discovered = |target: SocketAddr, node: &str, port: &str| {
+        serde_yaml::from_str::<serde_yaml::Value>(&format!(
+            "targets: [\"{target}\"]\nlabels:\n  __meta_kubernetes_service_name: netmon\n  \
+             __meta_kubernetes_endpoint_port_name: {port}\n  \
+             __meta_kubernetes_endpoint_node_name: {node}\n"
+        ))
+        .unwrap()
+    };
+    let job = job.as_mapping_mut().unwrap();
+    assert!(job.remove("kubernetes_sd_configs").is_some());
+    job.insert(
+        "static_configs".into(),
+        serde_yaml::Value::Sequence(vec![
+            discovered(agents[0], "node-a", "metrics"),
+            discovered(agents[1], "node-b", "metrics"),
+            discovered(other, "node-c", "other"),
+        ]),
+    );
+    serde_yaml::to_string(&config).unwrap()
+}
+
+#[test]
+fn the_fleet_dashboard_answers_for_two_agents() {
+    require_root();
+    // Prometheus in p; an agent in each of a and b, reached across a veth.
+    let p = Netns::new("fleet-p");
+    let (a, b) = (Netns::new("fleet-a"), Netns::new("fleet-b"));
+    let (to_a, to_b) = (Veth::connect(&p, &a, 232), Veth::connect(&p, &b, 233));
+    let agent_a = Agent::start_in_reached_from(&a, &to_a.b_ip, &p, &[]);
+    let agent_b = Agent::start_in_reached_from(&b, &to_b.b_ip, &p, &[]);
+    let other: SocketAddr = format!("{}:9", to_a.b_ip).parse().unwrap();
+    let config = kubernetes_config([agent_a.addr, agent_b.addr], other);
+    let prometheus = Prometheus::start_with(&p, &config);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        make_activity(&a);
+        make_activity(&b);
+        let scraped = prometheus.query("count_over_time(up{job=\"netmon\"}[1m]) >= 6");
+        if scraped.len() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "prometheus did not scrape both agents"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
+    // The relabelling keeps the Service's metrics endpoints, named by their node.
+    let up = prometheus.query("up{job=\"netmon\"}");
+    let mut instances: Vec<String> = up
+        .iter()
+        .map(|s| {
+            assert_eq!(s["value"][1], "1", "{s}");
+            assert_eq!(s["metric"]["instance"], s["metric"]["node"]);
+            s["metric"]["instance"].as_str().unwrap().to_string()
+        })
+        .collect();
+    instances.sort();
+    assert_eq!(instances, ["node-a", "node-b"]);
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(monitoring().join("grafana/netmon-fleet.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 39);
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(variables, ["datasource", "instance"]);
+    let mut failures = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            assert!(expr.contains("$instance"), "{expr}");
+            let concrete = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$instance", ".*");
+            let result = prometheus.query(&concrete);
+            let hosts: BTreeSet<&str> = result
+                .iter()
+                .filter_map(|s| s["metric"]["instance"].as_str())
+                .collect();
+            // Every panel shows both hosts (the drop reasons and talkers of each host too).
+            if hosts.len() != 2 {
+                failures.push(format!("{:?}: {expr} showed {hosts:?}", panel["title"]));
+            }
+        }
+    }
+    for title in [
+        "Agents",
+        "Probe Methods",
+        "Top Hosts by Traffic",
+        "Errors & Drops by Host",
+        "Connections by Host",
+        "Hosts with Findings",
+    ] {
+        assert!(
+            dashboard["panels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["title"] == title),
+            "no panel {title}"
+        );
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    // An agent that stops is shown down.
+    drop(agent_b);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while prometheus
+        .query("up{job=\"netmon\", instance=\"node-b\"} == 0")
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stopped agent is not shown down"
+        );
+        thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use bench::{BENCH_PACKAGES, bench, build_revision};
 use process::{cmd, is_root, workspace_root};
-use setup::{install_debs, setup};
+use setup::{Scope, install_debs, setup};
 use test::test;
 
 #[derive(Parser)]
@@ -56,13 +56,13 @@ fn main() -> ExitCode {
 
 fn run(task: Task) -> anyhow::Result<()> {
     match task {
-        Task::Setup => setup(),
+        Task::Setup => setup(Scope::Everything),
         Task::Build => {
-            setup()?;
+            setup(Scope::Build)?;
             build_release()
         }
         Task::Run { args } => {
-            setup()?;
+            setup(Scope::Build)?;
             build_release()?;
             let binary = workspace_root().join("target/release/netmon");
             let mut command = if is_root() {
@@ -81,11 +81,11 @@ fn run(task: Task) -> anyhow::Result<()> {
             Ok(())
         }
         Task::Test => {
-            setup()?;
+            setup(Scope::Everything)?;
             test()
         }
         Task::Bench { before } => {
-            setup()?;
+            setup(Scope::Everything)?;
             install_debs(BENCH_PACKAGES)?;
             let before = before.map(|rev| build_revision(&rev)).transpose()?;
             bench(before.as_deref())

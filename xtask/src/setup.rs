@@ -24,6 +24,7 @@ const TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     "python3",
     "python3-prometheus-client",
+    "python3-venv",
     "chromium",
     "tmux",
     "mmdebstrap",
@@ -37,7 +38,19 @@ const NODE_PACKAGES: &[&str] = &["nodejs", "npm"];
 const VM_KERNEL_PACKAGE: &str = "linux-image-amd64";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-pub fn setup() -> anyhow::Result<()> {
+/// What to set up: what building and running the agent needs, or that and what the tests
+/// and the benchmarks need.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Build,
+    Everything,
+}
+
+/// The Kubernetes schemas' validator (PyPI), in a virtual environment of the project's own:
+/// Debian's system Python takes no pip installs.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
+pub fn setup(scope: Scope) -> anyhow::Result<()> {
     let begin = Instant::now();
     let mut did = Vec::new();
 
@@ -55,11 +68,12 @@ pub fn setup() -> anyhow::Result<()> {
         did.push("rust-src");
     }
 
-    let packages: Vec<&str> = BUILD_PACKAGES
-        .iter()
-        .chain(TEST_PACKAGES)
-        .copied()
-        .collect();
+    let tests = if scope == Scope::Everything {
+        TEST_PACKAGES
+    } else {
+        &[]
+    };
+    let packages: Vec<&str> = BUILD_PACKAGES.iter().chain(tests).copied().collect();
     if install_debs(&packages)? {
         did.push("Debian packages");
     }
@@ -68,22 +82,25 @@ pub fn setup() -> anyhow::Result<()> {
         install_debs(NODE_PACKAGES)?;
         did.push("Node.js");
     }
-    if browser_test_packages()? {
-        did.push("the browser test's npm packages");
-    }
 
-    if fetch_vm_kernel()? {
-        did.push("the test VM's kernel");
-    }
-
-    if output("cargo", &["deb", "--version"]).is_none() {
-        cmd("cargo", &["install", "cargo-deb", "--locked"]).context("installing cargo-deb")?;
-        did.push("cargo-deb");
-    }
-
-    if output("cargo", &["fuzz", "--version"]).is_none() {
-        cmd("cargo", &["install", "cargo-fuzz", "--locked"]).context("installing cargo-fuzz")?;
-        did.push("cargo-fuzz");
+    if scope == Scope::Everything {
+        if browser_test_packages()? {
+            did.push("the browser test's npm packages");
+        }
+        if python_environment()? {
+            did.push("kubernetes-validate");
+        }
+        if fetch_vm_kernel()? {
+            did.push("the test VM's kernel");
+        }
+        for tool in ["cargo-deb", "cargo-fuzz"] {
+            let subcommand = tool.trim_start_matches("cargo-");
+            if output("cargo", &[subcommand, "--version"]).is_none() {
+                cmd("cargo", &["install", tool, "--locked"])
+                    .with_context(|| format!("installing {tool}"))?;
+                did.push(tool);
+            }
+        }
     }
 
     let linker = output("bpf-linker", &["--version"]).unwrap_or_default();
@@ -141,6 +158,32 @@ pub fn install_debs(packages: &[&str]) -> anyhow::Result<bool> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
     cmd("apt-get", &args).context("installing Debian packages")?;
+    Ok(true)
+}
+
+/// Makes `target/venv` with the Kubernetes schemas' validator unless it is there; returns
+/// whether it made it.
+fn python_environment() -> anyhow::Result<bool> {
+    let venv = workspace_root().join("target/venv");
+    let version = KUBERNETES_VALIDATE.split("==").nth(1).unwrap_or_default();
+    let present = output(
+        venv.join("bin/kubernetes-validate")
+            .to_str()
+            .unwrap_or_default(),
+        &["--version"],
+    )
+    .is_some_and(|v| v.trim() == version);
+    if present {
+        return Ok(false);
+    }
+    let venv_path = venv.to_str().context("the workspace path is not UTF-8")?;
+    cmd("/usr/bin/python3", &["-m", "venv", venv_path])
+        .context("making a Python virtual environment (needs python3-venv)")?;
+    cmd(
+        venv.join("bin/pip").to_str().unwrap_or_default(),
+        &["install", "--quiet", KUBERNETES_VALIDATE],
+    )
+    .context("installing kubernetes-validate into target/venv")?;
     Ok(true)
 }
 
