@@ -175,6 +175,23 @@ impl Drop for Prometheus<'_> {
     }
 }
 
+/// A dashboard of `monitoring/grafana/`, checked for its schema version and its variables.
+fn dashboard(file: &str, variables: &[&str]) -> serde_json::Value {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(monitoring().join("grafana").join(file)).unwrap(),
+    )
+    .unwrap();
+    assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 39);
+    let names: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, variables, "{file}");
+    dashboard
+}
+
 /// Expressions of a rules file, with their names.
 fn rule_exprs(file: &str) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(monitoring().join("rules").join(file)).unwrap();
@@ -335,18 +352,7 @@ fn a_real_prometheus_answers_every_rule_and_panel_with_data() {
         }
     }
 
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(monitoring().join("grafana/netmon.json")).unwrap(),
-    )
-    .unwrap();
-    assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 39);
-    let variables: Vec<&str> = dashboard["templating"]["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(variables, ["datasource", "instance", "interface"]);
+    let dashboard = dashboard("netmon.json", &["datasource", "instance", "interface"]);
     let panels = dashboard["panels"].as_array().unwrap();
     let mut queries = 0;
     for panel in panels {
@@ -491,18 +497,7 @@ fn the_fleet_dashboard_answers_for_two_agents() {
     instances.sort();
     assert_eq!(instances, ["node-a", "node-b"]);
 
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(monitoring().join("grafana/netmon-fleet.json")).unwrap(),
-    )
-    .unwrap();
-    assert!(dashboard["schemaVersion"].as_u64().unwrap() >= 39);
-    let variables: Vec<&str> = dashboard["templating"]["list"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(variables, ["datasource", "instance"]);
+    let dashboard = dashboard("netmon-fleet.json", &["datasource", "instance"]);
     let mut failures = Vec::new();
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {

@@ -68,8 +68,21 @@ impl Client {
 
     /// The JSON at `path` of the API.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.get_with(path, &[])
+    }
+
+    /// The JSON at `path` of the API with the query parameters `query` (encoded here).
+    pub fn get_with<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> anyhow::Result<T> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.agent.get(&url).header("Accept", "application/json");
+        let mut request = self
+            .agent
+            .get(&url)
+            .query_pairs(query.iter().copied())
+            .header("Accept", "application/json");
         if let Some(authorization) = &self.authorization {
             request = request.header("Authorization", authorization);
         }
