@@ -336,7 +336,11 @@ fn reloads_apply_new_thresholds_and_keep_the_running_config_on_a_broken_file() {
     assert!(diagnosis(&agent)["window_seconds"].as_f64().unwrap() >= 1.0);
 
     // A broken file: reported, and the running configuration stays in force.
-    std::fs::write(&config.path, "[thresholds]\nsyn_recv = \"three\"\n").unwrap();
+    std::fs::write(
+        &config.path,
+        format!("{WINDOW}[thresholds]\nsyn_recv = \"three\"\n# room for the fixed line below\n"),
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let broken = loop {
         let m = agent.fresh_metrics();
@@ -357,13 +361,35 @@ fn reloads_apply_new_thresholds_and_keep_the_running_config_on_a_broken_file() {
     assert!(!findings(&diagnosis(&agent), "half_open_connections").is_empty());
     assert!(lo_packets(&broken) >= lo_packets(&after));
 
-    // SIGHUP reloads too: fix the file without changing its size or time... simply rewrite
-    // and send the signal; both paths end in a successful reload.
-    std::fs::write(
-        &config.path,
-        format!("{WINDOW}[thresholds]\nsyn_recv = 50\n"),
-    )
-    .unwrap();
+    // SIGHUP reloads on its own: the fixed file has the broken one's size and time, which is
+    // all the file watcher compares, so only the signal can make the agent read it again.
+    let broken_file = std::fs::metadata(&config.path).unwrap();
+    let fixed = format!("{WINDOW}[thresholds]\nsyn_recv = 50\n");
+    let fixed = format!(
+        "{fixed}#{}\n",
+        "-".repeat(broken_file.len() as usize - fixed.len() - 2)
+    );
+    std::fs::write(&config.path, &fixed).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&config.path)
+        .unwrap()
+        .set_modified(broken_file.modified().unwrap())
+        .unwrap();
+    let unseen = std::fs::metadata(&config.path).unwrap();
+    assert_eq!(
+        (unseen.len(), unseen.modified().unwrap()),
+        (broken_file.len(), broken_file.modified().unwrap())
+    );
+    // Three of the watcher's checks: still the broken file's verdict.
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        agent
+            .fresh_metrics()
+            .value("netmon_config_last_reload_successful", &[]),
+        Some(0.0),
+        "the watcher saw a change it cannot see"
+    );
     // SAFETY: signalling the agent, a child of this test.
     unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
     wait_for(&agent, "the finding gone after SIGHUP", |d| {
