@@ -83,6 +83,31 @@ fn interface_counters_and_metadata_match_the_kernel() {
 
     send_udp(&x, &veth.a_ip, &format!("{}:9", veth.b_ip), 30, 200);
     send_udp(&y, &veth.b_ip, &format!("{}:9", veth.a_ip), 20, 300);
+    // Drops on both sides, in numbers of their own, so that a field read in another's place
+    // shows: 5 datagrams too long for the far end's MTU die in the veth on the way out
+    // (tx_dropped), 7 frames of a protocol nobody handles die on the way in (rx_dropped).
+    y.ip(&["link", "set", &veth.b_dev, "mtu", "1000"]);
+    send_udp(&x, &veth.a_ip, &format!("{}:9", veth.b_ip), 5, 1200);
+    let mac = |ns: &Netns, dev: &str| {
+        ns.exec(&["cat", &format!("/sys/class/net/{dev}/address")])
+            .trim()
+            .replace(':', "")
+    };
+    let frame = format!(
+        "{}{}88b5{}",
+        mac(&x, dev),
+        mac(&y, &veth.b_dev),
+        "00".repeat(50)
+    );
+    y.exec(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+             s.bind(('{}', 0))\nfor _ in range(7): s.send(bytes.fromhex('{frame}'))\n",
+            veth.b_dev
+        ),
+    ]);
 
     // Compare at a quiet moment: the kernel's counters the same before and after the scrape.
     let quiet = |mut counters: BTreeMap<String, [u64; 8]>| {
@@ -108,7 +133,18 @@ fn interface_counters_and_metadata_match_the_kernel() {
             .value("netmon_network_up", &[("interface", "nmctl")])
             .is_some()
     );
-    assert!(kernel[dev][1] >= 20 && kernel[dev][5] >= 30);
+    assert!(kernel[dev][1] >= 27 && kernel[dev][5] >= 30);
+    // rx dropped, tx dropped; the errors stay zero (a veth makes none).
+    assert_eq!(
+        [
+            kernel[dev][3],
+            kernel[dev][7],
+            kernel[dev][2],
+            kernel[dev][6]
+        ],
+        [7, 5, 0, 0],
+        "{kernel:?}"
+    );
 
     let link: serde_json::Value =
         serde_json::from_str(&x.ip(&["-j", "link", "show", "dev", dev])).unwrap();
