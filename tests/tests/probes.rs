@@ -211,6 +211,8 @@ fn check_tcp(agent: &Agent, pair: &Pair) {
         handshakes(&m1, &nb, "passive") - handshakes(&m0, &nb, "passive"),
         K
     );
+    check_handshake_histogram(&m0, &m1, &na, "active", K);
+    check_handshake_histogram(&m0, &m1, &nb, "passive", K);
     let resets =
         |m: &Metrics, direction| m.counter("netmon_tcp_resets_total", &[("direction", direction)]);
     assert!(
@@ -220,6 +222,94 @@ fn check_tcp(agent: &Agent, pair: &Pair) {
     assert!(
         resets(&m1, "received") > resets(&m0, "received"),
         "the client received the reset"
+    );
+    // No kernel structure read failed along the way.
+    assert_eq!(m1.value("netmon_probe_read_failures_total", &[]), Some(0.0));
+}
+
+/// Datagrams too long for the far end's MTU: the veth refuses each (`NET_XMIT_DROP`, counted
+/// by the kernel as `tx_dropped`), and `net_dev_xmit` reports the refusal, which netmon counts
+/// as a transmit failure where the method sees the driver's answer (`seen`).
+fn check_transmit_failures(agent: &Agent, pair: &Pair, seen: bool) {
+    const N: u64 = 6;
+    let (a_dev, b_dev) = (&pair.veth.a_dev, &pair.veth.b_dev);
+    let na = pair.netns_a();
+    let failures = |m: &Metrics| {
+        m.counter(
+            "netmon_kernel_transmit_failures_total",
+            &[("netns", &na), ("interface", a_dev)],
+        )
+    };
+    let (k0, m0) = (pair.a.link_stats(a_dev), agent.fresh_metrics());
+    pair.b.ip(&["link", "set", b_dev, "mtu", "1000"]);
+    send_udp(
+        &pair.a,
+        &pair.veth.a_ip,
+        &format!("{}:9", pair.veth.b_ip),
+        N,
+        1200,
+    );
+    pair.b.ip(&["link", "set", b_dev, "mtu", "1500"]);
+    let (k1, m1) = (pair.a.link_stats(a_dev), agent.fresh_metrics());
+    assert_eq!(k1.tx_dropped - k0.tx_dropped, N);
+    assert_eq!(failures(&m1) - failures(&m0), if seen { N } else { 0 });
+}
+
+/// The handshake histogram of `netns` and `open` grew by `k` samples between `m0` and `m1`:
+/// its `+Inf` bucket by `k`, its buckets never down as `le` grows, and its sum within what the
+/// buckets allow (each sample at most its bucket's bound, more than the bucket below's).
+fn check_handshake_histogram(m0: &Metrics, m1: &Metrics, netns: &str, open: &str, k: u64) {
+    let labels = [("netns", netns), ("open", open)];
+    let buckets = |m: &Metrics| -> Vec<(f64, f64)> {
+        let mut buckets: Vec<(f64, f64)> = m
+            .find("netmon_tcp_handshake_duration_seconds_bucket", &labels)
+            .into_iter()
+            .map(|(l, v)| {
+                let le = match l["le"].as_str() {
+                    "+Inf" => f64::INFINITY,
+                    le => le.parse().unwrap(),
+                };
+                (le, v)
+            })
+            .collect();
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        buckets
+    };
+    let (before, after) = (buckets(m0), buckets(m1));
+    assert!(after.len() > 10, "{after:?}");
+    let grown: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, v)| {
+            let old = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map_or(0.0, |(_, v)| *v);
+            (*le, v - old)
+        })
+        .collect();
+    assert_eq!(
+        grown.last().unwrap(),
+        &(f64::INFINITY, k as f64),
+        "{grown:?}"
+    );
+    assert!(grown.windows(2).all(|w| w[0].1 <= w[1].1), "{grown:?}");
+    let sum = |m: &Metrics| {
+        m.value("netmon_tcp_handshake_duration_seconds_sum", &labels)
+            .unwrap_or(0.0)
+    };
+    let grown_sum = sum(m1) - sum(m0);
+    let (mut low, mut high, mut below) = (0.0, 0.0, (0.0, 0.0));
+    for &(le, cumulative) in &grown {
+        let in_bucket = cumulative - below.1;
+        if in_bucket > 0.0 {
+            low += in_bucket * below.0;
+            high += in_bucket * le;
+        }
+        below = (le, cumulative);
+    }
+    assert!(
+        grown_sum > 0.0 && grown_sum >= low && grown_sum <= high,
+        "sum {grown_sum} outside [{low}, {high}] of {grown:?}"
     );
 }
 
@@ -250,6 +340,7 @@ fn best_methods_count_exactly() {
     check_udp_counts(&agent, &pair);
     check_drops(&agent, &pair);
     check_tcp(&agent, &pair);
+    check_transmit_failures(&agent, &pair, true);
 
     let drops: serde_json::Value = serde_json::from_str(&agent.get("/api/v1/drops").body).unwrap();
     assert!(
@@ -302,6 +393,8 @@ fn forced_method_counts_exactly(method: &str, tag: &str, subnet: u8) {
     check_udp_counts(&agent, &pair);
     check_drops(&agent, &pair);
     check_tcp(&agent, &pair);
+    // The classic method counts before the driver answers (net_dev_start_xmit).
+    check_transmit_failures(&agent, &pair, method != "tracepoint");
 }
 
 #[test]
