@@ -351,8 +351,12 @@ fn best_methods_count_exactly() {
             .any(|d| d["reason"] == "NETFILTER_DROP" && d["interface"] == "nmb210"),
         "{drops}"
     );
-    let tcp: serde_json::Value = serde_json::from_str(&agent.get("/api/v1/tcp").body).unwrap();
-    assert!(tcp["transitions"].as_array().unwrap().len() > 5, "{tcp}");
+    let transitions: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/tcp/transitions").body).unwrap();
+    assert!(
+        transitions["items"].as_array().unwrap().len() > 5,
+        "{transitions}"
+    );
 }
 
 fn forced_config(method: &str, hooks: &[&str]) -> ConfigFile {

@@ -148,6 +148,41 @@ fn every_endpoint_matches_the_openapi_document() {
         )
         .is_empty()
     );
+    // One list shape: an answer that lists anything lists it as `items`, and nothing else
+    // in it is a list or a map of names to values; only the answers that describe one thing
+    // (the agent, its diagnosis, the summary, an interface) have lists among their fields.
+    let single_things = [
+        "/api/v1/status",
+        "/api/v1/diagnosis",
+        "/api/v1/summary",
+        "/api/v1/interfaces/{name}",
+    ];
+    let schemas = &document["components"]["schemas"];
+    let resolve = |schema: &serde_json::Value| -> serde_json::Value {
+        match schema["$ref"].as_str() {
+            Some(reference) => schemas[reference.rsplit('/').next().unwrap()].clone(),
+            None => schema.clone(),
+        }
+    };
+    for (path, item) in paths
+        .iter()
+        .filter(|(path, _)| !single_things.contains(&path.as_str()))
+    {
+        let schema =
+            resolve(&item["get"]["responses"]["200"]["content"]["application/json"]["schema"]);
+        let Some(properties) = schema["properties"].as_object() else {
+            continue;
+        };
+        for (name, property) in properties {
+            let property = resolve(property);
+            let listing =
+                property["type"] == "array" || property.get("additionalProperties").is_some();
+            assert!(
+                !listing || name == "items",
+                "{path}: the list {name:?} is not called items"
+            );
+        }
+    }
     for (path, item) in paths {
         let responses = &item["get"]["responses"];
         let real = path.replace("{name}", "lo");

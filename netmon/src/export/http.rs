@@ -59,6 +59,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/drops/top", get(drops::top_handler))
         .route("/api/v1/history", get(history::history_handler))
         .route("/api/v1/tcp", get(tcp_handler))
+        .route("/api/v1/tcp/transitions", get(transitions_handler))
+        .route("/api/v1/tcp/handshakes", get(handshakes_handler))
         .route("/api/v1/processes", get(processes::processes_handler))
         .route("/api/v1/cgroups", get(processes::cgroups_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
@@ -161,13 +163,19 @@ async fn tcp_handler(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.latest();
     let kernel = &snapshot.kernel;
     Json(json!({
-        "transitions": kernel.transitions,
-        "handshakes": kernel.handshakes,
         "retransmits": kernel.tcp_retransmits,
         "resets_sent": kernel.tcp_resets_sent,
         "resets_received": kernel.tcp_resets_received,
     }))
     .into_response()
+}
+
+async fn transitions_handler(State(shared): State<Arc<Shared>>) -> Response {
+    items(&shared.latest().kernel.transitions)
+}
+
+async fn handshakes_handler(State(shared): State<Arc<Shared>>) -> Response {
+    items(&shared.latest().kernel.handshakes)
 }
 
 /// An interface with its rates over the window, when there are two snapshots in it.
@@ -220,8 +228,13 @@ async fn interface_handler(
 
 async fn connections_handler(State(shared): State<Arc<Shared>>) -> Response {
     let snapshot = shared.latest();
+    let items: Vec<_> = snapshot
+        .connections
+        .iter()
+        .map(|(state, count)| json!({ "state": state, "count": count }))
+        .collect();
     Json(json!({
-        "states": snapshot.connections,
+        "items": items,
         "total": snapshot.connections.values().sum::<u64>(),
     }))
     .into_response()

@@ -49,7 +49,8 @@ pub struct KernelDrop {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct Connections {
-    pub states: BTreeMap<String, u64>,
+    pub state: String,
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -134,7 +135,12 @@ impl Data {
         Ok(Self {
             interfaces,
             drops: client.get::<Items<KernelDrop>>("/api/v1/drops")?.items,
-            connections: client.get::<Connections>("/api/v1/connections")?.states,
+            connections: client
+                .get::<Items<Connections>>("/api/v1/connections")?
+                .items
+                .into_iter()
+                .map(|c| (c.state, c.count))
+                .collect(),
             processes: client.get::<Items<Process>>("/api/v1/processes")?.items,
             findings: client.get::<Diagnosis>("/api/v1/diagnosis")?.findings,
             recent_drops: client

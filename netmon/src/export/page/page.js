@@ -183,8 +183,8 @@ function renderRecentDrops(recent) {
 }
 
 function renderConnections(connections) {
-  const rows = Object.entries(connections.states).filter(([, n]) => n > 0)
-    .sort((a, b) => b[1] - a[1]).map(([s, n]) => row([s, num(n)]));
+  const rows = connections.items.filter((c) => c.count > 0)
+    .sort((a, b) => b.count - a.count).map((c) => row([c.state, num(c.count)]));
   fill(document.querySelector("#connections tbody"), rows);
 }
 
