@@ -47,9 +47,17 @@ enum Command {
         #[arg(long, env = "NETMON_USER", value_name = "NAME")]
         user: Option<String>,
     },
-    /// Collect once and print.
+    /// Attach, sample for a short window, and print what the host and the kernel programs
+    /// saw: interfaces with their counters and rates over the window, what the programs
+    /// counted in it (traffic of every namespace, drops by reason, TCP), sockets, probes.
     Snapshot {
-        /// Print JSON instead of tables.
+        /// How long to sample, like 3s; the kernel counts cover this window.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Configuration file (TOML), as for serve.
+        #[arg(long, env = "NETMON_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON ({"snapshot": ..., "rates": ...}) instead of tables.
         #[arg(long)]
         json: bool,
     },
@@ -141,13 +149,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .context("starting the runtime")?
                 .block_on(serve::run(source, user))?;
         }
-        Command::Snapshot { json } => {
-            let defaults = Config::default();
-            let snapshot = Poller::new(&defaults.probe_settings(), defaults.host_settings()).poll();
+        Command::Snapshot {
+            duration,
+            config,
+            json,
+        } => {
+            let config = ConfigSource {
+                path: config,
+                overrides: Overrides::default(),
+            }
+            .load()?;
+            let mut poller = Poller::new(&config.probe_settings(), config.host_settings());
+            // The programs count from the first poll on: the second one's counts are the
+            // window's, and the two give the interfaces' rates.
+            let first = poller.poll();
+            std::thread::sleep(duration);
+            let snapshot = poller.poll();
+            let rates = netmon::rates::summarize(&first, &snapshot);
             if json {
-                println!("{}", serde_json::to_string_pretty(&snapshot)?);
+                let both = serde_json::json!({ "snapshot": snapshot, "rates": rates });
+                println!("{}", serde_json::to_string_pretty(&both)?);
             } else {
-                print!("{}", table::render(&snapshot));
+                print!("{}", table::render(&snapshot, rates.as_ref()));
             }
         }
         Command::Diagnose {

@@ -207,3 +207,78 @@ fn an_unknown_user_is_refused_before_anything_starts() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no user named \"no-such-user-here\""));
 }
+
+#[test]
+fn snapshot_samples_a_window_and_shows_what_the_kernel_counted() {
+    require_root();
+    let (a, b) = (
+        netmon_tests::Netns::new("snap-a"),
+        netmon_tests::Netns::new("snap-b"),
+    );
+    let veth = netmon_tests::Veth::connect(&a, &b, 236);
+    // A configuration that only the file can give: the interface's capacity.
+    let config =
+        netmon_tests::ConfigFile::new(&format!("[link_capacity_mbps]\n{} = 100\n", veth.a_dev));
+    let snapshot = Command::new("ip")
+        .args(["netns", "exec", &a.name])
+        .arg(netmon_bin())
+        .args(["snapshot", "--duration", "3s", "--json", "--config"])
+        .arg(config.path_str())
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // 40 datagrams while it samples, from the namespace it watches.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = a.link_stats(&veth.a_dev);
+    netmon_tests::send_udp(&a, &veth.a_ip, &format!("{}:9", veth.b_ip), 40, 100);
+    let sent = a.link_stats(&veth.a_dev).tx_packets - before.tx_packets;
+    let out = snapshot.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let traffic = json["snapshot"]["kernel"]["traffic"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["interface"] == veth.a_dev.as_str() && t["netns"] == a.inode())
+        .unwrap_or_else(|| panic!("no kernel traffic of {}: {json:#}", veth.a_dev))
+        .clone();
+    // The interface sent nothing but these in the window, and the programs counted them.
+    assert_eq!(sent, 40);
+    assert_eq!(traffic["tx_packets"].as_u64(), Some(sent));
+    let rates = json["rates"]["per_interface"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["interface"] == veth.a_dev.as_str())
+        .unwrap()
+        .clone();
+    assert!(rates["tx"]["packets_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(rates["capacity_mbps"], 100);
+
+    // The tables name the window's rates and the kernel's counts.
+    let text = Command::new("ip")
+        .args(["netns", "exec", &a.name])
+        .arg(netmon_bin())
+        .args(["snapshot", "--duration", "500ms"])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for heading in [
+        "RATES (over 0.5 s)",
+        "KERNEL TRAFFIC",
+        "KERNEL DROPS",
+        "TCP:",
+    ] {
+        assert!(text.contains(heading), "{heading} missing:\n{text}");
+    }
+    // A broken file is refused.
+    let broken = netmon_tests::ConfigFile::new("poll_interval = \"soon\"\n");
+    let out = Command::new(netmon_bin())
+        .args(["snapshot", "--config", broken.path_str()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("poll_interval"));
+}

@@ -1,7 +1,7 @@
 //! `netmon snapshot` as readable tables.
 use std::fmt::Write as _;
 
-use crate::{diagnose::Diagnosis, model::Snapshot};
+use crate::{diagnose::Diagnosis, model::Snapshot, rates::Summary};
 
 /// Left-aligned columns, each as wide as its widest cell.
 fn table(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
@@ -29,7 +29,8 @@ fn table(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(out);
 }
 
-pub fn render(snapshot: &Snapshot) -> String {
+/// The snapshot's tables; `rates` are the interfaces' over the sampled window.
+pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
     let mut out = String::new();
     let optional = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
     let rows: Vec<Vec<String>> = snapshot
@@ -63,6 +64,93 @@ pub fn render(snapshot: &Snapshot) -> String {
             "RX_DROP", "TX_BYTES", "TX_PKTS", "TX_ERR", "TX_DROP",
         ],
         &rows,
+    );
+
+    if let Some(rates) = rates {
+        let rows: Vec<Vec<String>> = rates
+            .per_interface
+            .iter()
+            .map(|r| {
+                vec![
+                    r.interface.clone(),
+                    format!("{:.0}", r.rx.bytes_per_second),
+                    format!("{:.1}", r.rx.packets_per_second),
+                    format!("{:.0}", r.tx.bytes_per_second),
+                    format!("{:.1}", r.tx.packets_per_second),
+                    format!(
+                        "{:.2}",
+                        r.rx.error_rate_percent.max(r.tx.error_rate_percent)
+                    ),
+                    format!("{:.2}", r.rx.drop_rate_percent.max(r.tx.drop_rate_percent)),
+                ]
+            })
+            .collect();
+        table(
+            &mut out,
+            &format!("RATES (over {:.1} s)", rates.window_seconds),
+            &[
+                "NAME", "RX_B/S", "RX_PKT/S", "TX_B/S", "TX_PKT/S", "ERR_%", "DROP_%",
+            ],
+            &rows,
+        );
+    }
+
+    let kernel = &snapshot.kernel;
+    let rows: Vec<Vec<String>> = kernel
+        .traffic
+        .iter()
+        .map(|t| {
+            vec![
+                t.netns.to_string(),
+                optional((!t.interface.is_empty()).then(|| t.interface.clone())),
+                t.rx_packets.to_string(),
+                t.rx_bytes.to_string(),
+                t.tx_packets.to_string(),
+                t.tx_bytes.to_string(),
+                t.tx_failed.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        "KERNEL TRAFFIC (counted by the programs while sampling, every namespace)",
+        &[
+            "NETNS",
+            "INTERFACE",
+            "RX_PKTS",
+            "RX_BYTES",
+            "TX_PKTS",
+            "TX_BYTES",
+            "TX_FAILED",
+        ],
+        &rows,
+    );
+    let rows: Vec<Vec<String>> = kernel
+        .drops
+        .iter()
+        .map(|d| {
+            vec![
+                d.netns.to_string(),
+                optional((!d.interface.is_empty()).then(|| d.interface.clone())),
+                d.reason.clone(),
+                d.protocol.clone(),
+                d.count.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        "KERNEL DROPS",
+        &["NETNS", "INTERFACE", "REASON", "PROTOCOL", "PACKETS"],
+        &rows,
+    );
+    let _ = writeln!(
+        out,
+        "TCP: {} transitions, {} retransmits, {} resets sent, {} received\n",
+        kernel.transitions.iter().map(|t| t.count).sum::<u64>(),
+        kernel.tcp_retransmits,
+        kernel.tcp_resets_sent,
+        kernel.tcp_resets_received
     );
 
     let rows: Vec<Vec<String>> = snapshot
