@@ -279,7 +279,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let text = render(&snapshot);
+        let text = render(&snapshot, None);
         let mut lines = text.lines().skip(1);
         let (header, row) = (lines.next().unwrap(), lines.next().unwrap());
         assert_eq!(header.find("STATE"), row.find("up"));
