@@ -393,6 +393,14 @@ fn forced_method_counts_exactly(method: &str, tag: &str, subnet: u8) {
             "{probe} with {method}"
         );
     }
+    // The status says what the method does not see: only the classic transmit tracepoint
+    // misses something of these hooks.
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    for probe in status["probes"].as_array().unwrap() {
+        let limited = method == "tracepoint" && probe["probe"] == "net_dev_xmit";
+        assert_eq!(probe["limits"].is_string(), limited, "{probe}");
+    }
     let pair = Pair::new(tag, subnet);
     check_udp_counts(&agent, &pair);
     check_drops(&agent, &pair);

@@ -60,7 +60,7 @@ kill $!
 wait
 cat /tmp/best.log
 /netmon serve --listen 127.0.0.1:9470 --poll-interval 500ms --config /kprobe.toml 2>/tmp/kprobe.log &
-/netmon-vmcheck 127.0.0.1:9470 no-passive
+/netmon-vmcheck 127.0.0.1:9470 kprobe
 kill $!
 wait
 cat /tmp/kprobe.log

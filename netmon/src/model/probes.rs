@@ -108,6 +108,26 @@ impl Hook {
 }
 
 impl Hook {
+    /// What the hook does not see when it runs with `method`, where that is less than the
+    /// best method sees.
+    pub fn limits(self, method: AttachMethod) -> Option<&'static str> {
+        match (self, method) {
+            (Self::NetDevXmit, AttachMethod::Tracepoint) => Some(
+                "counts at net_dev_start_xmit, before the driver answers: a transmit the \
+                 driver refuses is counted as sent, not as a transmit failure",
+            ),
+            (Self::KfreeSkb, AttachMethod::Kprobe) => Some(
+                "drop samples have no kernel location: the probed function is the same for \
+                 every drop",
+            ),
+            (Self::InetSockSetState, AttachMethod::Kprobe) => Some(
+                "LISTEN -> SYN_RECV is not counted: the kernel sets that state of a new \
+                 passive connection without tcp_set_state (passive handshakes are counted)",
+            ),
+            _ => None,
+        }
+    }
+
     /// Whether the hook has a program for `method`.
     pub fn offers(self, method: AttachMethod) -> bool {
         match (self, method) {
@@ -139,6 +159,19 @@ pub struct ProbeStatus {
     pub method: Option<AttachMethod>,
     /// Methods tried before the one that worked (or all of them), with the reason each failed.
     pub failures: Vec<MethodFailure>,
+    /// What the hook does not see with its method ([`Hook::limits`]).
+    pub limits: Option<&'static str>,
+}
+
+impl ProbeStatus {
+    pub fn new(probe: Hook, method: Option<AttachMethod>, failures: Vec<MethodFailure>) -> Self {
+        Self {
+            probe,
+            method,
+            failures,
+            limits: method.and_then(|m| probe.limits(m)),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

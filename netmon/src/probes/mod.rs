@@ -131,11 +131,7 @@ impl Probes {
                 tracing::error!("{error}; serving host statistics only");
                 let status = Hook::ALL
                     .into_iter()
-                    .map(|probe| ProbeStatus {
-                        probe,
-                        method: None,
-                        failures: vec![],
-                    })
+                    .map(|probe| ProbeStatus::new(probe, None, vec![]))
                     .collect();
                 return Self {
                     ebpf: None,
@@ -208,11 +204,7 @@ impl Probes {
                     "not attached; its counts are missing"
                 ),
             }
-            status.push(ProbeStatus {
-                probe: hook,
-                method: attached,
-                failures,
-            });
+            status.push(ProbeStatus::new(hook, attached, failures));
         }
         // The iterator reads socket fields at offsets from BTF, like the struct-reading hooks.
         let socket_iterator = offsets.as_ref().map_err(Clone::clone).and_then(|_| {

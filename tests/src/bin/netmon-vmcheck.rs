@@ -135,7 +135,8 @@ fn main() {
         .unwrap_or_else(|| "127.0.0.1:9469".into())
         .parse()
         .unwrap();
-    let expect_passive = std::env::args().nth(2).as_deref() != Some("no-passive");
+    // The second run has the kprobe fallbacks of the state and drop hooks.
+    let kprobe_run = std::env::args().nth(2).as_deref() == Some("kprobe");
     let deadline = Instant::now() + Duration::from_secs(240);
     while !http_get(agent, "/healthz", &[]).is_ok_and(|r| r.status == 200) {
         if Instant::now() > deadline {
@@ -187,19 +188,45 @@ fn main() {
         handshakes("active") == CONNECTIONS,
         format!("{}", handshakes("active")),
     );
-    if expect_passive {
-        let n = transition("SYN_RECV", "ESTABLISHED");
+    // Passive opens: both methods see SYN_RECV -> ESTABLISHED and time the handshake; the
+    // kprobe of tcp_set_state cannot see LISTEN -> SYN_RECV (the kernel sets that state of a
+    // new connection without it), and status says so.
+    for (from, to, expected) in [
+        ("SYN_RECV", "ESTABLISHED", CONNECTIONS),
+        (
+            "LISTEN",
+            "SYN_RECV",
+            if kprobe_run { 0 } else { CONNECTIONS },
+        ),
+    ] {
+        let n = transition(from, to);
         all &= check(
-            "transition SYN_RECV->ESTABLISHED",
-            n == CONNECTIONS,
-            format!("{n}"),
-        );
-        all &= check(
-            "passive handshakes",
-            handshakes("passive") == CONNECTIONS,
-            format!("{}", handshakes("passive")),
+            &format!("transition {from}->{to}"),
+            n == expected,
+            format!("{n} (expected {expected})"),
         );
     }
+    all &= check(
+        "passive handshakes",
+        handshakes("passive") == CONNECTIONS,
+        format!("{}", handshakes("passive")),
+    );
+    let state_probe = serde_json::from_str::<serde_json::Value>(&status)
+        .ok()
+        .and_then(|s| {
+            s["probes"]
+                .as_array()?
+                .iter()
+                .find(|p| p["probe"] == "inet_sock_set_state")
+                .cloned()
+        })
+        .unwrap_or_default();
+    let limits = state_probe["limits"].as_str().unwrap_or_default();
+    all &= check(
+        "the state hook's limits in status",
+        limits.contains("LISTEN -> SYN_RECV") == kprobe_run,
+        format!("{state_probe}"),
+    );
     let no_socket = m.counter(
         "netmon_kernel_drops_total",
         &[
@@ -239,12 +266,11 @@ fn main() {
             && s["destination"] == "127.0.0.1"
             && s["destination_port"] == 7101
             && s["location"].as_str().is_some_and(|l| {
-                // The second run ("no-passive") is the kprobe fallbacks': the drop function's
-                // kprobe cannot tell where it was called from.
-                if expect_passive {
-                    l.contains("+0x")
-                } else {
+                // The drop function's kprobe cannot tell where it was called from.
+                if kprobe_run {
                     l.is_empty()
+                } else {
+                    l.contains("+0x")
                 }
             })
     });
