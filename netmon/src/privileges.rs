@@ -1,7 +1,8 @@
 //! Least privilege: Linux capabilities belong to threads, so each thread keeps only what its
 //! work needs. The poll thread keeps `CAP_BPF` (map reads), `CAP_SYS_ADMIN` (entering other
 //! namespaces to name their interfaces), `CAP_SYS_PTRACE` and `CAP_DAC_READ_SEARCH` (reading
-//! other users' `/proc/<pid>/fd`) once its programs are attached; every other thread, the HTTP
+//! other users' `/proc/<pid>/fd`) once its programs are attached; the namespace thread it
+//! starts keeps what entering namespaces takes (`host::netns`); every other thread, the HTTP
 //! server's among them, holds none.
 use std::io;
 

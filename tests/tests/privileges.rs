@@ -17,7 +17,10 @@ fn thread_capabilities(pid: u32) -> Vec<(String, u64, u64)> {
         .flatten()
     {
         let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        // A thread that ended since the listing has no status any more.
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
         let mask = |key: &str| {
             status
                 .lines()
@@ -47,20 +50,58 @@ fn finds_the_tests_listener(agent: &Agent) {
     );
 }
 
-/// Only the poll thread holds capabilities, exactly the four it keeps; every other thread
-/// holds none.
+/// Only the poll thread holds capabilities, exactly the four it keeps, and the thread that
+/// enters namespaces for it only `CAP_SYS_ADMIN` and `CAP_SYS_PTRACE`; every other thread
+/// holds none. Both live
+/// as long as the agent: whenever the threads are read, this holds.
 fn only_the_poll_thread_holds_capabilities(pid: u32) {
     let threads = thread_capabilities(pid);
-    assert!(threads.len() >= 3, "{threads:?}");
+    assert!(threads.len() >= 4, "{threads:?}");
     let kept = CAP_BPF | CAP_SYS_ADMIN | CAP_SYS_PTRACE | CAP_DAC_READ_SEARCH;
-    let poll: Vec<_> = threads.iter().filter(|t| t.0 == "netmon-poll").collect();
-    assert_eq!(poll.len(), 1, "{threads:?}");
-    assert_eq!((poll[0].1, poll[0].2), (kept, kept), "{threads:?}");
-    for (name, effective, permitted) in threads.iter().filter(|t| t.0 != "netmon-poll") {
+    let namespaces = CAP_SYS_ADMIN | CAP_SYS_PTRACE;
+    for (thread, caps) in [("netmon-poll", kept), ("netmon-netns", namespaces)] {
+        let found: Vec<_> = threads.iter().filter(|t| t.0 == thread).collect();
+        assert_eq!(found.len(), 1, "{thread}: {threads:?}");
+        assert_eq!((found[0].1, found[0].2), (caps, caps), "{threads:?}");
+    }
+    for (name, effective, permitted) in threads
+        .iter()
+        .filter(|t| t.0 != "netmon-poll" && t.0 != "netmon-netns")
+    {
         assert_eq!(
             (*effective, *permitted),
             (0, 0),
             "thread {name} holds capabilities"
+        );
+    }
+}
+
+/// Read again and again while new namespaces with traffic make the poll list their links:
+/// no reading finds a thread more than it should hold, or a thread more or less.
+#[test]
+fn threads_and_their_capabilities_stay_the_same_while_namespaces_are_listed() {
+    require_root();
+    let agent = Agent::start(&[]);
+    agent.fresh_metrics();
+    let mut namespaces = Vec::new();
+    for _ in 0..20 {
+        let ns = Netns::new("cap");
+        send_udp(&ns, "127.0.0.1", "127.0.0.1:9", 1, 1);
+        namespaces.push(ns);
+        let until = std::time::Instant::now() + agent.poll_interval;
+        while std::time::Instant::now() < until {
+            only_the_poll_thread_holds_capabilities(agent.pid());
+        }
+    }
+    // The namespaces were listed: their loopbacks have names.
+    let m = agent.fresh_metrics();
+    for ns in &namespaces {
+        let netns = ns.inode().to_string();
+        assert!(
+            m.counter(
+                "netmon_kernel_packets_total",
+                &[("netns", &netns), ("interface", "lo"), ("direction", "tx")]
+            ) >= 1
         );
     }
 }

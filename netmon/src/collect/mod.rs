@@ -46,6 +46,9 @@ pub struct Poller {
     owners: SocketOwners,
     details: LinkDetails,
     holders: netns::Holders,
+    /// Started by the first poll: after the caller has settled its thread's user and
+    /// capabilities, which the lister's thread inherits.
+    namespaces: Option<netns::NamespaceLister>,
     symbols: KernelSymbols,
     /// Drop samples received since the start.
     drop_samples: u64,
@@ -63,6 +66,7 @@ impl Poller {
             owners: SocketOwners::new(OWNER_RESCAN),
             details: LinkDetails::default(),
             holders: netns::Holders::default(),
+            namespaces: None,
             symbols: KernelSymbols::open(),
             drop_samples: 0,
             ledger: ProcessLedger::default(),
@@ -84,6 +88,9 @@ impl Poller {
     /// others still run.
     pub fn poll(&mut self) -> Snapshot {
         let begin = Instant::now();
+        if self.namespaces.is_none() {
+            self.namespaces = Some(netns::NamespaceLister::start());
+        }
         let timestamp_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -259,7 +266,10 @@ impl Poller {
                 .chain(kernel.drops.iter().map(|d| (d.netns, d.ifindex)))
                 .all(|(netns, ifindex)| netns != *own || listed(ifindex))
         });
-        let names = netns::interface_names(&presence.found, own_links)?;
+        let names = match &self.namespaces {
+            Some(lister) => lister.interface_names(&presence.found, own_links)?,
+            None => anyhow::bail!("the namespace lister starts with the first poll"),
+        };
         let gone = |netns: u32, ifindex: u32| {
             presence.gone.contains(&netns) || (ifindex != 0 && names.is_gone(netns, ifindex))
         };

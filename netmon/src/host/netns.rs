@@ -5,12 +5,13 @@ use std::{
     fs::File,
     os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
     path::{Path, PathBuf},
+    sync::mpsc,
     thread,
 };
 
 use anyhow::{Context as _, anyhow};
 
-use crate::host::netlink;
+use crate::{host::netlink, privileges};
 
 /// Where namespaces made with `ip netns add` are mounted.
 const NAMED_NAMESPACES: &str = "/run/netns";
@@ -124,50 +125,132 @@ impl InterfaceNames {
     }
 }
 
-/// Names the links of each namespace in `found`: those of `own` (the agent's namespace, whose
-/// links the poll listed already) as given, the others listed from one short-lived thread that
-/// enters them in turn, so that no thread of the agent ever changes namespace.
-pub fn interface_names(
-    found: &BTreeMap<u32, PathBuf>,
-    own: Option<(u32, Vec<(u32, String)>)>,
-) -> anyhow::Result<InterfaceNames> {
-    let mut names = InterfaceNames::default();
-    let own_netns = own.as_ref().map(|(netns, _)| *netns);
-    if let Some((netns, links)) = own {
-        names.add_listing(netns, links);
-    }
-    let jobs: Vec<(u32, PathBuf)> = found
-        .iter()
-        .filter(|(netns, _)| Some(**netns) != own_netns)
-        .map(|(netns, path)| (*netns, path.clone()))
-        .collect();
-    if jobs.is_empty() {
-        return Ok(names);
-    }
-    thread::Builder::new()
-        .name("netmon-netns".into())
-        .spawn(move || {
-            for (netns, path) in jobs {
-                match links_in(&path) {
-                    Ok(links) => names.add_listing(netns, links),
-                    Err(err) => tracing::debug!(netns, "cannot list links: {err:#}"),
+/// The links of some namespaces, by namespace, listed by the lister's thread.
+type Listings = Vec<(u32, Vec<(u32, String)>)>;
+/// Namespaces to list, and where to send the listings.
+type Job = (Vec<(u32, PathBuf)>, mpsc::Sender<Listings>);
+
+/// What the namespace thread keeps: opening another process's `/proc/<pid>/ns/net` takes
+/// `CAP_SYS_PTRACE`, entering the namespace `CAP_SYS_ADMIN`, listing its links nothing.
+pub const NAMESPACE_THREAD_CAPABILITIES: [u32; 2] =
+    [privileges::CAP_SYS_ADMIN, privileges::CAP_SYS_PTRACE];
+
+/// A thread of its own that enters other namespaces to list their links, so that no other
+/// thread of the agent ever changes namespace. It is started once, by the first poll, and
+/// keeps only [`NAMESPACE_THREAD_CAPABILITIES`]: at any moment after start-up the agent's
+/// threads and their capabilities are the same.
+pub struct NamespaceLister {
+    jobs: Option<mpsc::Sender<Job>>,
+    worker: Option<thread::JoinHandle<()>>,
+    /// Why the thread could not start, when it could not.
+    error: Option<String>,
+}
+
+impl NamespaceLister {
+    pub fn start() -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let worker = thread::Builder::new()
+            .name("netmon-netns".into())
+            .spawn(move || {
+                if let Err(err) = privileges::keep_only(&NAMESPACE_THREAD_CAPABILITIES) {
+                    tracing::warn!("cannot reduce the namespace thread's capabilities: {err}");
                 }
-            }
-            names
-        })
-        .context("starting the namespace thread")?
-        .join()
-        .map_err(|_| anyhow!("the namespace thread panicked"))
+                // Back home after each job: a namespace the thread stayed in would be held
+                // alive by the agent itself, and never reported gone.
+                let home = File::open("/proc/thread-self/ns/net");
+                for (namespaces, answer) in queue {
+                    let listings = namespaces
+                        .into_iter()
+                        .filter_map(|(netns, path)| match links_in(&path) {
+                            Ok(links) => Some((netns, links)),
+                            Err(err) => {
+                                tracing::debug!(netns, "cannot list links: {err:#}");
+                                None
+                            }
+                        })
+                        .collect();
+                    let back = home.as_ref().map_err(|e| e.to_string()).and_then(enter);
+                    if let Err(err) = back {
+                        tracing::warn!("the namespace thread cannot return home: {err}");
+                    }
+                    let _ = answer.send(listings);
+                }
+            });
+        match worker {
+            Ok(worker) => Self {
+                jobs: Some(jobs),
+                worker: Some(worker),
+                error: None,
+            },
+            Err(err) => Self {
+                jobs: None,
+                worker: None,
+                error: Some(format!("starting the namespace thread: {err}")),
+            },
+        }
+    }
+
+    /// Names the links of each namespace in `found`: those of `own` (the agent's namespace,
+    /// whose links the poll listed already) as given, the others listed by the thread.
+    pub fn interface_names(
+        &self,
+        found: &BTreeMap<u32, PathBuf>,
+        own: Option<(u32, Vec<(u32, String)>)>,
+    ) -> anyhow::Result<InterfaceNames> {
+        let mut names = InterfaceNames::default();
+        let own_netns = own.as_ref().map(|(netns, _)| *netns);
+        if let Some((netns, links)) = own {
+            names.add_listing(netns, links);
+        }
+        let jobs: Vec<(u32, PathBuf)> = found
+            .iter()
+            .filter(|(netns, _)| Some(**netns) != own_netns)
+            .map(|(netns, path)| (*netns, path.clone()))
+            .collect();
+        if jobs.is_empty() {
+            return Ok(names);
+        }
+        let queue = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| anyhow!("{}", self.error.as_deref().unwrap_or("no namespace thread")))?;
+        let (answer, listings) = mpsc::channel();
+        queue
+            .send((jobs, answer))
+            .map_err(|_| anyhow!("the namespace thread has ended"))?;
+        let listings = listings
+            .recv()
+            .map_err(|_| anyhow!("the namespace thread panicked"))?;
+        for (netns, links) in listings {
+            names.add_listing(netns, links);
+        }
+        Ok(names)
+    }
+}
+
+impl Drop for NamespaceLister {
+    fn drop(&mut self) {
+        // The thread ends when its queue closes.
+        self.jobs = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Moves the calling thread into the network namespace of `file`.
+fn enter(file: &File) -> Result<(), String> {
+    // SAFETY: setns on a valid namespace descriptor; it changes only the calling thread, the
+    // namespace thread.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error().to_string());
+    }
+    Ok(())
 }
 
 fn links_in(path: &Path) -> anyhow::Result<Vec<(u32, String)>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: setns on a valid namespace descriptor; it changes only this thread, which
-    // exits when the listing is done.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("entering {}", path.display()));
-    }
+    enter(&file).map_err(|e| anyhow!("entering {}: {e}", path.display()))?;
     netlink::links()
 }
 
@@ -183,11 +266,14 @@ mod tests {
         let presence = Holders::default().find(&BTreeSet::from([own, unknown]));
         assert!(presence.found.contains_key(&own));
         assert_eq!(presence.gone, BTreeSet::from([unknown]));
-        let names = interface_names(&presence.found, None).unwrap();
+        let lister = NamespaceLister::start();
+        let names = lister.interface_names(&presence.found, None).unwrap();
         assert_eq!(names.get(own, 1), Some("lo"));
         assert!(!names.is_gone(own, 1));
         assert!(names.is_gone(own, 999_999));
-        let given = interface_names(&presence.found, Some((own, vec![(1, "lo".into())]))).unwrap();
+        let given = lister
+            .interface_names(&presence.found, Some((own, vec![(1, "lo".into())])))
+            .unwrap();
         assert_eq!(given.get(own, 1), Some("lo"));
     }
 
