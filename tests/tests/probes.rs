@@ -761,3 +761,71 @@ fn colliding_interfaces_never_share_counts() {
     assert!(m1.counter("netmon_probe_map_full_total", &[("map", "traffic")]) > 0);
     assert!(m1.counter("netmon_probe_map_entries", &[("map", "traffic")]) <= 8);
 }
+
+#[test]
+fn a_namespace_held_only_from_another_mount_namespace_counts_exactly() {
+    require_root();
+    let agent = Agent::start(&[]);
+    const DATAGRAMS: u64 = 25;
+    // In a mount namespace of its own, a named namespace with traffic on its loopback: first
+    // only its bind mount there holds it (invisible to the agent), then only a descriptor of
+    // the shell there.
+    let name = format!("nmt-fd-{}", std::process::id());
+    let script = format!(
+        "set -e\n\
+         ip netns add {name}\n\
+         ip -n {name} link set lo up\n\
+         ip netns exec {name} python3 -c \"import socket\n\
+         r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(('127.0.0.1', 0))\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for _ in range({DATAGRAMS}): s.sendto(b'x' * 32, r.getsockname())\"\n\
+         stat -L -c %i /run/netns/{name}\n\
+         read line\n\
+         exec 3</run/netns/{name}\n\
+         ip netns delete {name}\n\
+         echo descriptor\n\
+         read line\n"
+    );
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut input = holder.stdin.take().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let netns = line.trim().to_string();
+    assert!(netns.parse::<u32>().is_ok(), "{line:?}");
+    let counted = |m: &Metrics| {
+        (
+            traffic(m, "netmon_kernel_packets_total", &netns, "lo", "tx"),
+            traffic(m, "netmon_kernel_packets_total", &netns, "lo", "rx"),
+        )
+    };
+    // Held by the other mount namespace's bind mount: found there, named, counted.
+    assert_eq!(counted(&agent.fresh_metrics()), (DATAGRAMS, DATAGRAMS));
+    std::io::Write::write_all(&mut input, b"go\n").unwrap();
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "descriptor");
+    // Held by a descriptor alone, for a few polls.
+    assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());
+    for _ in 0..3 {
+        thread::sleep(agent.poll_interval);
+        assert_eq!(counted(&agent.fresh_metrics()), (DATAGRAMS, DATAGRAMS));
+    }
+    // The descriptor closes: the namespace is gone, and so are its counts.
+    drop(input);
+    holder.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent
+        .fresh_metrics()
+        .find("netmon_kernel_packets_total", &[("netns", &netns)])
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the namespace is still reported");
+        thread::sleep(Duration::from_millis(100));
+    }
+}

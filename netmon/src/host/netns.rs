@@ -28,7 +28,8 @@ pub struct Holders {
 #[derive(Debug, Default)]
 pub struct Presence {
     pub found: BTreeMap<u32, PathBuf>,
-    /// Wanted, but no named mount, process or thread holds them any more.
+    /// Wanted, but no named mount, process, thread, descriptor or bind mount of another
+    /// mount namespace holds them any more.
     pub gone: BTreeSet<u32>,
 }
 
@@ -43,6 +44,11 @@ impl Holders {
         }
         if missing(&self.paths) {
             self.walk(wanted, true);
+        }
+        // Held only by an open descriptor, or by a bind mount in another mount namespace (a
+        // container's /run/netns): the last places, looked at only for what is still missing.
+        if missing(&self.paths) {
+            self.walk_descriptors_and_mounts(wanted);
         }
         Presence {
             found: self.paths.clone(),
@@ -90,6 +96,66 @@ impl Holders {
                 }
             }
         }
+    }
+
+    /// Descriptors of every process that are network namespaces, and the
+    /// namespace bind mounts (`nsfs`) of every other mount namespace, opened through the
+    /// process (`/proc/<pid>/fd/<n>`, `/proc/<pid>/root/<mount point>`).
+    fn walk_descriptors_and_mounts(&mut self, wanted: &BTreeSet<u32>) {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let own_mounts = inode(Path::new("/proc/self/ns/mnt"));
+        let nsfs = std::fs::metadata("/proc/self/ns/net").ok().map(|m| m.dev());
+        let mut mounts_seen = BTreeSet::new();
+        let net_inode = |text: &str| -> Option<u32> {
+            text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+        };
+        for entry in entries.flatten() {
+            if !entry
+                .file_name()
+                .as_encoded_bytes()
+                .iter()
+                .all(u8::is_ascii_digit)
+            {
+                continue;
+            }
+            let process = entry.path();
+            if let Ok(descriptors) = std::fs::read_dir(process.join("fd")) {
+                // A namespace opened through a bind mount shows that path, not `net:[...]`:
+                // the file itself tells, by its file system and inode.
+                for descriptor in descriptors.flatten() {
+                    let Ok(meta) = std::fs::metadata(descriptor.path()) else {
+                        continue;
+                    };
+                    let netns = meta.ino() as u32;
+                    if Some(meta.dev()) == nsfs && wanted.contains(&netns) {
+                        self.paths.entry(netns).or_insert(descriptor.path());
+                    }
+                }
+            }
+            let mounts = inode(&process.join("ns/mnt"));
+            if mounts.is_none() || mounts == own_mounts || !mounts_seen.insert(mounts) {
+                continue;
+            }
+            let Ok(table) = std::fs::read_to_string(process.join("mountinfo")) else {
+                continue;
+            };
+            // mountinfo: id parent major:minor root mount-point options ... - fstype source
+            for line in table.lines().filter(|l| l.contains(" - nsfs ")) {
+                let fields: Vec<&str> = line.split(' ').collect();
+                let (Some(root), Some(point)) = (fields.get(3), fields.get(4)) else {
+                    continue;
+                };
+                if let Some(netns) = net_inode(root)
+                    && wanted.contains(&netns)
+                {
+                    let path = process.join("root").join(point.trim_start_matches('/'));
+                    self.paths.entry(netns).or_insert(path);
+                }
+            }
+        }
+        self.paths.retain(|netns, path| inode(path) == Some(*netns));
     }
 }
 
