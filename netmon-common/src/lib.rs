@@ -183,6 +183,33 @@ impl TransitionKey {
     }
 }
 
+/// The TCP event hooks count by namespace in the transition table, under keys whose `family`
+/// is this (no address family is 0) and whose `old_state` is the [`TcpEvent`].
+pub const TCP_EVENT_FAMILY: u8 = 0;
+
+/// What the TCP event hooks count.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpEvent {
+    Retransmit = 1,
+    ResetSent = 2,
+    ResetReceived = 3,
+}
+
+impl TransitionKey {
+    /// The key under which `event` is counted for namespace `netns`.
+    #[inline(always)]
+    pub fn event(netns: u32, event: TcpEvent) -> Self {
+        Self {
+            netns,
+            family: TCP_EVENT_FAMILY,
+            old_state: event as u8,
+            new_state: 0,
+            _pad: 0,
+        }
+    }
+}
+
 /// Handshake histogram buckets: bucket `i` holds round trips in `[2^i, 2^(i+1))`
 /// microseconds (bucket 0 also those under 1 us), the last bucket everything longer.
 pub const HANDSHAKE_BUCKETS: usize = 32;
@@ -233,30 +260,26 @@ impl Default for HandshakeHistogram {
     }
 }
 
-/// Indices of the `EVENTS` per-CPU array: single counters of the TCP hooks and of the programs'
-/// own failures.
+/// Indices of the `EVENTS` per-CPU array: single counters of the programs' own failures.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    TcpRetransmit = 0,
-    TcpResetSent = 1,
-    TcpResetReceived = 2,
     /// An interface entry could not be stored: the traffic map is full.
-    TrafficMapFull = 3,
+    TrafficMapFull = 0,
     /// A drop entry could not be stored: the drop map is full.
-    DropMapFull = 4,
+    DropMapFull = 1,
     /// A handshake histogram could not be stored: the handshake table is full.
-    HandshakeMapFull = 5,
+    HandshakeMapFull = 2,
     /// A kernel read failed (a pointer the program followed was not readable).
-    ReadFailed = 6,
-    /// A transition could not be stored: the transition map is full.
-    TransitionMapFull = 7,
+    ReadFailed = 3,
+    /// A transition or TCP event could not be stored: the transition map is full.
+    TransitionMapFull = 4,
     /// A process's socket I/O could not be stored: the process table is full.
-    ProcessMapFull = 8,
+    ProcessMapFull = 5,
 }
 
 /// Entries of the `EVENTS` array.
-pub const EVENT_SLOTS: u32 = 9;
+pub const EVENT_SLOTS: u32 = 6;
 
 /// Directions of socket I/O: data a process sent, and data it received.
 pub const IO_TX: u8 = 0;
@@ -515,6 +538,12 @@ pub struct TracepointFields {
     pub state_new: u32,
     pub state_family: u32,
     pub state_protocol: u32,
+    /// `tcp:tcp_retransmit_skb` and `tcp:tcp_send_reset`: `skaddr`, `skbaddr`;
+    /// `tcp:tcp_receive_reset`: `skaddr`.
+    pub retransmit_sk: u32,
+    pub reset_sent_sk: u32,
+    pub reset_sent_skb: u32,
+    pub reset_received_sk: u32,
 }
 
 /// How the kprobe fallback of the drop hook finds its arguments: the kernel function it is

@@ -60,6 +60,10 @@ pub(crate) static TP_FIELDS: TracepointFields = TracepointFields {
     state_new: 0,
     state_family: 0,
     state_protocol: 0,
+    retransmit_sk: 0,
+    reset_sent_sk: 0,
+    reset_sent_skb: 0,
+    reset_received_sk: 0,
 };
 
 #[unsafe(no_mangle)]
@@ -222,6 +226,22 @@ pub fn socket_netns<M: Memory>(sk: u64) -> Option<u32> {
     }
     let net: u64 = M::read(sk, constant!(OFFSETS.sk_net))?;
     M::read(net, constant!(OFFSETS.net_inum))
+}
+
+/// Namespace of the device a `struct sk_buff *` is on; 0 when it has none or it cannot be
+/// read.
+#[inline(always)]
+pub fn skb_netns<M: Memory>(skb: u64) -> u32 {
+    if !offsets_known() || skb == 0 {
+        return 0;
+    }
+    let dev: u64 = M::read(skb, offset_skb_dev()).unwrap_or(0);
+    if dev == 0 {
+        return 0;
+    }
+    M::read::<u64>(dev, constant!(OFFSETS.netdev_nd_net))
+        .and_then(|net| M::read(net, constant!(OFFSETS.net_inum)))
+        .unwrap_or(0)
 }
 
 /// Device of a `struct sk_buff *`; packets without a device are attributed to their

@@ -1,62 +1,94 @@
-//! `tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`: one counter each.
+//! `tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`: counted by the
+//! socket's namespace in the transition table (`TcpEvent` keys). A reset sent in answer to a
+//! packet for no socket has no socket: it counts in the namespace of the packet's device.
 use aya_ebpf::{
+    EbpfContext,
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use netmon_common::Event;
+use netmon_common::{TcpEvent, TransitionKey};
 
-use crate::events::count_event;
+use crate::{
+    kernel::{Btf, Memory, Probe, skb_netns, socket_netns, tp_field},
+    maps::transitions,
+};
 
+#[inline(always)]
+fn count_tcp_event<M: Memory>(sk: u64, skb: u64, event: TcpEvent) {
+    let netns = if sk != 0 {
+        socket_netns::<M>(sk).unwrap_or(0)
+    } else {
+        skb_netns::<M>(skb)
+    };
+    let key = TransitionKey::event(netns, event);
+    if let Some(count) = transitions().counts(key.slot_id(), 0, 0, |_| 0) {
+        *count += 1;
+    }
+}
+
+/// A pointer field of a classic tracepoint's record.
+#[inline(always)]
+fn record_pointer(ctx: &TracePointContext, offset: u32) -> u64 {
+    Probe::read(ctx.as_ptr() as u64, offset).unwrap_or(0)
+}
+
+// TP_PROTO(const struct sock *sk, const struct sk_buff *skb)
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
-pub fn nm_retrans_btf(_ctx: BtfTracePointContext) -> i32 {
-    count_event(Event::TcpRetransmit);
+pub fn nm_retrans_btf(ctx: BtfTracePointContext) -> i32 {
+    count_tcp_event::<Btf>(ctx.arg(0), 0, TcpEvent::Retransmit);
     0
 }
 
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
-pub fn nm_retrans_raw(_ctx: RawTracePointContext) -> i32 {
-    count_event(Event::TcpRetransmit);
+pub fn nm_retrans_raw(ctx: RawTracePointContext) -> i32 {
+    count_tcp_event::<Probe>(ctx.arg(0), 0, TcpEvent::Retransmit);
     0
 }
 
 #[tracepoint(category = "tcp", name = "tcp_retransmit_skb")]
-pub fn nm_retrans_tp(_ctx: TracePointContext) -> u32 {
-    count_event(Event::TcpRetransmit);
+pub fn nm_retrans_tp(ctx: TracePointContext) -> u32 {
+    let sk = record_pointer(&ctx, tp_field!(retransmit_sk));
+    count_tcp_event::<Probe>(sk, 0, TcpEvent::Retransmit);
     0
 }
 
+// TP_PROTO(const struct sock *sk, const struct sk_buff *skb[, enum sk_rst_reason reason])
 #[btf_tracepoint(function = "tcp_send_reset")]
-pub fn nm_rst_tx_btf(_ctx: BtfTracePointContext) -> i32 {
-    count_event(Event::TcpResetSent);
+pub fn nm_rst_tx_btf(ctx: BtfTracePointContext) -> i32 {
+    count_tcp_event::<Btf>(ctx.arg(0), ctx.arg(1), TcpEvent::ResetSent);
     0
 }
 
 #[raw_tracepoint(tracepoint = "tcp_send_reset")]
-pub fn nm_rst_tx_raw(_ctx: RawTracePointContext) -> i32 {
-    count_event(Event::TcpResetSent);
+pub fn nm_rst_tx_raw(ctx: RawTracePointContext) -> i32 {
+    count_tcp_event::<Probe>(ctx.arg(0), ctx.arg(1), TcpEvent::ResetSent);
     0
 }
 
 #[tracepoint(category = "tcp", name = "tcp_send_reset")]
-pub fn nm_rst_tx_tp(_ctx: TracePointContext) -> u32 {
-    count_event(Event::TcpResetSent);
+pub fn nm_rst_tx_tp(ctx: TracePointContext) -> u32 {
+    let sk = record_pointer(&ctx, tp_field!(reset_sent_sk));
+    let skb = record_pointer(&ctx, tp_field!(reset_sent_skb));
+    count_tcp_event::<Probe>(sk, skb, TcpEvent::ResetSent);
     0
 }
 
+// TP_PROTO(struct sock *sk)
 #[btf_tracepoint(function = "tcp_receive_reset")]
-pub fn nm_rst_rx_btf(_ctx: BtfTracePointContext) -> i32 {
-    count_event(Event::TcpResetReceived);
+pub fn nm_rst_rx_btf(ctx: BtfTracePointContext) -> i32 {
+    count_tcp_event::<Btf>(ctx.arg(0), 0, TcpEvent::ResetReceived);
     0
 }
 
 #[raw_tracepoint(tracepoint = "tcp_receive_reset")]
-pub fn nm_rst_rx_raw(_ctx: RawTracePointContext) -> i32 {
-    count_event(Event::TcpResetReceived);
+pub fn nm_rst_rx_raw(ctx: RawTracePointContext) -> i32 {
+    count_tcp_event::<Probe>(ctx.arg(0), 0, TcpEvent::ResetReceived);
     0
 }
 
 #[tracepoint(category = "tcp", name = "tcp_receive_reset")]
-pub fn nm_rst_rx_tp(_ctx: TracePointContext) -> u32 {
-    count_event(Event::TcpResetReceived);
+pub fn nm_rst_rx_tp(ctx: TracePointContext) -> u32 {
+    let sk = record_pointer(&ctx, tp_field!(reset_received_sk));
+    count_tcp_event::<Probe>(sk, 0, TcpEvent::ResetReceived);
     0
 }

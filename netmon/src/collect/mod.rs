@@ -19,7 +19,8 @@ use crate::{
         sockets::{self, TcpSummary, TcpTally},
     },
     model::{
-        CollectorRun, KernelCounters, ListeningSocket, Owner, Snapshot, processes::ProcessLedger,
+        CollectorRun, KernelCounters, ListeningSocket, Owner, Snapshot, TcpEvents, probes::Hook,
+        processes::ProcessLedger,
     },
     probes::{ProbeSettings, Probes},
     settings::HostSettings,
@@ -164,6 +165,26 @@ impl Poller {
         let mut names = None;
         if let Some(kernel) = run(&mut snapshot.collectors, "probes", || self.probes.read()) {
             snapshot.kernel = kernel;
+            // The agent's own namespace always shows its TCP events where their hooks are
+            // attached, zeros included: a host without retransmits shows 0, not nothing.
+            let own = snapshot.netns;
+            let tcp_hooks = [
+                Hook::TcpRetransmitSkb,
+                Hook::TcpSendReset,
+                Hook::TcpReceiveReset,
+            ];
+            let attached = snapshot
+                .probes
+                .iter()
+                .any(|p| tcp_hooks.contains(&p.probe) && p.method.is_some());
+            let events = &mut snapshot.kernel.tcp_events;
+            if attached && !events.iter().any(|e| e.netns == own) {
+                events.push(TcpEvents {
+                    netns: own,
+                    ..Default::default()
+                });
+                events.sort_by_key(|e| e.netns);
+            }
             let sampled = drop_samples::namespaces(&samples).collect();
             names = run(&mut snapshot.collectors, "namespaces", || {
                 self.resolve_namespaces(&mut snapshot.kernel, own_links, sampled)

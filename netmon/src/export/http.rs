@@ -160,14 +160,7 @@ async fn drops_handler(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn tcp_handler(State(shared): State<Arc<Shared>>) -> Response {
-    let snapshot = shared.latest();
-    let kernel = &snapshot.kernel;
-    Json(json!({
-        "retransmits": kernel.tcp_retransmits,
-        "resets_sent": kernel.tcp_resets_sent,
-        "resets_received": kernel.tcp_resets_received,
-    }))
-    .into_response()
+    items(&shared.latest().kernel.tcp_events)
 }
 
 async fn transitions_handler(State(shared): State<Arc<Shared>>) -> Response {

@@ -148,9 +148,13 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
         out,
         "TCP: {} transitions, {} retransmits, {} resets sent, {} received\n",
         kernel.transitions.iter().map(|t| t.count).sum::<u64>(),
-        kernel.tcp_retransmits,
-        kernel.tcp_resets_sent,
-        kernel.tcp_resets_received
+        kernel.tcp_events.iter().map(|e| e.retransmits).sum::<u64>(),
+        kernel.tcp_events.iter().map(|e| e.resets_sent).sum::<u64>(),
+        kernel
+            .tcp_events
+            .iter()
+            .map(|e| e.resets_received)
+            .sum::<u64>()
     );
 
     let rows: Vec<Vec<String>> = snapshot

@@ -153,6 +153,15 @@ pub struct TcpTransition {
     pub count: u64,
 }
 
+/// Retransmitted segments and resets sent and received in one namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TcpEvents {
+    pub netns: u32,
+    pub retransmits: u64,
+    pub resets_sent: u64,
+    pub resets_received: u64,
+}
+
 /// Handshake durations of one namespace and kind of open: bucket `i` counts durations in
 /// `[2^i, 2^(i+1))` microseconds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -182,9 +191,8 @@ pub struct KernelCounters {
     pub drops: Vec<DropCount>,
     pub transitions: Vec<TcpTransition>,
     pub handshakes: Vec<HandshakeHistogram>,
-    pub tcp_retransmits: u64,
-    pub tcp_resets_sent: u64,
-    pub tcp_resets_received: u64,
+    /// Retransmits and resets by namespace.
+    pub tcp_events: Vec<TcpEvents>,
     pub traffic_map_full: u64,
     pub drop_map_full: u64,
     pub handshake_map_full: u64,

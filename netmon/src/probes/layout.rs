@@ -105,6 +105,19 @@ pub(super) fn tracepoint_fields(may_mount: bool) -> (TracepointFields, BTreeMap<
         fields.state_protocol = f.require("protocol")?;
         Ok(())
     });
+    read(Hook::TcpRetransmitSkb, &mut |f| {
+        fields.retransmit_sk = f.require("skaddr")?;
+        Ok(())
+    });
+    read(Hook::TcpSendReset, &mut |f| {
+        fields.reset_sent_sk = f.require("skaddr")?;
+        fields.reset_sent_skb = f.require("skbaddr")?;
+        Ok(())
+    });
+    read(Hook::TcpReceiveReset, &mut |f| {
+        fields.reset_received_sk = f.require("skaddr")?;
+        Ok(())
+    });
     (fields, missing)
 }
 

@@ -5,12 +5,12 @@ use aya::maps::{Array, MapData, PerCpuArray};
 use netmon_common::{
     DropKey, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS,
     HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey, InterfaceTraffic,
-    ProcessIoKey, ProcessName, SlotTag, SocketIo, TransitionKey,
+    ProcessIoKey, ProcessName, SlotTag, SocketIo, TCP_EVENT_FAMILY, TcpEvent, TransitionKey,
 };
 
 use crate::{
     model::{
-        DropCount, HandshakeHistogram, KernelCounters, TcpTransition, TrafficCount,
+        DropCount, HandshakeHistogram, KernelCounters, TcpEvents, TcpTransition, TrafficCount,
         processes::{IoCounts, ProcessId, ProcessIo},
     },
     names,
@@ -80,11 +80,26 @@ impl Probes {
             .collect();
 
         let mut transitions: BTreeMap<TransitionKey, u64> = BTreeMap::new();
+        let mut events: BTreeMap<u32, TcpEvents> = BTreeMap::new();
         for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.transitions, "TCP_TRANSITIONS")? {
-            *transitions
-                .entry(TransitionKey::from_slot_id(tag.id))
-                .or_default() += per_cpu.iter().sum::<u64>();
+            let key = TransitionKey::from_slot_id(tag.id);
+            let count = per_cpu.iter().sum::<u64>();
+            if key.family != TCP_EVENT_FAMILY {
+                *transitions.entry(key).or_default() += count;
+                continue;
+            }
+            let of = events.entry(key.netns).or_insert_with(|| TcpEvents {
+                netns: key.netns,
+                ..Default::default()
+            });
+            match key.old_state {
+                k if k == TcpEvent::Retransmit as u8 => of.retransmits += count,
+                k if k == TcpEvent::ResetSent as u8 => of.resets_sent += count,
+                k if k == TcpEvent::ResetReceived as u8 => of.resets_received += count,
+                _ => {}
+            }
         }
+        counters.tcp_events = events.into_values().collect();
         counters.transitions = transitions
             .into_iter()
             .map(|(key, count)| TcpTransition {
@@ -129,9 +144,6 @@ impl Probes {
         for (slot, total) in totals.iter_mut().enumerate() {
             *total = events.get(&(slot as u32), 0)?.iter().sum();
         }
-        counters.tcp_retransmits = totals[Event::TcpRetransmit as usize];
-        counters.tcp_resets_sent = totals[Event::TcpResetSent as usize];
-        counters.tcp_resets_received = totals[Event::TcpResetReceived as usize];
         counters.traffic_map_full = totals[Event::TrafficMapFull as usize];
         counters.drop_map_full = totals[Event::DropMapFull as usize];
         counters.handshake_map_full = totals[Event::HandshakeMapFull as usize];

@@ -102,22 +102,28 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
 
     let mut retransmits = Family::new(
         "netmon_tcp_retransmits_total",
-        "TCP segments retransmitted (tcp_retransmit_skb).",
+        "TCP segments retransmitted (tcp_retransmit_skb), by the socket's namespace.",
         MetricType::COUNTER,
     );
-    retransmits.sample(&[], kernel.tcp_retransmits as f64);
-    push(retransmits);
-
     let mut resets = Family::new(
         "netmon_tcp_resets_total",
-        "TCP resets sent (tcp_send_reset) and received (tcp_receive_reset).",
+        "TCP resets sent (tcp_send_reset) and received (tcp_receive_reset), by namespace (of \
+         the socket, or of the device for a reset answering a packet for no socket).",
         MetricType::COUNTER,
     );
-    resets.sample(&[("direction", "sent")], kernel.tcp_resets_sent as f64);
-    resets.sample(
-        &[("direction", "received")],
-        kernel.tcp_resets_received as f64,
-    );
+    for events in &kernel.tcp_events {
+        let netns = events.netns.to_string();
+        retransmits.sample(&[("netns", &netns)], events.retransmits as f64);
+        resets.sample(
+            &[("netns", &netns), ("direction", "sent")],
+            events.resets_sent as f64,
+        );
+        resets.sample(
+            &[("netns", &netns), ("direction", "received")],
+            events.resets_received as f64,
+        );
+    }
+    push(retransmits);
     push(resets);
 
     let mut full = Family::new(
