@@ -214,3 +214,28 @@ fn started_as_root_it_runs_as_nobody_after_start_up() {
     counts_traffic(&agent, "user", 237);
     finds_the_tests_listener(&agent);
 }
+
+/// The README's `setpriv` example, run as written (with this build's binary): every hook
+/// attaches, and the agent counts and finds owners as with root.
+#[test]
+fn the_readmes_setpriv_example_runs_as_written() {
+    require_root();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let example = readme
+        .split('`')
+        .find(|part| part.starts_with("setpriv "))
+        .expect("the README has a setpriv example");
+    let words: Vec<&str> = example.split_whitespace().collect();
+    assert_eq!(words[words.len() - 2..], ["netmon", "serve"], "{example}");
+    let agent = Agent::start_as(&words[..words.len() - 2], &[]);
+    let m = agent.fresh_metrics();
+    let attached: Vec<_> = m
+        .find("netmon_probe_attached", &[("method", "tp_btf")])
+        .into_iter()
+        .filter(|(_, value)| *value == 1.0)
+        .collect();
+    assert_eq!(attached.len(), 9, "{attached:?}\n{}", agent.log());
+    counts_traffic(&agent, "readme", 237);
+    finds_the_tests_listener(&agent);
+}
