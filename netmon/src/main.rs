@@ -154,12 +154,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             json,
         } => {
-            let config = ConfigSource {
-                path: config,
-                overrides: Overrides::default(),
-            }
-            .load()?;
-            let mut poller = Poller::new(&config.probe_settings(), config.host_settings());
+            let (_, mut poller) = sampling_poller(config)?;
             // The programs count from the first poll on: the second one's counts are the
             // window's, and the two give the interfaces' rates.
             let first = poller.poll();
@@ -178,12 +173,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             json,
         } => {
-            let config = ConfigSource {
-                path: config,
-                overrides: Overrides::default(),
-            }
-            .load()?;
-            let mut poller = Poller::new(&config.probe_settings(), config.host_settings());
+            let (config, mut poller) = sampling_poller(config)?;
             let mut history = History::new(config.history_length.max(64));
             let mut recent = RecentDrops::new(config.drop_samples.keep);
             let mut poll = || {
@@ -243,4 +233,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration from `path` (or the defaults), and a poller with its programs attached:
+/// what the commands that sample a window (`snapshot`, `diagnose`) start with.
+fn sampling_poller(path: Option<PathBuf>) -> anyhow::Result<(Config, Poller)> {
+    let config = ConfigSource {
+        path,
+        overrides: Overrides::default(),
+    }
+    .load()?;
+    let poller = Poller::new(&config.probe_settings(), config.host_settings());
+    Ok((config, poller))
 }

@@ -235,23 +235,30 @@ impl Container {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The agent's answer to a GET, with curl inside the container.
+    /// The agent's answer to a GET, with curl inside the container; `None` when it gave none.
+    fn try_get(&self, path: &str) -> Option<String> {
+        let url = format!("http://127.0.0.1:9469{path}");
+        let out = self.run(&["curl", "--silent", "--fail", "--max-time", "5", &url]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The agent's answer to a GET; it must answer.
     fn get(&self, path: &str) -> String {
-        self.ok(&[
-            "curl",
-            "--silent",
-            "--fail",
-            "--max-time",
-            "5",
-            &format!("http://127.0.0.1:9469{path}"),
-        ])
+        self.try_get(path).unwrap_or_else(|| {
+            panic!(
+                "no answer to {path} in the container; journal:\n{}",
+                self.journal()
+            )
+        })
     }
 
     /// The metrics of a poll after `after` (the snapshot's time in ms).
     fn metrics_after(&self, after: f64) -> Metrics {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(out) = std::panic::catch_unwind(|| self.get("/metrics")) {
+            if let Some(out) = self.try_get("/metrics") {
                 let metrics = Metrics::parse(&out);
                 if metrics
                     .value("netmon_snapshot_timestamp_seconds", &[])

@@ -516,6 +516,22 @@ fn same_interface_index_in_two_namespaces_gives_two_series() {
 
 /// A namespace that no process, mount or name holds, only one thread of a process (after
 /// `unshare` on that thread): its loopback counts are exact and named, and go with the thread.
+/// Waits until the agent reports no traffic of namespace `netns` (within 10 s).
+fn forgotten(agent: &Agent, netns: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !agent
+        .fresh_metrics()
+        .find("netmon_kernel_packets_total", &[("netns", netns)])
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "namespace {netns} is still reported"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn a_namespace_only_a_thread_holds_counts_exactly() {
     require_root();
@@ -561,18 +577,7 @@ fn a_namespace_only_a_thread_holds_counts_exactly() {
     );
     release.send(()).unwrap();
     holder.join().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !agent
-        .fresh_metrics()
-        .find("netmon_kernel_packets_total", &[("netns", &netns)])
-        .is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the thread's namespace is still reported"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    forgotten(&agent, &netns);
 }
 
 #[test]
@@ -827,13 +832,5 @@ fn a_namespace_held_only_from_another_mount_namespace_counts_exactly() {
     // The descriptor closes: the namespace is gone, and so are its counts.
     drop(input);
     holder.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !agent
-        .fresh_metrics()
-        .find("netmon_kernel_packets_total", &[("netns", &netns)])
-        .is_empty()
-    {
-        assert!(Instant::now() < deadline, "the namespace is still reported");
-        thread::sleep(Duration::from_millis(100));
-    }
+    forgotten(&agent, &netns);
 }

@@ -9,7 +9,7 @@ use crate::top::client::Client;
 /// Polls of each interface's traffic kept for its trend column.
 pub const TREND_LENGTH: usize = 30;
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
 pub struct Direction {
     pub bytes_per_second: f64,
     pub packets_per_second: f64,
@@ -17,7 +17,7 @@ pub struct Direction {
     pub drop_rate_percent: f64,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
 pub struct Rates {
     pub rx: Direction,
     pub tx: Direction,
@@ -32,7 +32,7 @@ pub struct Interface {
 
 impl Interface {
     pub fn rates(&self) -> Rates {
-        self.rates.clone().unwrap_or_default()
+        self.rates.unwrap_or_default()
     }
 }
 
@@ -47,8 +47,9 @@ pub struct KernelDrop {
     pub count: u64,
 }
 
+/// Sockets in one TCP state.
 #[derive(Clone, Debug, Deserialize)]
-pub struct Connections {
+pub struct StateCount {
     pub state: String,
     pub count: u64,
 }
@@ -136,7 +137,7 @@ impl Data {
             interfaces,
             drops: client.get::<Items<KernelDrop>>("/api/v1/drops")?.items,
             connections: client
-                .get::<Items<Connections>>("/api/v1/connections")?
+                .get::<Items<StateCount>>("/api/v1/connections")?
                 .items
                 .into_iter()
                 .map(|c| (c.state, c.count))
