@@ -363,6 +363,11 @@ fn best_methods_count_exactly() {
         transitions["items"].as_array().unwrap().len() > 5,
         "{transitions}"
     );
+    // Gone namespaces leave no series: traffic, transitions and TCP events alike.
+    let (na, nb) = (pair.netns_a(), pair.netns_b());
+    drop(pair);
+    forgotten(&agent, &na);
+    forgotten(&agent, &nb);
 }
 
 fn forced_config(method: &str, hooks: &[&str]) -> ConfigFile {
@@ -519,11 +524,17 @@ fn same_interface_index_in_two_namespaces_gives_two_series() {
 /// Waits until the agent reports no traffic of namespace `netns` (within 10 s).
 fn forgotten(agent: &Agent, netns: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !agent
-        .fresh_metrics()
-        .find("netmon_kernel_packets_total", &[("netns", netns)])
-        .is_empty()
-    {
+    let reported = |m: &Metrics| {
+        [
+            "netmon_kernel_packets_total",
+            "netmon_tcp_state_transitions_total",
+            "netmon_tcp_resets_total",
+            "netmon_tcp_retransmits_total",
+        ]
+        .iter()
+        .any(|name| !m.find(name, &[("netns", netns)]).is_empty())
+    };
+    while reported(&agent.fresh_metrics()) {
         assert!(
             Instant::now() < deadline,
             "namespace {netns} is still reported"

@@ -271,6 +271,7 @@ impl Poller {
             .chain(kernel.drops.iter().map(|d| d.netns))
             .chain(kernel.transitions.iter().map(|t| t.netns))
             .chain(kernel.handshakes.iter().map(|h| h.netns))
+            .chain(kernel.tcp_events.iter().map(|e| e.netns))
             .chain(sampled)
             .filter(|netns| *netns != 0)
             .collect();
@@ -325,6 +326,9 @@ impl Poller {
         kernel
             .handshakes
             .retain(|h| !presence.gone.contains(&h.netns));
+        kernel
+            .tcp_events
+            .retain(|e| !presence.gone.contains(&e.netns));
         if removed > 0 {
             tracing::debug!(removed, "forgot map entries of interfaces that are gone");
         }
