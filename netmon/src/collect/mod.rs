@@ -10,10 +10,11 @@ use std::{
 
 use crate::{
     host::{
-        addresses,
+        addresses::OwnAddresses,
         cgroups::CgroupPaths,
-        interfaces::{self, LinkDetails},
+        interfaces::{LinkDetails, OwnLinks},
         kallsyms::KernelSymbols,
+        netlink::RouteChanges,
         netns::{self, InterfaceNames},
         processes::SocketOwners,
         sockets::{self, TcpSummary, TcpTally},
@@ -46,6 +47,11 @@ pub struct Poller {
     host: HostSettings,
     owners: SocketOwners,
     details: LinkDetails,
+    /// The kernel's announcements of changed links and addresses in the agent's namespace,
+    /// and what was read of them.
+    route_changes: RouteChanges,
+    links: OwnLinks,
+    addresses: OwnAddresses,
     holders: netns::Holders,
     /// Started by the first poll: after the caller has settled its thread's user and
     /// capabilities, which the lister's thread inherits.
@@ -66,6 +72,9 @@ impl Poller {
             host,
             owners: SocketOwners::new(OWNER_RESCAN),
             details: LinkDetails::default(),
+            route_changes: RouteChanges::default(),
+            links: OwnLinks::default(),
+            addresses: OwnAddresses::default(),
             holders: netns::Holders::default(),
             namespaces: None,
             symbols: KernelSymbols::open(),
@@ -108,10 +117,11 @@ impl Poller {
         };
 
         // The links of the agent's namespace, also for naming its kernel counters.
+        let changed = self.route_changes.changed();
         let mut own_links = None;
-        if let Some(mut interfaces) =
-            run(&mut snapshot.collectors, "interfaces", interfaces::read_all)
-        {
+        if let Some(mut interfaces) = run(&mut snapshot.collectors, "interfaces", || {
+            self.links.read(changed)
+        }) {
             own_links = Some((
                 snapshot.netns,
                 interfaces
@@ -125,7 +135,9 @@ impl Poller {
         run(&mut snapshot.collectors, "link_details", || {
             self.details.fill(&mut snapshot.interfaces)
         });
-        if let Some(addresses) = run(&mut snapshot.collectors, "addresses", addresses::read_all) {
+        if let Some(addresses) = run(&mut snapshot.collectors, "addresses", || {
+            self.addresses.read(changed)
+        }) {
             for interface in &mut snapshot.interfaces {
                 interface.addresses = addresses
                     .get(&interface.ifindex)

@@ -50,6 +50,28 @@ pub fn from_message(message: &AddressMessage) -> Option<Address> {
     })
 }
 
+/// The addresses of the agent's namespace, kept from poll to poll and read again only when
+/// the kernel announced a change.
+#[derive(Default)]
+pub struct OwnAddresses {
+    addresses: Option<BTreeMap<u32, Vec<Address>>>,
+}
+
+impl OwnAddresses {
+    /// Addresses by interface index; `changed` says whether the kernel announced a change
+    /// since the last call.
+    pub fn read(&mut self, changed: bool) -> anyhow::Result<BTreeMap<u32, Vec<Address>>> {
+        match &self.addresses {
+            Some(addresses) if !changed => Ok(addresses.clone()),
+            _ => {
+                let addresses = read_all()?;
+                self.addresses = Some(addresses.clone());
+                Ok(addresses)
+            }
+        }
+    }
+}
+
 /// Addresses by interface index.
 pub fn read_all() -> anyhow::Result<BTreeMap<u32, Vec<Address>>> {
     let mut by_index: BTreeMap<u32, Vec<Address>> = BTreeMap::new();

@@ -1,13 +1,19 @@
-//! Interfaces of the agent's namespace: counters, state, MTU and MAC from one rtnetlink dump
-//! (the 64-bit counters `ip -s link` shows), speed and duplex from sysfs, which only ethtool
+//! Interfaces of the agent's namespace: counters, state, MTU and MAC from rtnetlink (the
+//! 64-bit counters `ip -s link` shows; state, MTU and MAC read again only when the kernel
+//! announces a change), speed and duplex from sysfs, which only ethtool
 //! and sysfs know. Speed and duplex change rarely: they are read again when an interface's
 //! state changes, and otherwise every [`DETAILS_REFRESH`] polls.
-use std::{collections::HashMap, fs, io, path::Path};
+use std::{
+    collections::{HashMap, HashSet},
+    fs, io,
+    path::Path,
+};
 
 use anyhow::Context as _;
 use netlink_packet_route::{
     RouteNetlinkMessage,
-    link::{LinkAttribute, LinkMessage, State},
+    link::{LinkAttribute, LinkMessage, State, Stats64},
+    stats::{StatsAttribute, StatsFilterMask, StatsMessage},
 };
 use netlink_sys::protocols::NETLINK_ROUTE;
 
@@ -17,8 +23,10 @@ use crate::{
 };
 
 const SYS_CLASS_NET: &str = "/sys/class/net";
-/// Polls between two readings of an unchanged interface's speed and duplex.
-pub const DETAILS_REFRESH: u32 = 10;
+/// Polls between two readings of an unchanged interface's speed and duplex (a change of
+/// state reads them at once). Interfaces take turns: a host's thousand interfaces, all new at
+/// one poll, are not all read again at one later poll.
+pub const DETAILS_REFRESH: u32 = 60;
 
 fn operstate(state: &State) -> String {
     match state {
@@ -43,6 +51,19 @@ fn mac(bytes: &[u8]) -> String {
         .join(":")
 }
 
+fn counters_of(s: &Stats64) -> InterfaceCounters {
+    InterfaceCounters {
+        rx_bytes: s.rx_bytes,
+        rx_packets: s.rx_packets,
+        rx_errors: s.rx_errors,
+        rx_dropped: s.rx_dropped,
+        tx_bytes: s.tx_bytes,
+        tx_packets: s.tx_packets,
+        tx_errors: s.tx_errors,
+        tx_dropped: s.tx_dropped,
+    }
+}
+
 /// Converts one link message; a link without a name is left out.
 pub fn from_message(link: &LinkMessage) -> Option<Interface> {
     let mut interface = Interface {
@@ -56,18 +77,7 @@ pub fn from_message(link: &LinkMessage) -> Option<Interface> {
             LinkAttribute::Mtu(mtu) => interface.mtu = *mtu,
             LinkAttribute::OperState(state) => interface.operstate = operstate(state),
             LinkAttribute::Address(address) => interface.mac = mac(address),
-            LinkAttribute::Stats64(s) => {
-                interface.counters = InterfaceCounters {
-                    rx_bytes: s.rx_bytes,
-                    rx_packets: s.rx_packets,
-                    rx_errors: s.rx_errors,
-                    rx_dropped: s.rx_dropped,
-                    tx_bytes: s.tx_bytes,
-                    tx_packets: s.tx_packets,
-                    tx_errors: s.tx_errors,
-                    tx_dropped: s.tx_dropped,
-                }
-            }
+            LinkAttribute::Stats64(s) => interface.counters = counters_of(s),
             _ => {}
         }
     }
@@ -91,6 +101,61 @@ pub fn read_all() -> anyhow::Result<Vec<Interface>> {
     .context("dumping links")?;
     interfaces.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(interfaces)
+}
+
+/// The 64-bit counters of every link of the calling thread's namespace, by index: one small
+/// message a link (`RTM_GETSTATS`), where a link dump carries dozens of attributes.
+pub fn read_counters() -> anyhow::Result<HashMap<u32, InterfaceCounters>> {
+    let mut request = StatsMessage::default();
+    request.header.filter_mask = StatsFilterMask::Link64;
+    let mut counters = HashMap::new();
+    netlink::dump(
+        NETLINK_ROUTE,
+        RouteNetlinkMessage::GetStats(request),
+        |message| {
+            if let RouteNetlinkMessage::NewStats(stats) = message {
+                for attribute in &stats.attributes {
+                    if let StatsAttribute::Link64(s) = attribute {
+                        counters.insert(stats.header.ifindex, counters_of(s));
+                    }
+                }
+            }
+        },
+    )
+    .context("dumping link counters")?;
+    Ok(counters)
+}
+
+/// The interfaces of the agent's namespace, kept from poll to poll: their counters are read
+/// at every poll, their names, states, MTUs and MACs again only when the kernel announced a
+/// change of a link or the links' indexes differ.
+#[derive(Default)]
+pub struct OwnLinks {
+    links: Option<Vec<Interface>>,
+}
+
+impl OwnLinks {
+    /// Every interface, sorted by name; `changed` says whether the kernel announced a change
+    /// since the last call.
+    pub fn read(&mut self, changed: bool) -> anyhow::Result<Vec<Interface>> {
+        if let (false, Some(links)) = (changed, &mut self.links) {
+            let mut counters = read_counters()?;
+            if links.len() == counters.len() {
+                for link in links.iter_mut() {
+                    match counters.remove(&link.ifindex) {
+                        Some(c) => link.counters = c,
+                        None => break,
+                    }
+                }
+                if counters.is_empty() {
+                    return Ok(links.clone());
+                }
+            }
+        }
+        let links = read_all()?;
+        self.links = Some(links.clone());
+        Ok(links)
+    }
 }
 
 fn read_trimmed(path: &Path) -> io::Result<String> {
@@ -128,6 +193,11 @@ struct Details {
     duplex: Option<String>,
 }
 
+/// The age an interface's details start at: its turn among the interfaces.
+fn first_age(ifindex: u32) -> u32 {
+    ifindex % DETAILS_REFRESH
+}
+
 /// Speed and duplex by interface index, read again when stale or when the link changed.
 #[derive(Debug, Default)]
 pub struct LinkDetails {
@@ -139,7 +209,7 @@ impl LinkDetails {
     /// whole call an error, after the others were filled in.
     pub fn fill(&mut self, interfaces: &mut [Interface]) -> anyhow::Result<()> {
         let mut first_error = None;
-        let alive: Vec<u32> = interfaces.iter().map(|i| i.ifindex).collect();
+        let alive: HashSet<u32> = interfaces.iter().map(|i| i.ifindex).collect();
         self.cache.retain(|ifindex, _| alive.contains(ifindex));
         for interface in interfaces.iter_mut() {
             let fresh = self.cache.get_mut(&interface.ifindex).filter(|d| {
@@ -162,7 +232,7 @@ impl LinkDetails {
                         Details {
                             name: interface.name.clone(),
                             operstate: interface.operstate.clone(),
-                            age: 0,
+                            age: first_age(interface.ifindex),
                             speed_mbps,
                             duplex,
                         },
@@ -211,14 +281,15 @@ mod tests {
         let mut interfaces = read_all().unwrap();
         details.fill(&mut interfaces).unwrap();
         let lo = interfaces.iter().find(|i| i.name == "lo").unwrap().ifindex;
-        assert_eq!(details.cache[&lo].age, 0);
+        let first = details.cache[&lo].age;
+        assert_eq!(first, first_age(lo));
         details.fill(&mut interfaces).unwrap();
-        assert_eq!(details.cache[&lo].age, 1);
+        assert_eq!(details.cache[&lo].age, first + 1);
         for i in interfaces.iter_mut() {
             i.operstate = "down".into();
         }
         details.fill(&mut interfaces).unwrap();
-        assert_eq!(details.cache[&lo].age, 0, "a changed state reads again");
+        assert_eq!(details.cache[&lo].age, first, "a changed state reads again");
         let mut missing = vec![Interface {
             name: "no-such-interface".into(),
             ifindex: 999_999,
@@ -230,5 +301,58 @@ mod tests {
             !details.cache.contains_key(&lo),
             "gone interfaces leave the cache"
         );
+    }
+
+    /// In a namespace of the test's own: a link's new state is read once the kernel has
+    /// announced it, and counters alone are read while nothing is announced; both agree
+    /// with a full link dump.
+    #[test]
+    fn own_links_follow_the_kernels_announcements() {
+        std::thread::spawn(|| {
+            // SAFETY: a new namespace for this thread only.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            let (mut changes, mut links) = (netlink::RouteChanges::default(), OwnLinks::default());
+            assert!(changes.changed(), "the watch's start counts as a change");
+            let first = links.read(true).unwrap();
+            assert_eq!(first[0].operstate, "down");
+            assert!(!changes.changed());
+            // A child started from this thread is in its namespace.
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .unwrap();
+            assert!(up.success());
+            assert!(changes.changed(), "the new state is announced");
+            assert_eq!(links.read(true).unwrap()[0].operstate, "unknown");
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            for _ in 0..3 {
+                socket.send_to(b"x", socket.local_addr().unwrap()).unwrap();
+            }
+            assert!(!changes.changed(), "traffic is not a change");
+            let counted = links.read(false).unwrap();
+            assert_eq!(counted, read_all().unwrap());
+            assert_eq!(counted[0].counters.tx_packets, 3);
+            // A new address is announced too.
+            let mut addresses = crate::host::addresses::OwnAddresses::default();
+            let before = addresses.read(false).unwrap();
+            let added = std::process::Command::new("ip")
+                .args(["address", "add", "10.9.9.9/32", "dev", "lo"])
+                .status()
+                .unwrap();
+            assert!(added.success());
+            assert_eq!(
+                addresses.read(false).unwrap(),
+                before,
+                "kept until announced"
+            );
+            assert!(changes.changed(), "the new address is announced");
+            let after = addresses.read(true).unwrap();
+            assert!(
+                after[&1].iter().any(|a| a.address == "10.9.9.9"),
+                "{after:?}"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

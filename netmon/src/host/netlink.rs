@@ -79,6 +79,56 @@ where
     })
 }
 
+/// The kernel's announcements of changed links and addresses in the namespace of the thread
+/// that opened it (rtnetlink groups `RTNLGRP_LINK`, `RTNLGRP_IPV4_IFADDR` and
+/// `RTNLGRP_IPV6_IFADDR`): what was read of them stays true until one arrives.
+/// Not yet listening when made: the first [`RouteChanges::changed`] opens the socket, in the
+/// calling thread's namespace.
+#[derive(Default)]
+pub struct RouteChanges {
+    socket: Option<Socket>,
+}
+
+impl RouteChanges {
+    fn open() -> std::io::Result<Socket> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        for group in [
+            libc::RTNLGRP_LINK,
+            libc::RTNLGRP_IPV4_IFADDR,
+            libc::RTNLGRP_IPV6_IFADDR,
+        ] {
+            socket.add_membership(group)?;
+        }
+        socket.set_non_blocking(true)?;
+        Ok(socket)
+    }
+
+    /// Whether anything may have changed since the last call: an announcement arrived, some
+    /// were lost (the socket's queue overflowed), or the watch has just started or cannot
+    /// be had (then every call says so, and callers read everything as before).
+    pub fn changed(&mut self) -> bool {
+        let Some(socket) = &self.socket else {
+            self.socket = Self::open()
+                .inspect_err(|error| {
+                    tracing::debug!("link and address changes are not announced: {error}");
+                })
+                .ok();
+            return true;
+        };
+        let mut buffer = vec![0u8; 1 << 16];
+        let mut changed = false;
+        loop {
+            match socket.recv(&mut &mut buffer[..], 0) {
+                Ok(_) => changed = true,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return changed,
+                // ENOBUFS: announcements were lost. What is still queued is seen next time.
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
 /// Index and name of every link of the calling thread's namespace.
 pub fn links() -> anyhow::Result<Vec<(u32, String)>> {
     let mut links = Vec::new();
