@@ -73,7 +73,7 @@ impl OwnAddresses {
 }
 
 /// Addresses by interface index.
-pub fn read_all() -> anyhow::Result<BTreeMap<u32, Vec<Address>>> {
+fn read_all() -> anyhow::Result<BTreeMap<u32, Vec<Address>>> {
     let mut by_index: BTreeMap<u32, Vec<Address>> = BTreeMap::new();
     for message in netlink::addresses()? {
         if let Some(address) = from_message(&message) {

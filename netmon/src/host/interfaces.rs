@@ -1,8 +1,8 @@
 //! Interfaces of the agent's namespace: counters, state, MTU and MAC from rtnetlink (the
 //! 64-bit counters `ip -s link` shows; state, MTU and MAC read again only when the kernel
-//! announces a change), speed and duplex from sysfs, which only ethtool
-//! and sysfs know. Speed and duplex change rarely: they are read again when an interface's
-//! state changes, and otherwise every [`DETAILS_REFRESH`] polls.
+//! announces a change), speed and duplex from sysfs, which only ethtool and sysfs know. Speed
+//! and duplex change rarely: they are read again when an interface's state changes, and
+//! otherwise every [`DETAILS_REFRESH`] polls.
 use std::{
     collections::{HashMap, HashSet},
     fs, io,
@@ -87,7 +87,7 @@ pub fn from_message(link: &LinkMessage) -> Option<Interface> {
 
 /// Every interface of the calling thread's namespace, sorted by name, without speed and
 /// duplex.
-pub fn read_all() -> anyhow::Result<Vec<Interface>> {
+fn read_all() -> anyhow::Result<Vec<Interface>> {
     let mut interfaces = Vec::new();
     netlink::dump(
         NETLINK_ROUTE,
@@ -105,7 +105,7 @@ pub fn read_all() -> anyhow::Result<Vec<Interface>> {
 
 /// The 64-bit counters of every link of the calling thread's namespace, by index: one small
 /// message a link (`RTM_GETSTATS`), where a link dump carries dozens of attributes.
-pub fn read_counters() -> anyhow::Result<HashMap<u32, InterfaceCounters>> {
+fn read_counters() -> anyhow::Result<HashMap<u32, InterfaceCounters>> {
     let mut request = StatsMessage::default();
     request.header.filter_mask = StatsFilterMask::Link64;
     let mut counters = HashMap::new();
