@@ -82,6 +82,7 @@ where
 /// The kernel's announcements of changed links and addresses in the namespace of the thread
 /// that opened it (rtnetlink groups `RTNLGRP_LINK`, `RTNLGRP_IPV4_IFADDR` and
 /// `RTNLGRP_IPV6_IFADDR`): what was read of them stays true until one arrives.
+///
 /// Not yet listening when made: the first [`RouteChanges::changed`] opens the socket, in the
 /// calling thread's namespace.
 #[derive(Default)]
