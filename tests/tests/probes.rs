@@ -521,7 +521,8 @@ fn same_interface_index_in_two_namespaces_gives_two_series() {
 
 /// A namespace that no process, mount or name holds, only one thread of a process (after
 /// `unshare` on that thread): its loopback counts are exact and named, and go with the thread.
-/// Waits until the agent reports no traffic of namespace `netns` (within 10 s).
+/// Waits until the agent reports no traffic, transitions or TCP events of namespace `netns`
+/// (within 10 s).
 fn forgotten(agent: &Agent, netns: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let reported = |m: &Metrics| {

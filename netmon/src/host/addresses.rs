@@ -61,14 +61,17 @@ impl OwnAddresses {
     /// Addresses by interface index; `changed` says whether the kernel announced a change
     /// since the last call.
     pub fn read(&mut self, changed: bool) -> anyhow::Result<BTreeMap<u32, Vec<Address>>> {
-        match &self.addresses {
-            Some(addresses) if !changed => Ok(addresses.clone()),
-            _ => {
-                let addresses = read_all()?;
-                self.addresses = Some(addresses.clone());
-                Ok(addresses)
-            }
+        // Forgotten at once: a dump that fails now must not leave the stale addresses
+        // trusted at the next poll, when the announcement has been taken.
+        if changed {
+            self.addresses = None;
         }
+        if let Some(addresses) = &self.addresses {
+            return Ok(addresses.clone());
+        }
+        let addresses = read_all()?;
+        self.addresses = Some(addresses.clone());
+        Ok(addresses)
     }
 }
 

@@ -138,7 +138,12 @@ impl OwnLinks {
     /// Every interface, sorted by name; `changed` says whether the kernel announced a change
     /// since the last call.
     pub fn read(&mut self, changed: bool) -> anyhow::Result<Vec<Interface>> {
-        if let (false, Some(links)) = (changed, &mut self.links) {
+        // Forgotten at once: a dump that fails now must not leave the stale links trusted
+        // at the next poll, when the announcement has been taken.
+        if changed {
+            self.links = None;
+        }
+        if let Some(links) = &mut self.links {
             let mut counters = read_counters()?;
             if links.len() == counters.len() {
                 for link in links.iter_mut() {

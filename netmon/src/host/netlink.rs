@@ -117,7 +117,9 @@ impl RouteChanges {
                 .ok();
             return true;
         };
-        let mut buffer = vec![0u8; 1 << 16];
+        // Only an arrival matters: a longer message is cut to the buffer, which netlink
+        // allows, and the next one is whole again.
+        let mut buffer = [0u8; 256];
         let mut changed = false;
         loop {
             match socket.recv(&mut &mut buffer[..], 0) {
