@@ -15,9 +15,10 @@ use axum::{
     response::Response,
 };
 use base64::Engine as _;
+use hyper::server::conn::http1;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
+    server::graceful::GracefulShutdown,
     service::TowerToHyperService,
 };
 use tokio::net::TcpListener;
@@ -113,9 +114,10 @@ pub async fn serve(
     let router = protect(router, web);
     let tls = web.tls.clone().map(TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: scrapers and browsers speak it, and TLS offers only it (ALPN), so an
+    // HTTP/2 server would serve only clients that assume it in plain text.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .max_buf_size(MAX_REQUEST_HEAD)
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30));
@@ -138,9 +140,7 @@ pub async fn serve(
         let builder = builder.clone();
         match &tls {
             None => {
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(err) = connection.await {
@@ -168,9 +168,7 @@ pub async fn serve(
                             return;
                         }
                     };
-                    let connection = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
                     if let Err(err) = watcher.watch(connection).await {
                         tracing::debug!(%peer, "connection ended: {err}");
                     }
