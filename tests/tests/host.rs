@@ -74,6 +74,35 @@ fn interface_counters_and_metadata_match_the_kernel() {
         &format!("net.ipv6.conf.{dev}.disable_ipv6=0"),
     ]);
     x.ip(&["-6", "addr", "add", "fd00:220::1/64", "dev", dev, "nodad"]);
+    // Errors, which a veth never counts, from two VXLAN devices of x, made before the agent
+    // starts so that every poll sees them: 3 frames whose outer header says congestion (ECN
+    // CE) around an inner packet that cannot carry it are refused on the way in (rx errors),
+    // and 4 datagrams towards a remote end with no route fail on the way out (tx errors).
+    for (vx, args) in [
+        (
+            "nmvx1",
+            vec!["id", "42", "local", veth.a_ip.as_str(), "dstport", "4789"],
+        ),
+        (
+            "nmvx2",
+            vec!["id", "43", "remote", "10.250.0.1", "dstport", "4790"],
+        ),
+    ] {
+        x.ip(&[&["link", "add", vx, "type", "vxlan"], &args[..]].concat());
+        x.ip(&["link", "set", vx, "up"]);
+    }
+    x.ip(&["addr", "add", "10.223.0.1/24", "dev", "nmvx2"]);
+    x.ip(&[
+        "neigh",
+        "add",
+        "10.223.0.2",
+        "lladdr",
+        "02:00:00:00:00:02",
+        "dev",
+        "nmvx2",
+        "nud",
+        "permanent",
+    ]);
     // The test scrapes over a control link of its own, so that the compared interfaces carry
     // only the test's traffic.
     let control = Veth::connect_named(&x, &y, 222, "nmctl", "nmctlpeer");
@@ -109,6 +138,22 @@ fn interface_counters_and_metadata_match_the_kernel() {
         ),
     ]);
 
+    send_udp(&x, "10.223.0.1", "10.223.0.2:9", 4, 10);
+    y.exec(&[
+        "python3",
+        "-c",
+        &format!(
+            "import socket\n\
+             vxlan = bytes([8, 0, 0, 0, 0, 0, 42, 0])\n\
+             ethernet = bytes.fromhex('020000000001' '020000000009' '0800')\n\
+             ip = bytes.fromhex('4500001c000000004011' '0000' '0a0a0a01' '0a0a0a02') + bytes(8)\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 3)\n\
+             for _ in range(3): s.sendto(vxlan + ethernet + ip, ('{}', 4789))\n",
+            veth.a_ip
+        ),
+    ]);
+
     // Compare at a quiet moment: the kernel's counters the same before and after the scrape.
     let quiet = |mut counters: BTreeMap<String, [u64; 8]>| {
         counters.remove("nmctl");
@@ -124,7 +169,7 @@ fn interface_counters_and_metadata_match_the_kernel() {
         assert!(Instant::now() < deadline, "counters never settled");
         thread::sleep(Duration::from_millis(300));
     };
-    assert_eq!(kernel.len(), 2, "{kernel:?}");
+    assert_eq!(kernel.len(), 4, "{kernel:?}");
     for (name, counters) in &kernel {
         assert_eq!(&netmon_counters(&metrics, name), counters, "{name}");
     }
@@ -143,6 +188,12 @@ fn interface_counters_and_metadata_match_the_kernel() {
             kernel[dev][6]
         ],
         [7, 5, 0, 0],
+        "{kernel:?}"
+    );
+    // rx errors, tx errors.
+    assert_eq!(
+        [kernel["nmvx1"][2], kernel["nmvx2"][6]],
+        [3, 4],
         "{kernel:?}"
     );
 
@@ -202,10 +253,10 @@ fn interface_counters_and_metadata_match_the_kernel() {
     assert!(error["error"].as_str().unwrap().contains("nope0"));
     let summary: serde_json::Value =
         serde_json::from_str(&agent.get("/api/v1/summary").body).unwrap();
-    assert_eq!(summary["interfaces"], 3);
+    assert_eq!(summary["interfaces"], 5);
     assert_eq!(
         summary["per_interface"].as_array().unwrap().len(),
-        3,
+        5,
         "{summary}"
     );
 
