@@ -32,6 +32,9 @@ pub const MAX_PROCESS_KEYS: u32 = 1024;
 /// the default budget a CPU sends at most 400 between two reads (a burst of 200 and 2 s of
 /// 100 a second); when many CPUs drop at once, what does not fit is counted as suppressed.
 pub const DROP_SAMPLE_RING_BYTES: u32 = 64 * 1024;
+/// Bytes of the ring that tells the agent which namespaces were torn down: about 500 a poll
+/// (a record of 4 bytes takes 16 with its header).
+pub const GONE_NAMESPACE_RING_BYTES: u32 = 8 * 1024;
 /// Entries of the `DROP_SAMPLE_BUDGET` per-CPU array of [`SampleTally`]: what this CPU sent
 /// and suppressed (written by the programs only), and how many samples it may have sent by
 /// now (written by the agent only, which adds to it at every poll as a token bucket
@@ -61,7 +64,7 @@ pub const TABLE_MAPS: [(&str, &[&str]); 7] = [
         &["PROCESS_TAGS", "PROCESS_IO", "PROCESS_NAMES"],
     ),
     ("drop_samples", &["DROP_SAMPLES", "DROP_SAMPLE_BUDGET"]),
-    ("events", &["EVENTS"]),
+    ("events", &["EVENTS", "GONE_NAMESPACES"]),
 ];
 
 /// Consecutive slots a program looks at for an identity before it counts the table as full.
@@ -276,10 +279,12 @@ pub enum Event {
     TransitionMapFull = 4,
     /// A process's socket I/O could not be stored: the process table is full.
     ProcessMapFull = 5,
+    /// A namespace's teardown could not be told: the ring of them is full.
+    NamespaceNoticeLost = 6,
 }
 
 /// Entries of the `EVENTS` array.
-pub const EVENT_SLOTS: u32 = 6;
+pub const EVENT_SLOTS: u32 = 7;
 
 /// Directions of socket I/O: data a process sent, and data it received.
 pub const IO_TX: u8 = 0;

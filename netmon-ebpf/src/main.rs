@@ -1,6 +1,7 @@
 //! netmon's kernel programs. Each hook lives in its own file and has one entry per attach
 //! method (BTF-typed tracepoint, raw tracepoint, classic tracepoint, kprobe or fexit where it is
-//! a fallback); the agent loads the one the running kernel supports. Programs only count: they
+//! a fallback; fentry or kprobe for namespace teardown, which has no tracepoint); the agent
+//! loads the one the running kernel supports. Programs only count: they
 //! never change, drop or redirect a packet, and any failure leaves the packet alone.
 #![no_std]
 #![no_main]
@@ -15,6 +16,7 @@ mod slots;
 mod socket_io;
 
 mod drop;
+mod namespaces;
 mod receive;
 mod socket_receive;
 mod socket_send;

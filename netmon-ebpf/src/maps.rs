@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
 };
 use netmon_common::{
-    DROP_SAMPLE_RING_BYTES, Event, HandshakeHistogram, InterfaceTraffic, MAX_DROP_KEYS,
-    MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS, ProcessName,
-    SAMPLE_BUDGET_SLOTS, SampleTally, SlotMasks, SlotTag, SocketIo,
+    DROP_SAMPLE_RING_BYTES, Event, GONE_NAMESPACE_RING_BYTES, HandshakeHistogram, InterfaceTraffic,
+    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS,
+    ProcessName, SAMPLE_BUDGET_SLOTS, SampleTally, SlotMasks, SlotTag, SocketIo,
 };
 
 use crate::slots::{Slots, Table};
@@ -68,6 +68,9 @@ pub static PROCESS_NAMES: Array<ProcessName> = Array::with_max_entries(MAX_PROCE
 /// Samples of real drops, read by the agent at each poll.
 #[map]
 pub static DROP_SAMPLES: RingBuf = RingBuf::with_byte_size(DROP_SAMPLE_RING_BYTES, 0);
+/// Inodes of the network namespaces torn down, read by the agent at each poll.
+#[map]
+pub static GONE_NAMESPACES: RingBuf = RingBuf::with_byte_size(GONE_NAMESPACE_RING_BYTES, 0);
 /// Per CPU: samples sent, and samples the agent allows by now (see `netmon-common`).
 #[map]
 pub static DROP_SAMPLE_BUDGET: PerCpuArray<SampleTally> =

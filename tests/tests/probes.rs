@@ -846,3 +846,100 @@ fn a_namespace_held_only_from_another_mount_namespace_counts_exactly() {
     holder.wait().unwrap();
     forgotten(&agent, &netns);
 }
+
+/// A namespace that nothing but a kernel reference keeps alive (sockets of a process that went
+/// back to the host's namespace, its name deleted): no path leads to it. Where the agent
+/// watches namespace teardown, it still counts, exactly, under its inode with its interfaces
+/// named by index, until the kernel tears it down as the sockets close. A kernel without
+/// fentry and kprobes (this one has neither function tracing nor the kprobe PMU) offers no
+/// teardown to watch: status says why, and such a namespace is forgotten as if gone.
+#[test]
+fn a_namespace_only_its_sockets_keep_alive_counts_until_it_is_torn_down() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    let watched = !status["namespace_watch"].is_null();
+    if watched {
+        assert!(
+            ["fentry", "kprobe"].contains(&status["namespace_watch"].as_str().unwrap()),
+            "{status}"
+        );
+    } else {
+        let error = status["namespace_watch_error"].as_str().unwrap();
+        assert!(
+            error.contains("fentry") && error.contains("kprobe on __put_net"),
+            "{status}"
+        );
+        println!("namespace teardown is not watched here: {error}");
+    }
+    const DATAGRAMS: u64 = 17;
+    let name = format!("nmt-sock-{}", std::process::id());
+    sh("ip", &["netns", "add", &name]);
+    sh("ip", &["-n", &name, "link", "set", "lo", "up"]);
+    // The process sends once while the namespace has its name (the agent finds it then), and
+    // again when only its sockets hold it.
+    let code = format!(
+        "import ctypes, os, socket, sys\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         host = os.open('/proc/self/ns/net', os.O_RDONLY)\n\
+         inner = os.open('/run/netns/{name}', os.O_RDONLY)\n\
+         assert libc.setns(inner, 0x40000000) == 0\n\
+         r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r.bind(('127.0.0.1', 0))\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         assert libc.setns(host, 0x40000000) == 0\n\
+         print(os.fstat(inner).st_ino, flush=True)\n\
+         os.close(inner)\n\
+         for line in sys.stdin:\n\
+         \x20   for _ in range({DATAGRAMS}): s.sendto(b'x' * 32, r.getsockname())\n\
+         \x20   print('sent', flush=True)\n"
+    );
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", &code])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
+    let mut input = holder.stdin.take().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let netns = line.trim().to_string();
+    assert!(netns.parse::<u32>().is_ok(), "{line:?}");
+    let mut send = || {
+        input.write_all(b"send\n").unwrap();
+        line.clear();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), "sent");
+    };
+    let counted = |m: &Metrics, interface: &str| {
+        (
+            traffic(m, "netmon_kernel_packets_total", &netns, interface, "tx"),
+            traffic(m, "netmon_kernel_packets_total", &netns, interface, "rx"),
+        )
+    };
+    send();
+    assert_eq!(
+        counted(&agent.fresh_metrics(), "lo"),
+        (DATAGRAMS, DATAGRAMS)
+    );
+    // The name goes; the process is back in the host's namespace: only the sockets hold it.
+    sh("ip", &["netns", "delete", &name]);
+    if watched {
+        send();
+        for _ in 0..3 {
+            assert_eq!(
+                counted(&agent.fresh_metrics(), "ifindex:1"),
+                (2 * DATAGRAMS, 2 * DATAGRAMS)
+            );
+            thread::sleep(agent.poll_interval);
+        }
+    } else {
+        // No teardown to wait for: taken as gone at once.
+        forgotten(&agent, &netns);
+    }
+    // The sockets close: the kernel tears the namespace down, and its counts go.
+    drop(input);
+    holder.wait().unwrap();
+    forgotten(&agent, &netns);
+}

@@ -31,6 +31,11 @@ use crate::{
 /// again; a listener the agent has not seen before triggers a read at once.
 const OWNER_RESCAN: Duration = Duration::from_secs(30);
 
+/// How long the counts of a namespace that no process or mount holds are kept without moving,
+/// where the kernel tells of teardowns: what the programs counted while a namespace went (a
+/// packet on its way in as its devices went) arrives after the notice, and goes after this.
+const UNHELD_IDLE: Duration = Duration::from_secs(600);
+
 /// The processes holding each socket, by socket inode.
 type SocketOwnersByInode = BTreeMap<u32, Vec<Owner>>;
 
@@ -53,6 +58,12 @@ pub struct Poller {
     links: OwnLinks,
     addresses: OwnAddresses,
     holders: netns::Holders,
+    /// Namespaces with counts that no process or mount holds, kept while the kernel has not
+    /// torn them down: the total of their counts, and when it last moved.
+    unheld: BTreeMap<u32, (u64, Instant)>,
+    /// Teardown notices lost so far (a full ring): a poll that sees more lost falls back to
+    /// taking every namespace without a holder as gone.
+    notices_lost: u64,
     /// Started by the first poll: after the caller has settled its thread's user and
     /// capabilities, which the lister's thread inherits.
     namespaces: Option<netns::NamespaceLister>,
@@ -76,6 +87,8 @@ impl Poller {
             links: OwnLinks::default(),
             addresses: OwnAddresses::default(),
             holders: netns::Holders::default(),
+            unheld: BTreeMap::new(),
+            notices_lost: 0,
             namespaces: None,
             symbols: KernelSymbols::open(),
             drop_samples: 0,
@@ -113,6 +126,8 @@ impl Poller {
             probe_load_error: self.probes.load_error().map(str::to_string),
             socket_iterator_error: self.probes.socket_iterator_error().map(str::to_string),
             drop_sampling_error: self.probes.drop_sampling_error().map(str::to_string),
+            namespace_watch: self.probes.namespace_watch().ok(),
+            namespace_watch_error: self.probes.namespace_watch().err().map(str::to_string),
             ..Default::default()
         };
 
@@ -287,7 +302,32 @@ impl Poller {
             .chain(sampled)
             .filter(|netns| *netns != 0)
             .collect();
-        let presence = self.holders.find(&wanted);
+        let mut presence = self.holders.find(&wanted);
+        // A namespace that no process or mount holds may still live: a socket, or any other
+        // kernel reference, keeps it. Where the kernel tells of teardowns, only those go (and
+        // what stops moving for UNHELD_IDLE); the others keep their counts under their inode.
+        let notices = self.probes.torn_down_namespaces();
+        let lost = kernel.namespace_notices_lost > self.notices_lost;
+        self.notices_lost = kernel.namespace_notices_lost;
+        if let Some(notices) = notices
+            && !lost
+        {
+            let now = Instant::now();
+            let totals = namespace_totals(kernel);
+            presence.gone.retain(|netns| {
+                let total = totals.get(netns).copied().unwrap_or(0);
+                let seen = self.unheld.entry(*netns).or_insert((total, now));
+                if seen.0 != total {
+                    *seen = (total, now);
+                }
+                notices.contains(netns) || now.duration_since(seen.1) >= UNHELD_IDLE
+            });
+        }
+        self.unheld.retain(|netns, _| {
+            wanted.contains(netns)
+                && !presence.found.contains_key(netns)
+                && !presence.gone.contains(netns)
+        });
         // The poll listed the agent's own links before it read the maps: an interface made in
         // between has counts but no name there, and is listed again rather than taken as gone.
         let own_links = own_links.filter(|(own, links)| {
@@ -309,17 +349,20 @@ impl Poller {
         };
         kernel.traffic.retain(|t| !gone(t.netns, t.ifindex));
         kernel.drops.retain(|d| !gone(d.netns, d.ifindex));
+        // An interface of a namespace no process or mount holds cannot be listed: it is named
+        // by its index, in a form no interface name takes (names have no ':').
+        let name = |netns: u32, ifindex: u32| match names.get(netns, ifindex) {
+            Some(name) => name.to_string(),
+            None if ifindex != 0 && !presence.found.contains_key(&netns) => {
+                format!("ifindex:{ifindex}")
+            }
+            None => String::new(),
+        };
         for traffic in &mut kernel.traffic {
-            traffic.interface = names
-                .get(traffic.netns, traffic.ifindex)
-                .unwrap_or_default()
-                .to_string();
+            traffic.interface = name(traffic.netns, traffic.ifindex);
         }
         for drop in &mut kernel.drops {
-            drop.interface = names
-                .get(drop.netns, drop.ifindex)
-                .unwrap_or_default()
-                .to_string();
+            drop.interface = name(drop.netns, drop.ifindex);
         }
         let filter = &self.host.interfaces;
         kernel.traffic.retain(|t| filter.allows(&t.interface));
@@ -347,6 +390,28 @@ impl Poller {
         kernel.map_entries = entries;
         Ok(names)
     }
+}
+
+/// The total of every count of each namespace, to tell whether a namespace's counts moved.
+fn namespace_totals(kernel: &KernelCounters) -> BTreeMap<u32, u64> {
+    let mut totals = BTreeMap::new();
+    let counts = kernel
+        .traffic
+        .iter()
+        .map(|t| (t.netns, t.rx_packets + t.tx_packets + t.tx_failed))
+        .chain(kernel.drops.iter().map(|d| (d.netns, d.count)))
+        .chain(kernel.transitions.iter().map(|t| (t.netns, t.count)))
+        .chain(kernel.handshakes.iter().map(|h| (h.netns, h.count())))
+        .chain(
+            kernel
+                .tcp_events
+                .iter()
+                .map(|e| (e.netns, e.retransmits + e.resets_sent + e.resets_received)),
+        );
+    for (netns, count) in counts {
+        *totals.entry(netns).or_insert(0u64) += count;
+    }
+    totals
 }
 
 /// Runs one collector, recording how it went. A collector that fails or panics is reported

@@ -139,6 +139,8 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "connections_source": snapshot.connections_source,
         "socket_iterator_error": snapshot.socket_iterator_error,
         "drop_sampling_error": snapshot.drop_sampling_error,
+        "namespace_watch": snapshot.namespace_watch,
+        "namespace_watch_error": snapshot.namespace_watch_error,
         "config": shared.reload_status(),
         "thresholds": shared.config().thresholds,
         "collectors": snapshot.collectors,

@@ -7,6 +7,7 @@ use std::{
     path::{Path, PathBuf},
     sync::mpsc,
     thread,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, anyhow};
@@ -22,7 +23,13 @@ const NAMED_NAMESPACES: &str = "/run/netns";
 #[derive(Debug, Default)]
 pub struct Holders {
     paths: BTreeMap<u32, PathBuf>,
+    /// Namespaces the last look found no holder of, and when: a namespace that only a kernel
+    /// reference keeps alive is looked for again after [`UNHELD_RECHECK`], not at every poll.
+    unheld: BTreeMap<u32, Instant>,
 }
+
+/// How long a namespace found without a holder is taken to have none.
+const UNHELD_RECHECK: Duration = Duration::from_secs(30);
 
 /// Which of the wanted namespaces were found, and where.
 #[derive(Debug, Default)]
@@ -37,18 +44,32 @@ impl Holders {
     pub fn find(&mut self, wanted: &BTreeSet<u32>) -> Presence {
         self.paths
             .retain(|netns, path| wanted.contains(netns) && inode(path) == Some(*netns));
-        let missing =
-            |paths: &BTreeMap<u32, PathBuf>| wanted.iter().any(|n| !paths.contains_key(n));
-        if missing(&self.paths) {
+        let now = Instant::now();
+        self.unheld.retain(|netns, since| {
+            wanted.contains(netns) && now.duration_since(*since) < UNHELD_RECHECK
+        });
+        let missing = |holders: &Self| {
+            wanted
+                .iter()
+                .any(|n| !holders.paths.contains_key(n) && !holders.unheld.contains_key(n))
+        };
+        if missing(self) {
             self.walk(wanted, false);
         }
-        if missing(&self.paths) {
+        if missing(self) {
             self.walk(wanted, true);
         }
         // Held only by an open descriptor, or by a bind mount in another mount namespace (a
         // container's /run/netns): the last places, looked at only for what is still missing.
-        if missing(&self.paths) {
+        if missing(self) {
             self.walk_descriptors_and_mounts(wanted);
+        }
+        self.unheld
+            .retain(|netns, _| !self.paths.contains_key(netns));
+        for netns in wanted {
+            if !self.paths.contains_key(netns) {
+                self.unheld.entry(*netns).or_insert(now);
+            }
         }
         Presence {
             found: self.paths.clone(),

@@ -198,6 +198,8 @@ pub struct KernelCounters {
     pub handshake_map_full: u64,
     pub transition_map_full: u64,
     pub process_map_full: u64,
+    /// Namespace teardowns the kernel could not tell the agent of (its ring was full).
+    pub namespace_notices_lost: u64,
     /// Slots in use in each kernel table after the poll's clean-up.
     pub map_entries: Vec<(&'static str, usize)>,
     /// Kernel memory of each table's maps, in bytes.
@@ -237,6 +239,13 @@ pub struct Snapshot {
     /// Why the socket iterator is not used, when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket_iterator_error: Option<String>,
+    /// How the teardown of namespaces is watched (`fentry`, `kprobe`), when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_watch: Option<&'static str>,
+    /// Why it is not: then counts of a namespace that no process or mount holds are forgotten
+    /// at once, as if it were gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace_watch_error: Option<String>,
     pub listening: Vec<ListeningSocket>,
     pub kernel: KernelCounters,
     /// Socket I/O by process and cgroup.

@@ -4,6 +4,7 @@
 mod attach;
 pub mod btf;
 mod layout;
+mod namespaces;
 mod read;
 mod reasons;
 mod samples;
@@ -12,7 +13,7 @@ mod tables;
 mod tcp_sockets;
 pub mod tracefs;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aya::{Ebpf, EbpfLoader};
 use netmon_common::{DROP_REASON_UNKNOWN, NormalFreeReasons};
@@ -21,6 +22,7 @@ use crate::model::probes::{AttachMethod, Hook, MethodFailure, ProbeStatus};
 use attach::attach;
 use btf::Btf;
 use layout::{drop_kprobe_target, kernel_offsets, tracepoint_fields};
+use namespaces::NamespaceWatch;
 use netmon_common::DropSample;
 pub use reasons::DropReasonNames;
 use samples::DropSampler;
@@ -61,6 +63,8 @@ pub struct Probes {
     socket_iterator: Result<(), String>,
     /// The ring of drop samples and its budget, or why there is none.
     sampler: Result<DropSampler, String>,
+    /// The watch on namespace teardown, or why there is none.
+    namespace_watch: Result<NamespaceWatch, String>,
 }
 
 impl Probes {
@@ -140,7 +144,8 @@ impl Probes {
                     reasons,
                     load_error: Some(error.clone()),
                     socket_iterator: Err(error.clone()),
-                    sampler: Err(error),
+                    sampler: Err(error.clone()),
+                    namespace_watch: Err(error),
                 };
             }
         };
@@ -214,8 +219,20 @@ impl Probes {
             Ok(()) => tracing::info!("TCP sockets are counted by a socket iterator"),
             Err(error) => tracing::info!("TCP sockets are counted from the socket dump: {error}"),
         }
-        // Measured before the sampler takes its maps out of the object.
+        // Measured before the sampler and the namespace watch take their maps out of the
+        // object.
         let map_bytes = map_bytes(&ebpf);
+        // It reads the namespace's inode at an offset from BTF.
+        let namespace_watch = offsets.as_ref().map_err(Clone::clone).and_then(|_| {
+            NamespaceWatch::attach(&mut ebpf, aya_btf.as_ref()).map_err(|e| format!("{e:#}"))
+        });
+        match &namespace_watch {
+            Ok(watch) => tracing::info!(method = watch.method(), "namespace teardown is watched"),
+            Err(error) => tracing::warn!(
+                "namespace teardown is not watched: counts of a namespace that no process or \
+                 mount holds are forgotten at once: {error}"
+            ),
+        }
         let sampler = DropSampler::take(&mut ebpf).map_err(|e| format!("{e:#}"));
         if let Err(error) = &sampler {
             tracing::warn!("drops are counted but not sampled: {error}");
@@ -228,6 +245,23 @@ impl Probes {
             load_error: None,
             socket_iterator,
             sampler,
+            namespace_watch,
+        }
+    }
+
+    /// The namespaces torn down since the last call; `None` when teardown is not watched.
+    pub fn torn_down_namespaces(&mut self) -> Option<BTreeSet<u32>> {
+        self.namespace_watch
+            .as_mut()
+            .ok()
+            .map(NamespaceWatch::drain)
+    }
+
+    /// How namespace teardown is watched (`fentry` or `kprobe`), or why it is not.
+    pub fn namespace_watch(&self) -> Result<&'static str, &str> {
+        match &self.namespace_watch {
+            Ok(watch) => Ok(watch.method()),
+            Err(error) => Err(error),
         }
     }
 

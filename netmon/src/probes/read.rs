@@ -149,6 +149,7 @@ impl Probes {
         counters.handshake_map_full = totals[Event::HandshakeMapFull as usize];
         counters.transition_map_full = totals[Event::TransitionMapFull as usize];
         counters.process_map_full = totals[Event::ProcessMapFull as usize];
+        counters.namespace_notices_lost = totals[Event::NamespaceNoticeLost as usize];
         counters.read_failures = totals[Event::ReadFailed as usize];
         counters.map_bytes = self.map_bytes.clone();
         Ok(counters)

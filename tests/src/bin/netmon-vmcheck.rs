@@ -107,6 +107,78 @@ fn workload(done: std::sync::mpsc::Receiver<()>) -> (u32, u64) {
     result_rx.recv().unwrap()
 }
 
+/// Waits until no traffic of namespace `ns` is reported; whether that came within 60 s.
+fn forgotten(agent: SocketAddr, ns: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = fresh(agent);
+        if m.find("netmon_kernel_packets_total", &[("netns", ns)])
+            .is_empty()
+        {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A namespace that only its sockets keep alive: a thread makes it, binds two sockets there
+/// and goes back to its first namespace, so no process, thread or mount holds it. Datagrams
+/// between the sockets count under its inode, its loopback named by index; the namespace and
+/// its counts go when the sockets close. Returns whether each step held.
+fn socket_held_namespace(agent: SocketAddr) -> bool {
+    const SENT: u64 = 12;
+    let (inode, sockets) = thread::spawn(|| {
+        let first = std::fs::File::open("/proc/thread-self/ns/net").unwrap();
+        // SAFETY: a new network namespace for this thread only, left again below.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        loopback_up();
+        let inode = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino() as u32;
+        let receiver = UdpSocket::bind("127.0.0.1:7200").unwrap();
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // SAFETY: back to the namespace the thread started in, by a descriptor of it.
+        assert_eq!(
+            unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&first), libc::CLONE_NEWNET) },
+            0
+        );
+        (inode, (receiver, sender))
+    })
+    .join()
+    .unwrap();
+    for _ in 0..SENT {
+        sockets.1.send_to(b"kept", "127.0.0.1:7200").unwrap();
+    }
+    let ns = inode.to_string();
+    let counted = |m: &Metrics, direction: &str| {
+        m.counter(
+            "netmon_kernel_packets_total",
+            &[
+                ("netns", &ns),
+                ("interface", "ifindex:1"),
+                ("direction", direction),
+            ],
+        )
+    };
+    let mut ok = true;
+    for poll in 0..3 {
+        let m = fresh(agent);
+        let (tx, rx) = (counted(&m, "tx"), counted(&m, "rx"));
+        ok &= check(
+            &format!("a namespace only sockets hold, poll {poll}"),
+            tx == SENT && rx == SENT,
+            format!("tx {tx}, rx {rx} (expected {SENT} each)"),
+        );
+    }
+    drop(sockets);
+    ok & check(
+        "its counts go with its teardown",
+        forgotten(agent, &ns),
+        format!("netns {ns}"),
+    )
+}
+
 fn metrics(agent: SocketAddr) -> Metrics {
     Metrics::parse(&http_get(agent, "/metrics", &[]).unwrap().body)
 }
@@ -312,6 +384,22 @@ fn main() {
             udp("rx")
         ),
     );
+    let watch = serde_json::from_str::<serde_json::Value>(&status)
+        .map(|s| s["namespace_watch"].clone())
+        .unwrap_or_default();
+    all &= check(
+        "namespace teardown watched",
+        watch == "fentry" || watch == "kprobe",
+        format!("{watch}"),
+    );
+    // The workload's namespace went with its thread: its counts go at the kernel's word, and
+    // its inode is free again (the next namespace may well take it).
+    all &= check(
+        "the workload's namespace is forgotten at its teardown",
+        forgotten(agent, &ns),
+        format!("netns {ns}"),
+    );
+    all &= socket_held_namespace(agent);
     check("all", all, String::new());
     println!("VMCHECK DONE");
 }
