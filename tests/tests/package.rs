@@ -101,7 +101,10 @@ impl Root {
                 "--variant=minbase",
                 "--include=systemd,systemd-sysv,dbus,curl",
                 &format!("--customize-hook=copy-in {} /tmp", deb.display()),
-                &format!("--customize-hook=chroot \"$1\" dpkg -i /tmp/{name}"),
+                // The README's command: apt installs the file and what it depends on.
+                &format!(
+                    "--customize-hook=chroot \"$1\" sh -c 'cd /tmp && apt install -y ./{name}'"
+                ),
                 "bookworm",
             ])
             .arg(&dir)
@@ -430,7 +433,7 @@ fn the_package_installs_serves_reloads_stops_and_purges_under_systemd() {
     }
 
     // Purge: binary, unit and configuration are gone.
-    container.ok(&["dpkg", "--purge", "netmon"]);
+    container.ok(&["apt", "purge", "-y", "netmon"]);
     for path in [
         "usr/bin/netmon",
         "usr/lib/systemd/system/netmon.service",
