@@ -17,6 +17,9 @@ use netmon::{
     privileges::{self, RunAs},
     serve,
 };
+use tracing_subscriber::{
+    filter::Targets, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
 
 /// eBPF-backed network observer: Prometheus metrics and a JSON API about this host's network.
 #[derive(Parser)]
@@ -104,12 +107,16 @@ enum Command {
 fn main() -> ExitCode {
     heap::use_one_arena();
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    // RUST_LOG as `level` or `target=level,...` (no span or field filters, which would bring
+    // a regular-expression engine into the binary); `info` when unset, empty or unreadable.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|directives| !directives.trim().is_empty())
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
         .init();
     match run(cli) {
         Ok(code) => code,
