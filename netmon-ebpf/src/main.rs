@@ -1,8 +1,8 @@
 //! netmon's kernel programs. Each hook lives in its own file and has one entry per attach
 //! method (BTF-typed tracepoint, raw tracepoint, classic tracepoint, kprobe or fexit where it is
 //! a fallback; fentry or kprobe for namespace teardown, which has no tracepoint); the agent
-//! loads the one the running kernel supports. Programs only count: they
-//! never change, drop or redirect a packet, and any failure leaves the packet alone.
+//! loads the one the running kernel supports. Programs only count: they never change, drop or
+//! redirect a packet, and any failure leaves the packet alone.
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]

@@ -850,9 +850,9 @@ fn a_namespace_held_only_from_another_mount_namespace_counts_exactly() {
 /// A namespace that nothing but a kernel reference keeps alive (sockets of a process that went
 /// back to the host's namespace, its name deleted): no path leads to it. Where the agent
 /// watches namespace teardown, it still counts, exactly, under its inode with its interfaces
-/// named by index, until the kernel tears it down as the sockets close. A kernel without
-/// fentry and kprobes (this one has neither function tracing nor the kprobe PMU) offers no
-/// teardown to watch: status says why, and such a namespace is forgotten as if gone.
+/// named by index, until the kernel tears it down as the sockets close. A kernel built
+/// without function tracing and kprobes offers no teardown to watch: status says why, and such
+/// a namespace is forgotten as if gone (the Debian 6.1 VM, which has fentry, checks the watch).
 #[test]
 fn a_namespace_only_its_sockets_keep_alive_counts_until_it_is_torn_down() {
     require_root();
