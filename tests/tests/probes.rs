@@ -787,6 +787,37 @@ fn colliding_interfaces_never_share_counts() {
     assert!(m1.counter("netmon_probe_map_entries", &[("map", "traffic")]) <= 8);
 }
 
+/// A process that holds a namespace for a test, talked to over its standard input and output;
+/// its first line is the namespace's inode.
+struct Holder {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    input: std::process::ChildStdin,
+    netns: String,
+}
+
+impl Holder {
+    fn spawn(command: &mut std::process::Command) -> Self {
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let input = child.stdin.take().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let netns = line.trim().to_string();
+        assert!(netns.parse::<u32>().is_ok(), "{line:?}");
+        Self {
+            child,
+            out,
+            input,
+            netns,
+        }
+    }
+}
+
 #[test]
 fn a_namespace_held_only_from_another_mount_namespace_counts_exactly() {
     require_root();
@@ -811,18 +842,20 @@ fn a_namespace_held_only_from_another_mount_namespace_counts_exactly() {
          echo descriptor\n\
          read line\n"
     );
-    let mut holder = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
-    let mut input = holder.stdin.take().unwrap();
+    let Holder {
+        mut child,
+        mut out,
+        mut input,
+        netns,
+    } = Holder::spawn(std::process::Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        &script,
+    ]));
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    let netns = line.trim().to_string();
-    assert!(netns.parse::<u32>().is_ok(), "{line:?}");
     let counted = |m: &Metrics| {
         (
             traffic(m, "netmon_kernel_packets_total", &netns, "lo", "tx"),
@@ -832,7 +865,6 @@ fn a_namespace_held_only_from_another_mount_namespace_counts_exactly() {
     // Held by the other mount namespace's bind mount: found there, named, counted.
     assert_eq!(counted(&agent.fresh_metrics()), (DATAGRAMS, DATAGRAMS));
     std::io::Write::write_all(&mut input, b"go\n").unwrap();
-    line.clear();
     std::io::BufRead::read_line(&mut out, &mut line).unwrap();
     assert_eq!(line.trim(), "descriptor");
     // Held by a descriptor alone, for a few polls.
@@ -843,7 +875,7 @@ fn a_namespace_held_only_from_another_mount_namespace_counts_exactly() {
     }
     // The descriptor closes: the namespace is gone, and so are its counts.
     drop(input);
-    holder.wait().unwrap();
+    child.wait().unwrap();
     forgotten(&agent, &netns);
 }
 
@@ -894,18 +926,13 @@ fn a_namespace_only_its_sockets_keep_alive_counts_until_it_is_torn_down() {
          \x20   for _ in range({DATAGRAMS}): s.sendto(b'x' * 32, r.getsockname())\n\
          \x20   print('sent', flush=True)\n"
     );
-    let mut holder = std::process::Command::new("python3")
-        .args(["-c", &code])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(holder.stdout.take().unwrap());
-    let mut input = holder.stdin.take().unwrap();
+    let Holder {
+        mut child,
+        mut out,
+        mut input,
+        netns,
+    } = Holder::spawn(std::process::Command::new("python3").args(["-c", &code]));
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-    let netns = line.trim().to_string();
-    assert!(netns.parse::<u32>().is_ok(), "{line:?}");
     let mut send = || {
         input.write_all(b"send\n").unwrap();
         line.clear();
@@ -940,6 +967,6 @@ fn a_namespace_only_its_sockets_keep_alive_counts_until_it_is_torn_down() {
     }
     // The sockets close: the kernel tears the namespace down, and its counts go.
     drop(input);
-    holder.wait().unwrap();
+    child.wait().unwrap();
     forgotten(&agent, &netns);
 }
