@@ -12,7 +12,7 @@ use netmon::{
     config::{Config, ConfigSource, Overrides, parse_duration},
     diagnose::{Severity, diagnose},
     export::table,
-    heap,
+    memory,
     model::{History, drops::RecentDrops},
     privileges::{self, RunAs},
     serve,
@@ -105,7 +105,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    heap::use_one_arena();
+    memory::use_one_arena();
     let cli = Cli::parse();
     // RUST_LOG as `level` or `target=level,...` (no span or field filters, which would bring
     // a regular-expression engine into the binary); `info` when unset, empty or unreadable.

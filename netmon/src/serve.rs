@@ -13,7 +13,7 @@ use crate::{
     collect::Poller,
     config::ConfigSource,
     export::{http::router, server, web_config::WebConfig},
-    heap,
+    memory,
     privileges::{self, RunAs},
     state::Shared,
 };
@@ -46,7 +46,8 @@ pub async fn run(source: ConfigSource, user: Option<RunAs>) -> anyhow::Result<()
             // namespaces and reading descriptor tables take.
             privileges::settle_thread(user, &privileges::POLL_THREAD_CAPABILITIES);
             poll_shared.publish(poller.poll());
-            heap::release_free_memory();
+            memory::release_free_memory();
+            memory::release_start_up_code();
             let _ = ready_tx.send(());
             // A message or a dropped sender both mean stop.
             while let Err(mpsc::RecvTimeoutError::Timeout) =
@@ -58,7 +59,7 @@ pub async fn run(source: ConfigSource, user: Option<RunAs>) -> anyhow::Result<()
                     config = current;
                 }
                 poll_shared.publish(poller.poll());
-                heap::release_free_memory();
+                memory::release_free_memory();
             }
             // Dropping the poller detaches and unloads every program.
             drop(poller);
