@@ -32,6 +32,9 @@ const ROUNDS: u64 = 10;
 /// virtual machine lost its CPU to the host for a while is an outlier that the median of the
 /// windows passes over, where a mean over the whole round would carry it.
 const SLICES: u64 = 20;
+/// Connections refused (a reset sent and one received each) in all rounds: enough that a
+/// round's mean cost of the reset hooks is not a handful of cold runs.
+const REFUSED: u64 = 2000;
 /// Rounds of the packet path (nothing attached, empty programs, netmon).
 const PATH_PAIRS: usize = 40;
 /// How long the packet-path runs wait after starting the agent.
@@ -208,7 +211,8 @@ type Stats = BTreeMap<u32, (String, u64, u64)>;
 /// (connections and refused ones for state changes and resets, a bulk transfer that loses
 /// segments for retransmits), then [`SLICES`] windows of datagrams across the pair to a
 /// closed port (transmits, receives and drops).
-/// One round: a [`ROUNDS`]th of 200,000 datagrams, 2,000 connections and 200 refused ones,
+/// One round: a [`ROUNDS`]th of 200,000 datagrams, 2,000 connections and [`REFUSED`] refused
+/// ones,
 /// and 4 MiB.
 fn workload(a: &Netns, b: &Netns, veth: &Veth) -> Vec<Window> {
     let before = program_stats();
@@ -248,7 +252,7 @@ fn connections(a: &Netns, b: &Netns, veth: &Veth) {
         for _ in 0..2000 / ROUNDS {
             drop(TcpStream::connect(&addr));
         }
-        for _ in 0..200 / ROUNDS {
+        for _ in 0..REFUSED / ROUNDS {
             let _ = TcpStream::connect(&closed);
         }
     });
@@ -624,7 +628,7 @@ fn kernel_cost() -> String {
         "## 1. Kernel cost per event\n\nFrom the kernel's BPF statistics (`run_time_ns / \
          run_cnt`), with an empty raw tracepoint program attached to the same hook in the same \
          run as the floor. Workload: 200,000 UDP datagrams across a veth pair to a closed port, \
-         2,000 TCP connections, 200 refused ones, and {ROUNDS} transfers of 4 MiB that lose \
+         2,000 TCP connections, {REFUSED} refused ones, and {ROUNDS} transfers of 4 MiB that lose \
          one segment in {LOSSY_EVERY} (retransmits), in {ROUNDS} rounds, each with a freshly \
          started agent. A round is measured in windows, the TCP part and {SLICES} slices of \
          its datagrams, and its figure is the median of (netmon - empty) over the windows in \
