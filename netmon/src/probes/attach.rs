@@ -155,14 +155,19 @@ pub(super) fn attach(
         AttachMethod::Kprobe => {
             let function =
                 function.ok_or_else(|| anyhow!("no kernel function to probe for {hook:?}"))?;
-            let program: &mut KProbe = program.try_into()?;
-            program.load()?;
-            if let Err(err) = program.attach(function, 0) {
-                let _ = program.unload();
-                return Err(anyhow::Error::new(err)
-                    .context(format!("kprobe on {function} (is CONFIG_KPROBES set?)")));
-            }
+            attach_kprobe(program.try_into()?, function)?;
         }
+    }
+    Ok(())
+}
+
+/// Loads `program` and attaches it to `function`, unloading it again if it cannot attach.
+pub(super) fn attach_kprobe(program: &mut KProbe, function: &str) -> anyhow::Result<()> {
+    program.load()?;
+    if let Err(err) = program.attach(function, 0) {
+        let _ = program.unload();
+        return Err(anyhow::Error::new(err)
+            .context(format!("kprobe on {function} (is CONFIG_KPROBES set?)")));
     }
     Ok(())
 }

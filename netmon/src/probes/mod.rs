@@ -15,7 +15,10 @@ pub mod tracefs;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aya::{Ebpf, EbpfLoader};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, RingBuf},
+};
 use netmon_common::{DROP_REASON_UNKNOWN, NormalFreeReasons};
 
 use crate::model::probes::{AttachMethod, Hook, MethodFailure, ProbeStatus};
@@ -292,4 +295,18 @@ impl Probes {
     pub fn drop_reasons(&self) -> &DropReasonNames {
         &self.reasons
     }
+}
+
+/// The records sent through `ring` since the last call, oldest first. The programs write
+/// whole `T`s; an item too short for one is passed over.
+fn drain_ring<T: aya::Pod>(ring: &mut RingBuf<MapData>) -> Vec<T> {
+    let mut records = Vec::new();
+    while let Some(item) = ring.next() {
+        if item.len() >= size_of::<T>() {
+            // SAFETY: the item holds a whole `T` written by a program, a plain record; the
+            // ring's items are only 8-byte aligned, hence the unaligned read.
+            records.push(unsafe { item.as_ptr().cast::<T>().read_unaligned() });
+        }
+    }
+    records
 }

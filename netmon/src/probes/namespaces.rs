@@ -6,8 +6,10 @@ use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf,
     maps::{MapData, RingBuf},
-    programs::{FEntry, KProbe},
+    programs::FEntry,
 };
+
+use crate::probes::{attach::attach_kprobe, drain_ring, slots::take_map};
 
 /// The kernel function called once per namespace, when its last reference goes.
 const TEARDOWN: &str = "__put_net";
@@ -28,11 +30,8 @@ impl NamespaceWatch {
                 "kprobe"
             }
         };
-        let ring = ebpf
-            .take_map("GONE_NAMESPACES")
-            .ok_or_else(|| anyhow!("map GONE_NAMESPACES missing from the object"))?;
         Ok(Self {
-            ring: RingBuf::try_from(ring)?,
+            ring: RingBuf::try_from(take_map(ebpf, "GONE_NAMESPACES")?)?,
             method,
         })
     }
@@ -43,13 +42,7 @@ impl NamespaceWatch {
 
     /// The namespaces torn down since the last call.
     pub(super) fn drain(&mut self) -> BTreeSet<u32> {
-        let mut gone = BTreeSet::new();
-        while let Some(item) = self.ring.next() {
-            if let Some(inode) = item.get(..4) {
-                gone.insert(u32::from_ne_bytes([inode[0], inode[1], inode[2], inode[3]]));
-            }
-        }
-        gone
+        drain_ring::<u32>(&mut self.ring).into_iter().collect()
     }
 }
 
@@ -70,14 +63,8 @@ fn fentry(ebpf: &mut Ebpf, btf: Option<&aya::Btf>) -> anyhow::Result<()> {
 }
 
 fn kprobe(ebpf: &mut Ebpf) -> anyhow::Result<()> {
-    let program: &mut KProbe = ebpf
+    let program = ebpf
         .program_mut("nm_netns_kprobe")
-        .ok_or_else(|| anyhow!("program nm_netns_kprobe missing from the object"))?
-        .try_into()?;
-    program.load()?;
-    if let Err(err) = program.attach(TEARDOWN, 0) {
-        let _ = program.unload();
-        return Err(anyhow::Error::new(err).context(format!("kprobe on {TEARDOWN}")));
-    }
-    Ok(())
+        .ok_or_else(|| anyhow!("program nm_netns_kprobe missing from the object"))?;
+    attach_kprobe(program.try_into()?, TEARDOWN)
 }

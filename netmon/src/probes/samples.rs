@@ -2,12 +2,14 @@
 //! at every poll, see `netmon-common`) and drains the ring of samples.
 use std::time::Instant;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
 };
 use netmon_common::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED, SampleTally};
+
+use crate::probes::{drain_ring, slots::take_map};
 
 /// How many samples each CPU may send: `rate` a second on average, `burst` at once.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,16 +29,10 @@ pub(super) struct DropSampler {
 
 impl DropSampler {
     pub(super) fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let ring = ebpf
-            .take_map("DROP_SAMPLES")
-            .ok_or_else(|| anyhow!("map DROP_SAMPLES missing from the object"))?;
-        let budget = ebpf
-            .take_map("DROP_SAMPLE_BUDGET")
-            .ok_or_else(|| anyhow!("map DROP_SAMPLE_BUDGET missing from the object"))?;
         let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
         Ok(Self {
-            ring: RingBuf::try_from(ring)?,
-            budget: PerCpuArray::try_from(budget)?,
+            ring: RingBuf::try_from(take_map(ebpf, "DROP_SAMPLES")?)?,
+            budget: PerCpuArray::try_from(take_map(ebpf, "DROP_SAMPLE_BUDGET")?)?,
             allowed: vec![0.0; cpus],
             refilled: None,
         })
@@ -72,14 +68,6 @@ impl DropSampler {
 
     /// The samples sent since the last call, oldest first.
     pub(super) fn drain(&mut self) -> Vec<DropSample> {
-        let mut samples = Vec::new();
-        while let Some(item) = self.ring.next() {
-            if item.len() >= size_of::<DropSample>() {
-                // SAFETY: the programs write whole `DropSample`s; the ring's items are only
-                // 8-byte aligned, hence the unaligned read.
-                samples.push(unsafe { item.as_ptr().cast::<DropSample>().read_unaligned() });
-            }
-        }
-        samples
+        drain_ring(&mut self.ring)
     }
 }

@@ -155,6 +155,12 @@ pub(super) fn map<'a>(ebpf: &'a Ebpf, name: &str) -> anyhow::Result<&'a Map> {
         .ok_or_else(|| anyhow!("map {name} missing from the object"))
 }
 
+/// The map `name`, taken out of the object for its reader to own.
+pub(super) fn take_map(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the object"))
+}
+
 fn map_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Map> {
     ebpf.map_mut(name)
         .ok_or_else(|| anyhow!("map {name} missing from the object"))
