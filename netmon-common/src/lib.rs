@@ -478,6 +478,11 @@ pub struct KernelOffsets {
     pub css_set_dfl_cgrp: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
+    /// `struct file`: `f_inode`; `struct inode`: `i_mode` and `i_ino`, for the sockets among a
+    /// process's open files.
+    pub file_inode: u32,
+    pub inode_mode: u32,
+    pub inode_ino: u32,
 }
 
 /// One dropped packet as the drop hook samples it. Addresses are in network order, IPv4 in
@@ -517,6 +522,16 @@ pub struct TcpSocketRecord {
     pub state: u8,
     pub pad: u8,
     pub local_port: u16,
+}
+
+/// One open socket of a process, as the socket file iterator writes it: the socket's inode
+/// number (what `/proc/<pid>/fd` shows as `socket:[N]`) and the process's id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketFileRecord {
+    pub inode: u64,
+    pub tgid: u32,
+    pub pad: u32,
 }
 
 /// Offsets of the fields of classic (format-file) tracepoints, read from

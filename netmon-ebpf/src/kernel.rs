@@ -42,6 +42,9 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     css_set_dfl_cgrp: 0,
     cgroup_kn: 0,
     kernfs_node_id: 0,
+    file_inode: 0,
+    inode_mode: 0,
+    inode_ino: 0,
 };
 
 #[unsafe(no_mangle)]

@@ -18,6 +18,7 @@ mod socket_io;
 mod drop;
 mod namespaces;
 mod receive;
+mod socket_files;
 mod socket_receive;
 mod socket_send;
 mod sockets;

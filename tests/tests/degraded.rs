@@ -93,6 +93,14 @@ fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
             .is_some_and(|e| e.contains("BTF")),
         "{s}"
     );
+    // The holders of sockets are found in /proc, and say why.
+    assert_eq!(s["socket_owners_source"], "proc", "{s}");
+    assert!(
+        s["file_iterator_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("BTF")),
+        "{s}"
+    );
     // TCP transitions still count (namespace unknown without BTF: 0).
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();

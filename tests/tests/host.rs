@@ -498,6 +498,10 @@ fn listening_sockets_name_their_processes() {
         .find(|l| l["port"] == 7403)
         .unwrap();
     assert_eq!(item["processes"].as_array().unwrap().len(), 2);
+    // Found by the kernel's file iterator on this kernel, not in /proc.
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    assert_eq!(status["socket_owners_source"], "file_iterator", "{status}");
     // Every process of the test's namespace, the forked child included.
     for pid in x.exec(&["ip", "netns", "pids", &x.name]).split_whitespace() {
         let _ = Command::new("kill").arg(pid).status();

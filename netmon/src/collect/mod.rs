@@ -16,7 +16,7 @@ use crate::{
         kallsyms::KernelSymbols,
         netlink::RouteChanges,
         netns::{self, InterfaceNames},
-        processes::SocketOwners,
+        processes::{self, SocketHolders, SocketOwners},
         sockets::{self, TcpSummary, TcpTally},
     },
     model::{
@@ -125,6 +125,7 @@ impl Poller {
             probes: self.probes.status().to_vec(),
             probe_load_error: self.probes.load_error().map(str::to_string),
             socket_iterator_error: self.probes.socket_iterator_error().map(str::to_string),
+            file_iterator_error: self.probes.file_iterator_error().map(str::to_string),
             drop_sampling_error: self.probes.drop_sampling_error().map(str::to_string),
             namespace_watch: self.probes.namespace_watch().ok(),
             namespace_watch_error: self.probes.namespace_watch().err().map(str::to_string),
@@ -189,6 +190,7 @@ impl Poller {
             snapshot.listening = listening;
             owners = found;
         }
+        snapshot.socket_owners_source = self.owners.source();
         let mut names = None;
         if let Some(kernel) = run(&mut snapshot.collectors, "probes", || self.probes.read()) {
             snapshot.kernel = kernel;
@@ -268,7 +270,10 @@ impl Poller {
         let listeners = sockets::listeners()?;
         let mut inodes = also;
         inodes.extend(listeners.iter().map(|l| l.inode));
-        let owners = self.owners.owners(&inodes);
+        let probes = &mut self.probes;
+        let owners = self
+            .owners
+            .owners(&inodes, |wanted| socket_holders(probes, wanted));
         let listening = listeners
             .into_iter()
             .map(|l| ListeningSocket {
@@ -488,4 +493,15 @@ mod tests {
             Some("panicked: index out of range")
         );
     }
+}
+
+/// The holders of the `wanted` sockets from the socket file iterator where it is loaded, else
+/// (or when a walk fails) from `/proc`; and which of the two it was.
+fn socket_holders(probes: &mut Probes, wanted: &BTreeSet<u32>) -> (SocketHolders, &'static str) {
+    match probes.socket_holders(wanted) {
+        Some(Ok(holders)) => return (holders, "file_iterator"),
+        Some(Err(err)) => tracing::warn!("socket file iterator: {err:#}; reading /proc"),
+        None => {}
+    }
+    (processes::scan_socket_inodes(wanted), "proc")
 }

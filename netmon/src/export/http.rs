@@ -138,6 +138,8 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "probe_load_error": snapshot.probe_load_error,
         "connections_source": snapshot.connections_source,
         "socket_iterator_error": snapshot.socket_iterator_error,
+        "socket_owners_source": snapshot.socket_owners_source,
+        "file_iterator_error": snapshot.file_iterator_error,
         "drop_sampling_error": snapshot.drop_sampling_error,
         "namespace_watch": snapshot.namespace_watch,
         "namespace_watch_error": snapshot.namespace_watch_error,

@@ -1,5 +1,6 @@
-//! Which processes hold which sockets: `/proc/<pid>/fd` links name socket inodes, sysinfo
-//! names the processes.
+//! Which processes hold which sockets: a scan the caller gives (the kernel's file tables
+//! walked by a program), or `/proc/<pid>/fd` links, name socket inodes; sysinfo names the
+//! processes.
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fs,
@@ -10,9 +11,12 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
 use crate::model::Owner;
 
-/// Socket inode -> pids holding it, from every process's descriptor table.
-fn scan_socket_inodes(wanted: &BTreeSet<u32>) -> HashMap<u32, BTreeSet<u32>> {
-    let mut owners: HashMap<u32, BTreeSet<u32>> = HashMap::new();
+/// Socket inode -> pids holding it.
+pub type SocketHolders = HashMap<u32, BTreeSet<u32>>;
+
+/// The holders of the `wanted` sockets, from every process's descriptor table in `/proc`.
+pub fn scan_socket_inodes(wanted: &BTreeSet<u32>) -> SocketHolders {
+    let mut owners = SocketHolders::new();
     let Ok(procs) = fs::read_dir("/proc") else {
         return owners;
     };
@@ -55,6 +59,8 @@ pub struct SocketOwners {
     cache: HashMap<u32, Vec<Owner>>,
     scanned: Option<Instant>,
     max_age: Duration,
+    /// What the newest scan read.
+    source: Option<&'static str>,
 }
 
 impl SocketOwners {
@@ -64,13 +70,22 @@ impl SocketOwners {
             cache: HashMap::new(),
             scanned: None,
             max_age,
+            source: None,
         }
     }
 
-    pub fn owners(&mut self, inodes: &BTreeSet<u32>) -> BTreeMap<u32, Vec<Owner>> {
+    /// The owners of `inodes`; `scan` finds the holders of the sockets it is given, and names
+    /// what it read.
+    pub fn owners(
+        &mut self,
+        inodes: &BTreeSet<u32>,
+        scan: impl FnOnce(&BTreeSet<u32>) -> (SocketHolders, &'static str),
+    ) -> BTreeMap<u32, Vec<Owner>> {
         let stale = self.scanned.is_none_or(|t| t.elapsed() > self.max_age);
         if stale || inodes.iter().any(|i| !self.cache.contains_key(i)) {
-            self.rescan(inodes);
+            let (holders, source) = scan(inodes);
+            self.source = Some(source);
+            self.rescan(inodes, &holders);
         }
         inodes
             .iter()
@@ -78,8 +93,12 @@ impl SocketOwners {
             .collect()
     }
 
-    fn rescan(&mut self, inodes: &BTreeSet<u32>) {
-        let pids_by_inode = scan_socket_inodes(inodes);
+    /// What the newest scan read, once one has run.
+    pub fn source(&self) -> Option<&'static str> {
+        self.source
+    }
+
+    fn rescan(&mut self, inodes: &BTreeSet<u32>, pids_by_inode: &SocketHolders) {
         let pids: Vec<Pid> = pids_by_inode
             .values()
             .flatten()
@@ -131,7 +150,9 @@ mod tests {
             .unwrap()
             .inode;
         let mut owners = SocketOwners::new(Duration::from_secs(30));
-        let found = owners.owners(&BTreeSet::from([inode]));
+        let found = owners.owners(&BTreeSet::from([inode]), |wanted| {
+            (scan_socket_inodes(wanted), "proc")
+        });
         let me = std::process::id();
         assert!(
             found[&inode]

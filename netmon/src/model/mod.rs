@@ -239,6 +239,13 @@ pub struct Snapshot {
     /// Why the socket iterator is not used, when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub socket_iterator_error: Option<String>,
+    /// Where the processes holding sockets were found: `file_iterator` (a kernel program
+    /// walking the file tables) or `proc` (every `/proc/<pid>/fd` link); none before the first
+    /// look.
+    pub socket_owners_source: Option<&'static str>,
+    /// Why the socket file iterator is not used, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_iterator_error: Option<String>,
     /// How the teardown of namespaces is watched (`fentry`, `kprobe`), when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace_watch: Option<&'static str>,

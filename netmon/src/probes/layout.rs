@@ -50,6 +50,9 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         css_set_dfl_cgrp: btf.byte_offset("css_set", "dfl_cgrp")?,
         cgroup_kn: btf.byte_offset("cgroup", "kn")?,
         kernfs_node_id: btf.byte_offset("kernfs_node", "id")?,
+        file_inode: btf.byte_offset("file", "f_inode")?,
+        inode_mode: btf.byte_offset("inode", "i_mode")?,
+        inode_ino: btf.byte_offset("inode", "i_ino")?,
     })
 }
 

@@ -9,6 +9,7 @@ mod read;
 mod reasons;
 mod samples;
 mod slots;
+mod socket_files;
 mod tables;
 mod tcp_sockets;
 pub mod tracefs;
@@ -64,6 +65,7 @@ pub struct Probes {
     load_error: Option<String>,
     /// Whether the TCP socket iterator is loaded, or why not.
     socket_iterator: Result<(), String>,
+    file_iterator: Result<(), String>,
     /// The ring of drop samples and its budget, or why there is none.
     sampler: Result<DropSampler, String>,
     /// The watch on namespace teardown, or why there is none.
@@ -147,6 +149,7 @@ impl Probes {
                     reasons,
                     load_error: Some(error.clone()),
                     socket_iterator: Err(error.clone()),
+                    file_iterator: Err(error.clone()),
                     sampler: Err(error.clone()),
                     namespace_watch: Err(error),
                 };
@@ -222,6 +225,13 @@ impl Probes {
             Ok(()) => tracing::info!("TCP sockets are counted by a socket iterator"),
             Err(error) => tracing::info!("TCP sockets are counted from the socket dump: {error}"),
         }
+        let file_iterator = offsets.as_ref().map_err(Clone::clone).and_then(|_| {
+            socket_files::load(&mut ebpf, aya_btf.as_ref()).map_err(|e| format!("{e:#}"))
+        });
+        match &file_iterator {
+            Ok(()) => tracing::info!("the holders of sockets are found by a file iterator"),
+            Err(error) => tracing::info!("the holders of sockets are found in /proc: {error}"),
+        }
         // Measured before the sampler and the namespace watch take their maps out of the
         // object.
         let map_bytes = map_bytes(&ebpf);
@@ -247,6 +257,7 @@ impl Probes {
             reasons,
             load_error: None,
             socket_iterator,
+            file_iterator,
             sampler,
             namespace_watch,
         }

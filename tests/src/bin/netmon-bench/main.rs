@@ -941,10 +941,13 @@ fn agent_cost() -> String {
     let y = Netns::new("bench-y");
     let mut out = String::from(
         "## 6. How cost grows\n\nnetmon (poll interval 1 s) in a namespace with the given \
-         interfaces and TCP sockets, scraped once a second for 10 s after 2 s of warm-up.\n\n\
+         interfaces and TCP sockets, scraped once a second for 10 s after 2 s of warm-up. \
+         \"socket owners\" is the time of the listening collector in the poll that finds a \
+         new listener: that poll looks for the processes holding sockets (so does one every \
+         30 s), and the processes of the table hold every socket.\n\n\
          | interfaces | TCP sockets | CPU (s/s) | peak RSS (MiB) | /metrics size (bytes) | \
-         socket dump (ms) | interfaces (ms) | poll (ms) |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         socket dump (ms) | interfaces (ms) | poll (ms) | socket owners (ms) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     let mut holders = Vec::new();
     let mut made = 0;
@@ -976,9 +979,10 @@ fn agent_cost() -> String {
         let netmon = start_netmon(&x);
         let (cpu, rss, size) = measure(&x, netmon.child.id(), netmon.addr, "/metrics");
         let durations = collector_ms(&x, netmon.addr);
+        let owners = owner_scan_ms(&x, netmon.addr);
         let _ = writeln!(
             out,
-            "| {} | {} | {cpu:.4} | {rss:.1} | {size} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {cpu:.4} | {rss:.1} | {size} | {:.1} | {:.1} | {:.1} | {owners:.1} |",
             interface_count(&x),
             ss_count(&x),
             durations.0,
@@ -1059,6 +1063,34 @@ fn collector_ms(ns: &Netns, addr: SocketAddr) -> (f64, f64, f64) {
             .unwrap_or(f64::NAN)
             * 1000.0,
     )
+}
+
+/// Milliseconds of the listening collector in the poll that finds a listener opened now,
+/// which looks for the holders of sockets.
+fn owner_scan_ms(ns: &Netns, addr: SocketAddr) -> f64 {
+    let listener = ns.run(|| TcpListener::bind("127.0.0.1:0").unwrap());
+    let port = listener.local_addr().unwrap().port().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let body = ns
+            .run(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                request(&mut s, addr, "/metrics", &[("Connection", "close")]).map(|r| r.body)
+            })
+            .unwrap_or_default();
+        let metrics = netmon_tests::Metrics::parse(&body);
+        let found = !metrics
+            .find("netmon_listening_socket_info", &[("port", &port)])
+            .is_empty();
+        if found {
+            return metrics
+                .value("netmon_collector_duration_seconds", &[("collector", "listening")])
+                .unwrap_or(f64::NAN)
+                * 1000.0;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    f64::NAN
 }
 
 fn ss_count(ns: &Netns) -> usize {

@@ -1,0 +1,142 @@
+//! The socket file iterator (`netmon-ebpf/src/socket_files.rs`): loaded when the kernel has
+//! BTF and the agent sees the host's process ids, run when the owners of sockets are looked
+//! for. It finds them in one walk of the kernel's file tables, where the fallback reads every
+//! `/proc/<pid>/fd` link.
+use std::{
+    collections::{BTreeSet, HashMap},
+    io::Read as _,
+};
+
+use anyhow::Context as _;
+use aya::{Btf, Ebpf, programs::Iter};
+use netmon_common::SocketFileRecord;
+
+use crate::probes::Probes;
+
+const PROGRAM: &str = "nm_socket_files_iter";
+
+/// Loads the iterator; an error says why `/proc` stays the way.
+pub(super) fn load(ebpf: &mut Ebpf, btf: Option<&Btf>) -> anyhow::Result<()> {
+    let btf = btf.context("the kernel has no BTF")?;
+    // The iterator gives the kernel's process ids, which are those of `/proc` only in the
+    // host's PID namespace.
+    anyhow::ensure!(
+        in_initial_pid_namespace()?,
+        "the agent runs in a PID namespace of its own"
+    );
+    program(ebpf)?.load("task_file", btf)?;
+    Ok(())
+}
+
+/// Whether this process sees the kernel's process ids: its `NSpid` (its id in each PID
+/// namespace it belongs to, outermost first) has one entry.
+fn in_initial_pid_namespace() -> anyhow::Result<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").context("reading our status")?;
+    pid_namespace_depth(&status)
+        .map(|depth| depth == 1)
+        .context("no NSpid in /proc/self/status")
+}
+
+/// How many PID namespaces a process is in, from its `/proc/<pid>/status`.
+fn pid_namespace_depth(status: &str) -> Option<usize> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))
+        .map(|ids| ids.split_whitespace().count())
+}
+
+fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Iter> {
+    Ok(ebpf
+        .program_mut(PROGRAM)
+        .context("the object has no socket file iterator")?
+        .try_into()?)
+}
+
+/// Socket inode -> ids of the processes that hold it.
+pub type SocketHolders = HashMap<u32, BTreeSet<u32>>;
+
+impl Probes {
+    /// The processes holding each of the `wanted` sockets; `None` when the iterator is not
+    /// loaded. A walk that fails retires the iterator: `/proc` is the way from then on, and
+    /// the status says why.
+    pub fn socket_holders(
+        &mut self,
+        wanted: &BTreeSet<u32>,
+    ) -> Option<anyhow::Result<SocketHolders>> {
+        let (ebpf, _) = self.ebpf.as_mut()?;
+        if self.file_iterator.is_err() {
+            return None;
+        }
+        let walked = walk(ebpf).map(|records| holders(&records, wanted));
+        if let Err(err) = &walked {
+            self.file_iterator = Err(format!("a walk failed: {err:#}"));
+        }
+        Some(walked)
+    }
+
+    /// Why the socket file iterator is not used, if it is not.
+    pub fn file_iterator_error(&self) -> Option<&str> {
+        self.file_iterator.as_ref().err().map(String::as_str)
+    }
+}
+
+/// One walk: the records of every open socket of every process.
+fn walk(ebpf: &mut Ebpf) -> anyhow::Result<Vec<u8>> {
+    let program = program(ebpf)?;
+    let link = program
+        .attach()
+        .context("attaching the socket file iterator")?;
+    let mut file = program
+        .take_link(link)?
+        .into_file()
+        .context("starting a walk of the file tables")?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .context("reading the walk of the file tables")?;
+    Ok(bytes)
+}
+
+/// The holders of the `wanted` sockets among the walk's records.
+fn holders(records: &[u8], wanted: &BTreeSet<u32>) -> SocketHolders {
+    let mut found = SocketHolders::new();
+    for record in records.chunks_exact(size_of::<SocketFileRecord>()) {
+        let inode = u64::from_ne_bytes(record[..8].try_into().unwrap_or_default());
+        let tgid = u32::from_ne_bytes(record[8..12].try_into().unwrap_or_default());
+        if let Ok(inode) = u32::try_from(inode)
+            && wanted.contains(&inode)
+        {
+            found.entry(inode).or_default().insert(tgid);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_pid_namespaces_from_status() {
+        let host = "Name:\tsh\nTgid:\t42\nNSpid:\t42\nNSpgid:\t42\n";
+        let nested = "Name:\tsh\nNSpid:\t4242\t7\nNSsid:\t1\n";
+        assert_eq!(pid_namespace_depth(host), Some(1));
+        assert_eq!(pid_namespace_depth(nested), Some(2));
+        assert_eq!(pid_namespace_depth("Name:\tsh\n"), None);
+    }
+
+    #[test]
+    fn keeps_the_wanted_sockets_and_every_holder() {
+        let record = |inode: u64, tgid: u32| {
+            let mut bytes = inode.to_ne_bytes().to_vec();
+            bytes.extend(tgid.to_ne_bytes());
+            bytes.extend(0u32.to_ne_bytes());
+            bytes
+        };
+        let records: Vec<u8> = [record(7, 100), record(8, 100), record(7, 200), record(9, 300)]
+            .concat();
+        let found = holders(&records, &BTreeSet::from([7, 9, 10]));
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[&7], BTreeSet::from([100, 200]));
+        assert_eq!(found[&9], BTreeSet::from([300]));
+    }
+}
