@@ -460,6 +460,17 @@ fn run<T>(
     }
 }
 
+/// The holders of the `wanted` sockets from the socket file iterator where it is loaded, else
+/// (or when a walk fails) from `/proc`; and which of the two it was.
+fn socket_holders(probes: &mut Probes, wanted: &BTreeSet<u32>) -> (SocketHolders, &'static str) {
+    match probes.socket_holders(wanted) {
+        Some(Ok(holders)) => return (holders, "file_iterator"),
+        Some(Err(err)) => tracing::warn!("socket file iterator: {err:#}; reading /proc"),
+        None => {}
+    }
+    (processes::scan_socket_inodes(wanted), "proc")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,15 +504,4 @@ mod tests {
             Some("panicked: index out of range")
         );
     }
-}
-
-/// The holders of the `wanted` sockets from the socket file iterator where it is loaded, else
-/// (or when a walk fails) from `/proc`; and which of the two it was.
-fn socket_holders(probes: &mut Probes, wanted: &BTreeSet<u32>) -> (SocketHolders, &'static str) {
-    match probes.socket_holders(wanted) {
-        Some(Ok(holders)) => return (holders, "file_iterator"),
-        Some(Err(err)) => tracing::warn!("socket file iterator: {err:#}; reading /proc"),
-        None => {}
-    }
-    (processes::scan_socket_inodes(wanted), "proc")
 }

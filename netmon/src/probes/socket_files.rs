@@ -132,8 +132,13 @@ mod tests {
             bytes.extend(0u32.to_ne_bytes());
             bytes
         };
-        let records: Vec<u8> = [record(7, 100), record(8, 100), record(7, 200), record(9, 300)]
-            .concat();
+        let records: Vec<u8> = [
+            record(7, 100),
+            record(8, 100),
+            record(7, 200),
+            record(9, 300),
+        ]
+        .concat();
         let found = holders(&records, &BTreeSet::from([7, 9, 10]));
         assert_eq!(found.len(), 2);
         assert_eq!(found[&7], BTreeSet::from([100, 200]));

@@ -1084,7 +1084,10 @@ fn owner_scan_ms(ns: &Netns, addr: SocketAddr) -> f64 {
             .is_empty();
         if found {
             return metrics
-                .value("netmon_collector_duration_seconds", &[("collector", "listening")])
+                .value(
+                    "netmon_collector_duration_seconds",
+                    &[("collector", "listening")],
+                )
                 .unwrap_or(f64::NAN)
                 * 1000.0;
         }
