@@ -29,6 +29,11 @@ pub fn nm_socket_files_iter(ctx: *mut c_void) -> i32 {
     ) else {
         return 0;
     };
+    // Read before anything else: Linux 6.1's verifier, which cannot tell that a second test
+    // of `meta` against null has the first one's answer, then sees one test.
+    let Some(seq) = Btf::read::<u64>(meta, 0) else {
+        return 0;
+    };
     let Some(inode) = Btf::read::<u64>(file, constant!(OFFSETS.file_inode)) else {
         return 0;
     };
@@ -38,8 +43,7 @@ pub fn nm_socket_files_iter(ctx: *mut c_void) -> i32 {
     if mode & S_IFMT != S_IFSOCK {
         return 0;
     }
-    let (Some(seq), Some(number), Some(tgid)) = (
-        Btf::read::<u64>(meta, 0),
+    let (Some(number), Some(tgid)) = (
         Btf::read::<u64>(inode, constant!(OFFSETS.inode_ino)),
         Btf::read::<i32>(task, constant!(OFFSETS.task_tgid)),
     ) else {

@@ -392,6 +392,15 @@ fn main() {
         watch == "fentry" || watch == "kprobe",
         format!("{watch}"),
     );
+    // Kernels since 5.8 walk the processes' file tables for the holders of sockets.
+    let owners = serde_json::from_str::<serde_json::Value>(&status)
+        .map(|s| s["socket_owners_source"].clone())
+        .unwrap_or_default();
+    all &= check(
+        "socket holders found by the file iterator",
+        owners == "file_iterator",
+        format!("{owners}"),
+    );
     // The workload's namespace went with its thread: its counts go at the kernel's word, and
     // its inode is free again (the next namespace may well take it).
     all &= check(
