@@ -198,6 +198,8 @@ fn has_method(hook: &str, method: &str) -> bool {
 
 /// Bytes of the lossy transfer of each round (see [`LOSSY_PORT`]).
 const LOSSY_BYTES: usize = 4 << 20;
+/// Bytes the receiver of the lossy transfer asks for at a time.
+const RECEIVE_CHUNK: usize = 1024;
 /// Port of a bulk transfer one of whose every [`LOSSY_EVERY`] segments `kernel_cost` drops,
 /// so that the sender retransmits.
 const LOSSY_PORT: u16 = 7002;
@@ -272,9 +274,16 @@ fn lossy_transfer(a: &Netns, b: &Netns, veth: &Veth) {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let mut sink = Vec::with_capacity(LOSSY_BYTES);
-        stream.read_to_end(&mut sink).unwrap();
-        assert_eq!(sink.len(), LOSSY_BYTES, "the lossy transfer arrived whole");
+        // Read as a program that handles a message at a time does, so that the receive hook
+        // runs thousands of times a round.
+        let (mut chunk, mut received) = ([0u8; RECEIVE_CHUNK], 0);
+        loop {
+            match stream.read(&mut chunk).unwrap() {
+                0 => break,
+                n => received += n,
+            }
+        }
+        assert_eq!(received, LOSSY_BYTES, "the lossy transfer arrived whole");
     });
     a.run(move || {
         let mut stream = TcpStream::connect(&addr).unwrap();
@@ -629,7 +638,7 @@ fn kernel_cost() -> String {
          run_cnt`), with an empty raw tracepoint program attached to the same hook in the same \
          run as the floor. Workload: 200,000 UDP datagrams across a veth pair to a closed port, \
          2,000 TCP connections, {REFUSED} refused ones, and {ROUNDS} transfers of 4 MiB that lose \
-         one segment in {LOSSY_EVERY} (retransmits), in {ROUNDS} rounds, each with a freshly \
+         one segment in {LOSSY_EVERY} (retransmits) read {RECEIVE_CHUNK} bytes at a time, in {ROUNDS} rounds, each with a freshly \
          started agent. A round is measured in windows, the TCP part and {SLICES} slices of \
          its datagrams, and its figure is the median of (netmon - empty) over the windows in \
          which the hook ran; each figure below is the median of the rounds, with the smallest \
