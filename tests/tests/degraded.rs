@@ -183,3 +183,35 @@ fn a_collector_that_cannot_read_its_source_is_reported_and_the_others_run() {
     );
     assert!(agent.log().contains("collector failed"));
 }
+
+/// In a PID namespace of its own the agent cannot use the kernel's process ids that the socket
+/// file iterator gives: it finds the holders of sockets in its `/proc`, with the ids it sees,
+/// and says why.
+#[test]
+fn in_a_pid_namespace_of_its_own_socket_holders_come_from_proc() {
+    require_root();
+    let agent = Agent::start_as(
+        &["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"],
+        &[],
+    );
+    let s = status(&agent);
+    assert_eq!(s["socket_owners_source"], "proc", "{s}");
+    assert!(
+        s["file_iterator_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("PID namespace of its own")),
+        "{s}"
+    );
+    // Its own listener, held by itself: the first process of the namespace.
+    let port = agent.addr.port().to_string();
+    let m = agent.fresh_metrics();
+    let holders: Vec<(String, String)> = m
+        .find(
+            "netmon_listening_socket_info",
+            &[("protocol", "tcp"), ("port", &port)],
+        )
+        .into_iter()
+        .map(|(labels, _)| (labels["pid"].clone(), labels["process"].clone()))
+        .collect();
+    assert_eq!(holders, vec![("1".to_string(), "netmon".to_string())]);
+}

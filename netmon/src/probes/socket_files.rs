@@ -5,6 +5,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     io::Read as _,
+    os::unix::fs::MetadataExt as _,
 };
 
 use anyhow::Context as _;
@@ -28,21 +29,15 @@ pub(super) fn load(ebpf: &mut Ebpf, btf: Option<&Btf>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether this process sees the kernel's process ids: its `NSpid` (its id in each PID
-/// namespace it belongs to, outermost first) has one entry.
-fn in_initial_pid_namespace() -> anyhow::Result<bool> {
-    let status = std::fs::read_to_string("/proc/self/status").context("reading our status")?;
-    pid_namespace_depth(&status)
-        .map(|depth| depth == 1)
-        .context("no NSpid in /proc/self/status")
-}
+/// The inode of the host's PID namespace, fixed by the kernel (`PROC_PID_INIT_INO`).
+const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
 
-/// How many PID namespaces a process is in, from its `/proc/<pid>/status`.
-fn pid_namespace_depth(status: &str) -> Option<usize> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("NSpid:"))
-        .map(|ids| ids.split_whitespace().count())
+/// Whether this process sees the kernel's process ids: it is in the host's PID namespace.
+/// (`NSpid` in its status cannot tell: a `/proc` mounted in a PID namespace shows the ids of
+/// that namespace and those under it only.)
+fn in_initial_pid_namespace() -> anyhow::Result<bool> {
+    let namespace = std::fs::metadata("/proc/self/ns/pid").context("our PID namespace")?;
+    Ok(namespace.ino() == INITIAL_PID_NAMESPACE)
 }
 
 fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Iter> {
@@ -114,15 +109,6 @@ fn holders(records: &[u8], wanted: &BTreeSet<u32>) -> SocketHolders {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_pid_namespaces_from_status() {
-        let host = "Name:\tsh\nTgid:\t42\nNSpid:\t42\nNSpgid:\t42\n";
-        let nested = "Name:\tsh\nNSpid:\t4242\t7\nNSsid:\t1\n";
-        assert_eq!(pid_namespace_depth(host), Some(1));
-        assert_eq!(pid_namespace_depth(nested), Some(2));
-        assert_eq!(pid_namespace_depth("Name:\tsh\n"), None);
-    }
 
     #[test]
     fn keeps_the_wanted_sockets_and_every_holder() {
