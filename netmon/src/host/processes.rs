@@ -9,10 +9,7 @@ use std::{
 
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
-use crate::model::Owner;
-
-/// Socket inode -> pids holding it.
-pub type SocketHolders = HashMap<u32, BTreeSet<u32>>;
+use crate::model::{Owner, SocketHolders};
 
 /// The holders of the `wanted` sockets, from every process's descriptor table in `/proc`.
 pub fn scan_socket_inodes(wanted: &BTreeSet<u32>) -> SocketHolders {

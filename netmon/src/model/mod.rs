@@ -1,7 +1,7 @@
 //! The Snapshot (one consistent picture of the host, taken by one poll) and the History of
 //! snapshots from which rates are computed. No I/O here.
 use std::{
-    collections::{BTreeMap, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     sync::Arc,
     time::Duration,
 };
@@ -45,6 +45,10 @@ pub struct Owner {
     pub pid: u32,
     pub name: String,
 }
+
+/// Socket inode -> ids of the processes holding the socket, as a look in the processes' file
+/// tables finds them.
+pub type SocketHolders = HashMap<u32, BTreeSet<u32>>;
 
 /// Kernel counters of one interface, as `ip -s link` shows them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]

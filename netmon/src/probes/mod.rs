@@ -65,6 +65,7 @@ pub struct Probes {
     load_error: Option<String>,
     /// Whether the TCP socket iterator is loaded, or why not.
     socket_iterator: Result<(), String>,
+    /// Whether the socket file iterator is loaded, or why not.
     file_iterator: Result<(), String>,
     /// The ring of drop samples and its budget, or why there is none.
     sampler: Result<DropSampler, String>,

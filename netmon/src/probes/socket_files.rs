@@ -2,17 +2,13 @@
 //! BTF and the agent sees the host's process ids, run when the owners of sockets are looked
 //! for. It finds them in one walk of the kernel's file tables, where the fallback reads every
 //! `/proc/<pid>/fd` link.
-use std::{
-    collections::{BTreeSet, HashMap},
-    io::Read as _,
-    os::unix::fs::MetadataExt as _,
-};
+use std::{collections::BTreeSet, io::Read as _, os::unix::fs::MetadataExt as _};
 
 use anyhow::Context as _;
 use aya::{Btf, Ebpf, programs::Iter};
 use netmon_common::SocketFileRecord;
 
-use crate::probes::Probes;
+use crate::{model::SocketHolders, probes::Probes};
 
 const PROGRAM: &str = "nm_socket_files_iter";
 
@@ -46,9 +42,6 @@ fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Iter> {
         .context("the object has no socket file iterator")?
         .try_into()?)
 }
-
-/// Socket inode -> ids of the processes that hold it.
-pub type SocketHolders = HashMap<u32, BTreeSet<u32>>;
 
 impl Probes {
     /// The processes holding each of the `wanted` sockets; `None` when the iterator is not
