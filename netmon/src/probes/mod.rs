@@ -3,6 +3,7 @@
 //! their tables (`read`, over `tables` and `slots`) and their drop samples (`samples`).
 mod attach;
 pub mod btf;
+mod iterators;
 mod layout;
 mod namespaces;
 mod read;

@@ -2,27 +2,28 @@
 //! BTF and the agent sees the host's process ids, run when the owners of sockets are looked
 //! for. It finds them in one walk of the kernel's file tables, where the fallback reads every
 //! `/proc/<pid>/fd` link.
-use std::{collections::BTreeSet, io::Read as _, os::unix::fs::MetadataExt as _};
+use std::{collections::BTreeSet, os::unix::fs::MetadataExt as _};
 
 use anyhow::Context as _;
-use aya::{Btf, Ebpf, programs::Iter};
+use aya::{Btf, Ebpf};
 use netmon_common::SocketFileRecord;
 
-use crate::{model::SocketHolders, probes::Probes};
+use crate::{
+    model::SocketHolders,
+    probes::{Probes, iterators},
+};
 
 const PROGRAM: &str = "nm_socket_files_iter";
 
 /// Loads the iterator; an error says why `/proc` stays the way.
 pub(super) fn load(ebpf: &mut Ebpf, btf: Option<&Btf>) -> anyhow::Result<()> {
-    let btf = btf.context("the kernel has no BTF")?;
     // The iterator gives the kernel's process ids, which are those of `/proc` only in the
     // host's PID namespace.
     anyhow::ensure!(
         in_initial_pid_namespace()?,
         "the agent runs in a PID namespace of its own"
     );
-    program(ebpf)?.load("task_file", btf)?;
-    Ok(())
+    iterators::load(ebpf, PROGRAM, "task_file", btf)
 }
 
 /// The inode of the host's PID namespace, fixed by the kernel (`PROC_PID_INIT_INO`).
@@ -36,13 +37,6 @@ fn in_initial_pid_namespace() -> anyhow::Result<bool> {
     Ok(namespace.ino() == INITIAL_PID_NAMESPACE)
 }
 
-fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Iter> {
-    Ok(ebpf
-        .program_mut(PROGRAM)
-        .context("the object has no socket file iterator")?
-        .try_into()?)
-}
-
 impl Probes {
     /// The processes holding each of the `wanted` sockets; `None` when the iterator is not
     /// loaded. A walk that fails retires the iterator: `/proc` is the way from then on, and
@@ -51,37 +45,15 @@ impl Probes {
         &mut self,
         wanted: &BTreeSet<u32>,
     ) -> Option<anyhow::Result<SocketHolders>> {
-        let (ebpf, _) = self.ebpf.as_mut()?;
-        if self.file_iterator.is_err() {
-            return None;
-        }
-        let walked = walk(ebpf).map(|records| holders(&records, wanted));
-        if let Err(err) = &walked {
-            self.file_iterator = Err(format!("a walk failed: {err:#}"));
-        }
-        Some(walked)
+        let ebpf = self.ebpf.as_mut().map(|(ebpf, _)| ebpf);
+        let walked = iterators::walk(ebpf, &mut self.file_iterator, PROGRAM)?;
+        Some(walked.map(|records| holders(&records, wanted)))
     }
 
     /// Why the socket file iterator is not used, if it is not.
     pub fn file_iterator_error(&self) -> Option<&str> {
         self.file_iterator.as_ref().err().map(String::as_str)
     }
-}
-
-/// One walk: the records of every open socket of every process.
-fn walk(ebpf: &mut Ebpf) -> anyhow::Result<Vec<u8>> {
-    let program = program(ebpf)?;
-    let link = program
-        .attach()
-        .context("attaching the socket file iterator")?;
-    let mut file = program
-        .take_link(link)?
-        .into_file()
-        .context("starting a walk of the file tables")?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .context("reading the walk of the file tables")?;
-    Ok(bytes)
 }
 
 /// The holders of the `wanted` sockets among the walk's records.
