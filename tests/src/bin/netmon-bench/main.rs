@@ -1049,15 +1049,20 @@ fn agent_cost() -> String {
     format!("{comparison}\n{out}")
 }
 
-/// Milliseconds the newest poll spent on the socket dump, on interfaces, and in all.
-fn collector_ms(ns: &Netns, addr: SocketAddr) -> (f64, f64, f64) {
+/// The agent's metrics, scraped from inside `ns` (empty when it does not answer).
+fn scrape_in(ns: &Netns, addr: SocketAddr) -> netmon_tests::Metrics {
     let body = ns
         .run(move || {
             let mut s = TcpStream::connect(addr).unwrap();
             request(&mut s, addr, "/metrics", &[("Connection", "close")]).map(|r| r.body)
         })
         .unwrap_or_default();
-    let metrics = netmon_tests::Metrics::parse(&body);
+    netmon_tests::Metrics::parse(&body)
+}
+
+/// Milliseconds the newest poll spent on the socket dump, on interfaces, and in all.
+fn collector_ms(ns: &Netns, addr: SocketAddr) -> (f64, f64, f64) {
+    let metrics = scrape_in(ns, addr);
     let collector = |name: &str| {
         metrics
             .value("netmon_collector_duration_seconds", &[("collector", name)])
@@ -1081,13 +1086,7 @@ fn owner_scan_ms(ns: &Netns, addr: SocketAddr) -> f64 {
     let port = listener.local_addr().unwrap().port().to_string();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let body = ns
-            .run(move || {
-                let mut s = TcpStream::connect(addr).unwrap();
-                request(&mut s, addr, "/metrics", &[("Connection", "close")]).map(|r| r.body)
-            })
-            .unwrap_or_default();
-        let metrics = netmon_tests::Metrics::parse(&body);
+        let metrics = scrape_in(ns, addr);
         let found = !metrics
             .find("netmon_listening_socket_info", &[("port", &port)])
             .is_empty();
