@@ -14,6 +14,14 @@ fn status(agent: &Agent) -> serde_json::Value {
     serde_json::from_str(&agent.get("/api/v1/status").body).unwrap()
 }
 
+/// Asserts that the status field `field` is a text that mentions `text`.
+fn assert_says(status: &serde_json::Value, field: &str, text: &str) {
+    assert!(
+        status[field].as_str().is_some_and(|e| e.contains(text)),
+        "{field}: {status}"
+    );
+}
+
 fn probe<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     status["probes"]
         .as_array()
@@ -87,20 +95,10 @@ fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
     assert!(agent.log().contains("not attached"), "{}", agent.log());
     // Connections by state come from the socket dump, and say why.
     assert_eq!(s["connections_source"], "socket_dump", "{s}");
-    assert!(
-        s["socket_iterator_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("BTF")),
-        "{s}"
-    );
+    assert_says(&s, "socket_iterator_error", "BTF");
     // The holders of sockets are found in /proc, and say why.
     assert_eq!(s["socket_owners_source"], "proc", "{s}");
-    assert!(
-        s["file_iterator_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("BTF")),
-        "{s}"
-    );
+    assert_says(&s, "file_iterator_error", "BTF");
     // TCP transitions still count (namespace unknown without BTF: 0).
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -196,12 +194,7 @@ fn in_a_pid_namespace_of_its_own_socket_holders_come_from_proc() {
     );
     let s = status(&agent);
     assert_eq!(s["socket_owners_source"], "proc", "{s}");
-    assert!(
-        s["file_iterator_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("PID namespace of its own")),
-        "{s}"
-    );
+    assert_says(&s, "file_iterator_error", "PID namespace of its own");
     // Its own listener, held by itself: the first process of the namespace.
     let port = agent.addr.port().to_string();
     let m = agent.fresh_metrics();
