@@ -54,7 +54,7 @@ pub struct SampleTally {
 }
 
 /// The maps of each table in the object, by the label metrics and benchmarks give the table.
-pub const TABLE_MAPS: [(&str, &[&str]); 7] = [
+pub const TABLE_MAPS: [(&str, &[&str]); 8] = [
     ("traffic", &["TRAFFIC_TAGS", "TRAFFIC"]),
     ("drops", &["DROP_TAGS", "DROPS"]),
     ("transitions", &["TRANSITION_TAGS", "TCP_TRANSITIONS"]),
@@ -65,6 +65,7 @@ pub const TABLE_MAPS: [(&str, &[&str]); 7] = [
     ),
     ("drop_samples", &["DROP_SAMPLES", "DROP_SAMPLE_BUDGET"]),
     ("events", &["EVENTS", "GONE_NAMESPACES"]),
+    ("tcp_sockets", &["SOCKET_TALLY"]),
 ];
 
 /// Consecutive slots a program looks at for an identity before it counts the table as full.
@@ -514,14 +515,22 @@ pub struct DropSample {
     pub destination: [u8; 16],
 }
 
-/// One TCP socket as the socket iterator writes it: its state (`TCP_NEW_SYN_RECV`, 12, for a
-/// connection request) and its local port.
+/// What one walk of the TCP socket iterator counts, in its one-entry map: sockets by state
+/// (`TCP_NEW_SYN_RECV`, 12, for a connection request) and, one bit a port, the local ports
+/// that some socket other than a listener holds. The agent zeroes it before each walk; only
+/// the agent's walk, on one CPU at a time, writes it.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TcpSocketRecord {
-    pub state: u8,
-    pub pad: u8,
-    pub local_port: u16,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpSocketTally {
+    pub states: [u64; 16],
+    pub ports: [u64; 1024],
+}
+
+impl TcpSocketTally {
+    pub const ZERO: Self = Self {
+        states: [0; 16],
+        ports: [0; 1024],
+    };
 }
 
 /// One open socket of a process, as the socket file iterator writes it: the socket's inode
@@ -608,6 +617,7 @@ mod user {
     unsafe impl aya::Pod for DropSample {}
     unsafe impl aya::Pod for SampleTally {}
     unsafe impl aya::Pod for SocketIo {}
+    unsafe impl aya::Pod for TcpSocketTally {}
 }
 
 #[cfg(test)]

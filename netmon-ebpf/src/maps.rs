@@ -7,7 +7,7 @@ use aya_ebpf::{
 use netmon_common::{
     DROP_SAMPLE_RING_BYTES, Event, GONE_NAMESPACE_RING_BYTES, HandshakeHistogram, InterfaceTraffic,
     MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS,
-    ProcessName, SAMPLE_BUDGET_SLOTS, SampleTally, SlotMasks, SlotTag, SocketIo,
+    ProcessName, SAMPLE_BUDGET_SLOTS, SampleTally, SlotMasks, SlotTag, SocketIo, TcpSocketTally,
 };
 
 use crate::slots::{Slots, Table};
@@ -75,6 +75,9 @@ pub static GONE_NAMESPACES: RingBuf = RingBuf::with_byte_size(GONE_NAMESPACE_RIN
 #[map]
 pub static DROP_SAMPLE_BUDGET: PerCpuArray<SampleTally> =
     PerCpuArray::with_max_entries(SAMPLE_BUDGET_SLOTS, 0);
+/// What the TCP socket iterator counts in a walk (see `netmon-common`).
+#[map]
+pub static SOCKET_TALLY: Array<TcpSocketTally> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
 pub fn traffic() -> Table<InterfaceTraffic> {

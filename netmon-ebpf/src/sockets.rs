@@ -1,28 +1,27 @@
-//! `iter/tcp`: every TCP socket of the reading thread's namespace, as its state and local
-//! port, for the connections by state and the ephemeral ports in use. One walk of the kernel's
-//! socket tables a poll, where the socket dump builds and the agent decodes a netlink message
-//! for each socket.
+//! `iter/tcp`: every TCP socket of the reading thread's namespace, counted by state and with
+//! the local ports in use into `SOCKET_TALLY`, for the connections by state and the
+//! ephemeral ports in use. One walk of the kernel's socket tables a poll, which writes
+//! nothing out: the socket dump builds and the agent decodes a netlink message for each
+//! socket.
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::{bpf_seq_write, bpf_skc_to_tcp_timewait_sock};
-use netmon_common::TcpSocketRecord;
+use aya_ebpf::helpers::generated::bpf_skc_to_tcp_timewait_sock;
 
-use crate::kernel::{Btf, Memory, constant};
+use crate::{
+    kernel::{Btf, Memory, constant},
+    maps::SOCKET_TALLY,
+};
 
 const TCP_TIME_WAIT: u8 = 6;
+const TCP_LISTEN: u8 = 10;
 
 /// The context is `struct bpf_iter__tcp { struct bpf_iter_meta *meta; struct sock_common
-/// *sk_common; uid_t uid; }`, and `meta` starts with `struct seq_file *seq`: both are part of
-/// the BPF interface, not of the kernel's internals.
+/// *sk_common; uid_t uid; }`: part of the BPF interface, not of the kernel's internals.
 #[unsafe(link_section = "iter/tcp")]
 #[unsafe(no_mangle)]
 pub fn nm_sockets_iter(ctx: *mut c_void) -> i32 {
-    let ctx = ctx as u64;
     // The last call of a walk has no socket.
-    let (Some(meta), Some(sk)) = (Btf::read::<u64>(ctx, 0), Btf::read::<u64>(ctx, 8)) else {
-        return 0;
-    };
-    let Some(seq) = Btf::read::<u64>(meta, 0) else {
+    let Some(sk) = Btf::read::<u64>(ctx as u64, 8) else {
         return 0;
     };
     let (Some(mut state), Some(local_port)) = (
@@ -38,18 +37,15 @@ pub fn nm_sockets_iter(ctx: *mut c_void) -> i32 {
         let tw = unsafe { bpf_skc_to_tcp_timewait_sock(sk as *mut c_void) } as u64;
         state = Btf::read::<u8>(tw, constant!(OFFSETS.tw_substate)).unwrap_or(state);
     }
-    let record = TcpSocketRecord {
-        state,
-        pad: 0,
-        local_port,
+    let Some(tally) = SOCKET_TALLY.get_ptr_mut(0) else {
+        return 0;
     };
-    // SAFETY: the iterator's own output, and a record on this program's stack.
+    // SAFETY: map memory that only the agent's walk, on one CPU at a time, writes.
     unsafe {
-        bpf_seq_write(
-            seq as *mut _,
-            (&raw const record).cast(),
-            size_of::<TcpSocketRecord>() as u32,
-        )
-    };
+        (*tally).states[usize::from(state & 15)] += 1;
+        if state != TCP_LISTEN {
+            (*tally).ports[usize::from(local_port >> 6)] |= 1 << (local_port & 63);
+        }
+    }
     0
 }

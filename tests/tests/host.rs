@@ -2,7 +2,7 @@
 //! interface counters and metadata (`ip -s link`), addresses, TCP states (`ss`), listeners
 //! and their processes, and interfaces that come and go.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::{TcpListener, TcpStream, UdpSocket},
     process::Command,
     thread,
@@ -315,6 +315,26 @@ fn ss_states(ns: &Netns) -> BTreeMap<String, u64> {
     counts
 }
 
+/// Local ports of the ephemeral range that some TCP socket other than a listener holds.
+fn ss_ephemeral_ports(ns: &Netns) -> usize {
+    let range = ns.exec(&["sysctl", "-n", "net.ipv4.ip_local_port_range"]);
+    let range: Vec<u16> = range
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let ports: BTreeSet<u16> = ns
+        .exec(&["ss", "-tanH"])
+        .lines()
+        .filter(|line| !line.starts_with("LISTEN"))
+        .map(|line| {
+            let local = line.split_whitespace().nth(3).unwrap();
+            local.rsplit(':').next().unwrap().parse().unwrap()
+        })
+        .filter(|port| (range[0]..=range[1]).contains(port))
+        .collect();
+    ports.len()
+}
+
 fn netmon_states(m: &Metrics) -> BTreeMap<String, u64> {
     m.find("netmon_network_connections", &[])
         .into_iter()
@@ -328,7 +348,11 @@ fn connections_by_state_match_the_socket_dump() {
     let (x, y) = (Netns::new("conn-x"), Netns::new("conn-y"));
     let veth = Veth::connect(&x, &y, 221);
     x.exec(&["sysctl", "-qw", "net.ipv6.conf.lo.disable_ipv6=0"]);
-    let agent = Agent::start_in(&x, &[]);
+    // A hundred ephemeral ports, so that the few the test's connections take (its requests to
+    // the agent among them) show in the diagnosis.
+    x.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40099"]);
+    let config = ConfigFile::new("[thresholds]\nephemeral_ports_percent = 1\n");
+    let agent = Agent::start_in(&x, &["--config", config.path_str()]);
     let (xip, yip) = (veth.a_ip.clone(), veth.b_ip.clone());
 
     // LISTEN + ESTABLISHED + CLOSE_WAIT + FIN_WAIT2 + TIME_WAIT on x's side, peers in y.
@@ -402,16 +426,38 @@ fn connections_by_state_match_the_socket_dump() {
     });
 
     let deadline = Instant::now() + Duration::from_secs(20);
-    let (kernel, metrics) = loop {
-        let before = ss_states(&x);
+    let (kernel, metrics, diagnosis) = loop {
+        let before = (ss_states(&x), ss_ephemeral_ports(&x));
         let metrics = agent.fresh_metrics();
-        if ss_states(&x) == before {
-            break (before, metrics);
+        let diagnosis = agent.get("/api/v1/diagnosis").body;
+        if (ss_states(&x), ss_ephemeral_ports(&x)) == before {
+            break (before, metrics, diagnosis);
         }
         assert!(Instant::now() < deadline, "socket states never settled");
         thread::sleep(Duration::from_millis(200));
     };
+    let (kernel, ports) = kernel;
     assert_eq!(netmon_states(&metrics), kernel);
+    // At least the SYN_SENT connection and the IPv6 client hold ephemeral ports.
+    assert!(ports >= 2, "{ports} ephemeral ports held in x");
+    let diagnosis: serde_json::Value = serde_json::from_str(&diagnosis).unwrap();
+    let finding = diagnosis["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "ephemeral_port_exhaustion")
+        .unwrap_or_else(|| panic!("no ephemeral port finding in {diagnosis:#}"));
+    let evidence = |name: &str| {
+        finding["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(evidence("in_use"), ports as f64, "{finding:#}");
+    assert_eq!(evidence("range_size"), 100.0, "{finding:#}");
     // Counted by the kernel's socket iterator on this kernel.
     let status: serde_json::Value =
         serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();

@@ -248,13 +248,7 @@ impl Poller {
     /// fails) from the socket dump.
     fn tcp_summary(&mut self) -> anyhow::Result<(TcpSummary, &'static str)> {
         match self.probes.tcp_sockets() {
-            Some(Ok(sockets)) => {
-                let mut tally = TcpTally::for_this_namespace();
-                for (state, local_port) in sockets {
-                    tally.add(state, local_port);
-                }
-                return Ok((tally.finish(), "socket_iterator"));
-            }
+            Some(Ok(tally)) => return Ok((TcpTally::from(tally).finish(), "socket_iterator")),
             Some(Err(err)) => tracing::warn!("socket iterator: {err:#}; reading the socket dump"),
             None => {}
         }

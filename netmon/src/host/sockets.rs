@@ -11,6 +11,7 @@ use netlink_packet_sock_diag::{
     inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
 };
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+use netmon_common::TcpSocketTally;
 
 use crate::{host::netlink, model::EphemeralPorts, names};
 
@@ -79,56 +80,68 @@ pub fn ephemeral_range() -> (u16, u16) {
         .unwrap_or((32768, 60999))
 }
 
-/// Counts sockets by state, and the ephemeral ports they hold, one socket at a time.
+/// Counts sockets by state, and the ephemeral ports they hold: one socket at a time from the
+/// socket dump, or all at once from the socket iterator's tally.
 pub struct TcpTally {
     /// Sockets by state number (a busy host has tens of thousands: no lookup by name each).
     states: [u64; 16],
-    range: (u16, u16),
-    /// One bit a port: which ports of the range some socket holds.
-    ports: Vec<u64>,
+    /// One bit a port: which local ports some socket other than a listener holds.
+    ports: [u64; 1024],
 }
 
 impl TcpTally {
-    /// A tally with the ephemeral port range of the calling thread's namespace.
-    pub fn for_this_namespace() -> Self {
-        Self {
-            states: [0; 16],
-            range: ephemeral_range(),
-            ports: vec![0; 1 << 10],
-        }
-    }
-
     pub fn add(&mut self, state: u8, local_port: u16) {
-        // Request sockets (TCP_NEW_SYN_RECV) are half-open connections: SYN_RECV to users.
-        let state = if state == 12 { 3 } else { state };
         if let Some(count) = self.states.get_mut(usize::from(state)) {
             *count += 1;
         }
-        let (low, high) = self.range;
-        if state != 10 && (low..=high).contains(&local_port) {
+        if state != TCP_LISTEN {
             self.ports[usize::from(local_port >> 6)] |= 1 << (local_port & 63);
         }
     }
 
+    /// The summary, with the ephemeral port range of the calling thread's namespace.
     pub fn finish(self) -> TcpSummary {
-        let (first, last) = self.range;
+        let mut states = self.states;
+        // Request sockets (TCP_NEW_SYN_RECV) are half-open connections: SYN_RECV to users.
+        states[TCP_SYN_RECV] += std::mem::take(&mut states[TCP_NEW_SYN_RECV]);
+        let (first, last) = ephemeral_range();
+        let held = |port: u16| self.ports[usize::from(port >> 6)] & (1 << (port & 63)) != 0;
         TcpSummary {
             states: names::TCP_STATES
                 .iter()
-                .map(|(state, name)| (*name, self.states[usize::from(*state)]))
+                .map(|(state, name)| (*name, states[usize::from(*state)]))
                 .collect(),
             ephemeral: EphemeralPorts {
                 first,
                 last,
-                in_use: self.ports.iter().map(|w| u64::from(w.count_ones())).sum(),
+                in_use: (first..=last).filter(|port| held(*port)).count() as u64,
             },
         }
     }
 }
 
+impl Default for TcpTally {
+    fn default() -> Self {
+        Self::from(TcpSocketTally::ZERO)
+    }
+}
+
+impl From<TcpSocketTally> for TcpTally {
+    fn from(tally: TcpSocketTally) -> Self {
+        Self {
+            states: tally.states,
+            ports: tally.ports,
+        }
+    }
+}
+
+const TCP_SYN_RECV: usize = 3;
+const TCP_LISTEN: u8 = 10;
+const TCP_NEW_SYN_RECV: usize = 12;
+
 /// The summary from the kernel's socket dump.
 pub fn tcp_summary() -> anyhow::Result<TcpSummary> {
-    let mut tally = TcpTally::for_this_namespace();
+    let mut tally = TcpTally::default();
     dump(IPPROTO_TCP, StateFlags::all(), |socket| {
         tally.add(socket.state, socket.local_port);
     })?;
@@ -195,5 +208,24 @@ mod tests {
         assert!(summary.states["LISTEN"] >= 1);
         let (low, high) = ephemeral_range();
         assert_eq!(summary.ephemeral.range_size(), u64::from(high - low) + 1);
+    }
+
+    #[test]
+    fn a_tally_folds_requests_into_syn_recv_and_counts_each_held_port_once() {
+        let (low, high) = ephemeral_range();
+        let mut tally = TcpTally::default();
+        tally.add(1, low); // ESTABLISHED
+        tally.add(6, low); // TIME_WAIT on the same port: one port
+        tally.add(10, high); // LISTEN: a listener's port is not an ephemeral one in use
+        tally.add(12, high); // a connection request, on the listener's port
+        tally.add(3, low - 1); // SYN_RECV, below the range
+        let summary = tally.finish();
+        assert_eq!(summary.states["ESTABLISHED"], 1);
+        assert_eq!(summary.states["TIME_WAIT"], 1);
+        assert_eq!(summary.states["LISTEN"], 1);
+        assert_eq!(summary.states["SYN_RECV"], 2);
+        assert_eq!(summary.states.values().sum::<u64>(), 5);
+        // `high` is held by the request (whose port is its listener's).
+        assert_eq!(summary.ephemeral.in_use, 2);
     }
 }

@@ -1,7 +1,7 @@
 //! The BPF iterators the agent runs while it polls (TCP sockets, processes' socket files):
 //! each is loaded once and walked through a link made for the walk; a walk that fails retires
 //! its iterator, and the agent's fallback is the way from then on.
-use std::io::Read as _;
+use std::io::{ErrorKind, Read as _};
 
 use anyhow::Context as _;
 use aya::{Btf, Ebpf, programs::Iter};
@@ -21,9 +21,9 @@ pub(super) fn load(
 /// The output of one walk of the iterator `name`, whole; `None` when the object or the
 /// iterator is not loaded (`loaded` says why not). A walk that fails retires the iterator:
 /// `loaded` then says why.
-pub(super) fn walk(
+pub(super) fn walk<T>(
     ebpf: Option<&mut Ebpf>,
-    loaded: &mut Result<(), String>,
+    loaded: &mut Result<T, String>,
     name: &str,
 ) -> Option<anyhow::Result<Vec<u8>>> {
     let ebpf = ebpf?;
@@ -47,9 +47,14 @@ fn walk_once(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Vec<u8>> {
         .into_file()
         .with_context(|| format!("starting a walk of {name}"))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .with_context(|| format!("reading the walk of {name}"))?;
-    Ok(bytes)
+    loop {
+        match file.read_to_end(&mut bytes) {
+            Ok(_) => return Ok(bytes),
+            // A million objects that wrote nothing end one read; the next goes on from there.
+            Err(err) if err.kind() == ErrorKind::WouldBlock => continue,
+            Err(err) => return Err(err).with_context(|| format!("reading the walk of {name}")),
+        }
+    }
 }
 
 fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Iter> {

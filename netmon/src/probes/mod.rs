@@ -65,7 +65,7 @@ pub struct Probes {
     /// Why the object could not be loaded at all, if it could not.
     load_error: Option<String>,
     /// Whether the TCP socket iterator is loaded, or why not.
-    socket_iterator: Result<(), String>,
+    socket_iterator: Result<tcp_sockets::Tally, String>,
     /// Whether the socket file iterator is loaded, or why not.
     file_iterator: Result<(), String>,
     /// The ring of drop samples and its budget, or why there is none.
@@ -219,12 +219,15 @@ impl Probes {
             }
             status.push(ProbeStatus::new(hook, attached, failures));
         }
+        // Measured before the socket iterator, the sampler and the namespace watch take their
+        // maps out of the object.
+        let map_bytes = map_bytes(&ebpf);
         // The iterator reads socket fields at offsets from BTF, like the struct-reading hooks.
         let socket_iterator = offsets.as_ref().map_err(Clone::clone).and_then(|_| {
             tcp_sockets::load(&mut ebpf, aya_btf.as_ref()).map_err(|e| format!("{e:#}"))
         });
         match &socket_iterator {
-            Ok(()) => tracing::info!("TCP sockets are counted by a socket iterator"),
+            Ok(_) => tracing::info!("TCP sockets are counted by a socket iterator"),
             Err(error) => tracing::info!("TCP sockets are counted from the socket dump: {error}"),
         }
         let file_iterator = offsets.as_ref().map_err(Clone::clone).and_then(|_| {
@@ -234,9 +237,6 @@ impl Probes {
             Ok(()) => tracing::info!("the holders of sockets are found by a file iterator"),
             Err(error) => tracing::info!("the holders of sockets are found in /proc: {error}"),
         }
-        // Measured before the sampler and the namespace watch take their maps out of the
-        // object.
-        let map_bytes = map_bytes(&ebpf);
         // It reads the namespace's inode at an offset from BTF.
         let namespace_watch = offsets.as_ref().map_err(Clone::clone).and_then(|_| {
             NamespaceWatch::attach(&mut ebpf, aya_btf.as_ref()).map_err(|e| format!("{e:#}"))

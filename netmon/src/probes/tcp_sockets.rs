@@ -1,29 +1,43 @@
 //! The TCP socket iterator (`netmon-ebpf/src/sockets.rs`): loaded when the kernel has BTF,
-//! run once a poll for the connections by state and the ephemeral ports in use.
-use aya::{Btf, Ebpf};
-use netmon_common::TcpSocketRecord;
+//! run once a poll for the connections by state and the ephemeral ports in use, which it
+//! counts in its map.
+use anyhow::{Context as _, anyhow};
+use aya::{
+    Btf, Ebpf,
+    maps::{Array, MapData},
+};
+use netmon_common::TcpSocketTally;
 
-use crate::probes::{Probes, iterators};
+use crate::probes::{Probes, iterators, slots::take_map};
 
 const PROGRAM: &str = "nm_sockets_iter";
 
-/// Loads the iterator; an error says why the socket dump stays the way.
-pub(super) fn load(ebpf: &mut Ebpf, btf: Option<&Btf>) -> anyhow::Result<()> {
-    iterators::load(ebpf, PROGRAM, "tcp", btf)
+/// The map the iterator counts in.
+pub(super) type Tally = Array<MapData, TcpSocketTally>;
+
+/// Loads the iterator and takes its map; an error says why the socket dump stays the way.
+pub(super) fn load(ebpf: &mut Ebpf, btf: Option<&Btf>) -> anyhow::Result<Tally> {
+    iterators::load(ebpf, PROGRAM, "tcp", btf)?;
+    Ok(Array::try_from(take_map(ebpf, "SOCKET_TALLY")?)?)
 }
 
 impl Probes {
-    /// Every TCP socket of the calling thread's namespace, as (state, local port); `None` when
-    /// the iterator is not loaded. A walk that fails retires the iterator: the socket dump is
-    /// the way from then on, and the status says why.
-    pub fn tcp_sockets(&mut self) -> Option<anyhow::Result<Vec<(u8, u16)>>> {
+    /// The TCP sockets of the calling thread's namespace, counted; `None` when the iterator
+    /// is not loaded. A walk that fails retires the iterator: the socket dump is the way from
+    /// then on, and the status says why.
+    pub fn tcp_sockets(&mut self) -> Option<anyhow::Result<TcpSocketTally>> {
         let ebpf = self.ebpf.as_mut().map(|(ebpf, _)| ebpf);
+        if let Ok(tally) = &mut self.socket_iterator
+            && let Err(err) = tally.set(0, TcpSocketTally::ZERO, 0)
+        {
+            let err = format!("clearing SOCKET_TALLY: {err}");
+            self.socket_iterator = Err(err.clone());
+            return Some(Err(anyhow!(err)));
+        }
         let walked = iterators::walk(ebpf, &mut self.socket_iterator, PROGRAM)?;
-        Some(walked.map(|bytes| {
-            bytes
-                .chunks_exact(size_of::<TcpSocketRecord>())
-                .map(|record| (record[0], u16::from_ne_bytes([record[2], record[3]])))
-                .collect()
+        Some(walked.and_then(|_| {
+            let tally = self.socket_iterator.as_ref().map_err(|e| anyhow!("{e}"))?;
+            tally.get(&0, 0).context("reading SOCKET_TALLY")
         }))
     }
 
