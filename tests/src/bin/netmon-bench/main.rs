@@ -48,8 +48,9 @@ fn main() {
     require_root();
     let wanted: Vec<String> = std::env::args().skip(1).collect();
     let run = |section: &str| wanted.is_empty() || wanted.iter().any(|w| w == section);
+    let stats = StatsOff::new();
     let mut out = String::new();
-    let _ = writeln!(out, "{}", environment());
+    let _ = writeln!(out, "{}{}", environment(), stats.note());
     if run("kernel") {
         let _ = writeln!(out, "{}", kernel_cost());
     }
@@ -89,6 +90,48 @@ fn environment() -> String {
         thread::available_parallelism().map_or(0, |n| n.get()),
         sh(netmon_bin().to_str().unwrap(), &["--version"]).trim(),
     )
+}
+
+/// Keeps the kernel's BPF run-time statistics off for the whole run (`kernel.bpf_stats_enabled`,
+/// which a host may have left on): with them on, every run of every program pays two clock
+/// reads, which the packet path and the agent's socket iterator would be measured with. Table 1
+/// turns them on for itself through a descriptor, which ends with the table. The sysctl is
+/// put back as it was when the run ends.
+struct StatsOff {
+    was: Option<String>,
+}
+
+const STATS_SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl StatsOff {
+    fn new() -> Self {
+        let was = std::fs::read_to_string(STATS_SYSCTL)
+            .ok()
+            .map(|v| v.trim().to_string());
+        if was.as_deref() == Some("1") {
+            std::fs::write(STATS_SYSCTL, "0").expect("turning kernel.bpf_stats_enabled off");
+        }
+        Self { was }
+    }
+
+    fn note(&self) -> String {
+        match self.was.as_deref() {
+            Some("1") => "- BPF run-time statistics: left on by this host \
+                          (`kernel.bpf_stats_enabled`); off for the run except while table 1 \
+                          measures with them\n"
+                .to_string(),
+            _ => "- BPF run-time statistics: off except while table 1 measures with them\n"
+                .to_string(),
+        }
+    }
+}
+
+impl Drop for StatsOff {
+    fn drop(&mut self) {
+        if self.was.as_deref() == Some("1") {
+            let _ = std::fs::write(STATS_SYSCTL, "1");
+        }
+    }
 }
 
 // ---------------------------------------------------------------- kernel cost per event
