@@ -46,6 +46,11 @@ fn wait_serving(addr: SocketAddr) {
 
 /// netmon in the bench's namespace (the host's), polling every `poll`.
 pub(crate) fn start_netmon(poll: &str) -> (Child, SocketAddr) {
+    start_netmon_with(poll, &[])
+}
+
+/// [`start_netmon`] with `extra` arguments (a `--config` file, for instance).
+pub(crate) fn start_netmon_with(poll: &str, extra: &[&str]) -> (Child, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new(netmon_bin())
         .args([
@@ -55,6 +60,7 @@ pub(crate) fn start_netmon(poll: &str) -> (Child, SocketAddr) {
             "--poll-interval",
             poll,
         ])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()
