@@ -32,6 +32,11 @@ const ROUNDS: u64 = 10;
 /// virtual machine lost its CPU to the host for a while is an outlier that the median of the
 /// windows passes over, where a mean over the whole round would carry it.
 const SLICES: u64 = 20;
+/// Windows a round's TCP part (lossy transfer, connections, refused ones) is run in, for the
+/// same reason: the hooks it drives run a few hundred to a few thousand times a round, and an
+/// interrupt that lands in a program (its handler's time counts as the program's) moved a
+/// round's mean by tens of ns when the round was one window.
+const TCP_SLICES: u64 = 5;
 /// Connections refused (a reset sent and one received each) in all rounds: enough that a
 /// round's mean cost of the reset hooks is not a handful of cold runs.
 const REFUSED: u64 = 2000;
@@ -239,8 +244,8 @@ fn has_method(hook: &str, method: &str) -> bool {
     method == "tp_btf" || !hook.starts_with("sock_")
 }
 
-/// Bytes of the lossy transfer of each round (see [`LOSSY_PORT`]).
-const LOSSY_BYTES: usize = 4 << 20;
+/// Bytes of each of a round's lossy transfers, 4 MiB a round (see [`LOSSY_PORT`]).
+const LOSSY_BYTES: usize = (4 << 20) / TCP_SLICES as usize;
 /// Bytes the receiver of the lossy transfer asks for at a time.
 const RECEIVE_CHUNK: usize = 1024;
 /// Port of a bulk transfer one of whose every [`LOSSY_EVERY`] segments `kernel_cost` drops,
@@ -252,18 +257,20 @@ const LOSSY_EVERY: &str = "25";
 type Window = (Stats, Stats);
 type Stats = BTreeMap<u32, (String, u64, u64)>;
 
-/// One round of traffic for every hook, in windows measured one by one: a TCP part
-/// (connections and refused ones for state changes and resets, a bulk transfer that loses
-/// segments for retransmits), then [`SLICES`] windows of datagrams across the pair to a
-/// closed port (transmits, receives and drops).
-/// One round: a [`ROUNDS`]th of 200,000 datagrams, 2,000 connections and [`REFUSED`] refused
-/// ones,
-/// and 4 MiB.
+/// One round of traffic for every hook, in windows measured one by one: [`TCP_SLICES`]
+/// windows of TCP (a bulk transfer that loses segments for retransmits, connections and
+/// refused ones for state changes and resets), then [`SLICES`] windows of datagrams across
+/// the pair to a closed port (transmits, receives and drops). One round: a [`ROUNDS`]th of
+/// 200,000 datagrams, 2,000 connections and [`REFUSED`] refused ones, and 4 MiB.
 fn workload(a: &Netns, b: &Netns, veth: &Veth) -> Vec<Window> {
-    let before = program_stats();
-    lossy_transfer(a, b, veth);
-    connections(a, b, veth);
-    let mut windows = vec![(before, program_stats())];
+    let mut windows: Vec<Window> = (0..TCP_SLICES)
+        .map(|_| {
+            let before = program_stats();
+            lossy_transfer(a, b, veth);
+            connections(a, b, veth);
+            (before, program_stats())
+        })
+        .collect();
     windows.extend((0..SLICES).map(|_| datagram_window(a, veth)));
     windows
 }
@@ -281,7 +288,7 @@ fn datagram_window(a: &Netns, veth: &Veth) -> Window {
     (before, program_stats())
 }
 
-/// A round's TCP connections, and its refused ones.
+/// A slice of a round's TCP connections, and of its refused ones.
 fn connections(a: &Netns, b: &Netns, veth: &Veth) {
     let (addr, closed) = (format!("{}:7000", veth.b_ip), format!("{}:7001", veth.b_ip));
     let listener = {
@@ -289,15 +296,15 @@ fn connections(a: &Netns, b: &Netns, veth: &Veth) {
         b.run(move || TcpListener::bind(addr).unwrap())
     };
     let server = thread::spawn(move || {
-        for _ in 0..2000 / ROUNDS {
+        for _ in 0..2000 / ROUNDS / TCP_SLICES {
             drop(listener.accept());
         }
     });
     a.run(move || {
-        for _ in 0..2000 / ROUNDS {
+        for _ in 0..2000 / ROUNDS / TCP_SLICES {
             drop(TcpStream::connect(&addr));
         }
-        for _ in 0..REFUSED / ROUNDS {
+        for _ in 0..REFUSED / ROUNDS / TCP_SLICES {
             let _ = TcpStream::connect(&closed);
         }
     });
@@ -685,16 +692,18 @@ fn kernel_cost() -> String {
         "## 1. Kernel cost per event\n\nFrom the kernel's BPF statistics (`run_time_ns / \
          run_cnt`), with an empty raw tracepoint program attached to the same hook in the same \
          run as the floor. Workload: 200,000 UDP datagrams across a veth pair to a closed port, \
-         2,000 TCP connections, {REFUSED} refused ones, and {ROUNDS} transfers of 4 MiB that lose \
+         2,000 TCP connections, {REFUSED} refused ones, and {} transfers of {} KiB that lose \
          one segment in {LOSSY_EVERY} (retransmits) read {RECEIVE_CHUNK} bytes at a time, in {ROUNDS} rounds, each with a freshly \
          started agent (default poll interval, 2 s), measured {} s after its programs are \
-         attached. A round is measured in windows, the TCP part and {SLICES} slices of \
-         its datagrams, and its figure is the median of (netmon - empty) over the windows in \
+         attached. A round is measured in windows, {TCP_SLICES} slices of its TCP part and \
+         {SLICES} of its datagrams, and its figure is the median of (netmon - empty) over the windows in \
          which the hook ran; each figure below is the median of the rounds, with the smallest \
          and largest round beside it. \"before\" is {}, its rounds taking turns with \
          this version's in the same run.\n\n\
          | method | hook | runs | netmon ns/run | empty ns/run | above empty | rounds | target | before | |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
+        ROUNDS * TCP_SLICES,
+        LOSSY_BYTES >> 10,
         SETTLE.as_secs(),
         if before_bin.is_some() {
             "the previous version's agent (`cargo xtask bench --before REV`), measured the same way"
