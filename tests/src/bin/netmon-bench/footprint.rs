@@ -44,6 +44,10 @@ fn wait_serving(addr: SocketAddr) {
     }
 }
 
+/// netmon's default poll interval (`DEFAULT_POLL_INTERVAL` of its configuration): the agent
+/// as an operator runs it.
+pub(crate) const DEFAULT_POLL: &str = "2s";
+
 /// netmon in the bench's namespace (the host's), polling every `poll`.
 pub(crate) fn start_netmon(poll: &str) -> (Child, SocketAddr) {
     start_netmon_with(poll, &[])
@@ -133,13 +137,13 @@ fn node_exporter_defaults() -> Option<(Child, SocketAddr)> {
 }
 
 fn idle_footprint() -> String {
-    let (netmon, addr) = start_netmon("2s");
+    let (netmon, addr) = start_netmon(DEFAULT_POLL);
     let (cpu, rss, peak) = idle(netmon.id(), addr);
     let kinds = memory_by_kind(netmon.id());
     stop(netmon);
     let mut out = format!(
         "## 8. Idle footprint\n\nThis host as it is, every hook attached, default configuration \
-         (poll every 2 s); node_exporter with its default collectors; each scraped every {} s, \
+         (poll every {DEFAULT_POLL}); node_exporter with its default collectors; each scraped every {} s, \
          {IDLE_SCRAPES} times, after 2 s. RSS is VmRSS after the last scrape, peak is VmHWM.\n\n\
          | agent | CPU (s/s) | RSS (MiB) | peak RSS (MiB) |\n|---|---|---|---|\n\
          | netmon | {cpu:.4} | {rss:.1} | {peak:.1} |\n",

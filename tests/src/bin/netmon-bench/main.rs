@@ -536,10 +536,12 @@ fn netmon_run(
                 unsafe { std::env::set_var("NETMON_BIN", binary) };
             }
             // As an operator runs it (the default poll interval), measured once its start
-            // (BTF, attaching, first polls) is over: a start overlapping the workload made the
-            // hooks that run in its first second (the TCP part) cold and their figures noise.
-            let (agent, _) =
-                footprint::start_netmon_with("2s", &["--config", configs[which].path_str()]);
+            // (BTF, attaching, first polls) is over, as the packet-path section does: the
+            // figures are of the steady state, not of a start overlapping the TCP part.
+            let (agent, _) = footprint::start_netmon_with(
+                footprint::DEFAULT_POLL,
+                &["--config", configs[which].path_str()],
+            );
             wait_for_programs(&names(binaries[which]));
             thread::sleep(SETTLE);
             rounds[which].push(workload(a, b, veth));
@@ -694,7 +696,7 @@ fn kernel_cost() -> String {
          run as the floor. Workload: 200,000 UDP datagrams across a veth pair to a closed port, \
          2,000 TCP connections, {REFUSED} refused ones, and {} transfers of {} KiB that lose \
          one segment in {LOSSY_EVERY} (retransmits) read {RECEIVE_CHUNK} bytes at a time, in {ROUNDS} rounds, each with a freshly \
-         started agent (default poll interval, 2 s), measured {} s after its programs are \
+         started agent (default poll interval, {}), measured {} s after its programs are \
          attached. A round is measured in windows, {TCP_SLICES} slices of its TCP part and \
          {SLICES} of its datagrams, and its figure is the median of (netmon - empty) over the windows in \
          which the hook ran; each figure below is the median of the rounds, with the smallest \
@@ -704,6 +706,7 @@ fn kernel_cost() -> String {
          |---|---|---|---|---|---|---|---|---|---|\n",
         ROUNDS * TCP_SLICES,
         LOSSY_BYTES >> 10,
+        footprint::DEFAULT_POLL,
         SETTLE.as_secs(),
         if before_bin.is_some() {
             "the previous version's agent (`cargo xtask bench --before REV`), measured the same way"
@@ -1327,7 +1330,7 @@ fn packet_path() -> String {
         for step in 0..3 {
             let arm = (round + step) % 3;
             // netmon as an operator runs it: default configuration, polling every 2 s.
-            let agent = (arm == 2).then(|| footprint::start_netmon("2s"));
+            let agent = (arm == 2).then(|| footprint::start_netmon(footprint::DEFAULT_POLL));
             let empties: Vec<EmptyProgram> = if arm == 1 {
                 HOOKS
                     .iter()
