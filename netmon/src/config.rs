@@ -1,6 +1,6 @@
 //! The agent's configuration: embedded defaults, a TOML file, and command-line overrides.
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
     path::{Path, PathBuf},
     time::Duration,
@@ -39,6 +39,9 @@ pub struct Config {
     /// Pins a probe to one attach method (`tp_btf`, `raw_tp`, `tracepoint`, `kprobe`,
     /// `fexit`).
     pub probe_methods: BTreeMap<Hook, AttachMethod>,
+    /// Probes not attached at all, e.g. `["sock_send_length", "sock_recv_length"]` to spare
+    /// every send and receive their cost where per-process traffic is not wanted.
+    pub disabled_probes: BTreeSet<Hook>,
     /// Interfaces (over all namespaces) the kernel programs keep counters for, rounded up to
     /// a power of two; traffic of an interface that finds no free slot among the 8 its hash
     /// picks is counted in `netmon_probe_map_full_total`.
@@ -216,6 +219,7 @@ impl Default for Config {
             poll_interval: DEFAULT_POLL_INTERVAL,
             history_length: DEFAULT_HISTORY_LENGTH,
             probe_methods: BTreeMap::new(),
+            disabled_probes: BTreeSet::new(),
             max_tracked_interfaces: ProbeSettings::default().max_tracked_interfaces,
             link_capacity_mbps: BTreeMap::new(),
             web_config: None,
@@ -262,6 +266,7 @@ impl Config {
     pub fn probe_settings(&self) -> ProbeSettings {
         ProbeSettings {
             forced: self.probe_methods.clone(),
+            disabled: self.disabled_probes.clone(),
             max_tracked_interfaces: self.max_tracked_interfaces,
         }
     }
@@ -294,6 +299,9 @@ impl Config {
         if self.probe_methods != other.probe_methods {
             changed.push("probe_methods");
         }
+        if self.disabled_probes != other.disabled_probes {
+            changed.push("disabled_probes");
+        }
         if self.max_tracked_interfaces != other.max_tracked_interfaces {
             changed.push("max_tracked_interfaces");
         }
@@ -306,6 +314,7 @@ impl Config {
         new.listen = self.listen;
         new.web_config = self.web_config.clone();
         new.probe_methods = self.probe_methods.clone();
+        new.disabled_probes = self.disabled_probes.clone();
         new.max_tracked_interfaces = self.max_tracked_interfaces;
     }
 
@@ -340,6 +349,13 @@ impl Config {
                 self.probe_methods
                     .iter()
                     .map(|(h, m)| format!("{}={m}", h.as_str()))
+                    .collect::<Vec<_>>()
+            ),
+            format!(
+                "disabled_probes = {:?}",
+                self.disabled_probes
+                    .iter()
+                    .map(|h| h.as_str())
                     .collect::<Vec<_>>()
             ),
             format!(
@@ -445,6 +461,13 @@ impl Config {
             );
         }
         for (hook, method) in &self.probe_methods {
+            if self.disabled_probes.contains(hook) {
+                bail!(
+                    "probe_methods.{0}: the probe is also in disabled_probes; pin its method or \
+                     turn it off, not both",
+                    hook.as_str()
+                );
+            }
             if !hook.offers(*method) {
                 bail!(
                     "probe_methods.{}: {method} is not a method of this probe (it offers {})",
@@ -479,12 +502,17 @@ mod tests {
             listen = "127.0.0.1:9000"
             poll_interval = "500ms"
             history_length = 10
+            disabled_probes = ["sock_send_length", "sock_recv_length"]
             [probe_methods]
             inet_sock_set_state = "tracepoint"
             kfree_skb = "kprobe"
             "#,
         )
         .unwrap();
+        assert_eq!(
+            config.probe_settings().disabled,
+            BTreeSet::from([Hook::SockSendLength, Hook::SockRecvLength])
+        );
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.poll_interval, Duration::from_millis(500));
         assert_eq!(config.history_length, 10);
@@ -528,6 +556,8 @@ mod tests {
         let mut new =
             Config::from_toml("listen = \"127.0.0.1:1\"\npoll_interval = \"1s\"").unwrap();
         assert_eq!(running.restart_only_changes(&new), vec!["listen"]);
+        let off = Config::from_toml("disabled_probes = [\"kfree_skb\"]").unwrap();
+        assert_eq!(running.restart_only_changes(&off), vec!["disabled_probes"]);
         running.carry_restart_only(&mut new);
         assert_eq!(new.listen, running.listen);
         assert_eq!(new.poll_interval, Duration::from_secs(1));
@@ -548,6 +578,11 @@ mod tests {
         assert!(err("[probe_methods]\nnet_dev_xmit = \"fentry\"").contains("unknown variant"));
         assert!(
             err("[probe_methods]\nsock_send_length = \"raw_tp\"").contains("offers tp_btf, fexit")
+        );
+        assert!(err("disabled_probes = [\"tcp_send\"]").contains("unknown variant `tcp_send`"));
+        assert!(
+            err("disabled_probes = [\"kfree_skb\"]\n[probe_methods]\nkfree_skb = \"kprobe\"")
+                .contains("pin its method or turn it off")
         );
         assert!(err("[processes]\ntop = 5000").contains("at most 1000"));
         assert!(err("[processes]\ncmdline = true").contains("unknown field `cmdline`"));

@@ -8,7 +8,9 @@ use std::{
     time::Duration,
 };
 
-use netmon_tests::{Agent, Cgroup, ConfigFile, Metrics, Netns, Veth, require_root};
+use netmon_tests::{
+    Agent, Cgroup, ConfigFile, Metrics, Netns, Veth, loaded_netmon_programs, require_root,
+};
 
 const TCP_PORT: u16 = 7300;
 const UDP_PORT: u16 = 7301;
@@ -225,6 +227,62 @@ fn processes_and_cgroups_count_exactly_what_they_send_and_receive() {
         0
     );
     assert_eq!(m.counter("netmon_probe_read_failures_total", &[]), 0);
+}
+
+#[test]
+fn socket_hooks_turned_off_are_not_loaded_and_say_so() {
+    require_root();
+    let config =
+        ConfigFile::new("disabled_probes = [\"sock_send_length\", \"sock_recv_length\"]\n");
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let a = Netns::new("proc-off-a");
+    let b = Netns::new("proc-off-b");
+    let veth = Veth::connect(&a, &b, 231);
+    let mut talker = Talker::start(&a, "nm-quiet", &exchange(&veth.b_ip, 5000, 2, 100));
+    let server = serve(&b, &veth.b_ip, 700, 2);
+    assert_eq!(talker.work(), "700");
+    assert_eq!(server.join().unwrap(), 5000);
+    let m = agent.fresh_metrics();
+    for probe in ["sock_send_length", "sock_recv_length"] {
+        assert_eq!(
+            m.value(
+                "netmon_probe_attached",
+                &[("probe", probe), ("method", "off")]
+            ),
+            Some(0.0),
+            "{probe}"
+        );
+    }
+    assert_eq!(
+        m.value(
+            "netmon_probe_attached",
+            &[("probe", "net_dev_xmit"), ("method", "tp_btf")]
+        ),
+        Some(1.0)
+    );
+    let loaded = loaded_netmon_programs();
+    assert!(
+        !loaded
+            .iter()
+            .any(|name| name.starts_with("nm_send") || name.starts_with("nm_sockrecv")),
+        "{loaded:?}"
+    );
+    assert!(
+        loaded.iter().any(|name| name.starts_with("nm_xmit")),
+        "{loaded:?}"
+    );
+    assert_eq!(process_bytes(&m, talker.pid, "tx", "tcp"), 0);
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    let probe = status["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["probe"] == "sock_send_length")
+        .unwrap();
+    assert_eq!(probe["off"], true, "{probe}");
+    assert!(probe["failures"].as_array().unwrap().is_empty(), "{probe}");
+    talker.finish();
 }
 
 #[test]

@@ -221,7 +221,7 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
         .map(|p| {
             vec![
                 p.probe.as_str().to_string(),
-                p.method.map(|m| m.as_str()).unwrap_or("none").to_string(),
+                p.method_name().to_string(),
                 p.failures
                     .last()
                     .map(|f| f.error.clone())

@@ -161,6 +161,8 @@ pub struct ProbeStatus {
     pub failures: Vec<MethodFailure>,
     /// What the hook does not see with its method ([`Hook::limits`]).
     pub limits: Option<&'static str>,
+    /// Turned off by the configuration (`disabled_probes`): nothing was tried.
+    pub off: bool,
 }
 
 impl ProbeStatus {
@@ -170,6 +172,25 @@ impl ProbeStatus {
             method,
             failures,
             limits: method.and_then(|m| probe.limits(m)),
+            off: false,
+        }
+    }
+
+    /// A hook the configuration turned off.
+    pub fn off(probe: Hook) -> Self {
+        Self {
+            off: true,
+            ..Self::new(probe, None, Vec::new())
+        }
+    }
+
+    /// The method as shown to an operator: the one attached, `off`, or `none` when every
+    /// method failed.
+    pub fn method_name(&self) -> &'static str {
+        match self.method {
+            Some(method) => method.as_str(),
+            None if self.off => "off",
+            None => "none",
         }
     }
 }

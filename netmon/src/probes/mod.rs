@@ -42,6 +42,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ne
 pub struct ProbeSettings {
     /// Pins a hook to one attach method instead of the best available.
     pub forced: BTreeMap<Hook, AttachMethod>,
+    /// Hooks left unattached.
+    pub disabled: BTreeSet<Hook>,
     /// Capacity of the per-interface traffic map (interfaces over all namespaces).
     pub max_tracked_interfaces: u32,
 }
@@ -50,6 +52,7 @@ impl Default for ProbeSettings {
     fn default() -> Self {
         Self {
             forced: BTreeMap::new(),
+            disabled: BTreeSet::new(),
             max_tracked_interfaces: netmon_common::MAX_INTERFACES,
         }
     }
@@ -161,6 +164,14 @@ impl Probes {
         let aya_btf = aya::Btf::from_sys_fs().ok();
         let mut status = Vec::new();
         for hook in Hook::ALL {
+            if settings.disabled.contains(&hook) {
+                tracing::info!(
+                    probe = hook.as_str(),
+                    "not attached: turned off by the configuration"
+                );
+                status.push(ProbeStatus::off(hook));
+                continue;
+            }
             let methods: Vec<AttachMethod> = match forced.get(&hook) {
                 Some(method) => vec![*method],
                 None => AttachMethod::ALL

@@ -10,13 +10,15 @@ pub(super) fn families(snapshot: &Snapshot, agent: &AgentState, out: &mut Vec<Me
     let mut attached = Family::new(
         "netmon_probe_attached",
         "1 when the probe is attached, with the method it got; 0 with method \"none\" when no \
-         method worked.",
+         method worked, or \"off\" when the configuration turned it off.",
         MetricType::GAUGE,
     );
     for status in &snapshot.probes {
-        let method = status.method.map(|m| m.as_str()).unwrap_or("none");
         attached.sample(
-            &[("probe", status.probe.as_str()), ("method", method)],
+            &[
+                ("probe", status.probe.as_str()),
+                ("method", status.method_name()),
+            ],
             f64::from(u8::from(status.method.is_some())),
         );
     }
