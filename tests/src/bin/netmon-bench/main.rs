@@ -37,10 +37,12 @@ const SLICES: u64 = 20;
 /// interrupt that lands in a program (its handler's time counts as the program's) moved a
 /// round's mean by tens of ns when the round was one window.
 const TCP_SLICES: u64 = 5;
+/// Connections made and closed in all rounds (a state change each way, and the handshake).
+const CONNECTIONS: u64 = 2000;
 /// Connections refused (a reset sent and one received each) in all rounds: enough that a
 /// round's mean cost of the reset hooks is not a handful of cold runs.
 const REFUSED: u64 = 2000;
-/// Rounds of the packet path (nothing attached, empty programs, netmon).
+/// Rounds of the packet path (one run of each of its [`ARMS`]).
 const PATH_PAIRS: usize = 40;
 /// How long the packet-path runs wait after starting the agent.
 const SETTLE: Duration = Duration::from_secs(2);
@@ -296,12 +298,12 @@ fn connections(a: &Netns, b: &Netns, veth: &Veth) {
         b.run(move || TcpListener::bind(addr).unwrap())
     };
     let server = thread::spawn(move || {
-        for _ in 0..2000 / ROUNDS / TCP_SLICES {
+        for _ in 0..CONNECTIONS / ROUNDS / TCP_SLICES {
             drop(listener.accept());
         }
     });
     a.run(move || {
-        for _ in 0..2000 / ROUNDS / TCP_SLICES {
+        for _ in 0..CONNECTIONS / ROUNDS / TCP_SLICES {
             drop(TcpStream::connect(&addr));
         }
         for _ in 0..REFUSED / ROUNDS / TCP_SLICES {
@@ -1303,6 +1305,13 @@ fn median_and_spread(mut values: Vec<f64>) -> (f64, f64, f64) {
     )
 }
 
+/// Arms of the packet-path section: nothing, empty programs, netmon, netmon without its
+/// socket hooks.
+const ARMS: usize = 4;
+
+/// The configuration of netmon without its socket hooks.
+const SOCKET_HOOKS_OFF: &str = "disabled_probes = [\"sock_send_length\", \"sock_recv_length\"]\n";
+
 fn packet_path() -> String {
     let a = Netns::new("iperf-a");
     let b = Netns::new("iperf-b");
@@ -1319,18 +1328,27 @@ fn packet_path() -> String {
         ("UDP 64 B (datagrams/s)", true, 0.95),
     ];
     // Per kind, per round: the rate without anything attached, with empty programs on every
-    // hook netmon uses (the cost of hooking at all), and with netmon.
-    let mut rounds: BTreeMap<&str, Vec<[f64; 3]>> = BTreeMap::new();
+    // hook netmon uses (the cost of hooking at all), with netmon, and with netmon without its
+    // two socket hooks (the packet path alone).
+    let mut rounds: BTreeMap<&str, Vec<[f64; ARMS]>> = BTreeMap::new();
+    let without_sockets = ConfigFile::new(SOCKET_HOOKS_OFF);
     // The agent's own CPU while its arm's traffic runs, and the wall time of those runs.
     let (mut agent_cpu, mut agent_wall) = (0.0, 0.0);
     for round in 0..PATH_PAIRS {
         // Rotate the order within a round, so that a drift of the machine's speed favours
         // no arm.
-        let mut measured = [[0.0; 3]; 2];
-        for step in 0..3 {
-            let arm = (round + step) % 3;
+        let mut measured = [[0.0; ARMS]; 2];
+        for step in 0..ARMS {
+            let arm = (round + step) % ARMS;
             // netmon as an operator runs it: default configuration, polling every 2 s.
-            let agent = (arm == 2).then(|| footprint::start_netmon(footprint::DEFAULT_POLL));
+            let agent = match arm {
+                2 => Some(footprint::start_netmon(footprint::DEFAULT_POLL)),
+                3 => Some(footprint::start_netmon_with(
+                    footprint::DEFAULT_POLL,
+                    &["--config", without_sockets.path_str()],
+                )),
+                _ => None,
+            };
             let empties: Vec<EmptyProgram> = if arm == 1 {
                 HOOKS
                     .iter()
@@ -1350,7 +1368,7 @@ fn packet_path() -> String {
             for (k, (_, udp, _)) in kinds.iter().enumerate() {
                 measured[k][arm] = iperf(&a, &veth.b_ip, *udp);
             }
-            if let (Some(cpu), Some((agent, _))) = (cpu, &agent) {
+            if let (2, Some(cpu), Some((agent, _))) = (arm, cpu, &agent) {
                 agent_cpu += cpu_seconds(agent.id()) - cpu;
                 agent_wall += begin.elapsed().as_secs_f64();
             }
@@ -1367,22 +1385,24 @@ fn packet_path() -> String {
     let mut out = format!(
         "## 5. Packet-path impact\n\niperf3 across a veth pair between two namespaces, 1 s \
          runs with the client on the first CPU and the server on the second, {PATH_PAIRS} \
-         rounds of three arms in rotating order: nothing attached, empty programs on the {} \
-         hooks netmon uses (what hooking at all costs), and netmon (all hooks, tp_btf, default \
-         configuration, {} s after it first answers), each after an unmeasured warm-up of \
+         rounds of four arms in rotating order: nothing attached, empty programs on the {} \
+         hooks netmon uses (what hooking at all costs), netmon (all hooks, tp_btf, default \
+         configuration, {} s after it first answers), and netmon without its two socket hooks \
+         (`{}`: the packet path alone), each after an unmeasured warm-up of \
          {WARM_UP_DATAGRAMS} datagrams. Ratios are taken within a round; the \
          machine's speed moves by tens of percent between runs, so the ratios are the measure \
          and their median the figure. While its arm's traffic ran, the agent itself used \
          {:.4} s of CPU a second.\n\n\
-         | test | median without | netmon / without | empty / without | netmon / empty | target (netmon / without) |\n\
-         |---|---|---|---|---|---|\n",
+         | test | median without | netmon / without | empty / without | netmon / empty | netmon without socket hooks / without | target (netmon / without) |\n\
+         |---|---|---|---|---|---|---|\n",
         HOOKS.len(),
         SETTLE.as_secs(),
+        SOCKET_HOOKS_OFF.trim(),
         agent_cpu / agent_wall.max(f64::EPSILON),
     );
     for (kind, _, target) in kinds {
         let values = &rounds[kind];
-        let column = |f: &dyn Fn(&[f64; 3]) -> f64| {
+        let column = |f: &dyn Fn(&[f64; ARMS]) -> f64| {
             let (median, low, high) = median_and_spread(values.iter().map(f).collect());
             (median, format!("**{median:.3}** ({low:.3} .. {high:.3})"))
         };
@@ -1390,10 +1410,14 @@ fn packet_path() -> String {
         let (ratio, ours) = column(&|v| v[2] / v[0]);
         let (_, empty) = column(&|v| v[1] / v[0]);
         let (_, above) = column(&|v| v[2] / v[1]);
+        let (packets_only, alone) = column(&|v| v[3] / v[0]);
+        let verdict = |ratio: f64| if ratio >= target { "met" } else { "missed" };
         let _ = writeln!(
             out,
-            "| {kind} | {without:.2} | {ours} | {empty} | {above} | at least {target:.2} ({}) |",
-            if ratio >= target { "met" } else { "missed" }
+            "| {kind} | {without:.2} | {ours} | {empty} | {above} | {alone} | at least \
+             {target:.2} ({} with all hooks, {} without socket hooks) |",
+            verdict(ratio),
+            verdict(packets_only),
         );
     }
     out
