@@ -212,7 +212,9 @@ function renderProcesses(processes) {
 function renderStatus(status) {
   state.thresholds = status.thresholds;
   document.getElementById("agent").textContent = "agent " + status.version;
-  const rows = status.probes.map((p) => row([p.probe, p.method ? el("td", p.method) : el("td", "not attached", "critical")]));
+  const method = (p) => p.method ? el("td", p.method)
+    : p.off ? el("td", "off (configuration)") : el("td", "not attached", "critical");
+  const rows = status.probes.map((p) => row([p.probe, method(p)]));
   fill(document.querySelector("#probes tbody"), rows);
 }
 
