@@ -37,11 +37,14 @@ const SLICES: u64 = 20;
 /// interrupt that lands in a program (its handler's time counts as the program's) moved a
 /// round's mean by tens of ns when the round was one window.
 const TCP_SLICES: u64 = 5;
-/// Connections made and closed in all rounds (a state change each way, and the handshake).
-const CONNECTIONS: u64 = 2000;
-/// Connections refused (a reset sent and one received each) in all rounds: enough that a
-/// round's mean cost of the reset hooks is not a handful of cold runs.
-const REFUSED: u64 = 2000;
+/// Connections made and closed in all rounds (a state change each way, and the handshake):
+/// 200 a window. A hook's first runs in a window find its map lines cold; at 40 a window
+/// those misses moved the state and reset hooks' figures by about +10 ns, and two runs of
+/// one binary against itself differed by 7 ns; at 200 they agree within 1 ns.
+const CONNECTIONS: u64 = 10_000;
+/// Connections refused (a reset sent and one received each) in all rounds, 200 a window
+/// as for [`CONNECTIONS`].
+const REFUSED: u64 = 10_000;
 /// Rounds of the packet path (one run of each of its [`ARMS`]).
 const PATH_PAIRS: usize = 40;
 /// How long the packet-path runs wait after starting the agent.
@@ -246,8 +249,9 @@ fn has_method(hook: &str, method: &str) -> bool {
     method == "tp_btf" || !hook.starts_with("sock_")
 }
 
-/// Bytes of each of a round's lossy transfers, 4 MiB a round (see [`LOSSY_PORT`]).
-const LOSSY_BYTES: usize = (4 << 20) / TCP_SLICES as usize;
+/// Bytes of each of a round's lossy transfers, 16 MiB a round (see [`LOSSY_PORT`]): about a
+/// hundred retransmits a window, for the reason given at [`CONNECTIONS`].
+const LOSSY_BYTES: usize = (16 << 20) / TCP_SLICES as usize;
 /// Bytes the receiver of the lossy transfer asks for at a time.
 const RECEIVE_CHUNK: usize = 1024;
 /// Port of a bulk transfer one of whose every [`LOSSY_EVERY`] segments `kernel_cost` drops,
@@ -263,7 +267,7 @@ type Stats = BTreeMap<u32, (String, u64, u64)>;
 /// windows of TCP (a bulk transfer that loses segments for retransmits, connections and
 /// refused ones for state changes and resets), then [`SLICES`] windows of datagrams across
 /// the pair to a closed port (transmits, receives and drops). One round: a [`ROUNDS`]th of
-/// 200,000 datagrams, 2,000 connections and [`REFUSED`] refused ones, and 4 MiB.
+/// 200,000 datagrams, [`CONNECTIONS`] connections and [`REFUSED`] refused ones, and 16 MiB.
 fn workload(a: &Netns, b: &Netns, veth: &Veth) -> Vec<Window> {
     let mut windows: Vec<Window> = (0..TCP_SLICES)
         .map(|_| {
@@ -696,7 +700,7 @@ fn kernel_cost() -> String {
         "## 1. Kernel cost per event\n\nFrom the kernel's BPF statistics (`run_time_ns / \
          run_cnt`), with an empty raw tracepoint program attached to the same hook in the same \
          run as the floor. Workload: 200,000 UDP datagrams across a veth pair to a closed port, \
-         2,000 TCP connections, {REFUSED} refused ones, and {} transfers of {} KiB that lose \
+         {CONNECTIONS} TCP connections, {REFUSED} refused ones, and {} transfers of {} KiB that lose \
          one segment in {LOSSY_EVERY} (retransmits) read {RECEIVE_CHUNK} bytes at a time, in {ROUNDS} rounds, each with a freshly \
          started agent (default poll interval, {}), measured {} s after its programs are \
          attached. A round is measured in windows, {TCP_SLICES} slices of its TCP part and \
