@@ -40,7 +40,7 @@ const TCP_SLICES: u64 = 5;
 /// Connections made and closed in all rounds (a state change each way, and the handshake):
 /// 200 a window. A hook's first runs in a window find its map lines cold; at 40 a window
 /// those misses moved the state and reset hooks' figures by about +10 ns, and two runs of
-/// one binary against itself differed by 7 ns; at 200 they agree within 1 ns.
+/// one binary against itself differed by up to 7 ns; at 200, by about 1 ns.
 const CONNECTIONS: u64 = 10_000;
 /// Connections refused (a reset sent and one received each) in all rounds, 200 a window
 /// as for [`CONNECTIONS`].
