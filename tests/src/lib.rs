@@ -549,6 +549,11 @@ impl Agent {
         panic!("GET {path} failed twice");
     }
 
+    /// `/api/v1/status`, parsed.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/api/v1/status").body).unwrap()
+    }
+
     /// Metrics from a snapshot taken after this call began.
     pub fn fresh_metrics(&self) -> Metrics {
         let asked = SystemTime::now()
@@ -812,6 +817,14 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
         rest = &after[end..];
     }
     labels
+}
+
+/// The item of probe `name` in a `/api/v1/status` document.
+pub fn probe_status<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["probes"]
+        .as_array()
+        .and_then(|probes| probes.iter().find(|p| p["probe"] == name))
+        .unwrap_or_else(|| panic!("no probe {name} in the status: {status}"))
 }
 
 /// Names of the kernel programs currently loaded whose names are netmon's (`nm_` prefix).

@@ -8,11 +8,7 @@ use std::{
     time::Duration,
 };
 
-use netmon_tests::{Agent, Metrics, require_root};
-
-fn status(agent: &Agent) -> serde_json::Value {
-    serde_json::from_str(&agent.get("/api/v1/status").body).unwrap()
-}
+use netmon_tests::{Agent, Metrics, probe_status, require_root};
 
 /// Asserts that the status field `field` is a text that mentions `text`.
 fn assert_says(status: &serde_json::Value, field: &str, text: &str) {
@@ -20,15 +16,6 @@ fn assert_says(status: &serde_json::Value, field: &str, text: &str) {
         status[field].as_str().is_some_and(|e| e.contains(text)),
         "{field}: {status}"
     );
-}
-
-fn probe<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    status["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["probe"] == name)
-        .unwrap()
 }
 
 /// Runs the agent in a private mount namespace after `setup` (shell commands) ran there.
@@ -52,7 +39,7 @@ fn agent_with_mounts(setup: &str) -> Agent {
 fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
     require_root();
     let agent = agent_with_mounts("mount --bind /dev/null /sys/kernel/btf/vmlinux");
-    let s = status(&agent);
+    let s = agent.status();
     // Hooks that follow kernel struct pointers need offsets from BTF: reported per method.
     for (name, methods) in [
         ("net_dev_xmit", 3),
@@ -61,7 +48,7 @@ fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
         ("sock_send_length", 2),
         ("sock_recv_length", 2),
     ] {
-        let p = probe(&s, name);
+        let p = probe_status(&s, name);
         assert!(p["method"].is_null(), "{p}");
         let failures = p["failures"].as_array().unwrap();
         assert_eq!(
@@ -80,9 +67,12 @@ fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
     }
     // The state hook falls back to its classic tracepoint, whose record has what it needs;
     // the TCP event hooks need no struct at all.
-    assert_eq!(probe(&s, "inet_sock_set_state")["method"], "tracepoint");
+    assert_eq!(
+        probe_status(&s, "inet_sock_set_state")["method"],
+        "tracepoint"
+    );
     for name in ["tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"] {
-        assert_eq!(probe(&s, name)["method"], "raw_tp", "{name}");
+        assert_eq!(probe_status(&s, name)["method"], "raw_tp", "{name}");
     }
     let m = agent.fresh_metrics();
     assert_eq!(
@@ -160,7 +150,7 @@ fn a_collector_that_cannot_read_its_source_is_reported_and_the_others_run() {
             .unwrap()
             >= 1.0
     );
-    let s = status(&agent);
+    let s = agent.status();
     let failed = s["collectors"]
         .as_array()
         .unwrap()
@@ -192,7 +182,7 @@ fn in_a_pid_namespace_of_its_own_socket_holders_come_from_proc() {
         &["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"],
         &[],
     );
-    let s = status(&agent);
+    let s = agent.status();
     assert_eq!(s["socket_owners_source"], "proc", "{s}");
     assert_says(&s, "file_iterator_error", "PID namespace of its own");
     // Its own listener, held by itself: the first process of the namespace.

@@ -353,8 +353,7 @@ fn reloads_apply_new_thresholds_and_keep_the_running_config_on_a_broken_file() {
         );
         thread::sleep(Duration::from_millis(200));
     };
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    let status = agent.status();
     let error = status["config"]["last_error"].as_str().unwrap();
     assert!(error.contains("syn_recv"), "{error}");
     assert!(agent.log().contains("configuration not reloaded"));

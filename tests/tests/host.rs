@@ -459,8 +459,7 @@ fn connections_by_state_match_the_socket_dump() {
     assert_eq!(evidence("in_use"), ports as f64, "{finding:#}");
     assert_eq!(evidence("range_size"), 100.0, "{finding:#}");
     // Counted by the kernel's socket iterator on this kernel.
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    let status = agent.status();
     assert_eq!(status["connections_source"], "socket_iterator", "{status}");
     for state in [
         "LISTEN",
@@ -545,8 +544,7 @@ fn listening_sockets_name_their_processes() {
         .unwrap();
     assert_eq!(item["processes"].as_array().unwrap().len(), 2);
     // Found by the kernel's file iterator on this kernel, not in /proc.
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    let status = agent.status();
     assert_eq!(status["socket_owners_source"], "file_iterator", "{status}");
     // Every process of the test's namespace, the forked child included.
     for pid in x.exec(&["ip", "netns", "pids", &x.name]).split_whitespace() {

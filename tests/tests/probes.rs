@@ -8,7 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmon_tests::{Agent, ConfigFile, Metrics, Netns, Veth, require_root, send_udp, sh};
+use netmon_tests::{
+    Agent, ConfigFile, Metrics, Netns, Veth, probe_status, require_root, send_udp, sh,
+};
 
 const ETH_HEADER: u64 = 14;
 
@@ -406,8 +408,7 @@ fn forced_method_counts_exactly(method: &str, tag: &str, subnet: u8) {
     }
     // The status says what the method does not see: only the classic transmit tracepoint
     // misses something of these hooks.
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    let status = agent.status();
     for probe in status["probes"].as_array().unwrap() {
         let limited = method == "tracepoint" && probe["probe"] == "net_dev_xmit";
         assert_eq!(probe["limits"].is_string(), limited, "{probe}");
@@ -463,14 +464,8 @@ fn kprobe_fallback_is_reported_where_the_kernel_has_no_kprobes() {
             Some(0.0)
         );
     }
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
-    let drop_probe = status["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["probe"] == "kfree_skb")
-        .unwrap();
+    let status = agent.status();
+    let drop_probe = probe_status(&status, "kfree_skb");
     assert_eq!(drop_probe["failures"][0]["method"], "kprobe");
     assert!(
         drop_probe["failures"][0]["error"]
@@ -899,8 +894,7 @@ fn a_namespace_held_only_from_another_mount_namespace_counts_exactly() {
 fn a_namespace_only_its_sockets_keep_alive_counts_until_it_is_torn_down() {
     require_root();
     let agent = Agent::start(&[]);
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    let status = agent.status();
     let watched = !status["namespace_watch"].is_null();
     if watched {
         assert!(

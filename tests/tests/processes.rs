@@ -9,7 +9,8 @@ use std::{
 };
 
 use netmon_tests::{
-    Agent, Cgroup, ConfigFile, Metrics, Netns, Veth, loaded_netmon_programs, require_root,
+    Agent, Cgroup, ConfigFile, Metrics, Netns, Veth, loaded_netmon_programs, probe_status,
+    require_root,
 };
 
 const TCP_PORT: u16 = 7300;
@@ -272,14 +273,8 @@ fn socket_hooks_turned_off_are_not_loaded_and_say_so() {
         "{loaded:?}"
     );
     assert_eq!(process_bytes(&m, talker.pid, "tx", "tcp"), 0);
-    let status: serde_json::Value =
-        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
-    let probe = status["probes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["probe"] == "sock_send_length")
-        .unwrap();
+    let status = agent.status();
+    let probe = probe_status(&status, "sock_send_length");
     assert_eq!(probe["off"], true, "{probe}");
     assert!(probe["failures"].as_array().unwrap().is_empty(), "{probe}");
     talker.finish();

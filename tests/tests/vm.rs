@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmon_tests::{netmon_bin, sh};
+use netmon_tests::{netmon_bin, probe_status, sh};
 
 fn vm_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vm")
@@ -191,21 +191,13 @@ fn the_same_binary_counts_on_debians_kernel_with_kprobe_fallbacks() {
         .filter_map(|l| l.split_once("VMCHECK status "))
         .map(|(_, json)| serde_json::from_str(json).expect("a status document"))
         .collect();
-    let method = |run: usize, probe: &str| -> String {
-        statuses[run]["probes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["probe"] == probe)
-            .map(|p| p["method"].to_string())
-            .unwrap_or_default()
-    };
-    assert_eq!(method(0, "net_dev_xmit"), "\"tp_btf\"", "{}", statuses[0]);
+    let method = |run: usize, probe: &str| probe_status(&statuses[run], probe)["method"].clone();
+    assert_eq!(method(0, "net_dev_xmit"), "tp_btf", "{}", statuses[0]);
     // Without the socket tracepoints (Linux 6.3), socket I/O is counted by fexit programs.
     for probe in ["sock_send_length", "sock_recv_length"] {
         assert_eq!(
             method(0, probe),
-            "\"fexit\"",
+            "fexit",
             "the fexit fallback of {probe} attached on this kernel: {}",
             statuses[0]
         );
@@ -213,7 +205,7 @@ fn the_same_binary_counts_on_debians_kernel_with_kprobe_fallbacks() {
     for probe in ["kfree_skb", "inet_sock_set_state"] {
         assert_eq!(
             method(1, probe),
-            "\"kprobe\"",
+            "kprobe",
             "the kprobe fallback of {probe} attached on this kernel: {}",
             statuses[1]
         );
