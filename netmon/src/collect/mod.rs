@@ -346,6 +346,14 @@ impl Poller {
         let gone = |netns: u32, ifindex: u32| {
             presence.gone.contains(&netns) || (ifindex != 0 && names.is_gone(netns, ifindex))
         };
+        // Only interfaces read from the maps were looked for: a slot claimed since may count
+        // an interface made after its namespace was listed, and is judged by the next poll.
+        let read: HashSet<(u32, u32)> = kernel
+            .traffic
+            .iter()
+            .map(|t| (t.netns, t.ifindex))
+            .chain(kernel.drops.iter().map(|d| (d.netns, d.ifindex)))
+            .collect();
         kernel.traffic.retain(|t| !gone(t.netns, t.ifindex));
         kernel.drops.retain(|d| !gone(d.netns, d.ifindex));
         // An interface of a namespace no process or mount holds cannot be listed: it is named
@@ -369,11 +377,10 @@ impl Poller {
         kernel
             .drops
             .retain(|d| d.interface.is_empty() || filter.allows(&d.interface));
-        let (removed, entries) = self
-            .probes
-            .forget(&|key| gone(key.netns, key.ifindex), &|netns| {
-                presence.gone.contains(&netns)
-            })?;
+        let (removed, entries) = self.probes.forget(
+            &|key| read.contains(&(key.netns, key.ifindex)) && gone(key.netns, key.ifindex),
+            &|netns| presence.gone.contains(&netns),
+        )?;
         kernel
             .transitions
             .retain(|t| !presence.gone.contains(&t.netns));
