@@ -103,18 +103,22 @@ impl Netns {
     pub fn link_stats(&self, dev: &str) -> LinkStats {
         let json = self.ip(&["-s", "-j", "link", "show", "dev", dev]);
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let stats = &value[0]["stats64"];
-        let get = |dir: &str, key: &str| stats[dir][key].as_u64().unwrap();
-        LinkStats {
-            rx_packets: get("rx", "packets"),
-            rx_bytes: get("rx", "bytes"),
-            rx_dropped: get("rx", "dropped"),
-            rx_errors: get("rx", "errors"),
-            tx_packets: get("tx", "packets"),
-            tx_bytes: get("tx", "bytes"),
-            tx_dropped: get("tx", "dropped"),
-            tx_errors: get("tx", "errors"),
-        }
+        LinkStats::from_json(&value[0])
+    }
+
+    /// The kernel's counters of every interface in this namespace, by name, read at once.
+    pub fn all_link_stats(&self) -> BTreeMap<String, LinkStats> {
+        let json = self.ip(&["-s", "-j", "link", "show"]);
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        value
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|link| {
+                let name = link["ifname"].as_str().unwrap().to_owned();
+                (name, LinkStats::from_json(link))
+            })
+            .collect()
     }
 
     /// Interface index of a device in this namespace.
@@ -143,6 +147,24 @@ pub struct LinkStats {
     pub tx_bytes: u64,
     pub tx_dropped: u64,
     pub tx_errors: u64,
+}
+
+impl LinkStats {
+    /// One link of `ip -s -j link`.
+    fn from_json(link: &serde_json::Value) -> Self {
+        let stats = &link["stats64"];
+        let get = |dir: &str, key: &str| stats[dir][key].as_u64().unwrap();
+        Self {
+            rx_packets: get("rx", "packets"),
+            rx_bytes: get("rx", "bytes"),
+            rx_dropped: get("rx", "dropped"),
+            rx_errors: get("rx", "errors"),
+            tx_packets: get("tx", "packets"),
+            tx_bytes: get("tx", "bytes"),
+            tx_dropped: get("tx", "dropped"),
+            tx_errors: get("tx", "errors"),
+        }
+    }
 }
 
 /// A veth pair between two test namespaces, addressed 10.<subnet>.0.1/24 and .2, with static
