@@ -217,17 +217,25 @@ impl LinkDetails {
         let alive: HashSet<u32> = interfaces.iter().map(|i| i.ifindex).collect();
         self.cache.retain(|ifindex, _| alive.contains(ifindex));
         for interface in interfaces.iter_mut() {
-            let fresh = self.cache.get_mut(&interface.ifindex).filter(|d| {
-                d.name == interface.name
-                    && d.operstate == interface.operstate
-                    && d.age < DETAILS_REFRESH
-            });
-            if let Some(details) = fresh {
+            let same = self
+                .cache
+                .get_mut(&interface.ifindex)
+                .filter(|d| d.name == interface.name && d.operstate == interface.operstate);
+            if let Some(details) = same {
                 details.age += 1;
-                interface.speed_mbps = details.speed_mbps;
-                interface.duplex = details.duplex.clone();
-                continue;
+                if details.age < DETAILS_REFRESH {
+                    interface.speed_mbps = details.speed_mbps;
+                    interface.duplex = details.duplex.clone();
+                    continue;
+                }
             }
+            // Only a first read starts at the interface's turn, which spreads the reads of many
+            // interfaces over the polls; from then on, each is read every DETAILS_REFRESH polls.
+            let age = if self.cache.contains_key(&interface.ifindex) {
+                0
+            } else {
+                first_age(interface.ifindex)
+            };
             match read_details(&interface.name) {
                 Ok((speed_mbps, duplex)) => {
                     interface.speed_mbps = speed_mbps;
@@ -237,7 +245,7 @@ impl LinkDetails {
                         Details {
                             name: interface.name.clone(),
                             operstate: interface.operstate.clone(),
-                            age: first_age(interface.ifindex),
+                            age,
                             speed_mbps,
                             duplex,
                         },
@@ -294,7 +302,7 @@ mod tests {
             i.operstate = "down".into();
         }
         details.fill(&mut interfaces).unwrap();
-        assert_eq!(details.cache[&lo].age, first, "a changed state reads again");
+        assert_eq!(details.cache[&lo].age, 0, "a changed state reads again");
         let mut missing = vec![Interface {
             name: "no-such-interface".into(),
             ifindex: 999_999,
@@ -306,6 +314,35 @@ mod tests {
             !details.cache.contains_key(&lo),
             "gone interfaces leave the cache"
         );
+    }
+
+    /// An interface whose turn comes last among the polls is read at its turn, then every
+    /// DETAILS_REFRESH polls, not at every poll from then on.
+    #[test]
+    fn details_are_read_again_every_refresh_polls() {
+        let mut details = LinkDetails::default();
+        let lo = read_all()
+            .unwrap()
+            .into_iter()
+            .find(|i| i.name == "lo")
+            .unwrap();
+        let mut interfaces = vec![Interface {
+            ifindex: DETAILS_REFRESH - 1,
+            ..lo
+        }];
+        let mut reads = Vec::new();
+        let mut last = None;
+        for poll in 0..3 * DETAILS_REFRESH {
+            details.fill(&mut interfaces).unwrap();
+            let age = details.cache[&(DETAILS_REFRESH - 1)].age;
+            // A read sets the age; a poll that uses the cache raises it by one.
+            if last.is_none_or(|last| age != last + 1) {
+                reads.push(poll);
+            }
+            last = Some(age);
+        }
+        let refresh = DETAILS_REFRESH;
+        assert_eq!(reads, [0, 1, 1 + refresh, 1 + 2 * refresh]);
     }
 
     /// In a namespace of the test's own: a link's new state is read once the kernel has
