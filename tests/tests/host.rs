@@ -13,30 +13,23 @@ use netmon_tests::{
     Agent, ConfigFile, Metrics, Netns, Veth, require_root, send_udp, sh, spawn_python,
 };
 
-/// `ip -s link` counters of every interface of a namespace, by name.
+/// `ip -s link` counters of every interface of a namespace, by name, in the order of
+/// [`netmon_counters`].
 fn kernel_counters(ns: &Netns) -> BTreeMap<String, [u64; 8]> {
-    let json = ns.ip(&["-s", "-j", "link", "show"]);
-    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|link| {
-            let s = &link["stats64"];
-            let get = |dir: &str, key: &str| s[dir][key].as_u64().unwrap();
-            (
-                link["ifname"].as_str().unwrap().to_string(),
-                [
-                    get("rx", "bytes"),
-                    get("rx", "packets"),
-                    get("rx", "errors"),
-                    get("rx", "dropped"),
-                    get("tx", "bytes"),
-                    get("tx", "packets"),
-                    get("tx", "errors"),
-                    get("tx", "dropped"),
-                ],
-            )
+    ns.all_link_stats()
+        .into_iter()
+        .map(|(name, s)| {
+            let counters = [
+                s.rx_bytes,
+                s.rx_packets,
+                s.rx_errors,
+                s.rx_dropped,
+                s.tx_bytes,
+                s.tx_packets,
+                s.tx_errors,
+                s.tx_dropped,
+            ];
+            (name, counters)
         })
         .collect()
 }

@@ -164,22 +164,34 @@ fn bpf(cmd: u32, attr: &mut [u8; 128]) -> std::io::Result<i32> {
     }
 }
 
+/// Loads a program that returns at once (`r0 = 0; exit`) of type `prog_type`, named `name`,
+/// with the attach type and BTF target `attach` where its type needs them; returns its
+/// descriptor.
+fn load_empty_program(prog_type: u32, name: &[u8; 10], attach: Option<(u32, u32)>) -> i32 {
+    const BPF_PROG_LOAD: u32 = 5;
+    // mov64 r0, 0; exit
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    let mut attr = [0u8; 128];
+    attr[0..4].copy_from_slice(&prog_type.to_ne_bytes());
+    attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
+    attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
+    attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
+    attr[48..58].copy_from_slice(name);
+    if let Some((attach_type, btf_id)) = attach {
+        attr[68..72].copy_from_slice(&attach_type.to_ne_bytes());
+        attr[108..112].copy_from_slice(&btf_id.to_ne_bytes());
+    }
+    bpf(BPF_PROG_LOAD, &mut attr)
+        .unwrap_or_else(|e| panic!("loading the empty program {}: {e}", name.escape_ascii()))
+}
+
 impl EmptyProgram {
     fn attach(tracepoint: &str) -> Self {
-        const BPF_PROG_LOAD: u32 = 5;
         const BPF_RAW_TRACEPOINT_OPEN: u32 = 17;
         const BPF_OBJ_GET_INFO_BY_FD: u32 = 15;
         const BPF_PROG_TYPE_RAW_TRACEPOINT: u32 = 17;
-        // mov64 r0, 0; exit
-        let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-        let license = c"GPL";
-        let mut attr = [0u8; 128];
-        attr[0..4].copy_from_slice(&BPF_PROG_TYPE_RAW_TRACEPOINT.to_ne_bytes());
-        attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
-        attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
-        attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-        attr[48..58].copy_from_slice(b"bench_empt");
-        let prog = bpf(BPF_PROG_LOAD, &mut attr).expect("loading the empty program");
+        let prog = load_empty_program(BPF_PROG_TYPE_RAW_TRACEPOINT, b"bench_empt", None);
         let name = std::ffi::CString::new(tracepoint).unwrap();
         let mut attr = [0u8; 128];
         attr[0..8].copy_from_slice(&(name.as_ptr() as u64).to_ne_bytes());
@@ -214,7 +226,6 @@ struct EmptyTcpIterator {
 
 impl EmptyTcpIterator {
     fn load() -> Self {
-        const BPF_PROG_LOAD: u32 = 5;
         const BPF_LINK_CREATE: u32 = 28;
         const BPF_PROG_TYPE_TRACING: u32 = 26;
         const BPF_TRACE_ITER: u32 = 28;
@@ -222,18 +233,11 @@ impl EmptyTcpIterator {
         let target = btf
             .id_by_type_name_kind("bpf_iter_tcp", aya_obj::btf::BtfKind::Func)
             .expect("the kernel's TCP iterator");
-        // mov64 r0, 0; exit
-        let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
-        let license = c"GPL";
-        let mut attr = [0u8; 128];
-        attr[0..4].copy_from_slice(&BPF_PROG_TYPE_TRACING.to_ne_bytes());
-        attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
-        attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
-        attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
-        attr[48..58].copy_from_slice(b"bench_walk");
-        attr[68..72].copy_from_slice(&BPF_TRACE_ITER.to_ne_bytes());
-        attr[108..112].copy_from_slice(&target.to_ne_bytes());
-        let prog = bpf(BPF_PROG_LOAD, &mut attr).expect("loading the empty TCP iterator");
+        let prog = load_empty_program(
+            BPF_PROG_TYPE_TRACING,
+            b"bench_walk",
+            Some((BPF_TRACE_ITER, target)),
+        );
         let mut attr = [0u8; 128];
         attr[0..4].copy_from_slice(&(prog as u32).to_ne_bytes());
         attr[8..12].copy_from_slice(&BPF_TRACE_ITER.to_ne_bytes());
