@@ -3,7 +3,11 @@
 //! one array lookup; claiming a slot happens once per identity, out of the packet's way.
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg};
 
-use aya_ebpf::maps::{Array, PerCpuArray};
+use aya_ebpf::{
+    cty::c_void,
+    helpers::generated::bpf_loop,
+    maps::{Array, PerCpuArray},
+};
 use netmon_common::{Event, SLOT_PROBES, SlotTag, slot_hash};
 
 use crate::events::count_event;
@@ -70,40 +74,45 @@ impl Slots {
         (index != NO_SLOT).then_some(index)
     }
 
-    /// The slow path: the identity may sit further along (its first slot was taken when it
-    /// came), or it is new and takes the first free slot. A function of its own (a BPF
-    /// subprogram): inlined, its loops and the values they keep made every packet's path
-    /// spill registers to the stack and spread over several times the code.
+    /// The slow path: the identity sits further along (its first slot was taken when it
+    /// came), or it is new and takes the first free slot on the way. One pass: slots are
+    /// claimed in probe order, so an identity is found before the first free slot, except
+    /// where the agent freed a slot in front of it since; then it claims that one too, and
+    /// the agent sums the slots an identity holds. The walk is a `bpf_loop`, which the
+    /// verifier checks once however many slots it may visit. A function of its own (a BPF
+    /// subprogram): inlined, it made every packet's path spill registers to the stack.
     #[inline(never)]
     fn find_or_claim(&self, start: u32, identity: &Identity, meta: impl FnOnce(u32) -> u64) -> u32 {
-        let Identity { id, extra, extra2 } = *identity;
-        for i in 1..SLOT_PROBES {
-            let index = start.wrapping_add(i) & self.mask;
-            if let Some(tag) = self.tags.get_ptr_mut(index)
-                && holds(tag, id, extra, extra2)
-            {
-                return index;
-            }
+        let mut walk = Walk {
+            tags: self.tags,
+            start,
+            mask: self.mask,
+            identity: *identity,
+            found: NO_SLOT,
+            claimed: false,
+        };
+        // A table smaller than the probes is looked at once.
+        let probes = SLOT_PROBES.min(self.mask.wrapping_add(1).max(1));
+        // SAFETY: `step` is a BPF function of the loop's signature, and `walk` outlives the
+        // loop.
+        unsafe {
+            bpf_loop(
+                probes,
+                step as *mut c_void,
+                (&raw mut walk).cast::<c_void>(),
+                0,
+            );
         }
-        let mut claimed = None;
-        for i in 0..SLOT_PROBES {
-            let index = start.wrapping_add(i) & self.mask;
-            let Some(tag) = self.tags.get_ptr_mut(index) else {
-                continue;
-            };
-            // SAFETY: a map value, read before trying the atomic claim.
-            let free = unsafe { core::ptr::read_volatile(&raw const (*tag).id) } == 0;
-            if free && claim(tag, 0, id) {
-                claimed = Some((index, tag));
-                break;
-            }
-            // Another CPU claimed it first, maybe for the same identity.
-            if holds(tag, id, extra, extra2) {
-                return index;
-            }
+        let index = walk.found;
+        if index == NO_SLOT {
+            count_event(self.full);
+            return NO_SLOT;
         }
-        if let Some((index, tag)) = claimed {
+        if walk.claimed
+            && let Some(tag) = self.tags.get_ptr_mut(index)
+        {
             let meta = meta(index);
+            let Identity { extra, extra2, .. } = walk.identity;
             // SAFETY: the slot is this program's from the successful claim on. The last word
             // goes last: until it is written, no other program matches the slot.
             unsafe {
@@ -111,15 +120,56 @@ impl Slots {
                 core::ptr::write_volatile(&raw mut (*tag).extra, extra);
                 core::ptr::write_volatile(&raw mut (*tag).extra2, extra2);
             }
-            return index;
         }
-        count_event(self.full);
-        NO_SLOT
+        index
     }
+}
+
+/// What the slow path's loop looks at, and what it found.
+#[repr(C)]
+struct Walk {
+    tags: &'static Array<SlotTag>,
+    start: u32,
+    mask: u32,
+    identity: Identity,
+    /// The slot found or claimed; [`NO_SLOT`] while none is.
+    found: u32,
+    /// Whether the slot was claimed by this walk (its tag is still to be completed).
+    claimed: bool,
+}
+
+/// One step of the slow path's loop: the `i`-th slot from the identity's start. Returns 1 to
+/// stop (the slot is the identity's, or was just claimed for it), 0 to go on.
+fn step(i: u64, walk: *mut c_void) -> i64 {
+    // SAFETY: the loop's context, a `Walk` on the caller's stack.
+    let walk = unsafe { &mut *walk.cast::<Walk>() };
+    let Identity { id, extra, extra2 } = walk.identity;
+    let index = walk.start.wrapping_add(i as u32) & walk.mask;
+    let Some(tag) = walk.tags.get_ptr_mut(index) else {
+        return 0;
+    };
+    if holds(tag, id, extra, extra2) {
+        walk.found = index;
+        return 1;
+    }
+    // SAFETY: a map value, read before trying the atomic claim.
+    let free = unsafe { core::ptr::read_volatile(&raw const (*tag).id) } == 0;
+    if free && claim(tag, 0, id) {
+        walk.found = index;
+        walk.claimed = true;
+        return 1;
+    }
+    // Another CPU claimed it first, maybe for the same identity.
+    if holds(tag, id, extra, extra2) {
+        walk.found = index;
+        return 1;
+    }
+    0
 }
 
 /// The three words that identify what a slot counts, passed to the slow path by reference (a
 /// BPF function takes at most five arguments).
+#[repr(C)]
 #[derive(Clone, Copy)]
 struct Identity {
     id: u64,
