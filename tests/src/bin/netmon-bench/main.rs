@@ -988,7 +988,8 @@ struct NetmonInNs {
     addr: SocketAddr,
 }
 
-fn start_netmon(ns: &Netns) -> NetmonInNs {
+/// netmon in `ns`, polling every `poll`.
+fn start_netmon(ns: &Netns, poll: &str) -> NetmonInNs {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let child = Command::new("ip")
         .args(["netns", "exec", &ns.name])
@@ -998,7 +999,7 @@ fn start_netmon(ns: &Netns) -> NetmonInNs {
             "--listen",
             &addr.to_string(),
             "--poll-interval",
-            "1s",
+            poll,
         ])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
@@ -1129,7 +1130,7 @@ fn agent_cost() -> String {
             sockets = socket_target;
         }
         let floor = empty_walk.walk_ms(&x, 15);
-        let netmon = start_netmon(&x);
+        let netmon = start_netmon(&x, "1s");
         let (cpu, rss, size) = measure(&x, netmon.child.id(), netmon.addr, "/metrics");
         let durations = collector_ms(&x, netmon.addr);
         let owners = owner_scan_ms(&x, netmon.addr);
@@ -1145,36 +1146,61 @@ fn agent_cost() -> String {
         );
         if socket_target == 50_000 {
             let (p50, p99, n, gzipped) = latency(&x, netmon.addr);
-            busy = Some((cpu, rss, size, p50, p99, n, gzipped, floor));
             stop(netmon.child);
+            // The agent as an operator runs it, beside the rows' poll of a second.
+            let default = start_netmon(&x, footprint::DEFAULT_POLL);
+            let (default_cpu, default_rss, _) =
+                measure(&x, default.child.id(), default.addr, "/metrics");
+            stop(default.child);
+            busy = Some(Busy {
+                default: (default_cpu, default_rss),
+                fast: (cpu, rss),
+                size,
+                latency: (p50, p99, n, gzipped),
+                floor,
+            });
             node_result = node_exporter(&x);
             continue;
         }
         stop(netmon.child);
     }
-    let (cpu, rss, size, p50, p99, n, gzipped, floor) = busy.unwrap();
+    let Busy {
+        default: (cpu, rss),
+        fast: (fast_cpu, fast_rss),
+        size,
+        latency: (p50, p99, n, gzipped),
+        floor,
+    } = busy.unwrap();
 
-    let mut comparison = String::from(
+    let mut comparison = format!(
         "## 3. Agent cost on a busy host\n\n1,000 interfaces and 50,000 TCP sockets in one \
          namespace; one scrape a second for 10 s after 2 s of warm-up; CPU is user + system \
-         time per second of wall time, RSS the peak (VmHWM).\n\n\
+         time per second of wall time, RSS the peak (VmHWM). netmon runs as an operator runs \
+         it, polling every {DEFAULT_POLL} (its default), and again polling every second (1s) as \
+         in table 6.\n\n\
          | agent | CPU (s/s) | peak RSS (MiB) | scrape size (bytes) |\n|---|---|---|---|\n",
+        DEFAULT_POLL = footprint::DEFAULT_POLL,
     );
     let _ = writeln!(
         comparison,
-        "| netmon (all hooks attached, poll 1 s) | {cpu:.4} | {rss:.1} | {size} |"
+        "| netmon (all hooks attached, poll {}) | {cpu:.4} | {rss:.1} | {size} |\n\
+         | netmon (all hooks attached, poll 1s) | {fast_cpu:.4} | {fast_rss:.1} | {size} |",
+        footprint::DEFAULT_POLL,
     );
     match node_result {
         Some((ncpu, nrss, nsize)) => {
+            let peak = rss.max(fast_rss);
             let _ = writeln!(
                 comparison,
                 "| node_exporter (netdev, netclass, tcpstat, sockstat) | {ncpu:.4} | {nrss:.1} | {nsize} |\n\n\
-                 netmon / node_exporter: CPU **{:.3}x** (target at most 0.05x: {}), peak RSS \
-                 **{:.2}x** (target at most 0.5x: {}).\n",
+                 netmon / node_exporter: CPU **{:.3}x** at the default poll (target at most \
+                 0.05x: {}), {:.3}x polling every second; peak RSS **{:.2}x** (the larger of \
+                 the two; target at most 0.5x: {}).\n",
                 cpu / ncpu,
                 if cpu / ncpu <= 0.05 { "met" } else { "missed" },
-                rss / nrss,
-                if rss / nrss <= 0.5 { "met" } else { "missed" },
+                fast_cpu / ncpu,
+                peak / nrss,
+                if peak / nrss <= 0.5 { "met" } else { "missed" },
             );
             // The walk is all kernel time, once a poll.
             let walk = floor / 1000.0;
@@ -1182,11 +1208,12 @@ fn agent_cost() -> String {
                 comparison,
                 "The floor of the census by state, measured: the kernel's walk of these 50,000 \
                  sockets with an iterator program that returns at once takes {floor:.1} ms, \
-                 {walk:.4} s/s at one poll a second, **{:.3}x** node_exporter's CPU by itself; \
-                 everything else netmon does costs {:.4} s/s ({:.3}x).\n",
+                 {walk:.4} s/s at one poll a second, **{:.3}x** node_exporter's CPU by itself \
+                 (half that at the default poll); everything else netmon does polling every \
+                 second costs {:.4} s/s ({:.3}x).\n",
                 walk / ncpu,
-                cpu - walk,
-                (cpu - walk) / ncpu,
+                fast_cpu - walk,
+                (fast_cpu - walk) / ncpu,
             );
         }
         None => {
@@ -1204,6 +1231,19 @@ fn agent_cost() -> String {
         stop(child);
     }
     format!("{comparison}\n{out}")
+}
+
+/// What table 3 reports of the busy host.
+struct Busy {
+    /// CPU (s/s) and peak RSS (MiB) polling at the default interval.
+    default: (f64, f64),
+    /// The same polling every second.
+    fast: (f64, f64),
+    size: usize,
+    /// p50 and p99 (ms) under 50 scrapers, scrapes, and the gzip body's bytes.
+    latency: (f64, f64, usize, usize),
+    /// The empty walk of the sockets (ms).
+    floor: f64,
 }
 
 /// The agent's metrics, scraped from inside `ns` (empty when it does not answer).
