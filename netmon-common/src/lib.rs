@@ -97,15 +97,19 @@ impl SlotTag {
     }
 }
 
-/// Identity of a device in a slot table: its `struct net_device` and `struct net` as
-/// numbers (addresses, or distances from one fixed address; only equality matters) and its
-/// index, which changes when a freed device's memory is reused in the same namespace.
+/// Identity of a device in a slot table: its `struct net_device` as a number (an address,
+/// or a distance from one fixed address; only equality matters), its namespace's cookie and
+/// its index. A namespace made just after another died may get the dead one's address, its
+/// inode, and devices at the same addresses with the same indexes; its cookie is new: the
+/// kernel never gives one twice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceIdentity {
     /// `struct net_device *`, or the `struct net *` of a socket for packets with no device,
     /// or 1 when neither is known. Never 0.
     pub device: u64,
-    pub net: u64,
+    /// `net->net_cookie`, the slot's `extra` word, which the agent reads to tell a namespace
+    /// from an earlier one with the same inode; 0 when unknown.
+    pub cookie: u64,
     pub ifindex: u32,
 }
 
@@ -444,8 +448,9 @@ pub struct KernelOffsets {
     /// `struct net *`).
     pub netdev_ifindex: u32,
     pub netdev_nd_net: u32,
-    /// `struct net`: `ns.inum`.
+    /// `struct net`: `ns.inum`, `net_cookie`.
     pub net_inum: u32,
+    pub net_cookie: u32,
     /// `struct sock_common`: `skc_family`, `skc_state`, `skc_net`; `struct sock`: `sk_protocol`.
     pub sk_family: u32,
     pub sk_state: u32,
@@ -632,14 +637,14 @@ mod tests {
     fn drops_of_one_device_by_different_reasons_start_at_different_slots() {
         let device = DeviceIdentity {
             device: 0xffff_8881_0a3c_6000,
-            net: 0xffff_8881_0212_0000,
+            cookie: 4097,
             ifindex: 2,
         };
         let mask = MAX_DROP_KEYS - 1;
         let mut starts = [0u32; 16];
         for (start, reason) in starts.iter_mut().zip(1..) {
             let extra2 = device.drop_extra2(reason, 0x0800);
-            *start = slot_hash(device.device, device.net, extra2) & mask;
+            *start = slot_hash(device.device, device.cookie, extra2) & mask;
         }
         starts.sort_unstable();
         assert!(starts.windows(2).all(|w| w[0] != w[1]), "{starts:?}");
@@ -673,7 +678,7 @@ mod tests {
         assert_eq!(InterfaceKey::from_meta(interface.to_meta()), interface);
         let device = DeviceIdentity {
             device: 1,
-            net: 0,
+            cookie: 0,
             ifindex: 0,
         };
         assert_ne!(device.traffic_extra2(), 0);
@@ -695,7 +700,7 @@ mod tests {
     fn device_identities_keep_index_reason_and_protocol_apart() {
         let a = DeviceIdentity {
             device: 5,
-            net: 9,
+            cookie: 9,
             ifindex: 2,
         };
         let b = DeviceIdentity { ifindex: 3, ..a };

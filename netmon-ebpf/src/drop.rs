@@ -26,7 +26,7 @@ fn count_drop<M: Memory>(skb: u64, reason: u32, location: u64) {
     let ethertype = u16::from_be(protocol);
     let extra2 = id.drop_extra2(reason, ethertype);
     let claim = |_| device.meta::<M>();
-    if let Some(count) = drops().counts(id.device, id.net, extra2, claim) {
+    if let Some(count) = drops().counts(id.device, id.cookie, extra2, claim) {
         *count += 1;
     }
     sample_drop::<M>(skb, ethertype, reason, location, || device.meta::<M>());

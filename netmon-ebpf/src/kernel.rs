@@ -21,6 +21,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     netdev_ifindex: 0,
     netdev_nd_net: 0,
     net_inum: 0,
+    net_cookie: 0,
     sk_family: 0,
     sk_state: 0,
     sk_net: 0,
@@ -211,10 +212,11 @@ pub fn device<M: Memory>(dev: u64) -> Option<Device> {
     }
     let ifindex: i32 = M::read(dev, constant!(OFFSETS.netdev_ifindex))?;
     let net: u64 = M::read(dev, constant!(OFFSETS.netdev_nd_net))?;
+    let cookie: u64 = M::read(net, constant!(OFFSETS.net_cookie))?;
     Some(Device {
         identity: DeviceIdentity {
             device: M::number(dev),
-            net: M::number(net),
+            cookie,
             ifindex: ifindex as u32,
         },
         net,
@@ -261,11 +263,16 @@ pub fn skb_device<M: Memory>(skb: u64) -> Device {
     } else {
         0
     };
+    let cookie: u64 = if net != 0 {
+        M::read(net, constant!(OFFSETS.net_cookie)).unwrap_or(0)
+    } else {
+        0
+    };
     Device {
         identity: DeviceIdentity {
             // No device: the namespace stands for it (never equal to a device's number).
             device: if net != 0 { M::number(net) } else { 1 },
-            net: if net != 0 { M::number(net) } else { 0 },
+            cookie,
             ifindex: 0,
         },
         net,

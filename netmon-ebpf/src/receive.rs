@@ -16,7 +16,7 @@ fn count_receive<M: Memory>(skb: u64) {
     let device = skb_device::<M>(skb);
     let id = &device.identity;
     let claim = |_| device.meta::<M>();
-    if let Some(traffic) = traffic().counts(id.device, id.net, id.traffic_extra2(), claim) {
+    if let Some(traffic) = traffic().counts(id.device, id.cookie, id.traffic_extra2(), claim) {
         traffic.rx_packets += 1;
         traffic.rx_bytes += len as u64;
     }

@@ -19,7 +19,7 @@ fn count_xmit<M: Memory>(dev: u64, rc: i32, len: u32) {
     };
     let id = &device.identity;
     let claim = |_| device.meta::<M>();
-    if let Some(traffic) = traffic().counts(id.device, id.net, id.traffic_extra2(), claim) {
+    if let Some(traffic) = traffic().counts(id.device, id.cookie, id.traffic_extra2(), claim) {
         if rc == 0 {
             traffic.tx_packets += 1;
             traffic.tx_bytes += len as u64;

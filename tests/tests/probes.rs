@@ -725,6 +725,70 @@ fn retransmits_match_the_kernel() {
     );
 }
 
+/// A namespace made just after another was deleted gets the dead one's inode (the kernel
+/// hands out the lowest free one), and often its address and its loopback's: it counts only
+/// its own packets, never the dead one's. The agent is stopped meanwhile, so that no poll
+/// comes between the two.
+#[test]
+fn a_namespace_that_takes_a_dead_ones_inode_counts_only_its_own_packets() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let send = |ns: &Netns, count: usize| {
+        ns.run(move || {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            for _ in 0..count {
+                socket.send_to(b"x", "127.0.0.1:9").unwrap();
+            }
+        });
+    };
+    let signal = |signal: i32| {
+        // SAFETY: signalling the test's own child process.
+        assert_eq!(unsafe { libc::kill(agent.pid() as i32, signal) }, 0);
+    };
+    // The kernel hands a freed inode out again soon, but not always to the next namespace:
+    // each attempt waits a few seconds for it, with namespaces that got another inode kept
+    // until the attempt ends so that theirs are not handed out again.
+    let (born, inode) = (0..5)
+        .find_map(|attempt| {
+            signal(libc::SIGSTOP);
+            let dead = Netns::new("dead");
+            send(&dead, 3);
+            let inode = dead.inode();
+            drop(dead);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut others = Vec::new();
+            while Instant::now() < deadline {
+                let born = Netns::new("born");
+                if born.inode() == inode {
+                    return Some((born, inode));
+                }
+                others.push(born);
+                thread::sleep(Duration::from_millis(20));
+            }
+            signal(libc::SIGCONT);
+            eprintln!("attempt {attempt}: no new namespace got the inode {inode} within 5 s");
+            None
+        })
+        .expect("a new namespace gets a dead one's inode");
+    send(&born, 5);
+    signal(libc::SIGCONT);
+    let m = agent.fresh_metrics();
+    let kernel = born.link_stats("lo");
+    let netns = inode.to_string();
+    for (direction, packets) in [("tx", kernel.tx_packets), ("rx", kernel.rx_packets)] {
+        let labels = [
+            ("netns", netns.as_str()),
+            ("interface", "lo"),
+            ("direction", direction),
+        ];
+        assert_eq!(
+            m.counter("netmon_kernel_packets_total", &labels),
+            packets,
+            "{direction} packets of the new namespace's loopback"
+        );
+    }
+}
+
 /// A table far smaller than the interfaces: identities collide on every slot, the ones that
 /// found no slot are counted as full, and every interface that has a series counts exactly
 /// its own packets (each pair sends a different number, so merged counts would show).

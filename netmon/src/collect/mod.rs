@@ -3,7 +3,7 @@ mod drop_samples;
 mod process_io;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     os::unix::fs::MetadataExt as _,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
@@ -20,8 +20,8 @@ use crate::{
         sockets::{self, TcpSummary, TcpTally},
     },
     model::{
-        CollectorRun, KernelCounters, ListeningSocket, Owner, Snapshot, SocketHolders, TcpEvents,
-        probes::Hook, processes::ProcessLedger,
+        CollectorRun, DropCount, KernelCounters, ListeningSocket, Owner, Snapshot, SocketHolders,
+        TcpEvents, TrafficCount, probes::Hook, processes::ProcessLedger,
     },
     probes::{ProbeSettings, Probes},
     settings::HostSettings,
@@ -343,19 +343,55 @@ impl Poller {
             Some(lister) => lister.interface_names(&presence.found, own_links)?,
             None => anyhow::bail!("the namespace lister starts with the first poll"),
         };
-        let gone = |netns: u32, ifindex: u32| {
-            presence.gone.contains(&netns) || (ifindex != 0 && names.is_gone(netns, ifindex))
+        // A namespace made after another died may get its inode (and its devices' addresses
+        // and indexes): counts under a cookie other than the namespace's own are the dead
+        // one's. Where the namespace was not listed, the newest cookie read is its own: two
+        // namespaces never hold one inode at once.
+        let mut newest: HashMap<u32, u64> = HashMap::new();
+        let cookies = kernel
+            .traffic
+            .iter()
+            .map(|t| (t.netns, t.netns_cookie))
+            .chain(kernel.drops.iter().map(|d| (d.netns, d.netns_cookie)));
+        for (netns, cookie) in cookies {
+            let entry = newest.entry(netns).or_default();
+            *entry = (*entry).max(cookie);
+        }
+        let replaced = |netns: u32, cookie: u64| {
+            cookie != 0
+                && match names.cookie(netns) {
+                    Some(live) => cookie != live,
+                    None => newest.get(&netns).is_some_and(|newest| cookie < *newest),
+                }
+        };
+        let gone = |netns: u32, ifindex: u32, cookie: u64| {
+            presence.gone.contains(&netns)
+                || (ifindex != 0 && names.is_gone(netns, ifindex))
+                || replaced(netns, cookie)
         };
         // Only interfaces read from the maps were looked for: a slot claimed since may count
         // an interface made after its namespace was listed, and is judged by the next poll.
-        let read: HashSet<(u32, u32)> = kernel
+        let read: HashSet<(u32, u32, u64)> = kernel
             .traffic
             .iter()
-            .map(|t| (t.netns, t.ifindex))
-            .chain(kernel.drops.iter().map(|d| (d.netns, d.ifindex)))
+            .map(|t| (t.netns, t.ifindex, t.netns_cookie))
+            .chain(
+                kernel
+                    .drops
+                    .iter()
+                    .map(|d| (d.netns, d.ifindex, d.netns_cookie)),
+            )
             .collect();
-        kernel.traffic.retain(|t| !gone(t.netns, t.ifindex));
-        kernel.drops.retain(|d| !gone(d.netns, d.ifindex));
+        kernel
+            .traffic
+            .retain(|t| !gone(t.netns, t.ifindex, t.netns_cookie));
+        kernel
+            .drops
+            .retain(|d| !gone(d.netns, d.ifindex, d.netns_cookie));
+        // What is left has one cookie an interface, but for namespaces with counts under a
+        // cookie of 0 (packets whose namespace could not be read): one series each.
+        merge_traffic(&mut kernel.traffic);
+        merge_drops(&mut kernel.drops);
         // An interface of a namespace no process or mount holds cannot be listed: it is named
         // by its index, in a form no interface name takes (names have no ':').
         let name = |netns: u32, ifindex: u32| match names.get(netns, ifindex) {
@@ -378,7 +414,10 @@ impl Poller {
             .drops
             .retain(|d| d.interface.is_empty() || filter.allows(&d.interface));
         let (removed, entries) = self.probes.forget(
-            &|key| read.contains(&(key.netns, key.ifindex)) && gone(key.netns, key.ifindex),
+            &|key, cookie| {
+                read.contains(&(key.netns, key.ifindex, cookie))
+                    && gone(key.netns, key.ifindex, cookie)
+            },
             &|netns| presence.gone.contains(&netns),
         )?;
         kernel
@@ -396,6 +435,34 @@ impl Poller {
         kernel.map_entries = entries;
         Ok(names)
     }
+}
+
+/// Sums the counts of one interface read under more than one cookie.
+fn merge_traffic(traffic: &mut Vec<TrafficCount>) {
+    traffic.sort_by_key(|t| (t.netns, t.ifindex));
+    traffic.dedup_by(|later, kept| {
+        let same = (later.netns, later.ifindex) == (kept.netns, kept.ifindex);
+        if same {
+            kept.rx_packets += later.rx_packets;
+            kept.rx_bytes += later.rx_bytes;
+            kept.tx_packets += later.tx_packets;
+            kept.tx_bytes += later.tx_bytes;
+            kept.tx_failed += later.tx_failed;
+        }
+        same
+    });
+}
+
+/// Sums the counts of one drop key read under more than one cookie.
+fn merge_drops(drops: &mut Vec<DropCount>) {
+    drops.sort_by_key(|d| d.key);
+    drops.dedup_by(|later, kept| {
+        let same = later.key == kept.key;
+        if same {
+            kept.count += later.count;
+        }
+        same
+    });
 }
 
 /// The total of every count of each namespace, to tell whether a namespace's counts moved.

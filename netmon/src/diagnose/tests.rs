@@ -121,6 +121,7 @@ fn firewall_drops() -> Vec<Snapshot> {
         s.kernel.drops = vec![DropCount {
             key: DropKey::default(),
             netns: NETNS,
+            netns_cookie: 0,
             ifindex: 2,
             interface: "eth0".into(),
             protocol: "ipv4".into(),

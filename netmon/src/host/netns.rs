@@ -3,7 +3,10 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fs::File,
-    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
+    os::{
+        fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+        unix::fs::MetadataExt as _,
+    },
     path::{Path, PathBuf},
     sync::mpsc,
     thread,
@@ -191,6 +194,8 @@ pub struct InterfaceNames {
     names: HashMap<(u32, u32), String>,
     /// Namespaces whose links were listed; keys of other namespaces are unknown, not gone.
     listed: Vec<u32>,
+    /// The cookie of each namespace listed where the kernel tells it.
+    cookies: HashMap<u32, u64>,
 }
 
 impl InterfaceNames {
@@ -203,17 +208,33 @@ impl InterfaceNames {
         self.listed.contains(&netns) && !self.names.contains_key(&(netns, ifindex))
     }
 
-    /// Every link of `netns`.
-    fn add_listing(&mut self, netns: u32, links: Vec<(u32, String)>) {
+    /// The cookie of the namespace that has the inode `netns` now, where it was listed and
+    /// the kernel tells it (Linux 5.14 and later).
+    pub fn cookie(&self, netns: u32) -> Option<u64> {
+        self.cookies.get(&netns).copied()
+    }
+
+    /// Every link of `netns`, and its cookie where known.
+    fn add_listing(&mut self, netns: u32, Listing { links, cookie }: Listing) {
         self.listed.push(netns);
+        if let Some(cookie) = cookie {
+            self.cookies.insert(netns, cookie);
+        }
         for (ifindex, name) in links {
             self.names.insert((netns, ifindex), name);
         }
     }
 }
 
-/// The links of some namespaces, by namespace, listed by the lister's thread.
-type Listings = Vec<(u32, Vec<(u32, String)>)>;
+/// What the lister's thread learns of a namespace, from inside it.
+struct Listing {
+    /// (ifindex, name) of every link.
+    links: Vec<(u32, String)>,
+    cookie: Option<u64>,
+}
+
+/// The listings of some namespaces, by namespace.
+type Listings = Vec<(u32, Listing)>;
 /// Namespaces to list, and where to send the listings.
 type Job = (Vec<(u32, PathBuf)>, mpsc::Sender<Listings>);
 
@@ -248,8 +269,8 @@ impl NamespaceLister {
                 for (namespaces, answer) in queue {
                     let listings = namespaces
                         .into_iter()
-                        .filter_map(|(netns, path)| match links_in(&path) {
-                            Ok(links) => Some((netns, links)),
+                        .filter_map(|(netns, path)| match list(&path) {
+                            Ok(listing) => Some((netns, listing)),
                             Err(err) => {
                                 tracing::debug!(netns, "cannot list links: {err:#}");
                                 None
@@ -287,7 +308,14 @@ impl NamespaceLister {
         let mut names = InterfaceNames::default();
         let own_netns = own.as_ref().map(|(netns, _)| *netns);
         if let Some((netns, links)) = own {
-            names.add_listing(netns, links);
+            // The agent's own namespace outlives it: its inode cannot pass to another.
+            names.add_listing(
+                netns,
+                Listing {
+                    links,
+                    cookie: None,
+                },
+            );
         }
         let jobs: Vec<(u32, PathBuf)> = found
             .iter()
@@ -308,8 +336,8 @@ impl NamespaceLister {
         let listings = listings
             .recv()
             .map_err(|_| anyhow!("the namespace thread panicked"))?;
-        for (netns, links) in listings {
-            names.add_listing(netns, links);
+        for (netns, listing) in listings {
+            names.add_listing(netns, listing);
         }
         Ok(names)
     }
@@ -335,10 +363,38 @@ fn enter(file: &File) -> Result<(), String> {
     Ok(())
 }
 
-fn links_in(path: &Path) -> anyhow::Result<Vec<(u32, String)>> {
+fn list(path: &Path) -> anyhow::Result<Listing> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     enter(&file).map_err(|e| anyhow!("entering {}: {e}", path.display()))?;
-    netlink::links()
+    Ok(Listing {
+        links: netlink::links()?,
+        cookie: own_cookie(),
+    })
+}
+
+/// The cookie of the calling thread's network namespace (`SO_NETNS_COOKIE` on a socket made
+/// there); `None` where the kernel does not tell it.
+fn own_cookie() -> Option<u64> {
+    // SAFETY: a plain socket call; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a new descriptor that nothing else owns.
+    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut cookie = 0u64;
+    let mut length = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` and `length` are valid for the kernel to write.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &raw mut length,
+        )
+    };
+    (rc == 0).then_some(cookie)
 }
 
 #[cfg(test)]

@@ -112,6 +112,10 @@ pub struct ListeningSocket {
 pub struct TrafficCount {
     /// Network namespace inode number.
     pub netns: u32,
+    /// The namespace's cookie, which tells it from an earlier namespace that had its inode;
+    /// 0 when unknown.
+    #[serde(skip)]
+    pub netns_cookie: u64,
     pub ifindex: u32,
     /// The interface's name in its namespace; empty when it could not be resolved.
     pub interface: String,
@@ -137,6 +141,9 @@ pub struct DropCount {
     #[serde(skip)]
     pub key: DropKey,
     pub netns: u32,
+    /// As [`TrafficCount::netns_cookie`].
+    #[serde(skip)]
+    pub netns_cookie: u64,
     pub ifindex: u32,
     /// The device's name in its namespace; empty when the packet had no device.
     pub interface: String,

@@ -28,6 +28,7 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         netdev_ifindex: btf.byte_offset("net_device", "ifindex")?,
         netdev_nd_net: btf.byte_offset("net_device", "nd_net.net")?,
         net_inum: btf.byte_offset("net", "ns.inum")?,
+        net_cookie: btf.byte_offset("net", "net_cookie")?,
         sk_family: btf.byte_offset("sock", "__sk_common.skc_family")?,
         sk_state: btf.byte_offset("sock", "__sk_common.skc_state")?,
         sk_num: btf.byte_offset("sock", "__sk_common.skc_num")?,

@@ -29,14 +29,16 @@ impl Probes {
         };
         let mut counters = KernelCounters::default();
 
-        let mut traffic: BTreeMap<InterfaceKey, InterfaceTraffic> = BTreeMap::new();
+        // By interface and namespace cookie (the slot's `extra`): the agent tells a namespace
+        // from a dead one that had its inode.
+        let mut traffic: BTreeMap<(InterfaceKey, u64), InterfaceTraffic> = BTreeMap::new();
         for (tag, per_cpu) in slots::read::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC")? {
             // A claim not yet complete counts nothing so far.
             if !tag.is_complete() {
                 continue;
             }
             let sum = traffic
-                .entry(InterfaceKey::from_meta(tag.meta))
+                .entry((InterfaceKey::from_meta(tag.meta), tag.extra))
                 .or_default();
             for value in per_cpu.iter() {
                 sum.rx_packets += value.rx_packets;
@@ -48,8 +50,9 @@ impl Probes {
         }
         counters.traffic = traffic
             .into_iter()
-            .map(|(key, sum)| TrafficCount {
+            .map(|((key, cookie), sum)| TrafficCount {
                 netns: key.netns,
+                netns_cookie: cookie,
                 ifindex: key.ifindex,
                 interface: String::new(),
                 rx_packets: sum.rx_packets,
@@ -60,17 +63,20 @@ impl Probes {
             })
             .collect();
 
-        let mut drops: BTreeMap<DropKey, u64> = BTreeMap::new();
+        let mut drops: BTreeMap<(DropKey, u64), u64> = BTreeMap::new();
         for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.drops, "DROPS")? {
             if tag.is_complete() {
-                *drops.entry(DropKey::from_slot(&tag)).or_default() += per_cpu.iter().sum::<u64>();
+                *drops
+                    .entry((DropKey::from_slot(&tag), tag.extra))
+                    .or_default() += per_cpu.iter().sum::<u64>();
             }
         }
         counters.drops = drops
             .into_iter()
-            .map(|(key, count)| DropCount {
+            .map(|((key, cookie), count)| DropCount {
                 key,
                 netns: key.interface.netns,
+                netns_cookie: cookie,
                 ifindex: key.interface.ifindex,
                 interface: String::new(),
                 protocol: names::ethertype_name(key.protocol),
@@ -156,11 +162,12 @@ impl Probes {
     }
 
     /// Frees the slots of interfaces and namespaces that no longer exist, in one pass over
-    /// each table's tags; returns how many went, and how many slots each table uses
+    /// each table's tags; `interface_gone` is asked with a device slot's interface and
+    /// namespace cookie. Returns how many went, and how many slots each table uses
     /// afterwards.
     pub fn forget(
         &mut self,
-        interface_gone: &dyn Fn(&InterfaceKey) -> bool,
+        interface_gone: &dyn Fn(&InterfaceKey, u64) -> bool,
         netns_gone: &dyn Fn(u32) -> bool,
     ) -> anyhow::Result<(usize, Vec<(&'static str, usize)>)> {
         let Some((ebpf, tags)) = &mut self.ebpf else {
@@ -170,13 +177,13 @@ impl Probes {
             (
                 "traffic",
                 slots::free_where::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC", &|tag| {
-                    interface_gone(&InterfaceKey::from_meta(tag.meta))
+                    interface_gone(&InterfaceKey::from_meta(tag.meta), tag.extra)
                 })?,
             ),
             (
                 "drops",
                 slots::free_where::<u64>(ebpf, &tags.drops, "DROPS", &|tag| {
-                    interface_gone(&InterfaceKey::from_meta(tag.meta))
+                    interface_gone(&InterfaceKey::from_meta(tag.meta), tag.extra)
                 })?,
             ),
             (
