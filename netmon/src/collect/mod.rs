@@ -343,32 +343,6 @@ impl Poller {
             Some(lister) => lister.interface_names(&presence.found, own_links)?,
             None => anyhow::bail!("the namespace lister starts with the first poll"),
         };
-        // A namespace made after another died may get its inode (and its devices' addresses
-        // and indexes): counts under a cookie other than the namespace's own are the dead
-        // one's. Where the namespace was not listed, the newest cookie read is its own: two
-        // namespaces never hold one inode at once.
-        let mut newest: HashMap<u32, u64> = HashMap::new();
-        let cookies = kernel
-            .traffic
-            .iter()
-            .map(|t| (t.netns, t.netns_cookie))
-            .chain(kernel.drops.iter().map(|d| (d.netns, d.netns_cookie)));
-        for (netns, cookie) in cookies {
-            let entry = newest.entry(netns).or_default();
-            *entry = (*entry).max(cookie);
-        }
-        let replaced = |netns: u32, cookie: u64| {
-            cookie != 0
-                && match names.cookie(netns) {
-                    Some(live) => cookie != live,
-                    None => newest.get(&netns).is_some_and(|newest| cookie < *newest),
-                }
-        };
-        let gone = |netns: u32, ifindex: u32, cookie: u64| {
-            presence.gone.contains(&netns)
-                || (ifindex != 0 && names.is_gone(netns, ifindex))
-                || replaced(netns, cookie)
-        };
         // Only interfaces read from the maps were looked for: a slot claimed since may count
         // an interface made after its namespace was listed, and is judged by the next poll.
         let read: HashSet<(u32, u32, u64)> = kernel
@@ -382,14 +356,35 @@ impl Poller {
                     .map(|d| (d.netns, d.ifindex, d.netns_cookie)),
             )
             .collect();
+        // A namespace made after another died may get its inode (and its devices' addresses
+        // and indexes): counts under a cookie other than the namespace's own are the dead
+        // one's. Where the namespace was not listed, the newest cookie read is its own: two
+        // namespaces never hold one inode at once.
+        let mut newest: HashMap<u32, u64> = HashMap::new();
+        for (netns, _, cookie) in &read {
+            let entry = newest.entry(*netns).or_default();
+            *entry = (*entry).max(*cookie);
+        }
+        let replaced = |netns: u32, cookie: u64| {
+            cookie != 0
+                && match names.cookie(netns) {
+                    Some(live) => cookie != live,
+                    None => newest.get(&netns).is_some_and(|newest| cookie < *newest),
+                }
+        };
+        let gone = |netns: u32, ifindex: u32, cookie: u64| {
+            presence.gone.contains(&netns)
+                || (ifindex != 0 && names.is_gone(netns, ifindex))
+                || replaced(netns, cookie)
+        };
         kernel
             .traffic
             .retain(|t| !gone(t.netns, t.ifindex, t.netns_cookie));
         kernel
             .drops
             .retain(|d| !gone(d.netns, d.ifindex, d.netns_cookie));
-        // What is left has one cookie an interface, but for namespaces with counts under a
-        // cookie of 0 (packets whose namespace could not be read): one series each.
+        // A slot whose cookie could not be read (0) is never judged replaced, so an interface
+        // may still be read under two cookies: one series each.
         merge_traffic(&mut kernel.traffic);
         merge_drops(&mut kernel.drops);
         // An interface of a namespace no process or mount holds cannot be listed: it is named
