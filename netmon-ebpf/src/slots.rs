@@ -42,7 +42,49 @@ impl<V> Table<V> {
         extra2: u64,
         meta: impl FnOnce(u32) -> u64,
     ) -> Option<&mut V> {
+        self.slot_counts(id, extra, extra2, meta)
+            .map(|(_, counts)| counts)
+    }
+
+    /// [`Table::counts`], with the slot they are in: a caller that remembers it can come back
+    /// through [`Table::counts_in`].
+    #[inline(always)]
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "the counts are map memory, not part of `self`"
+    )]
+    pub fn slot_counts(
+        &self,
+        id: u64,
+        extra: u64,
+        extra2: u64,
+        meta: impl FnOnce(u32) -> u64,
+    ) -> Option<(u32, &mut V)> {
         let index = self.slots.find(id, extra, extra2, meta)?;
+        Some((index, self.at(index)?))
+    }
+
+    /// This CPU's counts in slot `index` if it still counts for the identity (`id`, `extra`,
+    /// `extra2`); `None` when the agent has freed it since, or it counts something else.
+    #[inline(always)]
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "the counts are map memory, not part of `self`"
+    )]
+    pub fn counts_in(&self, index: u32, id: u64, extra: u64, extra2: u64) -> Option<&mut V> {
+        let tag = self.slots.tags.get_ptr_mut(index)?;
+        if !holds(tag, id, extra, extra2) {
+            return None;
+        }
+        self.at(index)
+    }
+
+    #[inline(always)]
+    #[allow(
+        clippy::mut_from_ref,
+        reason = "the counts are map memory, not part of `self`"
+    )]
+    fn at(&self, index: u32) -> Option<&mut V> {
         let counts = self.counts.get_ptr_mut(index)?;
         // SAFETY: this CPU's value; one program per hook, which does not nest on a CPU.
         Some(unsafe { &mut *counts })

@@ -1,7 +1,11 @@
 //! Socket I/O by process and cgroup, shared by the send and receive hooks: the bytes each
 //! call moved and the calls that moved any, by (process, cgroup, protocol, direction). Only
 //! IP sockets count (not Unix or netlink ones).
-use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel};
+use aya_ebpf::{
+    helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel},
+    macros::map,
+    maps::PerCpuArray,
+};
 use netmon_common::{IO_OTHER, IO_TCP, IO_UDP, ProcessIoKey, ProcessName};
 
 use crate::{
@@ -35,22 +39,41 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
     } else {
         IO_OTHER
     };
-    // The process, its start and its cgroup are read from the task with typed loads: one
-    // helper call where three would be.
     // SAFETY: a helper without arguments, allowed in tracing programs.
     let task = unsafe { bpf_get_current_task_btf() } as u64;
-    let tgid: i32 = Btf::read(task, constant!(OFFSETS.task_tgid)).unwrap_or(0);
-    let key = ProcessIoKey {
-        tgid: tgid as u32,
-        protocol,
-        direction,
-    };
-    let leader: u64 = Btf::read(task, constant!(OFFSETS.task_group_leader)).unwrap_or(0);
-    let start: u64 = Btf::read(leader, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
-    let cgroup = current_cgroup(task);
+    // The thread's own start and its set of cgroups tell whether this CPU's memo still
+    // holds its identity: two loads from the task, where working it out takes seven.
+    let thread_start: u64 = Btf::read(task, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
+    let set: u64 = Btf::read(task, constant!(OFFSETS.task_cgroups)).unwrap_or(0);
+    if let Some(memo) = MEMOS.get_ptr_mut(u32::from(direction)) {
+        // SAFETY: this CPU's value; one program per hook, which does not nest on a CPU.
+        let seen = unsafe { *memo };
+        if seen.task == task
+            && seen.thread_start == thread_start
+            && seen.set == set
+            && seen.protocol == u32::from(protocol)
+            && let Some(io) = processes().counts_in(seen.slot, seen.id, seen.cgroup, seen.start)
+        {
+            io.bytes += ret as u64;
+            io.calls += 1;
+            return;
+        }
+    }
+    // Direction and protocol in one argument: a BPF function takes at most five.
+    let kind = (u16::from(direction) << 8) | u16::from(protocol);
+    count_unseen(sk, task, set, ret as u64, kind);
+}
+
+/// The path of a call the memo does not know: works out the caller's identity, counts it in
+/// its slot (claiming one if it has none), and remembers where. A BPF subprogram of its own,
+/// away from the common path's instructions.
+#[inline(never)]
+fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, kind: u16) {
+    let (direction, protocol) = ((kind >> 8) as u8, kind as u8);
+    let id = identity(task, set, protocol, direction);
     let claim = |slot: u32| {
         // The process's name is its leader's: a thread may have named itself otherwise.
-        let comm = (leader + constant!(OFFSETS.task_comm) as u64) as *const ProcessName;
+        let comm = (id.leader + constant!(OFFSETS.task_comm) as u64) as *const ProcessName;
         // SAFETY: the helper checks the address; nothing is dereferenced here.
         let name = unsafe { bpf_probe_read_kernel(comm) };
         if let (Ok(name), Some(entry)) = (name, PROCESS_NAMES.get_ptr_mut(slot)) {
@@ -59,17 +82,88 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
         }
         socket_netns::<Btf>(sk).unwrap_or(0) as u64
     };
-    if let Some(io) = processes().counts(key.slot_id(), cgroup, ProcessIoKey::extra2(start), claim)
-    {
-        io.bytes += ret as u64;
-        io.calls += 1;
+    let table = processes();
+    let Some((slot, io)) = table.slot_counts(id.id, id.cgroup, id.start, claim) else {
+        return;
+    };
+    io.bytes += bytes;
+    io.calls += 1;
+    if let Some(memo) = MEMOS.get_ptr_mut(u32::from(direction)) {
+        let Identity {
+            id, cgroup, start, ..
+        } = id;
+        let thread_start = Btf::read(task, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
+        // SAFETY: this CPU's value, as above.
+        unsafe {
+            *memo = Memo {
+                task,
+                thread_start,
+                set,
+                slot,
+                protocol: u32::from(protocol),
+                id,
+                cgroup,
+                start,
+            }
+        };
     }
 }
 
-/// The id of `task`'s cgroup in the default (v2) hierarchy: `task->cgroups->dfl_cgrp->kn->id`.
+/// Where this CPU last counted a thread's calls in one direction: the thread (its address and
+/// start, which no later thread at the same address shares), its set of cgroups (which
+/// changes when it moves), the protocol, and the slot with the identity it had. A hit still
+/// checks the slot's tag, which the agent clears when it frees the slot.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Memo {
+    task: u64,
+    thread_start: u64,
+    set: u64,
+    slot: u32,
+    protocol: u32,
+    /// The three words of the slot's tag.
+    id: u64,
+    cgroup: u64,
+    start: u64,
+}
+
+/// A memo for each direction (`IO_TX`, `IO_RX`) on each CPU: its index does not wait
+/// for the socket's protocol to be read.
+#[map]
+static MEMOS: PerCpuArray<Memo> = PerCpuArray::with_max_entries(2, 0);
+
+/// A process slot's identity, worked out from the task: its process, protocol and direction;
+/// its cgroup; its process's start (that of the leader of its group).
+struct Identity {
+    id: u64,
+    cgroup: u64,
+    start: u64,
+    leader: u64,
+}
+
+/// The identity of calls by `task`, whose set of cgroups is `set`.
 #[inline(always)]
-fn current_cgroup(task: u64) -> u64 {
-    let set: u64 = Btf::read(task, constant!(OFFSETS.task_cgroups)).unwrap_or(0);
+fn identity(task: u64, set: u64, protocol: u8, direction: u8) -> Identity {
+    let tgid: i32 = Btf::read(task, constant!(OFFSETS.task_tgid)).unwrap_or(0);
+    let key = ProcessIoKey {
+        tgid: tgid as u32,
+        protocol,
+        direction,
+    };
+    let leader: u64 = Btf::read(task, constant!(OFFSETS.task_group_leader)).unwrap_or(0);
+    let start: u64 = Btf::read(leader, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
+    Identity {
+        id: key.slot_id(),
+        cgroup: default_cgroup(set),
+        start: ProcessIoKey::extra2(start),
+        leader,
+    }
+}
+
+/// The id of the cgroup in the default (v2) hierarchy of a task whose set of cgroups
+/// (`task->cgroups`) is `set`: `set->dfl_cgrp->kn->id`.
+#[inline(always)]
+fn default_cgroup(set: u64) -> u64 {
     let cgroup: u64 = Btf::read(set, constant!(OFFSETS.css_set_dfl_cgrp)).unwrap_or(0);
     let node: u64 = Btf::read(cgroup, constant!(OFFSETS.cgroup_kn)).unwrap_or(0);
     Btf::read(node, constant!(OFFSETS.kernfs_node_id)).unwrap_or(0)

@@ -230,6 +230,59 @@ fn processes_and_cgroups_count_exactly_what_they_send_and_receive() {
     assert_eq!(m.counter("netmon_probe_read_failures_total", &[]), 0);
 }
 
+/// The hooks remember where each CPU last counted a thread; a thread that moves to another
+/// cgroup between two sends must count in the new one from its first send there.
+#[test]
+fn a_process_that_moves_to_another_cgroup_counts_in_each_what_it_sent_there() {
+    require_root();
+    const SIZE: usize = 200;
+    let (before, after) = (11, 17);
+    let agent = Agent::start(&[]);
+    let a = Netns::new("proc-move-a");
+    let b = Netns::new("proc-move-b");
+    let veth = Veth::connect(&a, &b, 232);
+    let (first, second) = (Cgroup::new("from"), Cgroup::new("to"));
+    // On one CPU, so that the second batch meets the memo the first left there.
+    let send = |count: usize| {
+        format!(
+            "for _ in range({count}): u.sendto(b'm' * {SIZE}, ({:?}, {UDP_PORT}))
+",
+            veth.b_ip
+        )
+    };
+    let mut talker = Talker::start(
+        &a,
+        "nm-mover",
+        &format!(
+            "os.sched_setaffinity(0, {{0}})\n\
+             u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             {}print('first', flush=True)\n\
+             sys.stdin.readline()\n\
+             {}print('second', flush=True)",
+            send(before),
+            send(after)
+        ),
+    );
+    first.add(talker.pid);
+    assert_eq!(talker.work(), "first");
+    second.add(talker.pid);
+    assert_eq!(talker.work(), "second");
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        cgroup_bytes(&m, &first, "tx", "udp"),
+        (before * SIZE) as u64
+    );
+    assert_eq!(
+        cgroup_bytes(&m, &second, "tx", "udp"),
+        (after * SIZE) as u64
+    );
+    assert_eq!(
+        process_bytes(&m, talker.pid, "tx", "udp"),
+        ((before + after) * SIZE) as u64
+    );
+    talker.finish();
+}
+
 #[test]
 fn socket_hooks_turned_off_are_not_loaded_and_say_so() {
     require_root();
