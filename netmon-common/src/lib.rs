@@ -195,6 +195,10 @@ impl TransitionKey {
     }
 }
 
+/// The third word of a transition or handshake slot, whose second is the namespace's cookie
+/// (as a device's is, see [`DeviceIdentity`]): it only marks the claim complete.
+pub const NAMESPACE_SLOT_EXTRA2: u64 = CLAIMED;
+
 /// The TCP event hooks count by namespace in the transition table, under keys whose `family`
 /// is this (no address family is 0) and whose `old_state` is the [`TcpEvent`].
 pub const TCP_EVENT_FAMILY: u8 = 0;

@@ -223,30 +223,55 @@ pub fn device<M: Memory>(dev: u64) -> Option<Device> {
     })
 }
 
-/// Namespace of a `struct sock *`.
-#[inline(always)]
-pub fn socket_netns<M: Memory>(sk: u64) -> Option<u32> {
-    if !offsets_known() {
-        return None;
-    }
-    let net: u64 = M::read(sk, constant!(OFFSETS.sk_net))?;
-    M::read(net, constant!(OFFSETS.net_inum))
+/// A network namespace as the agent tells it: its inode, and its cookie (`net->net_cookie`,
+/// never given twice), which tells it from an earlier namespace that had the same inode. Each
+/// is 0 when it could not be read.
+#[derive(Clone, Copy)]
+pub struct Namespace {
+    pub inode: u32,
+    pub cookie: u64,
 }
 
-/// Namespace of the device a `struct sk_buff *` is on; 0 when it has none or it cannot be
-/// read.
+impl Namespace {
+    const UNKNOWN: Self = Self {
+        inode: 0,
+        cookie: 0,
+    };
+
+    /// The namespace of a `struct net *`.
+    #[inline(always)]
+    fn of<M: Memory>(net: u64) -> Self {
+        Self {
+            inode: M::read(net, constant!(OFFSETS.net_inum)).unwrap_or(0),
+            cookie: M::read(net, constant!(OFFSETS.net_cookie)).unwrap_or(0),
+        }
+    }
+}
+
+/// Namespace of a `struct sock *`.
 #[inline(always)]
-pub fn skb_netns<M: Memory>(skb: u64) -> u32 {
+pub fn socket_namespace<M: Memory>(sk: u64) -> Namespace {
+    if !offsets_known() {
+        return Namespace::UNKNOWN;
+    }
+    match M::read::<u64>(sk, constant!(OFFSETS.sk_net)) {
+        Some(net) => Namespace::of::<M>(net),
+        None => Namespace::UNKNOWN,
+    }
+}
+
+/// Namespace of the device a `struct sk_buff *` is on; unknown when it has none or it cannot
+/// be read.
+#[inline(always)]
+pub fn skb_namespace<M: Memory>(skb: u64) -> Namespace {
     if !offsets_known() || skb == 0 {
-        return 0;
+        return Namespace::UNKNOWN;
     }
     let dev: u64 = M::read(skb, offset_skb_dev()).unwrap_or(0);
-    if dev == 0 {
-        return 0;
+    match M::read::<u64>(dev, constant!(OFFSETS.netdev_nd_net)) {
+        Some(net) => Namespace::of::<M>(net),
+        None => Namespace::UNKNOWN,
     }
-    M::read::<u64>(dev, constant!(OFFSETS.netdev_nd_net))
-        .and_then(|net| M::read(net, constant!(OFFSETS.net_inum)))
-        .unwrap_or(0)
 }
 
 /// Device of a `struct sk_buff *`; packets without a device are attributed to their

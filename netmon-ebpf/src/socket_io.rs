@@ -9,7 +9,7 @@ use aya_ebpf::{
 use netmon_common::{IO_OTHER, IO_TCP, IO_UDP, ProcessIoKey, ProcessName};
 
 use crate::{
-    kernel::{AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, constant, socket_netns},
+    kernel::{AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, constant, socket_namespace},
     maps::{PROCESS_NAMES, processes},
 };
 
@@ -80,7 +80,7 @@ fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, kind: u16) {
             // SAFETY: the slot's entry, this program's until its claim is complete.
             unsafe { *entry = name };
         }
-        socket_netns::<Btf>(sk).unwrap_or(0) as u64
+        socket_namespace::<Btf>(sk).inode as u64
     };
     let table = processes();
     let Some((slot, io)) = table.slot_counts(id.id, id.cgroup, id.start, claim) else {

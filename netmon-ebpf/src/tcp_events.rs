@@ -6,22 +6,23 @@ use aya_ebpf::{
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use netmon_common::{TcpEvent, TransitionKey};
+use netmon_common::{NAMESPACE_SLOT_EXTRA2, TcpEvent, TransitionKey};
 
 use crate::{
-    kernel::{Btf, Memory, Probe, skb_netns, socket_netns, tp_field},
+    kernel::{Btf, Memory, Probe, skb_namespace, socket_namespace, tp_field},
     maps::transitions,
 };
 
 #[inline(always)]
 fn count_tcp_event<M: Memory>(sk: u64, skb: u64, event: TcpEvent) {
     let netns = if sk != 0 {
-        socket_netns::<M>(sk).unwrap_or(0)
+        socket_namespace::<M>(sk)
     } else {
-        skb_netns::<M>(skb)
+        skb_namespace::<M>(skb)
     };
-    let key = TransitionKey::event(netns, event);
-    if let Some(count) = transitions().counts(key.slot_id(), 0, 0, |_| 0) {
+    let key = TransitionKey::event(netns.inode, event);
+    let table = transitions();
+    if let Some(count) = table.counts(key.slot_id(), netns.cookie, NAMESPACE_SLOT_EXTRA2, |_| 0) {
         *count += 1;
     }
 }

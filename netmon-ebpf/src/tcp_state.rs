@@ -10,12 +10,14 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use netmon_common::{
-    HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS, HANDSHAKE_PASSIVE, HandshakeKey, TransitionKey,
+    HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS, HANDSHAKE_PASSIVE, HandshakeKey, NAMESPACE_SLOT_EXTRA2,
+    TransitionKey,
 };
 
 use crate::{
     kernel::{
-        AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, Probe, constant, socket_netns, tp_field,
+        AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, Namespace, Probe, constant, socket_namespace,
+        tp_field,
     },
     maps::{HANDSHAKES, handshake_slots, transitions},
 };
@@ -58,7 +60,7 @@ fn log2(mut v: u64) -> u32 {
 /// kernel's own round-trip sample of the handshake, which `srtt_us` holds (times 8) at this
 /// moment: SYN to SYN-ACK for an active open, SYN-ACK to ACK for a passive one.
 #[inline(always)]
-fn count_handshake(netns: u32, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
+fn count_handshake(netns: Namespace, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
     if new != TCP_ESTABLISHED || (old != TCP_SYN_SENT && old != TCP_SYN_RECV) {
         return;
     }
@@ -69,8 +71,12 @@ fn count_handshake(netns: u32, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
     };
     let elapsed_us = (srtt_us() >> 3) as u64;
     let bucket = (log2(elapsed_us) as usize).min(HANDSHAKE_BUCKETS - 1);
-    let key = HandshakeKey { netns, open };
-    let Some(index) = handshake_slots().find(key.slot_id(), 0, 0, |_| 0) else {
+    let key = HandshakeKey {
+        netns: netns.inode,
+        open,
+    };
+    let slot = handshake_slots().find(key.slot_id(), netns.cookie, NAMESPACE_SLOT_EXTRA2, |_| 0);
+    let Some(index) = slot else {
         return;
     };
     if let Some(histogram) = HANDSHAKES.get_ptr_mut(index) {
@@ -87,18 +93,19 @@ fn count_handshake(netns: u32, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
 /// Counts one transition of a TCP socket in namespace `netns`; `srtt_us()` reads the socket's
 /// smoothed round-trip time, asked for only when a handshake completes.
 #[inline(always)]
-fn count_transition(netns: u32, srtt_us: impl Fn() -> u32, family: u16, old: u32, new: u32) {
+fn count_transition(netns: Namespace, srtt_us: impl Fn() -> u32, family: u16, old: u32, new: u32) {
     if family != AF_INET && family != AF_INET6 {
         return;
     }
     let key = TransitionKey {
-        netns,
+        netns: netns.inode,
         family: family as u8,
         old_state: old as u8,
         new_state: new as u8,
         _pad: 0,
     };
-    if let Some(count) = transitions().counts(key.slot_id(), 0, 0, |_| 0) {
+    let table = transitions();
+    if let Some(count) = table.counts(key.slot_id(), netns.cookie, NAMESPACE_SLOT_EXTRA2, |_| 0) {
         *count += 1;
     }
     count_handshake(netns, srtt_us, old, new);
@@ -114,8 +121,7 @@ fn on_set_state<M: Memory>(sk: u64, srtt_us: impl Fn() -> u32, old: u32, new: u3
         }
     }
     let family: u16 = M::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
-    let netns = socket_netns::<M>(sk).unwrap_or(0);
-    count_transition(netns, srtt_us, family, old, new);
+    count_transition(socket_namespace::<M>(sk), srtt_us, family, old, new);
 }
 
 /// `tcp_sock.srtt_us` of a socket given as a number.
@@ -155,7 +161,7 @@ pub fn nm_state_tp(ctx: TracePointContext) -> u32 {
     let old: i32 = Probe::read(base, tp_field!(state_old)).unwrap_or(0);
     let new: i32 = Probe::read(base, tp_field!(state_new)).unwrap_or(0);
     let family: u16 = Probe::read(base, tp_field!(state_family)).unwrap_or(0);
-    let netns = socket_netns::<Probe>(sk).unwrap_or(0);
+    let netns = socket_namespace::<Probe>(sk);
     count_transition(netns, || probe_srtt_us(sk), family, old as u32, new as u32);
     0
 }
@@ -168,7 +174,7 @@ pub fn nm_state_kprobe(ctx: ProbeContext) -> u32 {
     let new: i32 = ctx.arg(1).unwrap_or(0);
     let old: u8 = Probe::read(sk, constant!(OFFSETS.sk_state)).unwrap_or(0);
     let family: u16 = Probe::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
-    let netns = socket_netns::<Probe>(sk).unwrap_or(0);
+    let netns = socket_namespace::<Probe>(sk);
     count_transition(netns, || probe_srtt_us(sk), family, old as u32, new as u32);
     0
 }

@@ -730,14 +730,17 @@ fn retransmits_match_the_kernel() {
 /// its own packets, never the dead one's. The agent is stopped meanwhile, so that no poll
 /// comes between the two.
 #[test]
-fn a_namespace_that_takes_a_dead_ones_inode_counts_only_its_own_packets() {
+fn a_namespace_that_takes_a_dead_ones_inode_counts_only_its_own_traffic() {
     require_root();
     let agent = Agent::start(&[]);
+    // Datagrams, and as many connections to a closed port: each a reset sent and one
+    // received, and a socket from CLOSE to SYN_SENT and back.
     let send = |ns: &Netns, count: usize| {
         ns.run(move || {
             let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
             for _ in 0..count {
                 socket.send_to(b"x", "127.0.0.1:9").unwrap();
+                assert!(TcpStream::connect("127.0.0.1:9").is_err());
             }
         });
     };
@@ -787,6 +790,22 @@ fn a_namespace_that_takes_a_dead_ones_inode_counts_only_its_own_packets() {
             "{direction} packets of the new namespace's loopback"
         );
     }
+    // The TCP tables too count only the new namespace's own.
+    for direction in ["sent", "received"] {
+        let labels = [("netns", netns.as_str()), ("direction", direction)];
+        assert_eq!(
+            m.counter("netmon_tcp_resets_total", &labels),
+            5,
+            "resets {direction}"
+        );
+    }
+    let refused = [
+        ("netns", netns.as_str()),
+        ("family", "inet"),
+        ("from", "SYN_SENT"),
+        ("to", "CLOSE"),
+    ];
+    assert_eq!(m.counter("netmon_tcp_state_transitions_total", &refused), 5);
 }
 
 /// A table far smaller than the interfaces: identities collide on every slot, the ones that

@@ -20,8 +20,8 @@ use crate::{
         sockets::{self, TcpSummary, TcpTally},
     },
     model::{
-        CollectorRun, DropCount, KernelCounters, ListeningSocket, Owner, Snapshot, SocketHolders,
-        TcpEvents, TrafficCount, probes::Hook, processes::ProcessLedger,
+        CollectorRun, KernelCounters, ListeningSocket, Owner, Snapshot, SocketHolders, TcpEvents,
+        probes::Hook, processes::ProcessLedger,
     },
     probes::{ProbeSettings, Probes},
     settings::HostSettings,
@@ -356,12 +356,20 @@ impl Poller {
                     .map(|d| (d.netns, d.ifindex, d.netns_cookie)),
             )
             .collect();
+        let tcp_read: HashSet<(u32, u64)> = kernel
+            .transitions
+            .iter()
+            .map(|t| (t.netns, t.netns_cookie))
+            .chain(kernel.tcp_events.iter().map(|e| (e.netns, e.netns_cookie)))
+            .chain(kernel.handshakes.iter().map(|h| (h.netns, h.netns_cookie)))
+            .collect();
         // A namespace made after another died may get its inode (and its devices' addresses
         // and indexes): counts under a cookie other than the namespace's own are the dead
         // one's. Where the namespace was not listed, the newest cookie read is its own: two
         // namespaces never hold one inode at once.
         let mut newest: HashMap<u32, u64> = HashMap::new();
-        for (netns, _, cookie) in &read {
+        let cookies_read = read.iter().map(|(netns, _, cookie)| (netns, cookie));
+        for (netns, cookie) in cookies_read.chain(tcp_read.iter().map(|(n, c)| (n, c))) {
             let entry = newest.entry(*netns).or_default();
             *entry = (*entry).max(*cookie);
         }
@@ -384,9 +392,23 @@ impl Poller {
             .drops
             .retain(|d| !gone(d.netns, d.ifindex, d.netns_cookie));
         // A slot whose cookie could not be read (0) is never judged replaced, so an interface
-        // may still be read under two cookies: one series each.
-        merge_traffic(&mut kernel.traffic);
-        merge_drops(&mut kernel.drops);
+        // may still be read under two cookies: their counts are summed.
+        merge(
+            &mut kernel.traffic,
+            |a, b| (a.netns, a.ifindex).cmp(&(b.netns, b.ifindex)),
+            |kept, later| {
+                kept.rx_packets += later.rx_packets;
+                kept.rx_bytes += later.rx_bytes;
+                kept.tx_packets += later.tx_packets;
+                kept.tx_bytes += later.tx_bytes;
+                kept.tx_failed += later.tx_failed;
+            },
+        );
+        merge(
+            &mut kernel.drops,
+            |a, b| a.key.cmp(&b.key),
+            |kept, later| kept.count += later.count,
+        );
         // An interface of a namespace no process or mount holds cannot be listed: it is named
         // by its index, in a form no interface name takes (names have no ':').
         let name = |netns: u32, ifindex: u32| match names.get(netns, ifindex) {
@@ -413,17 +435,40 @@ impl Poller {
                 read.contains(&(key.netns, key.ifindex, cookie))
                     && gone(key.netns, key.ifindex, cookie)
             },
-            &|netns| presence.gone.contains(&netns),
+            &|netns, cookie| {
+                presence.gone.contains(&netns)
+                    || (tcp_read.contains(&(netns, cookie)) && replaced(netns, cookie))
+            },
         )?;
-        kernel
-            .transitions
-            .retain(|t| !presence.gone.contains(&t.netns));
-        kernel
-            .handshakes
-            .retain(|h| !presence.gone.contains(&h.netns));
-        kernel
-            .tcp_events
-            .retain(|e| !presence.gone.contains(&e.netns));
+        let kept =
+            |netns: u32, cookie: u64| !presence.gone.contains(&netns) && !replaced(netns, cookie);
+        kernel.transitions.retain(|t| kept(t.netns, t.netns_cookie));
+        merge(
+            &mut kernel.transitions,
+            |a, b| (a.netns, a.family, &a.from, &a.to).cmp(&(b.netns, b.family, &b.from, &b.to)),
+            |kept, later| kept.count += later.count,
+        );
+        kernel.handshakes.retain(|h| kept(h.netns, h.netns_cookie));
+        merge(
+            &mut kernel.handshakes,
+            |a, b| (a.netns, a.open).cmp(&(b.netns, b.open)),
+            |kept, later| {
+                for (total, count) in kept.buckets.iter_mut().zip(&later.buckets) {
+                    *total += count;
+                }
+                kept.sum_ns += later.sum_ns;
+            },
+        );
+        kernel.tcp_events.retain(|e| kept(e.netns, e.netns_cookie));
+        merge(
+            &mut kernel.tcp_events,
+            |a, b| a.netns.cmp(&b.netns),
+            |kept, later| {
+                kept.retransmits += later.retransmits;
+                kept.resets_sent += later.resets_sent;
+                kept.resets_received += later.resets_received;
+            },
+        );
         if removed > 0 {
             tracing::debug!(removed, "forgot map entries of interfaces that are gone");
         }
@@ -432,29 +477,18 @@ impl Poller {
     }
 }
 
-/// Sums the counts of one interface read under more than one cookie.
-fn merge_traffic(traffic: &mut Vec<TrafficCount>) {
-    traffic.sort_by_key(|t| (t.netns, t.ifindex));
-    traffic.dedup_by(|later, kept| {
-        let same = (later.netns, later.ifindex) == (kept.netns, kept.ifindex);
+/// Sums the items of one key (equal by `order`) read under more than one namespace cookie
+/// into the first: `add(kept, later)`.
+fn merge<T>(
+    items: &mut Vec<T>,
+    order: impl Fn(&T, &T) -> std::cmp::Ordering,
+    add: impl Fn(&mut T, &T),
+) {
+    items.sort_by(&order);
+    items.dedup_by(|later, kept| {
+        let same = order(later, kept).is_eq();
         if same {
-            kept.rx_packets += later.rx_packets;
-            kept.rx_bytes += later.rx_bytes;
-            kept.tx_packets += later.tx_packets;
-            kept.tx_bytes += later.tx_bytes;
-            kept.tx_failed += later.tx_failed;
-        }
-        same
-    });
-}
-
-/// Sums the counts of one drop key read under more than one cookie.
-fn merge_drops(drops: &mut Vec<DropCount>) {
-    drops.sort_by_key(|d| d.key);
-    drops.dedup_by(|later, kept| {
-        let same = later.key == kept.key;
-        if same {
-            kept.count += later.count;
+            add(kept, later);
         }
         same
     });

@@ -158,6 +158,9 @@ pub struct DropCount {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TcpTransition {
     pub netns: u32,
+    /// As [`TrafficCount::netns_cookie`].
+    #[serde(skip)]
+    pub netns_cookie: u64,
     pub family: &'static str,
     pub from: String,
     pub to: String,
@@ -168,6 +171,9 @@ pub struct TcpTransition {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TcpEvents {
     pub netns: u32,
+    /// As [`TrafficCount::netns_cookie`].
+    #[serde(skip)]
+    pub netns_cookie: u64,
     pub retransmits: u64,
     pub resets_sent: u64,
     pub resets_received: u64,
@@ -178,6 +184,9 @@ pub struct TcpEvents {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HandshakeHistogram {
     pub netns: u32,
+    /// As [`TrafficCount::netns_cookie`].
+    #[serde(skip)]
+    pub netns_cookie: u64,
     /// `active` (SYN_SENT to ESTABLISHED) or `passive` (SYN_RECV to ESTABLISHED).
     pub open: &'static str,
     pub buckets: Vec<u64>,

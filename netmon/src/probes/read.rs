@@ -85,19 +85,23 @@ impl Probes {
             })
             .collect();
 
-        let mut transitions: BTreeMap<TransitionKey, u64> = BTreeMap::new();
-        let mut events: BTreeMap<u32, TcpEvents> = BTreeMap::new();
+        // By key and namespace cookie (the slot's `extra`), judged as the traffic's are.
+        let mut transitions: BTreeMap<(TransitionKey, u64), u64> = BTreeMap::new();
+        let mut events: BTreeMap<(u32, u64), TcpEvents> = BTreeMap::new();
         for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.transitions, "TCP_TRANSITIONS")? {
             let key = TransitionKey::from_slot_id(tag.id);
             let count = per_cpu.iter().sum::<u64>();
             if key.family != TCP_EVENT_FAMILY {
-                *transitions.entry(key).or_default() += count;
+                *transitions.entry((key, tag.extra)).or_default() += count;
                 continue;
             }
-            let of = events.entry(key.netns).or_insert_with(|| TcpEvents {
-                netns: key.netns,
-                ..Default::default()
-            });
+            let of = events
+                .entry((key.netns, tag.extra))
+                .or_insert_with(|| TcpEvents {
+                    netns: key.netns,
+                    netns_cookie: tag.extra,
+                    ..Default::default()
+                });
             match key.old_state {
                 k if k == TcpEvent::Retransmit as u8 => of.retransmits += count,
                 k if k == TcpEvent::ResetSent as u8 => of.resets_sent += count,
@@ -108,8 +112,9 @@ impl Probes {
         counters.tcp_events = events.into_values().collect();
         counters.transitions = transitions
             .into_iter()
-            .map(|(key, count)| TcpTransition {
+            .map(|((key, cookie), count)| TcpTransition {
                 netns: key.netns,
+                netns_cookie: cookie,
                 family: family_name(key.family),
                 from: names::tcp_state_name(key.old_state.into()),
                 to: names::tcp_state_name(key.new_state.into()),
@@ -120,24 +125,24 @@ impl Probes {
             (a.netns, a.family, &a.from, &a.to).cmp(&(b.netns, b.family, &b.from, &b.to))
         });
 
-        let mut handshakes: BTreeMap<(u32, u32), HandshakeHistogram> = BTreeMap::new();
+        let mut handshakes: BTreeMap<(u32, u32, u64), HandshakeHistogram> = BTreeMap::new();
         for (tag, value) in
             slots::read_shared::<KernelHistogram>(ebpf, &tags.handshakes, "HANDSHAKES")?
         {
             let key = HandshakeKey::from_slot_id(tag.id);
-            let histogram =
-                handshakes
-                    .entry((key.netns, key.open))
-                    .or_insert_with(|| HandshakeHistogram {
-                        netns: key.netns,
-                        open: if key.open == HANDSHAKE_ACTIVE {
-                            "active"
-                        } else {
-                            "passive"
-                        },
-                        buckets: vec![0; HANDSHAKE_BUCKETS],
-                        sum_ns: 0,
-                    });
+            let histogram = handshakes
+                .entry((key.netns, key.open, tag.extra))
+                .or_insert_with(|| HandshakeHistogram {
+                    netns: key.netns,
+                    netns_cookie: tag.extra,
+                    open: if key.open == HANDSHAKE_ACTIVE {
+                        "active"
+                    } else {
+                        "passive"
+                    },
+                    buckets: vec![0; HANDSHAKE_BUCKETS],
+                    sum_ns: 0,
+                });
             for (total, count) in histogram.buckets.iter_mut().zip(value.buckets) {
                 *total += count;
             }
@@ -163,12 +168,12 @@ impl Probes {
 
     /// Frees the slots of interfaces and namespaces that no longer exist, in one pass over
     /// each table's tags; `interface_gone` is asked with a device slot's interface and
-    /// namespace cookie. Returns how many went, and how many slots each table uses
+    /// namespace cookie, `netns_gone` with a TCP slot's namespace inode and cookie. Returns how many went, and how many slots each table uses
     /// afterwards.
     pub fn forget(
         &mut self,
         interface_gone: &dyn Fn(&InterfaceKey, u64) -> bool,
-        netns_gone: &dyn Fn(u32) -> bool,
+        netns_gone: &dyn Fn(u32, u64) -> bool,
     ) -> anyhow::Result<(usize, Vec<(&'static str, usize)>)> {
         let Some((ebpf, tags)) = &mut self.ebpf else {
             return Ok((0, Vec::new()));
@@ -189,7 +194,7 @@ impl Probes {
             (
                 "transitions",
                 slots::free_where::<u64>(ebpf, &tags.transitions, "TCP_TRANSITIONS", &|tag| {
-                    netns_gone(TransitionKey::from_slot_id(tag.id).netns)
+                    netns_gone(TransitionKey::from_slot_id(tag.id).netns, tag.extra)
                 })?,
             ),
             (
@@ -198,7 +203,7 @@ impl Probes {
                     ebpf,
                     &tags.handshakes,
                     "HANDSHAKES",
-                    &|tag| netns_gone(HandshakeKey::from_slot_id(tag.id).netns),
+                    &|tag| netns_gone(HandshakeKey::from_slot_id(tag.id).netns, tag.extra),
                 )?,
             ),
         ];

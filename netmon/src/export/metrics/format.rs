@@ -151,6 +151,7 @@ mod tests {
             kernel: KernelCounters {
                 handshakes: vec![HandshakeHistogram {
                     netns: 7,
+                    netns_cookie: 0,
                     open: "active",
                     buckets: {
                         let mut b = vec![0; 32];
