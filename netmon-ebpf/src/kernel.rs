@@ -288,11 +288,7 @@ pub fn skb_device<M: Memory>(skb: u64) -> Device {
     } else {
         0
     };
-    let cookie: u64 = if net != 0 {
-        M::read(net, constant!(OFFSETS.net_cookie)).unwrap_or(0)
-    } else {
-        0
-    };
+    let cookie: u64 = M::read(net, constant!(OFFSETS.net_cookie)).unwrap_or(0);
     Device {
         identity: DeviceIdentity {
             // No device: the namespace stands for it (never equal to a device's number).

@@ -92,6 +92,7 @@ fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, kind: u16) {
         let Identity {
             id, cgroup, start, ..
         } = id;
+        // Read again rather than passed: a BPF function takes at most five arguments.
         let thread_start = Btf::read(task, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
         // SAFETY: this CPU's value, as above.
         unsafe {

@@ -242,14 +242,13 @@ fn a_process_that_moves_to_another_cgroup_counts_in_each_what_it_sent_there() {
     let b = Netns::new("proc-move-b");
     let veth = Veth::connect(&a, &b, 232);
     let (first, second) = (Cgroup::new("from"), Cgroup::new("to"));
-    // On one CPU, so that the second batch meets the memo the first left there.
     let send = |count: usize| {
         format!(
-            "for _ in range({count}): u.sendto(b'm' * {SIZE}, ({:?}, {UDP_PORT}))
-",
+            "for _ in range({count}): u.sendto(b'm' * {SIZE}, ({:?}, {UDP_PORT}))\n",
             veth.b_ip
         )
     };
+    // On one CPU, so that the second batch meets the memo the first left there.
     let mut talker = Talker::start(
         &a,
         "nm-mover",

@@ -168,8 +168,8 @@ impl Probes {
 
     /// Frees the slots of interfaces and namespaces that no longer exist, in one pass over
     /// each table's tags; `interface_gone` is asked with a device slot's interface and
-    /// namespace cookie, `netns_gone` with a TCP slot's namespace inode and cookie. Returns how many went, and how many slots each table uses
-    /// afterwards.
+    /// namespace cookie, `netns_gone` with a TCP slot's namespace inode and cookie. Returns
+    /// how many went, and how many slots each table uses afterwards.
     pub fn forget(
         &mut self,
         interface_gone: &dyn Fn(&InterfaceKey, u64) -> bool,
