@@ -61,7 +61,12 @@ pub const TABLE_MAPS: [(&str, &[&str]); 8] = [
     ("handshakes", &["HANDSHAKE_TAGS", "HANDSHAKES"]),
     (
         "processes",
-        &["PROCESS_TAGS", "PROCESS_IO", "PROCESS_NAMES"],
+        &[
+            "PROCESS_TAGS",
+            "PROCESS_IO",
+            "PROCESS_NAMES",
+            "SOCKET_MEMOS",
+        ],
     ),
     ("drop_samples", &["DROP_SAMPLES", "DROP_SAMPLE_BUDGET"]),
     ("events", &["EVENTS", "GONE_NAMESPACES"]),
@@ -353,14 +358,50 @@ impl ProcessIoKey {
 /// it is written); boot times in ns stay far below it.
 const PROCESS_CLAIMED: u64 = 1 << 63;
 
-/// Value of the socket I/O table (one per CPU): bytes moved (the calls' return values) and
-/// calls that moved any.
+/// Value of the socket I/O table (one per CPU and slot): bytes moved (the calls' return
+/// values) and calls that moved any.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketIo {
     pub bytes: u64,
     pub calls: u64,
 }
+
+/// Where one CPU last counted a thread's socket calls in one direction: entry
+/// `cpu * 2 + direction` of an array of one cache line each, which the agent maps. A call by
+/// the same thread (its `task_struct` address, and its start, which no later task at that
+/// address shares), in the same set of cgroups and on the same protocol, counts in `slot`
+/// without working out its identity or finding its slot again. The agent frees only the
+/// slots of processes that have exited; after freeing any, it adds one to every memo's
+/// `epoch`, and a memo whose `written` is not the epoch it was written in is not used.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SocketMemo {
+    pub task: u64,
+    pub thread_start: u64,
+    /// The thread's set of cgroups (`task->cgroups`), which changes when it moves.
+    pub set: u64,
+    pub slot: u32,
+    pub protocol: u32,
+    /// The `epoch` in which the program wrote the memo, read before it found the slot.
+    pub written: u32,
+    /// Advanced by the agent each time it frees slots.
+    pub epoch: u32,
+    /// To a cache line: a CPU's memo shares its line with no other CPU's.
+    pub _line: [u64; 3],
+}
+
+const _: () = assert!(size_of::<SocketMemo>() == 64);
+
+/// Socket memos a CPU has: one for each direction.
+pub const SOCKET_MEMOS_PER_CPU: u32 = 2;
+
+/// Arrays that hold a region of values for each possible CPU, sized by the agent before it
+/// loads them: their names, and the values in a CPU's region.
+pub const CPU_REGION_MAPS: [(&str, u32); 2] = [
+    ("PROCESS_IO", MAX_PROCESS_KEYS),
+    ("SOCKET_MEMOS", SOCKET_MEMOS_PER_CPU),
+];
 
 /// A process's name as the kernel keeps it (`comm`), NUL-padded; written when the process
 /// claims a slot.
@@ -455,11 +496,20 @@ pub struct KernelOffsets {
     /// `struct net`: `ns.inum`, `net_cookie`.
     pub net_inum: u32,
     pub net_cookie: u32,
-    /// `struct sock_common`: `skc_family`, `skc_state`, `skc_net`; `struct sock`: `sk_protocol`.
+    /// `struct sock_common`: `skc_family`; `struct sock`: `sk_protocol`. With the flag below
+    /// and the two task fields after it, what every socket call reads: first, beside what every
+    /// packet reads, so that they share its cache lines.
     pub sk_family: u32,
+    pub sk_protocol: u32,
+    /// 1 when `sk_protocol` is a plain 16-bit field and can be read; 0 on kernels where it is a
+    /// bit field (then the state hook trusts the tracepoint to be TCP-only).
+    pub sk_protocol_readable: u32,
+    /// `struct task_struct`: `start_boottime` and `cgroups`.
+    pub task_start_boottime: u32,
+    pub task_cgroups: u32,
+    /// `struct sock_common`: `skc_state`, `skc_net`.
     pub sk_state: u32,
     pub sk_net: u32,
-    pub sk_protocol: u32,
     /// `struct sock_common`: `skc_num` (the local port, in host order).
     pub sk_num: u32,
     /// `struct tcp_timewait_sock`: `tw_sk.tw_substate` (the state a closed connection shows:
@@ -467,9 +517,6 @@ pub struct KernelOffsets {
     pub tw_substate: u32,
     /// `struct tcp_sock`: `srtt_us` (smoothed round-trip time in microseconds, times 8).
     pub tcp_srtt_us: u32,
-    /// 1 when `sk_protocol` is a plain 16-bit field and can be read; 0 on kernels where it is a
-    /// bit field (then the state hook trusts the tracepoint to be TCP-only).
-    pub sk_protocol_readable: u32,
     /// `struct sk_buff`: `head` (start of the buffer) and `network_header` (offset of the IP
     /// header from `head`), for the flow of a drop sample.
     pub skb_head: u32,
@@ -481,14 +528,12 @@ pub struct KernelOffsets {
     pub socket_inode_ino: u32,
     /// `struct socket`: `sk`.
     pub socket_sk: u32,
-    /// `struct task_struct`: `tgid`, `group_leader`, `start_boottime`, `comm` and `cgroups`;
-    /// from a `struct css_set` to its default hierarchy's cgroup's id (`dfl_cgrp`, then
-    /// `cgroup.kn`, then `kernfs_node.id`), as `bpf_get_current_cgroup_id` reads it.
+    /// `struct task_struct`: `tgid`, `group_leader` and `comm`; from a `struct css_set` to its
+    /// default hierarchy's cgroup's id (`dfl_cgrp`, then `cgroup.kn`, then `kernfs_node.id`),
+    /// as `bpf_get_current_cgroup_id` reads it.
     pub task_tgid: u32,
     pub task_group_leader: u32,
-    pub task_start_boottime: u32,
     pub task_comm: u32,
-    pub task_cgroups: u32,
     pub css_set_dfl_cgrp: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
@@ -630,6 +675,7 @@ mod user {
     unsafe impl aya::Pod for DropSample {}
     unsafe impl aya::Pod for SampleTally {}
     unsafe impl aya::Pod for SocketIo {}
+    unsafe impl aya::Pod for SocketMemo {}
     unsafe impl aya::Pod for TcpSocketTally {}
 }
 

@@ -7,10 +7,11 @@ use aya_ebpf::{
 use netmon_common::{
     DROP_SAMPLE_RING_BYTES, Event, GONE_NAMESPACE_RING_BYTES, HandshakeHistogram, InterfaceTraffic,
     MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS,
-    ProcessName, SAMPLE_BUDGET_SLOTS, SampleTally, SlotMasks, SlotTag, SocketIo, TcpSocketTally,
+    ProcessName, SAMPLE_BUDGET_SLOTS, SOCKET_MEMOS_PER_CPU, SampleTally, SlotMasks, SlotTag,
+    SocketIo, SocketMemo, TcpSocketTally,
 };
 
-use crate::slots::{Slots, Table};
+use crate::slots::{CpuRegions, Slots, Table};
 
 /// Sizes of the tables, set by the agent (which may shrink them) before loading.
 #[unsafe(no_mangle)]
@@ -58,8 +59,16 @@ pub static HANDSHAKES: Array<HandshakeHistogram> = Array::with_max_entries(MAX_H
 
 #[map]
 pub static PROCESS_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_PROCESS_KEYS, TAGS);
+/// A region of [`MAX_PROCESS_KEYS`] counts for each CPU (see `slots::CpuRegions`), which the
+/// agent sizes, maps and reads without a system call.
 #[map]
-pub static PROCESS_IO: PerCpuArray<SocketIo> = PerCpuArray::with_max_entries(MAX_PROCESS_KEYS, 0);
+pub static PROCESS_IO: Array<SocketIo> = Array::with_max_entries(MAX_PROCESS_KEYS, BPF_F_MMAPABLE);
+/// The socket hooks' memos (see `netmon-common`), two for each CPU: the agent sets the size.
+/// Mapped by the agent, which advances their epochs; and a mapped array's values start on a
+/// page, so that each memo is a cache line of its own.
+#[map]
+pub static SOCKET_MEMOS: Array<SocketMemo> =
+    Array::with_max_entries(SOCKET_MEMOS_PER_CPU, BPF_F_MMAPABLE);
 /// The name of each slot's process, written when it claims the slot: a process that has
 /// exited by the next poll is still named.
 #[map]
@@ -80,7 +89,7 @@ pub static DROP_SAMPLE_BUDGET: PerCpuArray<SampleTally> =
 pub static SOCKET_TALLY: Array<TcpSocketTally> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
-pub fn traffic() -> Table<InterfaceTraffic> {
+pub fn traffic() -> Table<&'static PerCpuArray<InterfaceTraffic>> {
     Table {
         slots: Slots {
             tags: &TRAFFIC_TAGS,
@@ -92,7 +101,7 @@ pub fn traffic() -> Table<InterfaceTraffic> {
 }
 
 #[inline(always)]
-pub fn drops() -> Table<u64> {
+pub fn drops() -> Table<&'static PerCpuArray<u64>> {
     Table {
         slots: Slots {
             tags: &DROP_TAGS,
@@ -104,7 +113,7 @@ pub fn drops() -> Table<u64> {
 }
 
 #[inline(always)]
-pub fn transitions() -> Table<u64> {
+pub fn transitions() -> Table<&'static PerCpuArray<u64>> {
     Table {
         slots: Slots {
             tags: &TRANSITION_TAGS,
@@ -116,14 +125,23 @@ pub fn transitions() -> Table<u64> {
 }
 
 #[inline(always)]
-pub fn processes() -> Table<SocketIo> {
+pub fn processes() -> Table<CpuRegions<SocketIo>> {
     Table {
         slots: Slots {
             tags: &PROCESS_TAGS,
             mask: slot_mask!(processes),
             full: Event::ProcessMapFull,
         },
-        counts: &PROCESS_IO,
+        counts: process_counts(),
+    }
+}
+
+/// This CPU's socket I/O counts, by slot.
+#[inline(always)]
+pub fn process_counts() -> CpuRegions<SocketIo> {
+    CpuRegions {
+        array: &PROCESS_IO,
+        slots: MAX_PROCESS_KEYS,
     }
 }
 

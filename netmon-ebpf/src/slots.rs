@@ -5,7 +5,7 @@ use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg};
 
 use aya_ebpf::{
     cty::c_void,
-    helpers::generated::bpf_loop,
+    helpers::{bpf_get_smp_processor_id, generated::bpf_loop},
     maps::{Array, PerCpuArray},
 };
 use netmon_common::{Event, SLOT_PROBES, SlotTag, slot_hash};
@@ -20,13 +20,47 @@ pub struct Slots {
     pub full: Event,
 }
 
-/// A table whose counts are per CPU.
-pub struct Table<V: 'static> {
-    pub slots: Slots,
-    pub counts: &'static PerCpuArray<V>,
+/// Where a table keeps each CPU's counts of a slot.
+pub trait Counts {
+    type Value;
+    /// This CPU's counts in slot `index`.
+    fn at(&self, index: u32) -> Option<*mut Self::Value>;
 }
 
-impl<V> Table<V> {
+/// Counts in a per-CPU array.
+impl<V> Counts for &'static PerCpuArray<V> {
+    type Value = V;
+    #[inline(always)]
+    fn at(&self, index: u32) -> Option<*mut V> {
+        self.get_ptr_mut(index)
+    }
+}
+
+/// Counts in one array, a region of `slots` for each CPU (value `cpu * slots + slot`): a
+/// count is found without first loading the slot's pointer to its per-CPU values, which the
+/// socket hooks, running where the caches are cold, feel.
+pub struct CpuRegions<V: 'static> {
+    pub array: &'static Array<V>,
+    pub slots: u32,
+}
+
+impl<V> Counts for CpuRegions<V> {
+    type Value = V;
+    #[inline(always)]
+    fn at(&self, index: u32) -> Option<*mut V> {
+        // SAFETY: a helper without arguments.
+        let cpu = unsafe { bpf_get_smp_processor_id() };
+        self.array.get_ptr_mut(cpu * self.slots + index)
+    }
+}
+
+/// A table: its slots, and each CPU's counts of them.
+pub struct Table<C> {
+    pub slots: Slots,
+    pub counts: C,
+}
+
+impl<C: Counts> Table<C> {
     /// This CPU's counts for the identity (`id`, `extra`, `extra2`), claiming a slot if it
     /// has none yet (then `meta(slot)` is stored for the agent); `None` when the identity's
     /// candidate slots all count something else.
@@ -41,13 +75,12 @@ impl<V> Table<V> {
         extra: u64,
         extra2: u64,
         meta: impl FnOnce(u32) -> u64,
-    ) -> Option<&mut V> {
+    ) -> Option<&mut C::Value> {
         self.slot_counts(id, extra, extra2, meta)
             .map(|(_, counts)| counts)
     }
 
-    /// [`Table::counts`], with the slot they are in: a caller that remembers it can come back
-    /// through [`Table::counts_in`].
+    /// [`Table::counts`], with the slot they are in, for a caller that remembers it.
     #[inline(always)]
     #[allow(
         clippy::mut_from_ref,
@@ -59,35 +92,11 @@ impl<V> Table<V> {
         extra: u64,
         extra2: u64,
         meta: impl FnOnce(u32) -> u64,
-    ) -> Option<(u32, &mut V)> {
+    ) -> Option<(u32, &mut C::Value)> {
         let index = self.slots.find(id, extra, extra2, meta)?;
-        Some((index, self.at(index)?))
-    }
-
-    /// This CPU's counts in slot `index` if it still counts for the identity (`id`, `extra`,
-    /// `extra2`); `None` when the agent has freed it since, or it counts something else.
-    #[inline(always)]
-    #[allow(
-        clippy::mut_from_ref,
-        reason = "the counts are map memory, not part of `self`"
-    )]
-    pub fn counts_in(&self, index: u32, id: u64, extra: u64, extra2: u64) -> Option<&mut V> {
-        let tag = self.slots.tags.get_ptr_mut(index)?;
-        if !holds(tag, id, extra, extra2) {
-            return None;
-        }
-        self.at(index)
-    }
-
-    #[inline(always)]
-    #[allow(
-        clippy::mut_from_ref,
-        reason = "the counts are map memory, not part of `self`"
-    )]
-    fn at(&self, index: u32) -> Option<&mut V> {
-        let counts = self.counts.get_ptr_mut(index)?;
-        // SAFETY: this CPU's value; one program per hook, which does not nest on a CPU.
-        Some(unsafe { &mut *counts })
+        let counts = self.counts.at(index)?;
+        // SAFETY: this CPU's counts; one program per hook, which does not nest on a CPU.
+        Some((index, unsafe { &mut *counts }))
     }
 }
 

@@ -1,16 +1,19 @@
 //! Socket I/O by process and cgroup, shared by the send and receive hooks: the bytes each
 //! call moved and the calls that moved any, by (process, cgroup, protocol, direction). Only
 //! IP sockets count (not Unix or netlink ones).
-use aya_ebpf::{
-    helpers::{bpf_get_current_task_btf, bpf_probe_read_kernel},
-    macros::map,
-    maps::PerCpuArray,
+use core::ptr::read_volatile;
+
+use aya_ebpf::helpers::{
+    bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_probe_read_kernel,
 };
-use netmon_common::{IO_OTHER, IO_TCP, IO_UDP, ProcessIoKey, ProcessName};
+use netmon_common::{
+    IO_OTHER, IO_TCP, IO_UDP, ProcessIoKey, ProcessName, SOCKET_MEMOS_PER_CPU, SocketMemo,
+};
 
 use crate::{
     kernel::{AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, constant, socket_namespace},
-    maps::{PROCESS_NAMES, processes},
+    maps::{PROCESS_NAMES, SOCKET_MEMOS, process_counts, processes},
+    slots::Counts as _,
 };
 
 const IPPROTO_UDP: u16 = 17;
@@ -45,17 +48,22 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
     // holds its identity: two loads from the task, where working it out takes seven.
     let thread_start: u64 = Btf::read(task, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
     let set: u64 = Btf::read(task, constant!(OFFSETS.task_cgroups)).unwrap_or(0);
-    if let Some(memo) = MEMOS.get_ptr_mut(u32::from(direction)) {
-        // SAFETY: this CPU's value; one program per hook, which does not nest on a CPU.
-        let seen = unsafe { *memo };
+    if let Some(memo) = memo(direction) {
+        // SAFETY: this CPU's memo; one program per hook, which does not nest on a CPU. The
+        // agent writes only the epoch, a whole word at a time.
+        let (seen, epoch) = unsafe { (*memo, read_volatile(&raw const (*memo).epoch)) };
         if seen.task == task
             && seen.thread_start == thread_start
             && seen.set == set
             && seen.protocol == u32::from(protocol)
-            && let Some(io) = processes().counts_in(seen.slot, seen.id, seen.cgroup, seen.start)
+            && seen.written == epoch
+            && let Some(io) = process_counts().at(seen.slot)
         {
-            io.bytes += ret as u64;
-            io.calls += 1;
+            // SAFETY: this CPU's counts of the slot, as above.
+            unsafe {
+                (*io).bytes += ret as u64;
+                (*io).calls += 1;
+            }
             return;
         }
     }
@@ -70,6 +78,10 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
 #[inline(never)]
 fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, kind: u16) {
     let (direction, protocol) = ((kind >> 8) as u8, kind as u8);
+    let memo = memo(direction);
+    // Read before the slot is found: if the agent frees it after, the memo is not used.
+    // SAFETY: this CPU's memo, as above.
+    let epoch = memo.map(|memo| unsafe { read_volatile(&raw const (*memo).epoch) });
     let id = identity(task, set, protocol, direction);
     let claim = |slot: u32| {
         // The process's name is its leader's: a thread may have named itself otherwise.
@@ -88,50 +100,28 @@ fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, kind: u16) {
     };
     io.bytes += bytes;
     io.calls += 1;
-    if let Some(memo) = MEMOS.get_ptr_mut(u32::from(direction)) {
-        let Identity {
-            id, cgroup, start, ..
-        } = id;
+    if let (Some(memo), Some(epoch)) = (memo, epoch) {
         // Read again rather than passed: a BPF function takes at most five arguments.
         let thread_start = Btf::read(task, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
-        // SAFETY: this CPU's value, as above.
+        // SAFETY: this CPU's memo, as above; the epoch is the agent's to write.
         unsafe {
-            *memo = Memo {
-                task,
-                thread_start,
-                set,
-                slot,
-                protocol: u32::from(protocol),
-                id,
-                cgroup,
-                start,
-            }
-        };
+            (*memo).task = task;
+            (*memo).thread_start = thread_start;
+            (*memo).set = set;
+            (*memo).slot = slot;
+            (*memo).protocol = u32::from(protocol);
+            (*memo).written = epoch;
+        }
     }
 }
 
-/// Where this CPU last counted a thread's calls in one direction: the thread (its address and
-/// start, which no later thread at the same address shares), its set of cgroups (which
-/// changes when it moves), the protocol, and the slot with the identity it had. A hit still
-/// checks the slot's tag, which the agent clears when it frees the slot.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Memo {
-    task: u64,
-    thread_start: u64,
-    set: u64,
-    slot: u32,
-    protocol: u32,
-    /// The three words of the slot's tag.
-    id: u64,
-    cgroup: u64,
-    start: u64,
+/// This CPU's memo for `direction`.
+#[inline(always)]
+fn memo(direction: u8) -> Option<*mut SocketMemo> {
+    // SAFETY: a helper without arguments.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    SOCKET_MEMOS.get_ptr_mut(cpu * SOCKET_MEMOS_PER_CPU + u32::from(direction))
 }
-
-/// A memo for each direction (`IO_TX`, `IO_RX`) on each CPU: its index does not wait
-/// for the socket's protocol to be read.
-#[map]
-static MEMOS: PerCpuArray<Memo> = PerCpuArray::with_max_entries(2, 0);
 
 /// A process slot's identity, worked out from the task: its process, protocol and direction;
 /// its cgroup; its process's start (that of the leader of its group).

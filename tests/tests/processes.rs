@@ -8,9 +8,10 @@ use std::{
     time::Duration,
 };
 
+use netmon_common::SocketMemo;
 use netmon_tests::{
     Agent, Cgroup, ConfigFile, Metrics, Netns, Veth, loaded_netmon_programs, probe_status,
-    require_root,
+    require_root, sh,
 };
 
 const TCP_PORT: u16 = 7300;
@@ -413,5 +414,42 @@ fn thousands_of_short_lived_processes_leave_bounded_series_and_an_exact_cgroup()
         (1.0..100.0).contains(&entries),
         "{entries} slots still in use"
     );
+    // Freeing the slots of the exited outdated every CPU's socket memos, so that none counts
+    // in a slot that may since count another process.
+    let epochs = memo_epochs();
+    assert!(
+        !epochs.is_empty() && epochs.iter().all(|epoch| *epoch > 0),
+        "memo epochs {epochs:?}"
+    );
     forker.finish();
+}
+
+/// The epoch of each of the running agent's socket memos (see `netmon-common`), read with
+/// `bpftool` from the newest map of that name (older agents' maps may linger a moment).
+fn memo_epochs() -> Vec<u32> {
+    let maps: serde_json::Value =
+        serde_json::from_str(&sh("bpftool", &["map", "show", "--json"])).unwrap();
+    let id = maps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|map| map["name"] == "SOCKET_MEMOS")
+        .filter_map(|map| map["id"].as_u64())
+        .max()
+        .unwrap_or_else(|| panic!("no SOCKET_MEMOS map is loaded: {maps}"))
+        .to_string();
+    let dump: serde_json::Value =
+        serde_json::from_str(&sh("bpftool", &["map", "dump", "id", &id, "--json"])).unwrap();
+    let epoch = std::mem::offset_of!(SocketMemo, epoch);
+    dump.as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            let byte = |i: usize| {
+                let hex = entry["value"][epoch + i].as_str().unwrap();
+                u32::from(u8::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap())
+            };
+            byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24
+        })
+        .collect()
 }

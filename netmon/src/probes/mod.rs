@@ -21,7 +21,7 @@ use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, RingBuf},
 };
-use netmon_common::{DROP_REASON_UNKNOWN, NormalFreeReasons};
+use netmon_common::{CPU_REGION_MAPS, DROP_REASON_UNKNOWN, NormalFreeReasons};
 
 use crate::model::probes::{AttachMethod, Hook, MethodFailure, ProbeStatus};
 use attach::attach;
@@ -122,20 +122,24 @@ impl Probes {
         let sizes = TableSizes::new(settings);
         // The loader parses the kernel's BTF for itself and is gone at the end of the
         // statement, before the attach below parses it again: one parse lives at a time.
-        let loaded = EbpfLoader::new()
-            .override_global("OFFSETS", &object_offsets, true)
-            .override_global("TP_FIELDS", &fields, true)
-            .override_global("DROP_PROBE_ARGS", &drop_args, true)
-            .override_global("NORMAL_FREE", &normal, true)
-            .override_global("SLOT_MASKS", &sizes.masks(), true)
-            .map_max_entries("TRAFFIC_TAGS", sizes.traffic)
-            .map_max_entries("TRAFFIC", sizes.traffic)
-            .load(OBJECT)
-            .map_err(anyhow::Error::from)
-            .and_then(|ebpf| {
-                let tags = TableTags::map(&ebpf, sizes)?;
-                Ok((ebpf, tags))
-            });
+        let loaded = slots::possible_cpus().and_then(|cpus| {
+            let masks = sizes.masks();
+            let mut loader = EbpfLoader::new();
+            loader
+                .override_global("OFFSETS", &object_offsets, true)
+                .override_global("TP_FIELDS", &fields, true)
+                .override_global("DROP_PROBE_ARGS", &drop_args, true)
+                .override_global("NORMAL_FREE", &normal, true)
+                .override_global("SLOT_MASKS", &masks, true)
+                .map_max_entries("TRAFFIC_TAGS", sizes.traffic)
+                .map_max_entries("TRAFFIC", sizes.traffic);
+            for (name, per_cpu) in CPU_REGION_MAPS {
+                loader.map_max_entries(name, per_cpu * cpus);
+            }
+            let ebpf = loader.load(OBJECT)?;
+            let tags = TableTags::map(&ebpf, sizes, cpus)?;
+            Ok((ebpf, tags))
+        });
         let (mut ebpf, tags) = match loaded {
             Ok(loaded) => loaded,
             Err(err) => {

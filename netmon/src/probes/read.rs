@@ -5,7 +5,7 @@ use aya::maps::{Array, MapData, PerCpuArray};
 use netmon_common::{
     DropKey, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS,
     HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey, InterfaceTraffic,
-    ProcessIoKey, ProcessName, SlotTag, SocketIo, TCP_EVENT_FAMILY, TcpEvent, TransitionKey,
+    ProcessIoKey, ProcessName, SlotTag, TCP_EVENT_FAMILY, TcpEvent, TransitionKey,
 };
 
 use crate::{
@@ -245,8 +245,11 @@ impl Probes {
                 named.insert(index, name_of(ebpf, index)?);
             }
         }
-        let taken = slots::take_where::<SocketIo>(ebpf, &tags.processes, "PROCESS_IO", &gone)?;
-        let live = slots::read_indexed::<SocketIo>(ebpf, &tags.processes, "PROCESS_IO")?;
+        let taken = slots::take_regions_where(&tags.processes, &tags.process_io, &gone)?;
+        if !taken.is_empty() {
+            tags.socket_memos.outdate();
+        }
+        let live = slots::read_regions(&tags.processes, &tags.process_io);
         for (index, tag, _) in &live {
             if tag.is_complete() {
                 named.insert(*index, name_of(ebpf, *index)?);

@@ -3,6 +3,7 @@
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
     ptr::NonNull,
+    sync::atomic::{AtomicU32, Ordering},
 };
 
 use anyhow::{Context as _, anyhow, bail};
@@ -10,30 +11,31 @@ use aya::{
     Ebpf, Pod,
     maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuValues},
 };
-use netmon_common::SlotTag;
+use netmon_common::{SOCKET_MEMOS_PER_CPU, SlotTag, SocketMemo};
 
-/// The tags of one table, mapped into the agent's memory.
-pub struct Tags {
-    base: NonNull<SlotTag>,
-    slots: usize,
+/// An array map created with `BPF_F_MMAPABLE`, mapped into the agent's memory.
+pub struct Mapped<T> {
+    base: NonNull<T>,
+    entries: usize,
     length: usize,
 }
 
 // SAFETY: the mapping is owned by this value and only read or written through it, by the one
-// thread that polls; the kernel's concurrent writers use atomics on the same memory.
-unsafe impl Send for Tags {}
+// thread that polls; the kernel's concurrent writers use atomics or whole words on the same
+// memory.
+unsafe impl<T> Send for Mapped<T> {}
 
-impl Tags {
-    /// Maps the tag array `name` of `slots` entries.
-    pub fn map(ebpf: &Ebpf, name: &str, slots: u32) -> anyhow::Result<Self> {
+impl<T> Mapped<T> {
+    /// Maps the array `name` of `entries` values.
+    pub fn map(ebpf: &Ebpf, name: &str, entries: u32) -> anyhow::Result<Self> {
         let Map::Array(data) = map(ebpf, name)? else {
             bail!("map {name} is not an array");
         };
-        let slots = slots as usize;
+        let entries = entries as usize;
         let page = page_size();
-        let length = (slots * size_of::<SlotTag>()).div_ceil(page) * page;
+        let length = (entries * size_of::<T>()).div_ceil(page) * page;
         // SAFETY: a shared mapping of a BPF_F_MMAPABLE array map, whose values start at
-        // offset 0 and are `size_of::<SlotTag>()` apart (a multiple of 8).
+        // offset 0 and are `size_of::<T>()` apart (the types mapped are multiples of 8).
         let base = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
@@ -50,22 +52,43 @@ impl Tags {
         let base = NonNull::new(base.cast()).ok_or_else(|| anyhow!("mapping {name}: null"))?;
         Ok(Self {
             base,
-            slots,
+            entries,
             length,
         })
     }
 
-    fn slot(&self, index: usize) -> *mut SlotTag {
-        debug_assert!(index < self.slots);
+    fn entry(&self, index: usize) -> *mut T {
+        debug_assert!(index < self.entries);
         // SAFETY: within the mapping.
         unsafe { self.base.as_ptr().add(index) }
+    }
+}
+
+impl<T> Drop for Mapped<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `Mapped::map`, unmapped once.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.length) };
+    }
+}
+
+/// The tags of one table, mapped into the agent's memory.
+pub struct Tags(Mapped<SlotTag>);
+
+impl Tags {
+    /// Maps the tag array `name` of `slots` entries.
+    pub fn map(ebpf: &Ebpf, name: &str, slots: u32) -> anyhow::Result<Self> {
+        Mapped::map(ebpf, name, slots).map(Self)
+    }
+
+    fn slot(&self, index: usize) -> *mut SlotTag {
+        self.0.entry(index)
     }
 
     /// The slots in use, with their tags. A slot whose claim is still being completed (its
     /// last word not yet written) may show a tag its owner does not use; its counts are then
     /// zero, and it is complete by the next read.
     pub fn claimed(&self) -> impl Iterator<Item = (u32, SlotTag)> + '_ {
-        (0..self.slots).filter_map(|index| {
+        (0..self.0.entries).filter_map(|index| {
             let slot = self.slot(index);
             // SAFETY: aligned reads within the mapping; the kernel writes each word whole.
             let id = unsafe { std::ptr::read_volatile(&raw const (*slot).id) };
@@ -101,11 +124,62 @@ impl Tags {
     }
 }
 
-impl Drop for Tags {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `Tags::map`, unmapped once.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.length) };
+/// The socket hooks' memos (see `netmon-common`), mapped into the agent's memory.
+pub struct SocketMemos(Mapped<SocketMemo>);
+
+impl SocketMemos {
+    pub fn map(ebpf: &Ebpf, cpus: u32) -> anyhow::Result<Self> {
+        Mapped::map(ebpf, "SOCKET_MEMOS", cpus * SOCKET_MEMOS_PER_CPU).map(Self)
     }
+
+    /// Makes every memo written so far unused: called after freeing slots of the process
+    /// table, so that no memo counts in a slot that may since count something else.
+    pub fn outdate(&self) {
+        for index in 0..self.0.entries {
+            let memo = self.0.entry(index);
+            // SAFETY: an aligned u32 within the mapping, which the programs only read.
+            let epoch = unsafe { AtomicU32::from_ptr(&raw mut (*memo).epoch) };
+            epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A table's counts in one array mapped into the agent's memory, a region of `slots` values
+/// for each possible CPU (the kernel side's `CpuRegions`).
+pub struct CpuRegions<V> {
+    values: Mapped<V>,
+    slots: usize,
+}
+
+impl<V: Copy + Default> CpuRegions<V> {
+    pub fn map(ebpf: &Ebpf, name: &str, slots: u32, cpus: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            values: Mapped::map(ebpf, name, slots * cpus)?,
+            slots: slots as usize,
+        })
+    }
+
+    /// Each CPU's counts in slot `index`.
+    fn get(&self, index: u32) -> Vec<V> {
+        (index as usize..self.values.entries)
+            .step_by(self.slots)
+            // SAFETY: a value within the mapping, which its CPU writes a word at a time.
+            .map(|at| unsafe { std::ptr::read_volatile(self.values.entry(at)) })
+            .collect()
+    }
+
+    fn zero(&self, index: u32) {
+        for at in (index as usize..self.values.entries).step_by(self.slots) {
+            // SAFETY: as above; a slot being freed has no writers.
+            unsafe { std::ptr::write_volatile(self.values.entry(at), V::default()) };
+        }
+    }
+}
+
+/// The number of possible CPUs, which the kernel's per-CPU regions are sized for.
+pub fn possible_cpus() -> anyhow::Result<u32> {
+    let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
+    Ok(u32::try_from(cpus)?)
 }
 
 fn page_size() -> usize {
@@ -176,23 +250,6 @@ pub fn read<V: Pod>(
     read_claimed(tags, counts, |index| array.get(&index, 0))
 }
 
-/// [`read`] with each slot's index.
-pub fn read_indexed<V: Pod>(
-    ebpf: &Ebpf,
-    tags: &Tags,
-    counts: &str,
-) -> anyhow::Result<Vec<(u32, SlotTag, PerCpuValues<V>)>> {
-    let array: PerCpuArray<&MapData, V> = PerCpuArray::try_from(map(ebpf, counts)?)?;
-    tags.claimed()
-        .map(|(index, tag)| {
-            let value = array
-                .get(&index, 0)
-                .with_context(|| format!("reading {counts}[{index}]"))?;
-            Ok((index, tag, value))
-        })
-        .collect()
-}
-
 /// The counts of every slot in use in a table whose counts are shared by all CPUs.
 pub fn read_shared<V: Pod>(
     ebpf: &Ebpf,
@@ -218,25 +275,6 @@ pub fn free_where<V: Pod + Default>(
     })
 }
 
-/// [`free_where`] for slots whose owners can count no more: returns each freed slot's index,
-/// tag and counts as they were last, read just before they were zeroed.
-pub fn take_where<V: Pod + Default>(
-    ebpf: &mut Ebpf,
-    tags: &Tags,
-    counts: &str,
-    gone: &dyn Fn(&SlotTag) -> bool,
-) -> anyhow::Result<Vec<(u32, SlotTag, PerCpuValues<V>)>> {
-    let mut array: PerCpuArray<&mut MapData, V> = PerCpuArray::try_from(map_mut(ebpf, counts)?)?;
-    let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
-    let mut taken = Vec::new();
-    free_claimed(tags, counts, gone, |index, tag| {
-        taken.push((index, *tag, array.get(&index, 0)?));
-        let zeros = PerCpuValues::try_from(vec![V::default(); cpus])?;
-        Ok(array.set(index, zeros, 0)?)
-    })?;
-    Ok(taken)
-}
-
 /// [`free_where`] for a table whose counts are shared by all CPUs.
 pub fn free_shared_where<V: Pod + Default>(
     ebpf: &mut Ebpf,
@@ -248,4 +286,32 @@ pub fn free_shared_where<V: Pod + Default>(
     free_claimed(tags, counts, gone, |index, _| {
         Ok(array.set(index, V::default(), 0)?)
     })
+}
+
+/// The counts of every slot in use in a table whose counts are in per-CPU regions of a mapped
+/// array: (index, tag, one value per CPU).
+pub fn read_regions<V: Copy + Default>(
+    tags: &Tags,
+    counts: &CpuRegions<V>,
+) -> Vec<(u32, SlotTag, Vec<V>)> {
+    tags.claimed()
+        .map(|(index, tag)| (index, tag, counts.get(index)))
+        .collect()
+}
+
+/// Frees the slots of a table with per-CPU regions whose tags `gone` picks, for slots whose
+/// owners can count no more: returns each freed slot's index, tag and counts as they were
+/// last, read just before they were zeroed.
+pub fn take_regions_where<V: Copy + Default>(
+    tags: &Tags,
+    counts: &CpuRegions<V>,
+    gone: &dyn Fn(&SlotTag) -> bool,
+) -> anyhow::Result<Vec<(u32, SlotTag, Vec<V>)>> {
+    let mut taken = Vec::new();
+    free_claimed(tags, "per-CPU regions", gone, |index, tag| {
+        taken.push((index, *tag, counts.get(index)));
+        counts.zero(index);
+        Ok(())
+    })?;
+    Ok(taken)
 }

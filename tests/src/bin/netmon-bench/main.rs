@@ -16,7 +16,7 @@ use std::{
 
 mod footprint;
 
-use netmon_common::TABLE_MAPS;
+use netmon_common::{CPU_REGION_MAPS, TABLE_MAPS};
 use netmon_tests::{
     Agent, ConfigFile, Netns, Veth, free_port, netmon_bin, request, require_root, send_udp, sh,
     status_mib,
@@ -1309,9 +1309,13 @@ fn ss_count(ns: &Netns) -> usize {
 
 /// Bytes a map takes with `cpus` CPUs, from its definition: an array holds its values (a
 /// memory-mappable one in whole pages), a per-CPU array a copy per CPU (each value rounded up
-/// to 8 bytes) and a pointer per entry.
+/// to 8 bytes) and a pointer per entry; an array of per-CPU regions a region per CPU.
 fn map_bytes_for(map: &serde_json::Value, cpus: u64) -> u64 {
-    let entries = map["max_entries"].as_u64().unwrap_or(0);
+    let name = map["name"].as_str().unwrap_or_default();
+    let entries = match CPU_REGION_MAPS.iter().find(|(region, _)| *region == name) {
+        Some((_, per_cpu)) => u64::from(*per_cpu) * cpus,
+        None => map["max_entries"].as_u64().unwrap_or(0),
+    };
     let value = map["bytes_value"].as_u64().unwrap_or(0).div_ceil(8) * 8;
     match map["type"].as_str() {
         Some("percpu_array") => entries * (value * cpus + 8),
