@@ -496,20 +496,11 @@ pub struct KernelOffsets {
     /// `struct net`: `ns.inum`, `net_cookie`.
     pub net_inum: u32,
     pub net_cookie: u32,
-    /// `struct sock_common`: `skc_family`; `struct sock`: `sk_protocol`. With the flag below
-    /// and the two task fields after it, what every socket call reads: first, beside what every
-    /// packet reads, so that they share its cache lines.
+    /// `struct sock_common`: `skc_family`, `skc_state`, `skc_net`; `struct sock`: `sk_protocol`.
     pub sk_family: u32,
-    pub sk_protocol: u32,
-    /// 1 when `sk_protocol` is a plain 16-bit field and can be read; 0 on kernels where it is a
-    /// bit field (then the state hook trusts the tracepoint to be TCP-only).
-    pub sk_protocol_readable: u32,
-    /// `struct task_struct`: `start_boottime` and `cgroups`.
-    pub task_start_boottime: u32,
-    pub task_cgroups: u32,
-    /// `struct sock_common`: `skc_state`, `skc_net`.
     pub sk_state: u32,
     pub sk_net: u32,
+    pub sk_protocol: u32,
     /// `struct sock_common`: `skc_num` (the local port, in host order).
     pub sk_num: u32,
     /// `struct tcp_timewait_sock`: `tw_sk.tw_substate` (the state a closed connection shows:
@@ -517,6 +508,9 @@ pub struct KernelOffsets {
     pub tw_substate: u32,
     /// `struct tcp_sock`: `srtt_us` (smoothed round-trip time in microseconds, times 8).
     pub tcp_srtt_us: u32,
+    /// 1 when `sk_protocol` is a plain 16-bit field and can be read; 0 on kernels where it is a
+    /// bit field (then the state hook trusts the tracepoint to be TCP-only).
+    pub sk_protocol_readable: u32,
     /// `struct sk_buff`: `head` (start of the buffer) and `network_header` (offset of the IP
     /// header from `head`), for the flow of a drop sample.
     pub skb_head: u32,
@@ -528,12 +522,14 @@ pub struct KernelOffsets {
     pub socket_inode_ino: u32,
     /// `struct socket`: `sk`.
     pub socket_sk: u32,
-    /// `struct task_struct`: `tgid`, `group_leader` and `comm`; from a `struct css_set` to its
-    /// default hierarchy's cgroup's id (`dfl_cgrp`, then `cgroup.kn`, then `kernfs_node.id`),
-    /// as `bpf_get_current_cgroup_id` reads it.
+    /// `struct task_struct`: `tgid`, `group_leader`, `start_boottime`, `comm` and `cgroups`;
+    /// from a `struct css_set` to its default hierarchy's cgroup's id (`dfl_cgrp`, then
+    /// `cgroup.kn`, then `kernfs_node.id`), as `bpf_get_current_cgroup_id` reads it.
     pub task_tgid: u32,
     pub task_group_leader: u32,
+    pub task_start_boottime: u32,
     pub task_comm: u32,
+    pub task_cgroups: u32,
     pub css_set_dfl_cgrp: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
