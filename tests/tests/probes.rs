@@ -727,8 +727,8 @@ fn retransmits_match_the_kernel() {
 
 /// A namespace made just after another was deleted gets the dead one's inode (the kernel
 /// hands out the lowest free one), and often its address and its loopback's: it counts only
-/// its own packets, resets and TCP transitions, never the dead one's. The agent is stopped meanwhile, so that no poll
-/// comes between the two.
+/// its own packets, resets and TCP transitions, never the dead one's. The agent is stopped
+/// meanwhile, so that no poll comes between the two.
 #[test]
 fn a_namespace_that_takes_a_dead_ones_inode_counts_only_its_own_traffic() {
     require_root();

@@ -447,9 +447,9 @@ fn memo_epochs() -> Vec<u32> {
         .map(|entry| {
             let byte = |i: usize| {
                 let hex = entry["value"][epoch + i].as_str().unwrap();
-                u32::from(u8::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap())
+                u8::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap()
             };
-            byte(0) | byte(1) << 8 | byte(2) << 16 | byte(3) << 24
+            u32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)])
         })
         .collect()
 }

@@ -368,10 +368,10 @@ impl Poller {
         // one's. Where the namespace was not listed, the newest cookie read is its own: two
         // namespaces never hold one inode at once.
         let mut newest: HashMap<u32, u64> = HashMap::new();
-        let cookies_read = read.iter().map(|(netns, _, cookie)| (netns, cookie));
-        for (netns, cookie) in cookies_read.chain(tcp_read.iter().map(|(n, c)| (n, c))) {
-            let entry = newest.entry(*netns).or_default();
-            *entry = (*entry).max(*cookie);
+        let device_cookies = read.iter().map(|&(netns, _, cookie)| (netns, cookie));
+        for (netns, cookie) in device_cookies.chain(tcp_read.iter().copied()) {
+            let entry = newest.entry(netns).or_default();
+            *entry = (*entry).max(cookie);
         }
         let replaced = |netns: u32, cookie: u64| {
             cookie != 0
