@@ -367,13 +367,23 @@ pub struct SocketIo {
     pub calls: u64,
 }
 
-/// Where one CPU last counted a thread's socket calls in one direction: entry
-/// `cpu * 2 + direction` of an array of one cache line each, which the agent maps. A call by
-/// the same thread (its `task_struct` address, and its start, which no later task at that
-/// address shares), in the same set of cgroups and on the same protocol, counts in `slot`
-/// without working out its identity or finding its slot again. The agent frees only the
-/// slots of processes that have exited; after freeing any, it adds one to every memo's
-/// `epoch`, and a memo whose `written` is not the epoch it was written in is not used.
+/// Where one CPU last counted a thread's socket calls in one direction, and what it counted
+/// there since: entry `cpu * 2 + direction` of an array the agent maps, two cache lines each.
+///
+/// A call by the same thread (its `task_struct` address, and its start, which no later task
+/// at that address shares), in the same set of cgroups and on a socket with the same
+/// protocol operations (`sk->sk_prot`: one `struct proto` serves sockets of one IP protocol,
+/// but for raw sockets, which the memo never keeps), adds to the memo's own `bytes` and
+/// `calls` and touches nothing but the memo's first line. A call by another thread (or in
+/// another epoch) moves the memo's counts into its slot's counts, if the slot still counts
+/// for the memo's identity (the second line), and makes the memo its own. The agent adds a
+/// memo's counts to its slot's when reading while the identities match. A move happens
+/// while `moves` is odd: the agent reads a CPU's counts and memos again when a move was
+/// under way or happened meanwhile.
+///
+/// The agent frees only the slots of processes that have exited; after freeing any, it adds
+/// one to every memo's `epoch`, and a memo whose `written` is not the epoch it was written in
+/// is not added to.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketMemo {
@@ -381,17 +391,39 @@ pub struct SocketMemo {
     pub thread_start: u64,
     /// The thread's set of cgroups (`task->cgroups`), which changes when it moves.
     pub set: u64,
-    pub slot: u32,
-    pub protocol: u32,
+    /// The socket's `sk_prot`; `u64::MAX`, which no socket has, for a raw socket (whose
+    /// protocol is its user's choice).
+    pub prot: u64,
+    /// Counted here, not yet in the slot's counts.
+    pub bytes: u64,
+    pub calls: u64,
     /// The `epoch` in which the program wrote the memo, read before it found the slot.
     pub written: u32,
     /// Advanced by the agent each time it frees slots.
     pub epoch: u32,
-    /// To a cache line: a CPU's memo shares its line with no other CPU's.
-    pub _line: [u64; 3],
+    pub _first: u64,
+    /// Advanced by the program before and after each move; on the second line, which only a
+    /// move writes.
+    pub moves: u64,
+    pub slot: u32,
+    pub _slot: u32,
+    /// The slot's identity (its tag's `id`, `extra`, `extra2`).
+    pub id: u64,
+    pub extra: u64,
+    pub extra2: u64,
+    /// To the end of the line: a CPU's memo shares its lines with no other CPU's.
+    pub _second: [u64; 3],
 }
 
-const _: () = assert!(size_of::<SocketMemo>() == 64);
+const _: () = assert!(size_of::<SocketMemo>() == 128);
+const _: () = assert!(core::mem::offset_of!(SocketMemo, moves) == 64);
+
+impl SocketMemo {
+    /// Whether the memo's counts belong to the slot with `tag`.
+    pub fn counts_for(&self, tag: &SlotTag) -> bool {
+        (self.id, self.extra, self.extra2) == (tag.id, tag.extra, tag.extra2)
+    }
+}
 
 /// Socket memos a CPU has: one for each direction.
 pub const SOCKET_MEMOS_PER_CPU: u32 = 2;
@@ -530,6 +562,10 @@ pub struct KernelOffsets {
     pub task_start_boottime: u32,
     pub task_comm: u32,
     pub task_cgroups: u32,
+    /// `struct sock_common`: `skc_prot`, the socket's protocol operations: beside the family
+    /// on the socket's first line, and one `struct proto` for each protocol (see
+    /// `SocketMemo`).
+    pub sk_prot: u32,
     pub css_set_dfl_cgrp: u32,
     pub cgroup_kn: u32,
     pub kernfs_node_id: u32,
@@ -538,6 +574,8 @@ pub struct KernelOffsets {
     pub file_inode: u32,
     pub inode_mode: u32,
     pub inode_ino: u32,
+    /// `struct sock`: `sk_type` (`SOCK_RAW` is 3), beside `sk_protocol`.
+    pub sk_type: u32,
 }
 
 /// One dropped packet as the drop hook samples it. Addresses are in network order, IPv4 in

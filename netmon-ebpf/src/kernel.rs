@@ -40,12 +40,14 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     task_start_boottime: 0,
     task_comm: 0,
     task_cgroups: 0,
+    sk_prot: 0,
     css_set_dfl_cgrp: 0,
     cgroup_kn: 0,
     kernfs_node_id: 0,
     file_inode: 0,
     inode_mode: 0,
     inode_ino: 0,
+    sk_type: 0,
 };
 
 #[unsafe(no_mangle)]

@@ -64,8 +64,8 @@ pub static PROCESS_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_PROCESS_KE
 #[map]
 pub static PROCESS_IO: Array<SocketIo> = Array::with_max_entries(MAX_PROCESS_KEYS, BPF_F_MMAPABLE);
 /// The socket hooks' memos (see `netmon-common`), two for each CPU: the agent sets the size.
-/// Mapped by the agent, which advances their epochs; and a mapped array's values start on a
-/// page, so that each memo is a cache line of its own.
+/// Mapped by the agent, which reads their counts and advances their epochs; a mapped array's
+/// values start on a page, so that each memo's lines are its own.
 #[map]
 pub static SOCKET_MEMOS: Array<SocketMemo> =
     Array::with_max_entries(SOCKET_MEMOS_PER_CPU, BPF_F_MMAPABLE);
@@ -132,16 +132,10 @@ pub fn processes() -> Table<CpuRegions<SocketIo>> {
             mask: slot_mask!(processes),
             full: Event::ProcessMapFull,
         },
-        counts: process_counts(),
-    }
-}
-
-/// This CPU's socket I/O counts, by slot.
-#[inline(always)]
-pub fn process_counts() -> CpuRegions<SocketIo> {
-    CpuRegions {
-        array: &PROCESS_IO,
-        slots: MAX_PROCESS_KEYS,
+        counts: CpuRegions {
+            array: &PROCESS_IO,
+            slots: MAX_PROCESS_KEYS,
+        },
     }
 }
 

@@ -76,31 +76,22 @@ impl<C: Counts> Table<C> {
         extra2: u64,
         meta: impl FnOnce(u32) -> u64,
     ) -> Option<&mut C::Value> {
-        self.slot_counts(id, extra, extra2, meta)
-            .map(|(_, counts)| counts)
-    }
-
-    /// [`Table::counts`], with the slot they are in, for a caller that remembers it.
-    #[inline(always)]
-    #[allow(
-        clippy::mut_from_ref,
-        reason = "the counts are map memory, not part of `self`"
-    )]
-    pub fn slot_counts(
-        &self,
-        id: u64,
-        extra: u64,
-        extra2: u64,
-        meta: impl FnOnce(u32) -> u64,
-    ) -> Option<(u32, &mut C::Value)> {
         let index = self.slots.find(id, extra, extra2, meta)?;
         let counts = self.counts.at(index)?;
         // SAFETY: this CPU's counts; one program per hook, which does not nest on a CPU.
-        Some((index, unsafe { &mut *counts }))
+        Some(unsafe { &mut *counts })
     }
 }
 
 impl Slots {
+    /// Whether slot `index` counts for the identity (`id`, `extra`, `extra2`).
+    #[inline(always)]
+    pub fn holds(&self, index: u32, id: u64, extra: u64, extra2: u64) -> bool {
+        self.tags
+            .get_ptr_mut(index)
+            .is_some_and(|tag| holds(tag, id, extra, extra2))
+    }
+
     /// The slot of the identity (`id`, `extra`, `extra2`), claimed if it has none yet (then
     /// `meta(slot)`, called once the slot is this program's, is stored for the agent; it may
     /// fill the slot's entries of other tables, before the claim is complete); `None` when its

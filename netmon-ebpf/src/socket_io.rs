@@ -1,7 +1,10 @@
 //! Socket I/O by process and cgroup, shared by the send and receive hooks: the bytes each
 //! call moved and the calls that moved any, by (process, cgroup, protocol, direction). Only
 //! IP sockets count (not Unix or netlink ones).
-use core::ptr::read_volatile;
+use core::{
+    intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg},
+    ptr::read_volatile,
+};
 
 use aya_ebpf::helpers::{
     bpf_get_current_task_btf, bpf_get_smp_processor_id, bpf_probe_read_kernel,
@@ -12,13 +15,16 @@ use netmon_common::{
 
 use crate::{
     kernel::{AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, constant, socket_namespace},
-    maps::{PROCESS_NAMES, SOCKET_MEMOS, process_counts, processes},
+    maps::{PROCESS_NAMES, SOCKET_MEMOS, processes},
     slots::Counts as _,
 };
 
 const IPPROTO_UDP: u16 = 17;
 const IPPROTO_UDPLITE: u16 = 136;
 const IPPROTO_MPTCP: u16 = 262;
+const SOCK_RAW: u16 = 3;
+/// A memo's `prot` that no socket has.
+const NO_PROT: u64 = u64::MAX;
 /// A receive that only looks at the data (`MSG_PEEK`) leaves it for the next one.
 const MSG_PEEK: i32 = 2;
 
@@ -33,15 +39,9 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
     if family != AF_INET && family != AF_INET6 {
         return;
     }
-    let protocol = if constant!(OFFSETS.sk_protocol_readable) != 0 {
-        match Btf::read::<u16>(sk, constant!(OFFSETS.sk_protocol)) {
-            Some(IPPROTO_TCP | IPPROTO_MPTCP) => IO_TCP,
-            Some(IPPROTO_UDP | IPPROTO_UDPLITE) => IO_UDP,
-            _ => IO_OTHER,
-        }
-    } else {
-        IO_OTHER
-    };
+    // On the line of the family: which protocol the socket speaks, as far as the memo needs to
+    // know. The protocol itself is further into the socket, where a receive may not have been.
+    let prot: u64 = Btf::read(sk, constant!(OFFSETS.sk_prot)).unwrap_or(0);
     // SAFETY: a helper without arguments, allowed in tracing programs.
     let task = unsafe { bpf_get_current_task_btf() } as u64;
     // The thread's own start and its set of cgroups tell whether this CPU's memo still
@@ -50,36 +50,36 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
     let set: u64 = Btf::read(task, constant!(OFFSETS.task_cgroups)).unwrap_or(0);
     if let Some(memo) = memo(direction) {
         // SAFETY: this CPU's memo; one program per hook, which does not nest on a CPU. The
-        // agent writes only the epoch, a whole word at a time.
-        let (seen, epoch) = unsafe { (*memo, read_volatile(&raw const (*memo).epoch)) };
-        if seen.task == task
-            && seen.thread_start == thread_start
-            && seen.set == set
-            && seen.protocol == u32::from(protocol)
-            && seen.written == epoch
-            && let Some(io) = process_counts().at(seen.slot)
-        {
-            // SAFETY: this CPU's counts of the slot, as above.
+        // agent writes only the epoch, a whole word at a time. Field by field: the memo's
+        // second line is not this path's to load.
+        let hit = unsafe {
+            (*memo).task == task
+                && (*memo).thread_start == thread_start
+                && (*memo).set == set
+                && (*memo).prot == prot
+                && (*memo).written == read_volatile(&raw const (*memo).epoch)
+        };
+        if hit {
+            // SAFETY: as above; the agent reads each word whole.
             unsafe {
-                (*io).bytes += ret as u64;
-                (*io).calls += 1;
+                (*memo).bytes += ret as u64;
+                (*memo).calls += 1;
             }
             return;
         }
     }
-    // Direction and protocol in one argument: a BPF function takes at most five.
-    let kind = (u16::from(direction) << 8) | u16::from(protocol);
-    count_unseen(sk, task, set, ret as u64, kind);
+    count_unseen(sk, task, set, ret as u64, direction);
 }
 
-/// The path of a call the memo does not know: works out the caller's identity, counts it in
-/// its slot (claiming one if it has none), and remembers where. A BPF subprogram of its own,
-/// away from the common path's instructions.
+/// The path of a call the memo does not know: works out the caller's identity and finds its
+/// slot (claiming one if it has none), moves what the memo counted to the memo's slot, and
+/// makes the memo the caller's, counting this call. A BPF subprogram of its own, away from
+/// the common path's instructions.
 #[inline(never)]
-fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, kind: u16) {
-    let (direction, protocol) = ((kind >> 8) as u8, kind as u8);
+fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, direction: u8) {
+    let (protocol, raw) = protocol(sk);
     let memo = memo(direction);
-    // Read before the slot is found: if the agent frees it after, the memo is not used.
+    // Read before the slot is found: if the agent frees it after, the memo is not added to.
     // SAFETY: this CPU's memo, as above.
     let epoch = memo.map(|memo| unsafe { read_volatile(&raw const (*memo).epoch) });
     let id = identity(task, set, protocol, direction);
@@ -95,24 +95,83 @@ fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, kind: u16) {
         socket_namespace::<Btf>(sk).inode as u64
     };
     let table = processes();
-    let Some((slot, io)) = table.slot_counts(id.id, id.cgroup, id.start, claim) else {
+    let Some(slot) = table.slots.find(id.id, id.cgroup, id.start, claim) else {
         return;
     };
-    io.bytes += bytes;
-    io.calls += 1;
-    if let (Some(memo), Some(epoch)) = (memo, epoch) {
-        // Read again rather than passed: a BPF function takes at most five arguments.
-        let thread_start = Btf::read(task, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
-        // SAFETY: this CPU's memo, as above; the epoch is the agent's to write.
-        unsafe {
-            (*memo).task = task;
-            (*memo).thread_start = thread_start;
-            (*memo).set = set;
-            (*memo).slot = slot;
-            (*memo).protocol = u32::from(protocol);
-            (*memo).written = epoch;
+    let (Some(memo), Some(epoch)) = (memo, epoch) else {
+        if let Some(io) = table.counts.at(slot) {
+            // SAFETY: this CPU's counts of the slot, as above.
+            unsafe {
+                (*io).bytes += bytes;
+                (*io).calls += 1;
+            }
         }
+        return;
+    };
+    // Read again rather than passed: a BPF function takes at most five arguments.
+    let thread_start = Btf::read(task, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
+    // A raw socket's protocol is the one its user chose: its calls never hit the memo.
+    let prot = if raw {
+        NO_PROT
+    } else {
+        Btf::read(sk, constant!(OFFSETS.sk_prot)).unwrap_or(0)
+    };
+    // SAFETY: this CPU's memo, as above: only this program writes it but for the epoch, and
+    // the agent reads it a word at a time, between two reads of `moves`.
+    unsafe {
+        let moves = &raw mut (*memo).moves;
+        let before = read_volatile(moves);
+        advance(moves, before);
+        // The memo's counts go to its slot while the slot counts for the memo's identity:
+        // the agent, freeing a slot, takes its tag first and waits out a move in flight.
+        let last = (*memo).slot;
+        if (*memo).calls != 0
+            && table
+                .slots
+                .holds(last, (*memo).id, (*memo).extra, (*memo).extra2)
+            && let Some(io) = table.counts.at(last)
+        {
+            (*io).bytes += (*memo).bytes;
+            (*io).calls += (*memo).calls;
+        }
+        (*memo).task = task;
+        (*memo).thread_start = thread_start;
+        (*memo).set = set;
+        (*memo).prot = prot;
+        (*memo).bytes = bytes;
+        (*memo).calls = 1;
+        (*memo).slot = slot;
+        (*memo).written = epoch;
+        (*memo).id = id.id;
+        (*memo).extra = id.cgroup;
+        (*memo).extra2 = id.start;
+        advance(moves, before.wrapping_add(1));
     }
+}
+
+/// Adds one to a memo's count of moves, which is `now`, with an atomic compare-and-swap:
+/// the BPF instruction orders the memory accesses on either side of it on every
+/// architecture (a plain atomic add does not on some), and only this program writes it.
+#[inline(always)]
+fn advance(moves: *mut u64, now: u64) {
+    // SAFETY: an aligned u64 in a map value.
+    unsafe { atomic_cxchg::<u64, { SeqCst }, { SeqCst }>(moves, now, now.wrapping_add(1)) };
+}
+
+/// The socket's protocol ([`IO_TCP`], [`IO_UDP`] or [`IO_OTHER`]), and whether it is a raw
+/// socket.
+#[inline(always)]
+fn protocol(sk: u64) -> (u8, bool) {
+    if constant!(OFFSETS.sk_protocol_readable) == 0 {
+        return (IO_OTHER, false);
+    }
+    let protocol = match Btf::read::<u16>(sk, constant!(OFFSETS.sk_protocol)) {
+        Some(IPPROTO_TCP | IPPROTO_MPTCP) => IO_TCP,
+        Some(IPPROTO_UDP | IPPROTO_UDPLITE) => IO_UDP,
+        _ => IO_OTHER,
+    };
+    let kind: u16 = Btf::read(sk, constant!(OFFSETS.sk_type)).unwrap_or(0);
+    (protocol, kind == SOCK_RAW)
 }
 
 /// This CPU's memo for `direction`.

@@ -283,6 +283,130 @@ fn a_process_that_moves_to_another_cgroup_counts_in_each_what_it_sent_there() {
     talker.finish();
 }
 
+/// The hooks remember the protocol of a thread's sockets by their protocol operations, which
+/// raw sockets of every IP protocol share: a raw socket counts under the protocol it was
+/// opened with, however the one before it was.
+#[test]
+fn raw_sockets_count_under_the_protocol_they_were_opened_with() {
+    require_root();
+    const SIZE: usize = 60;
+    let (tcp, udp) = (9, 14);
+    let agent = Agent::start(&[]);
+    let a = Netns::new("proc-raw-a");
+    let b = Netns::new("proc-raw-b");
+    let veth = Veth::connect(&a, &b, 233);
+    let raw = |protocol: &str, count: usize| {
+        format!(
+            "r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.{protocol})\n\
+             for _ in range({count}): r.sendto(b'r' * {SIZE}, ({:?}, 0))\n",
+            veth.b_ip
+        )
+    };
+    // On one CPU, so that the second socket meets the memo the first left there.
+    let mut talker = Talker::start(
+        &a,
+        "nm-raw",
+        &format!(
+            "os.sched_setaffinity(0, {{0}})\n{}{}print('sent', flush=True)",
+            raw("IPPROTO_TCP", tcp),
+            raw("IPPROTO_UDP", udp)
+        ),
+    );
+    assert_eq!(talker.work(), "sent");
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        process_bytes(&m, talker.pid, "tx", "tcp"),
+        (tcp * SIZE) as u64
+    );
+    assert_eq!(
+        process_bytes(&m, talker.pid, "tx", "udp"),
+        (udp * SIZE) as u64
+    );
+    talker.finish();
+}
+
+/// Two processes take turns on one CPU, one send each, so that nearly every send moves the
+/// counts the CPU's memo held to the slot of the process before: what the agent reports never
+/// goes back while they run, and is exact once they are done.
+#[test]
+fn processes_taking_turns_on_a_cpu_count_exactly_and_never_back() {
+    require_root();
+    const SENDS: usize = 100_000;
+    const SIZE: usize = 10;
+    let agent = Agent::start(&[]);
+    let host = Netns::new("proc-turns");
+    let talkers: Vec<Talker> = (0..2)
+        .map(|_| {
+            Talker::start(
+                &host,
+                "nm-turns",
+                &format!(
+                    "os.sched_setaffinity(0, {{0}})\n\
+                     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                     for _ in range({SENDS}):\n    \
+                         u.sendto(b't' * {SIZE}, ('127.0.0.1', 9))\n    \
+                         os.sched_yield()\n\
+                     print('sent', flush=True)"
+                ),
+            )
+        })
+        .collect();
+    let pids: Vec<String> = talkers.iter().map(|t| t.pid.to_string()).collect();
+    let moves_before = memo_fields(std::mem::offset_of!(SocketMemo, moves), 8);
+    let running: Vec<_> = talkers
+        .into_iter()
+        .map(|mut talker| {
+            thread::spawn(move || {
+                let said = talker.work();
+                (talker, said)
+            })
+        })
+        .collect();
+    let mut last = vec![0u64; pids.len()];
+    let mut reads = 0;
+    while running.iter().any(|handle| !handle.is_finished()) {
+        let m = Metrics::parse(&agent.get("/metrics").body);
+        for (pid, last) in pids.iter().zip(&mut last) {
+            let bytes = m.counter(
+                "netmon_process_network_bytes_total",
+                &[("pid", pid), ("direction", "tx"), ("protocol", "udp")],
+            );
+            assert!(
+                bytes >= *last,
+                "process {pid} went back from {last} to {bytes}"
+            );
+            *last = bytes;
+        }
+        reads += 1;
+        thread::sleep(Duration::from_millis(50));
+    }
+    let mut done = Vec::new();
+    for handle in running {
+        let (talker, said) = handle.join().unwrap();
+        assert_eq!(said, "sent");
+        done.push(talker);
+    }
+    let m = agent.fresh_metrics();
+    for pid in &pids {
+        assert_eq!(
+            m.counter(
+                "netmon_process_network_bytes_total",
+                &[("pid", pid), ("direction", "tx"), ("protocol", "udp")],
+            ),
+            (SENDS * SIZE) as u64,
+            "process {pid}"
+        );
+    }
+    assert_eq!(m.counter("netmon_probe_read_failures_total", &[]), 0);
+    // They did take turns: CPU 0's send memo moved at least once for every send of one.
+    let moves_after = memo_fields(std::mem::offset_of!(SocketMemo, moves), 8);
+    let moved = (moves_after[0] - moves_before[0]) / 2;
+    assert!(moved >= SENDS as u64, "{moved} moves in {reads} reads");
+    for talker in done {
+        talker.finish();
+    }
+}
+
 #[test]
 fn socket_hooks_turned_off_are_not_loaded_and_say_so() {
     require_root();
@@ -424,9 +548,17 @@ fn thousands_of_short_lived_processes_leave_bounded_series_and_an_exact_cgroup()
     forker.finish();
 }
 
-/// The epoch of each of the running agent's socket memos (see `netmon-common`), read with
-/// `bpftool` from the newest map of that name (older agents' maps may linger a moment).
+/// The epoch of each of the running agent's socket memos (see `netmon-common`).
 fn memo_epochs() -> Vec<u32> {
+    memo_fields(std::mem::offset_of!(SocketMemo, epoch), 4)
+        .into_iter()
+        .map(|epoch| epoch as u32)
+        .collect()
+}
+
+/// A field of each of the running agent's socket memos (at `offset`, of `width` bytes), read
+/// with `bpftool` from the newest map of that name (older agents' maps may linger a moment).
+fn memo_fields(offset: usize, width: usize) -> Vec<u64> {
     let maps: serde_json::Value =
         serde_json::from_str(&sh("bpftool", &["map", "show", "--json"])).unwrap();
     let id = maps
@@ -440,16 +572,16 @@ fn memo_epochs() -> Vec<u32> {
         .to_string();
     let dump: serde_json::Value =
         serde_json::from_str(&sh("bpftool", &["map", "dump", "id", &id, "--json"])).unwrap();
-    let epoch = std::mem::offset_of!(SocketMemo, epoch);
     dump.as_array()
         .unwrap()
         .iter()
         .map(|entry| {
-            let byte = |i: usize| {
-                let hex = entry["value"][epoch + i].as_str().unwrap();
-                u8::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap()
-            };
-            u32::from_le_bytes([byte(0), byte(1), byte(2), byte(3)])
+            let mut bytes = [0u8; 8];
+            for (i, byte) in bytes.iter_mut().take(width).enumerate() {
+                let hex = entry["value"][offset + i].as_str().unwrap();
+                *byte = u8::from_str_radix(hex.trim_start_matches("0x"), 16).unwrap();
+            }
+            u64::from_le_bytes(bytes)
         })
         .collect()
 }

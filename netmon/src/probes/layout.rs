@@ -48,12 +48,14 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         task_start_boottime: btf.byte_offset("task_struct", "start_boottime")?,
         task_comm: btf.byte_offset("task_struct", "comm")?,
         task_cgroups: btf.byte_offset("task_struct", "cgroups")?,
+        sk_prot: btf.byte_offset("sock", "__sk_common.skc_prot")?,
         css_set_dfl_cgrp: btf.byte_offset("css_set", "dfl_cgrp")?,
         cgroup_kn: btf.byte_offset("cgroup", "kn")?,
         kernfs_node_id: btf.byte_offset("kernfs_node", "id")?,
         file_inode: btf.byte_offset("file", "f_inode")?,
         inode_mode: btf.byte_offset("inode", "i_mode")?,
         inode_ino: btf.byte_offset("inode", "i_ino")?,
+        sk_type: btf.member_offset("sock", "sk_type")?.byte_offset,
     })
 }
 

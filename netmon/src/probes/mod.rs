@@ -6,6 +6,7 @@ pub mod btf;
 mod iterators;
 mod layout;
 mod namespaces;
+mod process_io;
 mod read;
 mod reasons;
 mod samples;

@@ -245,11 +245,8 @@ impl Probes {
                 named.insert(index, name_of(ebpf, index)?);
             }
         }
-        let taken = slots::take_regions_where(&tags.processes, &tags.process_io, &gone)?;
-        if !taken.is_empty() {
-            tags.socket_memos.outdate();
-        }
-        let live = slots::read_regions(&tags.processes, &tags.process_io);
+        let taken = tags.process_io.take_where(&tags.processes, &gone)?;
+        let live = tags.process_io.read(&tags.processes)?;
         for (index, tag, _) in &live {
             if tag.is_complete() {
                 named.insert(*index, name_of(ebpf, *index)?);
@@ -259,12 +256,10 @@ impl Probes {
         Ok(last
             .chain(live.into_iter().map(|slot| (slot, false)))
             .filter(|((_, tag, _), _)| tag.is_complete())
-            .map(|((index, tag, per_cpu), exited)| {
+            .map(|((index, tag, total), exited)| {
                 let key = ProcessIoKey::from_slot_id(tag.id);
                 let mut counts = IoCounts::default();
-                for value in per_cpu.iter() {
-                    counts.add(key.direction, key.protocol, value.bytes, value.calls);
-                }
+                counts.add(key.direction, key.protocol, total.bytes, total.calls);
                 ProcessIo {
                     id: id(&tag),
                     name: named.get(&index).cloned().unwrap_or_default(),

@@ -3,7 +3,7 @@
 use std::{
     os::fd::{AsFd as _, AsRawFd as _},
     ptr::NonNull,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::atomic::Ordering,
 };
 
 use anyhow::{Context as _, anyhow, bail};
@@ -11,7 +11,7 @@ use aya::{
     Ebpf, Pod,
     maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuValues},
 };
-use netmon_common::{SOCKET_MEMOS_PER_CPU, SlotTag, SocketMemo};
+use netmon_common::SlotTag;
 
 /// An array map created with `BPF_F_MMAPABLE`, mapped into the agent's memory.
 pub struct Mapped<T> {
@@ -57,7 +57,7 @@ impl<T> Mapped<T> {
         })
     }
 
-    fn entry(&self, index: usize) -> *mut T {
+    pub(super) fn entry(&self, index: usize) -> *mut T {
         debug_assert!(index < self.entries);
         // SAFETY: within the mapping.
         unsafe { self.base.as_ptr().add(index) }
@@ -108,38 +108,34 @@ impl Tags {
         })
     }
 
-    /// Frees a slot: the last word of the identity first, so that no program matches it any
-    /// more, then the rest, and the claim last, so that a program that claims the slot again
-    /// never finds old words in it.
+    /// Frees a slot: [`Tags::retire`], then [`Tags::release`].
     fn free(&self, index: u32) {
+        self.retire(index);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        self.release(index);
+    }
+
+    /// The first half of freeing a slot: the last word of the identity first, so that no
+    /// program matches it any more, then the second. The slot is not free yet: no program
+    /// claims it until [`Tags::release`].
+    pub(super) fn retire(&self, index: u32) {
         let slot = self.slot(index as usize);
         // SAFETY: aligned writes within the mapping.
         unsafe {
             std::ptr::write_volatile(&raw mut (*slot).extra2, 0);
             std::ptr::write_volatile(&raw mut (*slot).extra, 0);
-            std::ptr::write_volatile(&raw mut (*slot).meta, 0);
-            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-            std::ptr::write_volatile(&raw mut (*slot).id, 0);
         }
     }
-}
 
-/// The socket hooks' memos (see `netmon-common`), mapped into the agent's memory.
-pub struct SocketMemos(Mapped<SocketMemo>);
-
-impl SocketMemos {
-    pub fn map(ebpf: &Ebpf, cpus: u32) -> anyhow::Result<Self> {
-        Mapped::map(ebpf, "SOCKET_MEMOS", cpus * SOCKET_MEMOS_PER_CPU).map(Self)
-    }
-
-    /// Makes every memo written so far unused: called after freeing slots of the process
-    /// table, so that no memo counts in a slot that may since count something else.
-    pub fn outdate(&self) {
-        for index in 0..self.0.entries {
-            let memo = self.0.entry(index);
-            // SAFETY: an aligned u32 within the mapping, which the programs only read.
-            let epoch = unsafe { AtomicU32::from_ptr(&raw mut (*memo).epoch) };
-            epoch.fetch_add(1, Ordering::SeqCst);
+    /// The second half of freeing a slot, once retired and its counts zeroed: the claim last,
+    /// so that a program that claims the slot again never finds old words in it.
+    pub(super) fn release(&self, index: u32) {
+        let slot = self.slot(index as usize);
+        // SAFETY: aligned writes within the mapping.
+        unsafe {
+            std::ptr::write_volatile(&raw mut (*slot).meta, 0);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            std::ptr::write_volatile(&raw mut (*slot).id, 0);
         }
     }
 }
@@ -159,18 +155,16 @@ impl<V: Copy + Default> CpuRegions<V> {
         })
     }
 
-    /// Each CPU's counts in slot `index`.
-    fn get(&self, index: u32) -> Vec<V> {
-        (index as usize..self.values.entries)
-            .step_by(self.slots)
-            // SAFETY: a value within the mapping, which its CPU writes a word at a time.
-            .map(|at| unsafe { std::ptr::read_volatile(self.values.entry(at)) })
-            .collect()
+    /// CPU `cpu`'s counts in slot `index`.
+    pub(super) fn get(&self, cpu: usize, index: u32) -> V {
+        // SAFETY: a value within the mapping, which its CPU writes a word at a time.
+        unsafe { std::ptr::read_volatile(self.values.entry(cpu * self.slots + index as usize)) }
     }
 
-    fn zero(&self, index: u32) {
+    /// Zeroes every CPU's counts in slot `index`, which no program writes any more.
+    pub(super) fn zero(&self, index: u32) {
         for at in (index as usize..self.values.entries).step_by(self.slots) {
-            // SAFETY: as above; a slot being freed has no writers.
+            // SAFETY: as above.
             unsafe { std::ptr::write_volatile(self.values.entry(at), V::default()) };
         }
     }
@@ -286,32 +280,4 @@ pub fn free_shared_where<V: Pod + Default>(
     free_claimed(tags, counts, gone, |index, _| {
         Ok(array.set(index, V::default(), 0)?)
     })
-}
-
-/// The counts of every slot in use in a table whose counts are in per-CPU regions of a mapped
-/// array: (index, tag, one value per CPU).
-pub fn read_regions<V: Copy + Default>(
-    tags: &Tags,
-    counts: &CpuRegions<V>,
-) -> Vec<(u32, SlotTag, Vec<V>)> {
-    tags.claimed()
-        .map(|(index, tag)| (index, tag, counts.get(index)))
-        .collect()
-}
-
-/// Frees the slots of a table with per-CPU regions whose tags `gone` picks, for slots whose
-/// owners can count no more: returns each freed slot's index, tag and counts as they were
-/// last, read just before they were zeroed.
-pub fn take_regions_where<V: Copy + Default>(
-    tags: &Tags,
-    counts: &CpuRegions<V>,
-    gone: &dyn Fn(&SlotTag) -> bool,
-) -> anyhow::Result<Vec<(u32, SlotTag, Vec<V>)>> {
-    let mut taken = Vec::new();
-    free_claimed(tags, "per-CPU regions", gone, |index, tag| {
-        taken.push((index, *tag, counts.get(index)));
-        counts.zero(index);
-        Ok(())
-    })?;
-    Ok(taken)
 }

@@ -3,14 +3,10 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{Ebpf, maps::Map};
 use netmon_common::{
-    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS, SlotMasks, SocketIo,
-    TABLE_MAPS,
+    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS, SlotMasks, TABLE_MAPS,
 };
 
-use crate::probes::{
-    ProbeSettings,
-    slots::{CpuRegions, SocketMemos, Tags},
-};
+use crate::probes::{ProbeSettings, process_io::ProcessCounts, slots::Tags};
 
 /// Slots of each table, as loaded (powers of two).
 #[derive(Clone, Copy, Debug)]
@@ -44,16 +40,15 @@ impl TableSizes {
     }
 }
 
-/// The tag arrays of the tables the agent reads, the socket I/O counts and the socket hooks'
-/// memos, memory-mapped.
+/// The tag arrays of the tables the agent reads, and the socket I/O counts with the socket
+/// hooks' memos, memory-mapped.
 pub(super) struct TableTags {
     pub(super) traffic: Tags,
     pub(super) drops: Tags,
     pub(super) transitions: Tags,
     pub(super) handshakes: Tags,
     pub(super) processes: Tags,
-    pub(super) process_io: CpuRegions<SocketIo>,
-    pub(super) socket_memos: SocketMemos,
+    pub(super) process_io: ProcessCounts,
 }
 
 impl TableTags {
@@ -64,8 +59,7 @@ impl TableTags {
             transitions: Tags::map(ebpf, "TRANSITION_TAGS", sizes.transitions)?,
             handshakes: Tags::map(ebpf, "HANDSHAKE_TAGS", sizes.handshakes)?,
             processes: Tags::map(ebpf, "PROCESS_TAGS", sizes.processes)?,
-            process_io: CpuRegions::map(ebpf, "PROCESS_IO", MAX_PROCESS_KEYS, cpus)?,
-            socket_memos: SocketMemos::map(ebpf, cpus)?,
+            process_io: ProcessCounts::map(ebpf, cpus)?,
         })
     }
 }
