@@ -401,6 +401,7 @@ pub struct SocketMemo {
     pub written: u32,
     /// Advanced by the agent each time it frees slots.
     pub epoch: u32,
+    /// To the end of the first line.
     pub _first: u64,
     /// Advanced by the program before and after each move; on the second line, which only a
     /// move writes.

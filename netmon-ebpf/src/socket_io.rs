@@ -123,7 +123,8 @@ fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, direction: u8) {
         let before = read_volatile(moves);
         advance(moves, before);
         // The memo's counts go to its slot while the slot counts for the memo's identity:
-        // the agent, freeing a slot, takes its tag first and waits out a move in flight.
+        // the agent, freeing a slot, retires its tag first, and reads its last counts only
+        // once a move in flight is over.
         let last = (*memo).slot;
         if (*memo).calls != 0
             && table

@@ -48,7 +48,8 @@ impl ProcessCounts {
     /// still in use before it was retired has begun by the time `sum` first reads that
     /// CPU's moves (the fence orders the retirement before that read, and the program's
     /// compare-and-swap orders its start of a move before its look at the tag), so `sum`
-    /// waits it out. Then the counts are read, zeroed, and the slot released.
+    /// reads that CPU after the move. Then the counts are read, zeroed, and the slot
+    /// released.
     pub fn take_where(
         &self,
         tags: &Tags,
@@ -62,7 +63,16 @@ impl ProcessCounts {
             tags.retire(*index);
         }
         fence(Ordering::SeqCst);
-        let last = self.sum(&taken)?;
+        let last = match self.sum(&taken) {
+            Ok(last) => last,
+            Err(err) => {
+                // No program claimed them meanwhile: they are in use again, for the next poll.
+                for (index, tag) in &taken {
+                    tags.restore(*index, tag);
+                }
+                return Err(err);
+            }
+        };
         for (index, _) in &taken {
             self.counts.zero(*index);
             tags.release(*index);

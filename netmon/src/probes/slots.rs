@@ -127,6 +127,17 @@ impl Tags {
         }
     }
 
+    /// Undoes [`Tags::retire`]: the slot counts for `tag` again, its last word last.
+    pub(super) fn restore(&self, index: u32, tag: &SlotTag) {
+        let slot = self.slot(index as usize);
+        // SAFETY: aligned writes within the mapping.
+        unsafe {
+            std::ptr::write_volatile(&raw mut (*slot).extra, tag.extra);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            std::ptr::write_volatile(&raw mut (*slot).extra2, tag.extra2);
+        }
+    }
+
     /// The second half of freeing a slot, once retired and its counts zeroed: the claim last,
     /// so that a program that claims the slot again never finds old words in it.
     pub(super) fn release(&self, index: u32) {
