@@ -351,7 +351,7 @@ fn processes_taking_turns_on_a_cpu_count_exactly_and_never_back() {
             )
         })
         .collect();
-    let pids: Vec<String> = talkers.iter().map(|t| t.pid.to_string()).collect();
+    let pids: Vec<u32> = talkers.iter().map(|t| t.pid).collect();
     let moves_before = memo_fields(std::mem::offset_of!(SocketMemo, moves), 8);
     let running: Vec<_> = talkers
         .into_iter()
@@ -367,10 +367,7 @@ fn processes_taking_turns_on_a_cpu_count_exactly_and_never_back() {
     while running.iter().any(|handle| !handle.is_finished()) {
         let m = Metrics::parse(&agent.get("/metrics").body);
         for (pid, last) in pids.iter().zip(&mut last) {
-            let bytes = m.counter(
-                "netmon_process_network_bytes_total",
-                &[("pid", pid), ("direction", "tx"), ("protocol", "udp")],
-            );
+            let bytes = process_bytes(&m, *pid, "tx", "udp");
             assert!(
                 bytes >= *last,
                 "process {pid} went back from {last} to {bytes}"
@@ -389,10 +386,7 @@ fn processes_taking_turns_on_a_cpu_count_exactly_and_never_back() {
     let m = agent.fresh_metrics();
     for pid in &pids {
         assert_eq!(
-            m.counter(
-                "netmon_process_network_bytes_total",
-                &[("pid", pid), ("direction", "tx"), ("protocol", "udp")],
-            ),
+            process_bytes(&m, *pid, "tx", "udp"),
             (SENDS * SIZE) as u64,
             "process {pid}"
         );

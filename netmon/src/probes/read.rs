@@ -178,24 +178,33 @@ impl Probes {
         let Some((ebpf, tags)) = &mut self.ebpf else {
             return Ok((0, Vec::new()));
         };
+        let cpus = tags.cpus;
         let passes = [
             (
                 "traffic",
-                slots::free_where::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC", &|tag| {
-                    interface_gone(&InterfaceKey::from_meta(tag.meta), tag.extra)
-                })?,
+                slots::free_where::<InterfaceTraffic>(
+                    ebpf,
+                    &tags.traffic,
+                    "TRAFFIC",
+                    cpus,
+                    &|tag| interface_gone(&InterfaceKey::from_meta(tag.meta), tag.extra),
+                )?,
             ),
             (
                 "drops",
-                slots::free_where::<u64>(ebpf, &tags.drops, "DROPS", &|tag| {
+                slots::free_where::<u64>(ebpf, &tags.drops, "DROPS", cpus, &|tag| {
                     interface_gone(&InterfaceKey::from_meta(tag.meta), tag.extra)
                 })?,
             ),
             (
                 "transitions",
-                slots::free_where::<u64>(ebpf, &tags.transitions, "TCP_TRANSITIONS", &|tag| {
-                    netns_gone(TransitionKey::from_slot_id(tag.id).netns, tag.extra)
-                })?,
+                slots::free_where::<u64>(
+                    ebpf,
+                    &tags.transitions,
+                    "TCP_TRANSITIONS",
+                    cpus,
+                    &|tag| netns_gone(TransitionKey::from_slot_id(tag.id).netns, tag.extra),
+                )?,
             ),
             (
                 "handshakes",

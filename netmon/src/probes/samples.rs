@@ -9,7 +9,10 @@ use aya::{
 };
 use netmon_common::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED, SampleTally};
 
-use crate::probes::{drain_ring, slots::take_map};
+use crate::probes::{
+    drain_ring,
+    slots::{possible_cpus, take_map},
+};
 
 /// How many samples each CPU may send: `rate` a second on average, `burst` at once.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -29,7 +32,7 @@ pub(super) struct DropSampler {
 
 impl DropSampler {
     pub(super) fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
+        let cpus = possible_cpus()? as usize;
         Ok(Self {
             ring: RingBuf::try_from(take_map(ebpf, "DROP_SAMPLES")?)?,
             budget: PerCpuArray::try_from(take_map(ebpf, "DROP_SAMPLE_BUDGET")?)?,

@@ -265,17 +265,18 @@ pub fn read_shared<V: Pod>(
     read_claimed(tags, counts, |index| array.get(&index, 0))
 }
 
-/// Frees the slots of a per-CPU table whose tags `gone` picks; returns (freed, left in use).
+/// Frees the slots of a per-CPU table (a value for each of `cpus`) whose tags `gone` picks;
+/// returns (freed, left in use).
 pub fn free_where<V: Pod + Default>(
     ebpf: &mut Ebpf,
     tags: &Tags,
     counts: &str,
+    cpus: u32,
     gone: &dyn Fn(&SlotTag) -> bool,
 ) -> anyhow::Result<(usize, usize)> {
     let mut array: PerCpuArray<&mut MapData, V> = PerCpuArray::try_from(map_mut(ebpf, counts)?)?;
-    let cpus = aya::util::nr_cpus().map_err(|(_, err)| err)?;
     free_claimed(tags, counts, gone, |index, _| {
-        let zeros = PerCpuValues::try_from(vec![V::default(); cpus])?;
+        let zeros = PerCpuValues::try_from(vec![V::default(); cpus as usize])?;
         Ok(array.set(index, zeros, 0)?)
     })
 }

@@ -49,6 +49,8 @@ pub(super) struct TableTags {
     pub(super) handshakes: Tags,
     pub(super) processes: Tags,
     pub(super) process_io: ProcessCounts,
+    /// The possible CPUs, which the per-CPU maps hold a value for each of.
+    pub(super) cpus: u32,
 }
 
 impl TableTags {
@@ -60,6 +62,7 @@ impl TableTags {
             handshakes: Tags::map(ebpf, "HANDSHAKE_TAGS", sizes.handshakes)?,
             processes: Tags::map(ebpf, "PROCESS_TAGS", sizes.processes)?,
             process_io: ProcessCounts::map(ebpf, cpus)?,
+            cpus,
         })
     }
 }
