@@ -15,7 +15,8 @@ const BUILD_PACKAGES: &[&str] = &[
 /// iproute2 and iptables make the tests' namespaces and drops; prometheus brings promtool and
 /// the server the monitoring tests run; QEMU and busybox run the second-kernel test; Debian's
 /// Python with the Prometheus client is the strict OpenMetrics parser (Debian's packages, not
-/// pip: Debian 12's system Python refuses pip installs).
+/// pip: Debian 12's system Python refuses pip installs); bpftool reads the socket memos in
+/// the process tests.
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "iptables",
@@ -30,6 +31,7 @@ const TEST_PACKAGES: &[&str] = &[
     "mmdebstrap",
     "systemd",
     "systemd-container",
+    "bpftool",
 ];
 /// Node.js and npm build the live page's charting library in (netmon's build script) and
 /// drive Chromium in the page's test; installed from Debian where the machine has no npm.
