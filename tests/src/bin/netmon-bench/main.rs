@@ -80,24 +80,63 @@ fn main() {
 }
 
 fn environment() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("model name")
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
-        })
-        .unwrap_or_default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    // The first processor's value of `field`.
+    let cpu_field = |field: &str| {
+        cpuinfo
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                (name.trim() == field).then(|| value.trim().to_string())
+            })
+            .unwrap_or_default()
+    };
     let memory = std::fs::read_to_string("/proc/meminfo")
         .unwrap_or_default()
         .lines()
         .next()
         .unwrap_or_default()
         .to_string();
+    // A virtual machine's CPU may carry a generic name: its family, model and stepping, its
+    // caches and the kernel's mitigations of return and indirect-branch speculation (which set
+    // what a call, such as a helper's, costs) tell two machines apart, and their figures.
+    let caches: Vec<String> = ["index0", "index1", "index2", "index3"]
+        .iter()
+        .filter_map(|index| {
+            let read = |file: &str| {
+                std::fs::read_to_string(format!(
+                    "/sys/devices/system/cpu/cpu0/cache/{index}/{file}"
+                ))
+                .ok()
+                .map(|v| v.trim().to_string())
+            };
+            let kind = match read("type")?.as_str() {
+                "Data" => "d",
+                "Instruction" => "i",
+                _ => "",
+            };
+            Some(format!("L{}{kind} {}", read("level")?, read("size")?))
+        })
+        .collect();
+    let mitigations: Vec<String> = ["spec_rstack_overflow", "retbleed", "spectre_v2"]
+        .iter()
+        .filter_map(|name| {
+            std::fs::read_to_string(format!("/sys/devices/system/cpu/vulnerabilities/{name}"))
+                .ok()
+                .map(|v| format!("{name}: {}", v.trim()))
+        })
+        .collect();
     format!(
-        "## Environment\n\n- kernel: {}\n- CPU: {cpu}, {} cores\n- {memory}\n- netmon: {}\n",
+        "## Environment\n\n- kernel: {}\n- CPU: {}, {} cores (family {}, model {}, stepping {}); \
+         caches of CPU 0: {}\n- speculation mitigations: {}\n- {memory}\n- netmon: {}\n",
         sh("uname", &["-r"]).trim(),
+        cpu_field("model name"),
         thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_field("cpu family"),
+        cpu_field("model"),
+        cpu_field("stepping"),
+        caches.join(", "),
+        mitigations.join("; "),
         sh(netmon_bin().to_str().unwrap(), &["--version"]).trim(),
     )
 }
