@@ -370,16 +370,18 @@ pub struct SocketIo {
 /// Where one CPU last counted a thread's socket calls in one direction, and what it counted
 /// there since: entry `cpu * 2 + direction` of an array the agent maps, two cache lines each.
 ///
-/// A call by the same thread (its `task_struct` address, and its start, which no later task
-/// at that address shares), in the same set of cgroups and on a socket with the same
-/// protocol operations (`sk->sk_prot`: one `struct proto` serves sockets of one IP protocol,
-/// but for raw sockets, which the memo never keeps), adds to the memo's own `bytes` and
-/// `calls` and touches nothing but the memo's first line. A call by another thread (or in
-/// another epoch) moves the memo's counts into its slot's counts, if the slot still counts
-/// for the memo's identity (the second line), and makes the memo its own. The agent adds a
-/// memo's counts to its slot's when reading while the identities match. A move happens
-/// while `moves` is odd: the agent reads a CPU's counts and memos again when a move was
-/// under way or happened meanwhile.
+/// A call by the same thread, told by its kernel stack (which no other live thread shares;
+/// the program's frame lies on it), with no thread exit or cgroup move
+/// on the host since the memo was written (`changes`, see `THREAD_CHANGES` in `netmon-ebpf`)
+/// and on a socket with the same protocol operations (`sk->sk_prot`: one `struct proto`
+/// serves sockets of one IP protocol, but for raw sockets, which the memo never keeps), adds
+/// to the memo's own `bytes` and `calls` and touches nothing but the memo's first line: no
+/// helper call and no load from the task. A call by another thread (or in another epoch)
+/// moves the memo's counts into its slot's counts, if the slot still counts for the memo's
+/// identity (the second line), and makes the memo its own. The agent adds a memo's counts to
+/// its slot's when reading while the identities match. A move happens while `moves` is odd:
+/// the agent reads a CPU's counts and memos again when a move was under way or happened
+/// meanwhile.
 ///
 /// The agent frees only the slots of processes that have exited; after freeing any, it adds
 /// one to every memo's `epoch`, and a memo whose `written` is not the epoch it was written in
@@ -387,10 +389,10 @@ pub struct SocketIo {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SocketMemo {
-    pub task: u64,
-    pub thread_start: u64,
-    /// The thread's set of cgroups (`task->cgroups`), which changes when it moves.
-    pub set: u64,
+    /// The base of the kernel stack of the thread that wrote the memo.
+    pub stack: u64,
+    /// The count of thread exits and cgroup moves when the memo was written.
+    pub changes: u64,
     /// The socket's `sk_prot`; `u64::MAX`, which no socket has, for a raw socket (whose
     /// protocol is its user's choice).
     pub prot: u64,
@@ -401,6 +403,8 @@ pub struct SocketMemo {
     pub written: u32,
     /// Advanced by the agent each time it frees slots.
     pub epoch: u32,
+    /// Where the program turns the address of its frame into a number, to find its stack.
+    pub scratch: u64,
     /// To the end of the first line.
     pub _first: u64,
     /// Advanced by the program before and after each move; on the second line, which only a

@@ -15,6 +15,7 @@ mod samples;
 mod slots;
 mod socket_io;
 
+mod cgroup_move;
 mod drop;
 mod namespaces;
 mod receive;
@@ -24,6 +25,7 @@ mod socket_send;
 mod sockets;
 mod tcp_events;
 mod tcp_state;
+mod thread_exit;
 mod xmit;
 
 #[cfg(not(test))]

@@ -2,8 +2,8 @@
 //! call moved and the calls that moved any, by (process, cgroup, protocol, direction). Only
 //! IP sockets count (not Unix or netlink ones).
 use core::{
-    intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg},
-    ptr::read_volatile,
+    intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg, atomic_xadd},
+    ptr::{read_volatile, write_volatile},
 };
 
 use aya_ebpf::helpers::{
@@ -27,6 +27,27 @@ const SOCK_RAW: u16 = 3;
 const NO_PROT: u64 = u64::MAX;
 /// A receive that only looks at the data (`MSG_PEEK`) leaves it for the next one.
 const MSG_PEEK: i32 = 2;
+/// What a thread's kernel stack is aligned to, at least: its size (`THREAD_SIZE`, 16 KiB on
+/// x86-64 and arm64, more with KASAN). All of a 16 KiB block is one thread's stack.
+const KERNEL_STACK_ALIGN: u64 = 16 << 10;
+
+/// Thread exits and cgroup moves on the host, two for each, counted by the thread watch
+/// (`thread_exit`, `cgroup_move`); its lowest bit is set by the agent once the watch is
+/// attached. A memo names its thread by its kernel stack, on which the program's frame lies:
+/// while no thread has exited, no other thread has that stack, and while none has moved, the
+/// thread is in the cgroup the memo counts for. Memos are kept only while the bit is set:
+/// without the watch, a call counts in its slot.
+#[unsafe(no_mangle)]
+pub(crate) static mut THREAD_CHANGES: u64 = 0;
+
+/// Counts a thread's exit or move to another cgroup: every memo written before is not hit
+/// again.
+#[inline(always)]
+pub fn thread_changed() {
+    // SAFETY: an aligned u64 global, added to atomically; the agent writes it once, before
+    // any memo is kept.
+    unsafe { atomic_xadd::<u64, u64, { SeqCst }>(&raw mut THREAD_CHANGES, 2) };
+}
 
 /// Counts a call on socket `sk` that returned `ret` (bytes, or a negative error) in
 /// `direction`, in the calling process's context.
@@ -42,33 +63,46 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
     // On the line of the family: which protocol the socket speaks, as far as the memo needs to
     // know. The protocol itself is further into the socket, where a receive may not have been.
     let prot: u64 = Btf::read(sk, constant!(OFFSETS.sk_prot)).unwrap_or(0);
-    // SAFETY: a helper without arguments, allowed in tracing programs.
-    let task = unsafe { bpf_get_current_task_btf() } as u64;
-    // The thread's own start and its set of cgroups tell whether this CPU's memo still
-    // holds its identity: two loads from the task, where working it out takes seven.
-    let thread_start: u64 = Btf::read(task, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
-    let set: u64 = Btf::read(task, constant!(OFFSETS.task_cgroups)).unwrap_or(0);
-    if let Some(memo) = memo(direction) {
-        // SAFETY: this CPU's memo; one program per hook, which does not nest on a CPU. The
-        // agent writes only the epoch, a whole word at a time. Field by field: the memo's
-        // second line is not this path's to load.
-        let hit = unsafe {
-            (*memo).task == task
-                && (*memo).thread_start == thread_start
-                && (*memo).set == set
-                && (*memo).prot == prot
-                && (*memo).written == read_volatile(&raw const (*memo).epoch)
-        };
-        if hit {
-            // SAFETY: as above; the agent reads each word whole.
-            unsafe {
-                (*memo).bytes += ret as u64;
-                (*memo).calls += 1;
-            }
+    // SAFETY: an aligned u64 global, read whole.
+    let changes = unsafe { read_volatile(&raw const THREAD_CHANGES) };
+    let Some(memo) = memo(direction) else {
+        count_unseen(sk, 0, changes, ret as u64, direction);
+        return;
+    };
+    // Which thread calls: the kernel stack this program's frame is on.
+    let here = 0u8;
+    // SAFETY: this CPU's memo; one program per hook, which does not nest on a CPU. The agent
+    // writes only the epoch, a whole word at a time. Field by field: the memo's second line
+    // is not this path's to load.
+    let stack = unsafe {
+        let stack = stack_of(&raw const here, memo);
+        if (*memo).stack == stack
+            && (*memo).changes == changes
+            && (*memo).prot == prot
+            && (*memo).written == read_volatile(&raw const (*memo).epoch)
+        {
+            (*memo).bytes += ret as u64;
+            (*memo).calls += 1;
             return;
         }
+        stack
+    };
+    count_unseen(sk, stack, changes, ret as u64, direction);
+}
+
+/// The base of the kernel stack that `frame`, on this program's stack, lies on. The verifier
+/// lets a program compare and store the address of its stack, not mask it: it goes through
+/// the memo's scratch word and comes back a number.
+///
+/// # Safety
+/// `memo` is this CPU's memo.
+#[inline(always)]
+unsafe fn stack_of(frame: *const u8, memo: *mut SocketMemo) -> u64 {
+    // SAFETY: as the caller promises; the scratch word is this program's alone.
+    unsafe {
+        write_volatile(&raw mut (*memo).scratch, frame as u64);
+        read_volatile(&raw const (*memo).scratch) & !(KERNEL_STACK_ALIGN - 1)
     }
-    count_unseen(sk, task, set, ret as u64, direction);
 }
 
 /// The path of a call the memo does not know: works out the caller's identity and finds its
@@ -76,7 +110,11 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
 /// makes the memo the caller's, counting this call. A BPF subprogram of its own, away from
 /// the common path's instructions.
 #[inline(never)]
-fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, direction: u8) {
+fn count_unseen(sk: u64, stack: u64, changes: u64, bytes: u64, direction: u8) {
+    // SAFETY: a helper without arguments, allowed in tracing programs.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    // Read after `changes` was: a move after it is counted in a later value.
+    let set: u64 = Btf::read(task, constant!(OFFSETS.task_cgroups)).unwrap_or(0);
     let (protocol, raw) = protocol(sk);
     let memo = memo(direction);
     // Read before the slot is found: if the agent frees it after, the memo is not added to.
@@ -98,7 +136,7 @@ fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, direction: u8) {
     let Some(slot) = table.slots.find(id.id, id.cgroup, id.start, claim) else {
         return;
     };
-    let (Some(memo), Some(epoch)) = (memo, epoch) else {
+    let (Some(memo), Some(epoch), true) = (memo, epoch, changes & 1 == 1) else {
         if let Some(io) = table.counts.at(slot) {
             // SAFETY: this CPU's counts of the slot, as above.
             unsafe {
@@ -108,8 +146,6 @@ fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, direction: u8) {
         }
         return;
     };
-    // Read again rather than passed: a BPF function takes at most five arguments.
-    let thread_start = Btf::read(task, constant!(OFFSETS.task_start_boottime)).unwrap_or(0);
     // A raw socket's protocol is the one its user chose: its calls never hit the memo.
     let prot = if raw {
         NO_PROT
@@ -135,9 +171,8 @@ fn count_unseen(sk: u64, task: u64, set: u64, bytes: u64, direction: u8) {
             (*io).bytes += (*memo).bytes;
             (*io).calls += (*memo).calls;
         }
-        (*memo).task = task;
-        (*memo).thread_start = thread_start;
-        (*memo).set = set;
+        (*memo).stack = stack;
+        (*memo).changes = changes;
         (*memo).prot = prot;
         (*memo).bytes = bytes;
         (*memo).calls = 1;

@@ -283,6 +283,70 @@ fn a_process_that_moves_to_another_cgroup_counts_in_each_what_it_sent_there() {
     talker.finish();
 }
 
+/// The hooks remember which thread a CPU last counted by where the thread's kernel stack is,
+/// and a process that exits leaves its stack to the next one forked on that CPU: the next
+/// must count as itself from its first send, and the one gone must keep what it sent.
+#[test]
+fn a_process_forked_after_another_exits_counts_as_itself() {
+    require_root();
+    const SIZE: usize = 300;
+    let (before, after) = (13, 19);
+    let agent = Agent::start(&[]);
+    let a = Netns::new("proc-exit-a");
+    let b = Netns::new("proc-exit-b");
+    let veth = Veth::connect(&a, &b, 233);
+    let cgroup = Cgroup::new("heirs");
+    // On one CPU: the second child is forked where the first ran, once it is gone, and the
+    // kernel hands it the stack the first left in that CPU's cache.
+    let mut talker = Talker::start(
+        &a,
+        "nm-heirs",
+        &format!(
+            "os.sched_setaffinity(0, {{0}})\n\
+             def send(count):\n    \
+                 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    \
+                 for _ in range(count): u.sendto(b'e' * {SIZE}, ({ip:?}, {UDP_PORT}))\n\
+             first = os.fork()\n\
+             if first == 0:\n    \
+                 send({before})\n    \
+                 os._exit(0)\n\
+             os.waitpid(first, 0)\n\
+             sent_r, sent_w = os.pipe()\n\
+             hold_r, hold_w = os.pipe()\n\
+             second = os.fork()\n\
+             if second == 0:\n    \
+                 os.close(hold_w)\n    \
+                 send({after})\n    \
+                 os.write(sent_w, b'x')\n    \
+                 os.read(hold_r, 1)\n    \
+                 os._exit(0)\n\
+             os.read(sent_r, 1)\n\
+             print(second, flush=True)",
+            ip = veth.b_ip,
+        ),
+    );
+    cgroup.add(talker.pid);
+    let second: u32 = talker.work().parse().expect("the second child's pid");
+    // The memos this test is about are on: the thread watch is attached.
+    let status: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/status").body).unwrap();
+    assert!(
+        status["socket_memo_error"].is_null(),
+        "{}",
+        status["socket_memo_error"]
+    );
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        process_bytes(&m, second, "tx", "udp"),
+        (after * SIZE) as u64
+    );
+    assert_eq!(
+        cgroup_bytes(&m, &cgroup, "tx", "udp"),
+        ((before + after) * SIZE) as u64
+    );
+    talker.finish();
+}
+
 /// The hooks remember the protocol of a thread's sockets by their protocol operations, which
 /// raw sockets of every IP protocol share: a raw socket counts under the protocol it was
 /// opened with, however the one before it was.

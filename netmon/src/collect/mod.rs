@@ -129,6 +129,7 @@ impl Poller {
             drop_sampling_error: self.probes.drop_sampling_error().map(str::to_string),
             namespace_watch: self.probes.namespace_watch().ok(),
             namespace_watch_error: self.probes.namespace_watch().err().map(str::to_string),
+            socket_memo_error: self.probes.socket_memo_error().map(str::to_string),
             ..Default::default()
         };
 

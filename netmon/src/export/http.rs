@@ -143,6 +143,7 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "drop_sampling_error": snapshot.drop_sampling_error,
         "namespace_watch": snapshot.namespace_watch,
         "namespace_watch_error": snapshot.namespace_watch_error,
+        "socket_memo_error": snapshot.socket_memo_error,
         "config": shared.reload_status(),
         "thresholds": shared.config().thresholds,
         "collectors": snapshot.collectors,

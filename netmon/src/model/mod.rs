@@ -273,6 +273,10 @@ pub struct Snapshot {
     /// at once, as if it were gone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace_watch_error: Option<String>,
+    /// Why the socket hooks keep no memo, when they keep none (the thread watch is not
+    /// attached): each call then counts in its slot, exactly and at a higher cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket_memo_error: Option<String>,
     pub listening: Vec<ListeningSocket>,
     pub kernel: KernelCounters,
     /// Socket I/O by process and cgroup.

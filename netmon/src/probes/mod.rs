@@ -14,6 +14,7 @@ mod slots;
 mod socket_files;
 mod tables;
 mod tcp_sockets;
+mod thread_watch;
 pub mod tracefs;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +77,9 @@ pub struct Probes {
     sampler: Result<DropSampler, String>,
     /// The watch on namespace teardown, or why there is none.
     namespace_watch: Result<NamespaceWatch, String>,
+    /// Whether thread exits and cgroup moves are watched (the socket memos are on), or why
+    /// not.
+    thread_watch: Result<(), String>,
 }
 
 impl Probes {
@@ -161,7 +165,8 @@ impl Probes {
                     socket_iterator: Err(error.clone()),
                     file_iterator: Err(error.clone()),
                     sampler: Err(error.clone()),
-                    namespace_watch: Err(error),
+                    namespace_watch: Err(error.clone()),
+                    thread_watch: Err(error),
                 };
             }
         };
@@ -264,6 +269,17 @@ impl Probes {
                  mount holds are forgotten at once: {error}"
             ),
         }
+        // The socket hooks count exactly without it, each call in its slot.
+        let thread_watch = offsets.as_ref().map_err(Clone::clone).and_then(|_| {
+            thread_watch::attach(&mut ebpf, aya_btf.as_ref()).map_err(|e| format!("{e:#}"))
+        });
+        match &thread_watch {
+            Ok(()) => tracing::info!("thread exits and cgroup moves are watched: socket memos on"),
+            Err(error) => tracing::warn!(
+                "thread exits and cgroup moves are not watched: each socket call counts in its \
+                 slot, without a memo: {error}"
+            ),
+        }
         let sampler = DropSampler::take(&mut ebpf).map_err(|e| format!("{e:#}"));
         if let Err(error) = &sampler {
             tracing::warn!("drops are counted but not sampled: {error}");
@@ -278,6 +294,7 @@ impl Probes {
             file_iterator,
             sampler,
             namespace_watch,
+            thread_watch,
         }
     }
 
@@ -311,6 +328,12 @@ impl Probes {
     /// Why drops are not sampled, if they are not.
     pub fn drop_sampling_error(&self) -> Option<&str> {
         self.sampler.as_ref().err().map(String::as_str)
+    }
+
+    /// Why the socket hooks count each call in its slot, without a memo, when they do: the
+    /// thread watch is not attached.
+    pub fn socket_memo_error(&self) -> Option<&str> {
+        self.thread_watch.as_ref().err().map(String::as_str)
     }
 
     pub fn status(&self) -> &[ProbeStatus] {

@@ -392,6 +392,15 @@ fn main() {
         watch == "fentry" || watch == "kprobe",
         format!("{watch}"),
     );
+    // The socket hooks keep memos: thread exits and cgroup moves are watched.
+    let memo_error = serde_json::from_str::<serde_json::Value>(&status)
+        .map(|s| s["socket_memo_error"].clone())
+        .unwrap_or_default();
+    all &= check(
+        "thread exits and cgroup moves watched (socket memos on)",
+        memo_error.is_null(),
+        format!("{memo_error}"),
+    );
     // Kernels since 5.8 walk the processes' file tables for the holders of sockets.
     let owners = serde_json::from_str::<serde_json::Value>(&status)
         .map(|s| s["socket_owners_source"].clone())
