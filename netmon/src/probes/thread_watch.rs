@@ -29,7 +29,7 @@ pub(super) fn attach(ebpf: &mut Ebpf, btf: Option<&aya::Btf>) -> anyhow::Result<
         }
     }
     // The object's zeroed globals: only the count of changes. Its lowest bit turns the memos
-    // on; a change counted meanwhile may be overwritten, and needs not be counted: no memo
+    // on; a change counted meanwhile may be overwritten, and need not be counted: no memo
     // was kept before.
     let mut changes: Array<_, u64> = Array::try_from(
         ebpf.map_mut(".bss")
