@@ -371,12 +371,12 @@ pub struct SocketIo {
 /// there since: entry `cpu * 2 + direction` of an array the agent maps, two cache lines each.
 ///
 /// A call by the same thread, told by its kernel stack (which no other live thread shares;
-/// the program's frame lies on it), with no thread exit or cgroup move
-/// on the host since the memo was written (`changes`, see `THREAD_CHANGES` in `netmon-ebpf`)
-/// and on a socket with the same protocol operations (`sk->sk_prot`: one `struct proto`
-/// serves sockets of one IP protocol, but for raw sockets, which the memo never keeps), adds
-/// to the memo's own `bytes` and `calls` and touches nothing but the memo's first line: no
-/// helper call and no load from the task. A call by another thread (or in another epoch)
+/// the program's frame lies on it), with no thread exit or cgroup move on the host since the
+/// memo was written (`changes`, see `THREAD_CHANGES` in `netmon-ebpf`) and on a socket with
+/// the same protocol operations (`sk->sk_prot`: one `struct proto` serves sockets of one IP
+/// protocol, but for raw sockets, which the memo never keeps), adds to the memo's own `bytes`
+/// and `calls` and touches nothing but the memo's first line: no helper call and no load
+/// from the task. A call by another thread (or in another epoch)
 /// moves the memo's counts into its slot's counts, if the slot still counts for the memo's
 /// identity (the second line), and makes the memo its own. The agent adds a memo's counts to
 /// its slot's when reading while the identities match. A move happens while `moves` is odd:
