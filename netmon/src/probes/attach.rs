@@ -109,13 +109,8 @@ pub(super) fn attach(
         .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
     match method {
         AttachMethod::TpBtf => {
-            let program: &mut BtfTracePoint = program.try_into()?;
             let btf = btf.ok_or_else(|| anyhow!("no BTF"))?;
-            program.load(hook.as_str(), btf)?;
-            if let Err(err) = program.attach() {
-                let _ = program.unload();
-                return Err(err.into());
-            }
+            attach_tp_btf(program.try_into()?, hook.as_str(), btf)?;
         }
         AttachMethod::RawTp => {
             let program: &mut RawTracePoint = program.try_into()?;
@@ -168,6 +163,20 @@ pub(super) fn attach_kprobe(program: &mut KProbe, function: &str) -> anyhow::Res
         let _ = program.unload();
         return Err(anyhow::Error::new(err)
             .context(format!("kprobe on {function} (is CONFIG_KPROBES set?)")));
+    }
+    Ok(())
+}
+
+/// Loads `program` for `tracepoint` and attaches it, unloading it again if it cannot attach.
+pub(super) fn attach_tp_btf(
+    program: &mut BtfTracePoint,
+    tracepoint: &str,
+    btf: &aya::Btf,
+) -> anyhow::Result<()> {
+    program.load(tracepoint, btf)?;
+    if let Err(err) = program.attach() {
+        let _ = program.unload();
+        return Err(err.into());
     }
     Ok(())
 }

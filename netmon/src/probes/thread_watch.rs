@@ -3,7 +3,9 @@
 //! name a thread by its kernel stack and are right only while every thread exit and cgroup
 //! move on the host is counted (see `THREAD_CHANGES` in `netmon-ebpf/src/socket_io.rs`).
 use anyhow::{Context as _, anyhow};
-use aya::{Ebpf, maps::Array, programs::BtfTracePoint};
+use aya::{Ebpf, maps::Array};
+
+use crate::probes::attach::attach_tp_btf;
 
 /// The watch's programs and the tracepoints they attach to.
 const PROGRAMS: [(&str, &str); 2] = [
@@ -16,17 +18,11 @@ const PROGRAMS: [(&str, &str); 2] = [
 pub(super) fn attach(ebpf: &mut Ebpf, btf: Option<&aya::Btf>) -> anyhow::Result<()> {
     let btf = btf.ok_or_else(|| anyhow!("the kernel has no BTF (/sys/kernel/btf/vmlinux)"))?;
     for (name, tracepoint) in PROGRAMS {
-        let program: &mut BtfTracePoint = ebpf
+        let program = ebpf
             .program_mut(name)
-            .ok_or_else(|| anyhow!("program {name} missing from the object"))?
-            .try_into()?;
-        program
-            .load(tracepoint, btf)
-            .with_context(|| format!("loading {name} on {tracepoint}"))?;
-        if let Err(err) = program.attach() {
-            let _ = program.unload();
-            return Err(anyhow::Error::new(err).context(format!("attaching to {tracepoint}")));
-        }
+            .ok_or_else(|| anyhow!("program {name} missing from the object"))?;
+        attach_tp_btf(program.try_into()?, tracepoint, btf)
+            .with_context(|| format!("{name} on {tracepoint}"))?;
     }
     // The object's zeroed globals: only the count of changes. Its lowest bit turns the memos
     // on; a change counted meanwhile may be overwritten, and need not be counted: no memo
