@@ -101,7 +101,10 @@ fn threads_and_their_capabilities_stay_the_same_while_namespaces_are_listed() {
             m.counter(
                 "netmon_kernel_packets_total",
                 &[("netns", &netns), ("interface", "lo"), ("direction", "tx")]
-            ) >= 1
+            ) >= 1,
+            "{} (netns {netns}): {:?}",
+            ns.name,
+            m.find("netmon_kernel_packets_total", &[("netns", &netns)])
         );
     }
 }

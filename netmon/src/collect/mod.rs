@@ -290,18 +290,23 @@ impl Poller {
         own_links: Option<(u32, Vec<(u32, String)>)>,
         sampled: BTreeSet<u32>,
     ) -> anyhow::Result<InterfaceNames> {
-        // Counters in namespace 0 could not tell their namespace; they are never "gone".
-        let wanted: BTreeSet<u32> = kernel
+        // Counters in namespace 0 could not tell their namespace; they are never "gone". Each
+        // namespace with the newest cookie read under its inode: a namespace that takes the
+        // inode of one found without a holder is looked for at once.
+        let mut wanted: BTreeMap<u32, u64> = BTreeMap::new();
+        let counted = kernel
             .traffic
             .iter()
-            .map(|t| t.netns)
-            .chain(kernel.drops.iter().map(|d| d.netns))
-            .chain(kernel.transitions.iter().map(|t| t.netns))
-            .chain(kernel.handshakes.iter().map(|h| h.netns))
-            .chain(kernel.tcp_events.iter().map(|e| e.netns))
-            .chain(sampled)
-            .filter(|netns| *netns != 0)
-            .collect();
+            .map(|t| (t.netns, t.netns_cookie))
+            .chain(kernel.drops.iter().map(|d| (d.netns, d.netns_cookie)))
+            .chain(kernel.transitions.iter().map(|t| (t.netns, t.netns_cookie)))
+            .chain(kernel.handshakes.iter().map(|h| (h.netns, h.netns_cookie)))
+            .chain(kernel.tcp_events.iter().map(|e| (e.netns, e.netns_cookie)))
+            .chain(sampled.into_iter().map(|netns| (netns, 0)));
+        for (netns, cookie) in counted.filter(|(netns, _)| *netns != 0) {
+            let newest = wanted.entry(netns).or_default();
+            *newest = (*newest).max(cookie);
+        }
         let mut presence = self.holders.find(&wanted);
         // A namespace that no process or mount holds may still live: a socket, or any other
         // kernel reference, keeps it. Where the kernel tells of teardowns, only those go (and
@@ -324,7 +329,7 @@ impl Poller {
             });
         }
         self.unheld.retain(|netns, _| {
-            wanted.contains(netns)
+            wanted.contains_key(netns)
                 && !presence.found.contains_key(netns)
                 && !presence.gone.contains(netns)
         });

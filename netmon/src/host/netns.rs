@@ -26,9 +26,13 @@ const NAMED_NAMESPACES: &str = "/run/netns";
 #[derive(Debug, Default)]
 pub struct Holders {
     paths: BTreeMap<u32, PathBuf>,
-    /// Namespaces the last look found no holder of, and when: a namespace that only a kernel
-    /// reference keeps alive is looked for again after [`UNHELD_RECHECK`], not at every poll.
-    unheld: BTreeMap<u32, Instant>,
+    /// Namespaces the last look found no holder of, with the cookie then read under the inode,
+    /// and when: a namespace that only a kernel reference keeps alive is looked for again
+    /// after [`UNHELD_RECHECK`], not at every poll. The kernel gives a dead namespace's inode
+    /// to the next one made, at once: counts under the inode with another cookie are another
+    /// namespace's, and it is looked for at once. Where the cookie is not known (0), nothing
+    /// tells the two apart, and a namespace without a holder is looked for at every poll.
+    unheld: BTreeMap<u32, (u64, Instant)>,
 }
 
 /// How long a namespace found without a holder is taken to have none.
@@ -44,42 +48,44 @@ pub struct Presence {
 }
 
 impl Holders {
-    pub fn find(&mut self, wanted: &BTreeSet<u32>) -> Presence {
+    /// Where the `wanted` namespaces are held: each namespace inode with the newest cookie
+    /// read under it (0 where the kernel does not tell it).
+    pub fn find(&mut self, wanted: &BTreeMap<u32, u64>) -> Presence {
+        let inodes: BTreeSet<u32> = wanted.keys().copied().collect();
         self.paths
-            .retain(|netns, path| wanted.contains(netns) && inode(path) == Some(*netns));
+            .retain(|netns, path| inodes.contains(netns) && inode(path) == Some(*netns));
         let now = Instant::now();
-        self.unheld.retain(|netns, since| {
-            wanted.contains(netns) && now.duration_since(*since) < UNHELD_RECHECK
+        self.unheld.retain(|netns, (cookie, since)| {
+            wanted.get(netns) == Some(cookie) && now.duration_since(*since) < UNHELD_RECHECK
         });
         let missing = |holders: &Self| {
-            wanted
+            inodes
                 .iter()
                 .any(|n| !holders.paths.contains_key(n) && !holders.unheld.contains_key(n))
         };
         if missing(self) {
-            self.walk(wanted, false);
+            self.walk(&inodes, false);
         }
         if missing(self) {
-            self.walk(wanted, true);
+            self.walk(&inodes, true);
         }
         // Held only by an open descriptor, or by a bind mount in another mount namespace (a
         // container's /run/netns): the last places, looked at only for what is still missing.
         if missing(self) {
-            self.walk_descriptors_and_mounts(wanted);
+            self.walk_descriptors_and_mounts(&inodes);
         }
         self.unheld
             .retain(|netns, _| !self.paths.contains_key(netns));
-        for netns in wanted {
-            if !self.paths.contains_key(netns) {
-                self.unheld.entry(*netns).or_insert(now);
+        for (netns, cookie) in wanted {
+            if *cookie != 0 && !self.paths.contains_key(netns) {
+                self.unheld.entry(*netns).or_insert((*cookie, now));
             }
         }
         Presence {
             found: self.paths.clone(),
-            gone: wanted
-                .iter()
+            gone: inodes
+                .into_iter()
                 .filter(|n| !self.paths.contains_key(n))
-                .copied()
                 .collect(),
         }
     }
@@ -406,7 +412,7 @@ mod tests {
     fn finds_the_own_namespace_and_its_loopback() {
         let own = own_netns();
         let unknown = 1;
-        let presence = Holders::default().find(&BTreeSet::from([own, unknown]));
+        let presence = Holders::default().find(&BTreeMap::from([(own, 0), (unknown, 0)]));
         assert!(presence.found.contains_key(&own));
         assert_eq!(presence.gone, BTreeSet::from([unknown]));
         let lister = NamespaceLister::start();
@@ -434,15 +440,47 @@ mod tests {
         });
         let netns = holder.recv().unwrap().unwrap();
         let mut holders = Holders::default();
-        let presence = holders.find(&BTreeSet::from([netns]));
+        let presence = holders.find(&BTreeMap::from([(netns, 0)]));
         assert!(presence.found.contains_key(&netns), "{presence:?}");
         // Found again through the kept path, without a walk.
-        assert_eq!(holders.find(&BTreeSet::from([netns])).found, presence.found);
+        assert_eq!(
+            holders.find(&BTreeMap::from([(netns, 0)])).found,
+            presence.found
+        );
         release.send(()).unwrap();
         thread.join().unwrap();
         assert_eq!(
-            holders.find(&BTreeSet::from([netns])).gone,
+            holders.find(&BTreeMap::from([(netns, 0)])).gone,
             BTreeSet::from([netns])
         );
+    }
+
+    /// The kernel gives a dead namespace's inode to the next namespace made. One found without
+    /// a holder is not looked for again before the recheck while its cookie stays; counts
+    /// under its inode with another cookie are another namespace's, looked for at once.
+    #[test]
+    fn a_namespace_that_takes_the_inode_of_one_without_holder_is_looked_for_at_once() {
+        let (entered, holder) = std::sync::mpsc::channel();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let thread = thread::spawn(move || {
+            // SAFETY: a new namespace for this thread only.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            entered
+                .send(inode(Path::new("/proc/thread-self/ns/net")))
+                .unwrap();
+            let _ = wait.recv();
+        });
+        let netns = holder.recv().unwrap().unwrap();
+        // The namespace that had the inode before, under cookie 7, was found without a holder.
+        let mut holders = Holders {
+            unheld: BTreeMap::from([(netns, (7, Instant::now()))]),
+            ..Default::default()
+        };
+        let dead = holders.find(&BTreeMap::from([(netns, 7)]));
+        assert_eq!(dead.gone, BTreeSet::from([netns]), "{dead:?}");
+        let new = holders.find(&BTreeMap::from([(netns, 8)]));
+        assert!(new.found.contains_key(&netns), "{new:?}");
+        release.send(()).unwrap();
+        thread.join().unwrap();
     }
 }
