@@ -17,17 +17,31 @@ fn main() -> anyhow::Result<()> {
         manifest_path,
         ..
     } = ebpf_package;
-    let ebpf_package = aya_build::Package {
-        name: name.as_str(),
-        root_dir: manifest_path
-            .parent()
-            .ok_or_else(|| anyhow!("no parent for {manifest_path}"))?
-            .as_str(),
-        ..Default::default()
-    };
-    aya_build::build_ebpf([ebpf_package], Toolchain::default())?;
+    let root_dir = manifest_path
+        .parent()
+        .ok_or_else(|| anyhow!("no parent for {manifest_path}"))?
+        .as_str();
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    strip_debug_info(&out_dir.join("netmon"))?;
+    // Two objects of the same programs: the one for kernels without `bpf_loop` first, moved
+    // aside before the build of the newest kernels' object takes its name.
+    for (features, object) in [
+        (&["bounded-walk"][..], "netmon-bounded-walk"),
+        (&[], "netmon"),
+    ] {
+        let ebpf_package = aya_build::Package {
+            name: name.as_str(),
+            root_dir,
+            features,
+            ..Default::default()
+        };
+        aya_build::build_ebpf([ebpf_package], Toolchain::default())?;
+        let built = out_dir.join("netmon");
+        strip_debug_info(&built)?;
+        if object != "netmon" {
+            std::fs::rename(&built, out_dir.join(object))
+                .with_context(|| format!("naming the object {object}"))?;
+        }
+    }
     page_library(&out_dir)
 }
 

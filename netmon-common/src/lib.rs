@@ -55,15 +55,22 @@ pub struct SampleTally {
 
 /// The maps of each table in the object, by the label metrics and benchmarks give the table.
 pub const TABLE_MAPS: [(&str, &[&str]); 8] = [
-    ("traffic", &["TRAFFIC_TAGS", "TRAFFIC"]),
-    ("drops", &["DROP_TAGS", "DROPS"]),
-    ("transitions", &["TRANSITION_TAGS", "TCP_TRANSITIONS"]),
-    ("handshakes", &["HANDSHAKE_TAGS", "HANDSHAKES"]),
+    ("traffic", &["TRAFFIC_TAGS", "TRAFFIC", "TRAFFIC_CLAIMS"]),
+    ("drops", &["DROP_TAGS", "DROPS", "DROP_CLAIMS"]),
+    (
+        "transitions",
+        &["TRANSITION_TAGS", "TCP_TRANSITIONS", "TRANSITION_CLAIMS"],
+    ),
+    (
+        "handshakes",
+        &["HANDSHAKE_TAGS", "HANDSHAKES", "HANDSHAKE_CLAIMS"],
+    ),
     (
         "processes",
         &[
             "PROCESS_TAGS",
             "PROCESS_IO",
+            "PROCESS_CLAIMS",
             "PROCESS_NAMES",
             "SOCKET_MEMOS",
         ],
@@ -691,6 +698,9 @@ pub struct DropProbeArgs {
 pub struct NormalFreeReasons {
     pub not_dropped_yet: u32,
     pub consumed: u32,
+    /// 1 when the `kfree_skb` tracepoint passes a reason (Linux 5.17 and later): before, its
+    /// BTF-typed and raw programs must not read a third argument, which the verifier refuses.
+    pub tracepoint_has_reason: u32,
 }
 
 #[cfg(feature = "user")]

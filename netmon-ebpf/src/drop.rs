@@ -32,17 +32,29 @@ fn count_drop<M: Memory>(skb: u64, reason: u32, location: u64) {
     sample_drop::<M>(skb, ethertype, reason, location, || device.meta::<M>());
 }
 
-// TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...); kernels
-// before 5.17 have no reason argument, and the agent then loads the classic tracepoint.
+/// The drop's reason, the tracepoint's third argument where it has one: kernels before 5.17
+/// have none, and there the verifier, which follows only the branch the constant takes, never
+/// sees the read.
+#[inline(always)]
+fn tracepoint_reason(third: impl FnOnce() -> u32) -> u32 {
+    if constant!(NORMAL_FREE.tracepoint_has_reason) != 0 {
+        third()
+    } else {
+        DROP_REASON_UNKNOWN
+    }
+}
+
+// TP_PROTO(struct sk_buff *skb, void *location, enum skb_drop_reason reason, ...); the reason
+// since 5.17.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn nm_drop_btf(ctx: BtfTracePointContext) -> i32 {
-    count_drop::<Btf>(ctx.arg(0), ctx.arg(2), ctx.arg(1));
+    count_drop::<Btf>(ctx.arg(0), tracepoint_reason(|| ctx.arg(2)), ctx.arg(1));
     0
 }
 
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn nm_drop_raw(ctx: RawTracePointContext) -> i32 {
-    count_drop::<Probe>(ctx.arg(0), ctx.arg(2), ctx.arg(1));
+    count_drop::<Probe>(ctx.arg(0), tracepoint_reason(|| ctx.arg(2)), ctx.arg(1));
     0
 }
 

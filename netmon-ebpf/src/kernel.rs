@@ -83,6 +83,7 @@ pub(crate) static DROP_PROBE_ARGS: DropProbeArgs = DropProbeArgs {
 pub(crate) static NORMAL_FREE: NormalFreeReasons = NormalFreeReasons {
     not_dropped_yet: 0,
     consumed: DROP_REASON_UNKNOWN,
+    tracepoint_has_reason: 1,
 };
 
 /// Socket families and the IP protocol of TCP, as the kernel's `struct sock` holds them.

@@ -8,12 +8,16 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+#[cfg(feature = "bounded-walk")]
+mod bounded_walk;
 mod events;
 mod kernel;
 mod maps;
 mod samples;
 mod slots;
 mod socket_io;
+#[cfg(not(feature = "bounded-walk"))]
+mod socket_memo;
 
 mod cgroup_move;
 mod drop;

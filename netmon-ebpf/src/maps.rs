@@ -7,11 +7,11 @@ use aya_ebpf::{
 use netmon_common::{
     DROP_SAMPLE_RING_BYTES, Event, GONE_NAMESPACE_RING_BYTES, HandshakeHistogram, InterfaceTraffic,
     MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS,
-    ProcessName, SAMPLE_BUDGET_SLOTS, SOCKET_MEMOS_PER_CPU, SampleTally, SlotMasks, SlotTag,
-    SocketIo, SocketMemo, TcpSocketTally,
+    ProcessName, SAMPLE_BUDGET_SLOTS, SOCKET_MEMOS_PER_CPU, SampleTally, SlotMasks, SocketIo,
+    SocketMemo, TcpSocketTally,
 };
 
-use crate::slots::{CpuRegions, Slots, Table};
+use crate::slots::{CpuRegions, SlotTable, Slots, Table};
 
 /// Sizes of the tables, set by the agent (which may shrink them) before loading.
 #[unsafe(no_mangle)]
@@ -30,35 +30,22 @@ macro_rules! slot_mask {
     };
 }
 
-/// Tag arrays are memory-mapped by the agent, which reads them without a system call a slot.
-const TAGS: u32 = BPF_F_MMAPABLE;
-
-#[map]
-pub static TRAFFIC_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_INTERFACES, TAGS);
 #[map]
 pub static TRAFFIC: PerCpuArray<InterfaceTraffic> =
     PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
 
 #[map]
-pub static DROP_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_DROP_KEYS, TAGS);
-#[map]
 pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_DROP_KEYS, 0);
 
-#[map]
-pub static TRANSITION_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_TRANSITION_KEYS, TAGS);
 #[map]
 pub static TCP_TRANSITIONS: PerCpuArray<u64> =
     PerCpuArray::with_max_entries(MAX_TRANSITION_KEYS, 0);
 
-#[map]
-pub static HANDSHAKE_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, TAGS);
 /// Shared by all CPUs and added to atomically: a handshake completes once per connection, and
 /// a copy per CPU of every histogram would cost more memory than the counts are worth.
 #[map]
 pub static HANDSHAKES: Array<HandshakeHistogram> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
 
-#[map]
-pub static PROCESS_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_PROCESS_KEYS, TAGS);
 /// A region of [`MAX_PROCESS_KEYS`] counts for each CPU (see `slots::CpuRegions`), which the
 /// agent sizes, maps and reads without a system call.
 #[map]
@@ -91,11 +78,11 @@ pub static SOCKET_TALLY: Array<TcpSocketTally> = Array::with_max_entries(1, 0);
 #[inline(always)]
 pub fn traffic() -> Table<&'static PerCpuArray<InterfaceTraffic>> {
     Table {
-        slots: Slots {
-            tags: &TRAFFIC_TAGS,
-            mask: slot_mask!(traffic),
-            full: Event::TrafficMapFull,
-        },
+        slots: Slots::of(
+            SlotTable::Traffic,
+            slot_mask!(traffic),
+            Event::TrafficMapFull,
+        ),
         counts: &TRAFFIC,
     }
 }
@@ -103,11 +90,7 @@ pub fn traffic() -> Table<&'static PerCpuArray<InterfaceTraffic>> {
 #[inline(always)]
 pub fn drops() -> Table<&'static PerCpuArray<u64>> {
     Table {
-        slots: Slots {
-            tags: &DROP_TAGS,
-            mask: slot_mask!(drops),
-            full: Event::DropMapFull,
-        },
+        slots: Slots::of(SlotTable::Drops, slot_mask!(drops), Event::DropMapFull),
         counts: &DROPS,
     }
 }
@@ -115,11 +98,11 @@ pub fn drops() -> Table<&'static PerCpuArray<u64>> {
 #[inline(always)]
 pub fn transitions() -> Table<&'static PerCpuArray<u64>> {
     Table {
-        slots: Slots {
-            tags: &TRANSITION_TAGS,
-            mask: slot_mask!(transitions),
-            full: Event::TransitionMapFull,
-        },
+        slots: Slots::of(
+            SlotTable::Transitions,
+            slot_mask!(transitions),
+            Event::TransitionMapFull,
+        ),
         counts: &TCP_TRANSITIONS,
     }
 }
@@ -127,11 +110,11 @@ pub fn transitions() -> Table<&'static PerCpuArray<u64>> {
 #[inline(always)]
 pub fn processes() -> Table<CpuRegions<SocketIo>> {
     Table {
-        slots: Slots {
-            tags: &PROCESS_TAGS,
-            mask: slot_mask!(processes),
-            full: Event::ProcessMapFull,
-        },
+        slots: Slots::of(
+            SlotTable::Processes,
+            slot_mask!(processes),
+            Event::ProcessMapFull,
+        ),
         counts: CpuRegions {
             array: &PROCESS_IO,
             slots: MAX_PROCESS_KEYS,
@@ -142,9 +125,9 @@ pub fn processes() -> Table<CpuRegions<SocketIo>> {
 /// The handshake histograms' slots; the histograms are in [`HANDSHAKES`].
 #[inline(always)]
 pub fn handshake_slots() -> Slots {
-    Slots {
-        tags: &HANDSHAKE_TAGS,
-        mask: slot_mask!(handshakes),
-        full: Event::HandshakeMapFull,
-    }
+    Slots::of(
+        SlotTable::Handshakes,
+        slot_mask!(handshakes),
+        Event::HandshakeMapFull,
+    )
 }

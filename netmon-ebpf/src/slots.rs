@@ -1,16 +1,71 @@
 //! Slot tables: counters in an array (per-CPU where the events are frequent), found through
 //! a shared array of tags (see `netmon-common`). The common case costs one tag compare and
 //! one array lookup; claiming a slot happens once per identity, out of the packet's way.
+//!
+//! Two walks, one per object the agent may load (see `netmon-ebpf/Cargo.toml`): a `bpf_loop`
+//! with a compare-and-swap claim (Linux 5.17 and later), and, built with `bounded-walk`, a
+//! loop the verifier follows to its bound, with a claim made by inserting the slot's index
+//! into the table's claims (a hash map, whose `BPF_NOEXIST` insert exactly one program wins):
+//! kernels before 5.17 have no `bpf_loop`, before 5.13 no callbacks, before 5.12 no
+//! compare-and-swap. Both find and claim the same slots.
+#[cfg(not(feature = "bounded-walk"))]
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg};
 
 use aya_ebpf::{
-    cty::c_void,
-    helpers::{bpf_get_smp_processor_id, generated::bpf_loop},
+    bindings::BPF_F_MMAPABLE,
+    helpers::bpf_get_smp_processor_id,
+    macros::map,
     maps::{Array, PerCpuArray},
 };
-use netmon_common::{Event, SLOT_PROBES, SlotTag, slot_hash};
+#[cfg(not(feature = "bounded-walk"))]
+use aya_ebpf::{cty::c_void, helpers::generated::bpf_loop};
+#[cfg(not(feature = "bounded-walk"))]
+use netmon_common::SLOT_PROBES;
+use netmon_common::{
+    Event, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS,
+    MAX_TRANSITION_KEYS, SlotTag, slot_hash,
+};
 
 use crate::events::count_event;
+
+/// Tag arrays are memory-mapped by the agent, which reads them without a system call a slot.
+const TAGS: u32 = BPF_F_MMAPABLE;
+
+#[map]
+pub static TRAFFIC_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_INTERFACES, TAGS);
+#[map]
+pub static DROP_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_DROP_KEYS, TAGS);
+#[map]
+pub static TRANSITION_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_TRANSITION_KEYS, TAGS);
+#[map]
+pub static HANDSHAKE_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, TAGS);
+#[map]
+pub static PROCESS_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_PROCESS_KEYS, TAGS);
+
+/// The slot tables, by the number the bounded walk (`bounded_walk`) knows them by.
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub enum SlotTable {
+    Traffic = 0,
+    Drops = 1,
+    Transitions = 2,
+    Handshakes = 3,
+    Processes = 4,
+}
+
+impl SlotTable {
+    /// The table's tags.
+    #[inline(always)]
+    pub fn tags(self) -> &'static Array<SlotTag> {
+        match self {
+            Self::Traffic => &TRAFFIC_TAGS,
+            Self::Drops => &DROP_TAGS,
+            Self::Transitions => &TRANSITION_TAGS,
+            Self::Handshakes => &HANDSHAKE_TAGS,
+            Self::Processes => &PROCESS_TAGS,
+        }
+    }
+}
 
 /// The tags of a table and its size mask: which slot counts for which identity.
 pub struct Slots {
@@ -18,6 +73,18 @@ pub struct Slots {
     pub mask: u32,
     /// Counted when no slot could be had.
     pub full: Event,
+    /// Which table, for the bounded walk.
+    #[cfg(feature = "bounded-walk")]
+    table: SlotTable,
+}
+
+#[cfg(feature = "bounded-walk")]
+unsafe extern "C" {
+    /// The bounded walk of `bounded_walk`: a global BPF function, which the verifier checks
+    /// once on its own, whatever its callers know of its arguments, rather than once for
+    /// each path that calls it. Returns the slot found or claimed (or [`NO_SLOT`]), with 1
+    /// in the high word when it was claimed.
+    fn netmon_slot_walk(table_mask: u64, start: u32, id: u64, extra: u64, extra2: u64) -> u64;
 }
 
 /// Where a table keeps each CPU's counts of a slot.
@@ -84,7 +151,21 @@ impl<C: Counts> Table<C> {
 }
 
 impl Slots {
+    /// The slots of `table`, of which there are `mask + 1`, counting `full` when none can
+    /// be had.
+    #[inline(always)]
+    pub fn of(table: SlotTable, mask: u32, full: Event) -> Self {
+        Self {
+            tags: table.tags(),
+            mask,
+            full,
+            #[cfg(feature = "bounded-walk")]
+            table,
+        }
+    }
+
     /// Whether slot `index` counts for the identity (`id`, `extra`, `extra2`).
+    #[cfg(not(feature = "bounded-walk"))]
     #[inline(always)]
     pub fn holds(&self, index: u32, id: u64, extra: u64, extra2: u64) -> bool {
         self.tags
@@ -123,6 +204,7 @@ impl Slots {
     /// the agent sums the slots an identity holds. The walk is a `bpf_loop`, which the
     /// verifier checks once however many slots it may visit. A function of its own (a BPF
     /// subprogram): inlined, it made every packet's path spill registers to the stack.
+    #[cfg(not(feature = "bounded-walk"))]
     #[inline(never)]
     fn find_or_claim(&self, start: u32, identity: &Identity, meta: impl FnOnce(u32) -> u64) -> u32 {
         let mut walk = Walk {
@@ -145,16 +227,38 @@ impl Slots {
                 0,
             );
         }
-        let index = walk.found;
+        self.complete(walk.found, walk.claimed, identity, meta)
+    }
+
+    /// The slow path without `bpf_loop`: the same walk in a bounded loop, which is a global
+    /// function of its own (see [`netmon_slot_walk`]).
+    #[cfg(feature = "bounded-walk")]
+    #[inline(never)]
+    fn find_or_claim(&self, start: u32, identity: &Identity, meta: impl FnOnce(u32) -> u64) -> u32 {
+        let Identity { id, extra, extra2 } = *identity;
+        let table_mask = ((self.table as u64) << 32) | u64::from(self.mask);
+        // SAFETY: a BPF function of this object, which takes and returns numbers.
+        let walked = unsafe { netmon_slot_walk(table_mask, start, id, extra, extra2) };
+        self.complete(walked as u32, walked >> 32 != 0, identity, meta)
+    }
+
+    /// The end of the slow path: counts a table found full, or completes the tag of a slot
+    /// just claimed (its `id` is written).
+    #[inline(always)]
+    fn complete(
+        &self,
+        index: u32,
+        claimed: bool,
+        identity: &Identity,
+        meta: impl FnOnce(u32) -> u64,
+    ) -> u32 {
         if index == NO_SLOT {
             count_event(self.full);
             return NO_SLOT;
         }
-        if walk.claimed
-            && let Some(tag) = self.tags.get_ptr_mut(index)
-        {
+        if claimed && let Some(tag) = self.tags.get_ptr_mut(index) {
             let meta = meta(index);
-            let Identity { extra, extra2, .. } = walk.identity;
+            let Identity { extra, extra2, .. } = *identity;
             // SAFETY: the slot is this program's from the successful claim on. The last word
             // goes last: until it is written, no other program matches the slot.
             unsafe {
@@ -168,6 +272,7 @@ impl Slots {
 }
 
 /// What the slow path's loop looks at, and what it found.
+#[cfg(not(feature = "bounded-walk"))]
 #[repr(C)]
 struct Walk {
     tags: &'static Array<SlotTag>,
@@ -182,6 +287,7 @@ struct Walk {
 
 /// One step of the slow path's loop: the `i`-th slot from the identity's start. Returns 1 to
 /// stop (the slot is the identity's, or was just claimed for it), 0 to go on.
+#[cfg(not(feature = "bounded-walk"))]
 fn step(i: u64, walk: *mut c_void) -> i64 {
     // SAFETY: the loop's context, a `Walk` on the caller's stack.
     let walk = unsafe { &mut *walk.cast::<Walk>() };
@@ -213,18 +319,18 @@ fn step(i: u64, walk: *mut c_void) -> i64 {
 /// BPF function takes at most five arguments).
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct Identity {
-    id: u64,
-    extra: u64,
-    extra2: u64,
+pub struct Identity {
+    pub id: u64,
+    pub extra: u64,
+    pub extra2: u64,
 }
 
 /// What the slow path answers when no slot could be had (tables have fewer slots).
-const NO_SLOT: u32 = u32::MAX;
+pub const NO_SLOT: u32 = u32::MAX;
 
 /// Whether the slot's tag is exactly (`id`, `extra`, `extra2`).
 #[inline(always)]
-fn holds(tag: *mut SlotTag, id: u64, extra: u64, extra2: u64) -> bool {
+pub fn holds(tag: *mut SlotTag, id: u64, extra: u64, extra2: u64) -> bool {
     // SAFETY: a map value; a concurrent claim changes each word from 0 to its final value
     // once.
     unsafe {
@@ -235,6 +341,7 @@ fn holds(tag: *mut SlotTag, id: u64, extra: u64, extra2: u64) -> bool {
 }
 
 /// Atomically replaces the tag's `id` with `new` if it still is `current`.
+#[cfg(not(feature = "bounded-walk"))]
 #[inline(always)]
 fn claim(tag: *mut SlotTag, current: u64, new: u64) -> bool {
     // The BPF target offers no `AtomicU64::compare_exchange`; the intrinsic is BPF's

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
-    model::probes::{AttachMethod, Hook},
+    model::probes::{AttachMethod, Hook, ProgramVariant},
     probes::{ProbeSettings, SampleBudget},
     settings::{HostSettings, InterfaceFilter},
 };
@@ -46,6 +46,9 @@ pub struct Config {
     /// a power of two; traffic of an interface that finds no free slot among the 8 its hash
     /// picks is counted in `netmon_probe_map_full_total`.
     pub max_tracked_interfaces: u32,
+    /// The build of the kernel programs to load (`bpf_loop` or `bounded_walk`) instead of the
+    /// fastest the kernel takes: `bounded_walk` runs anywhere netmon does, at a higher cost.
+    pub program_variant: Option<ProgramVariant>,
     /// Capacity in Mbit/s per interface name, for utilization of links that report no speed.
     pub link_capacity_mbps: BTreeMap<String, u64>,
     /// TLS and basic auth, in the exporter-toolkit web-config.yml format.
@@ -221,6 +224,7 @@ impl Default for Config {
             probe_methods: BTreeMap::new(),
             disabled_probes: BTreeSet::new(),
             max_tracked_interfaces: ProbeSettings::default().max_tracked_interfaces,
+            program_variant: None,
             link_capacity_mbps: BTreeMap::new(),
             web_config: None,
             rate_window: DEFAULT_RATE_WINDOW,
@@ -268,6 +272,7 @@ impl Config {
             forced: self.probe_methods.clone(),
             disabled: self.disabled_probes.clone(),
             max_tracked_interfaces: self.max_tracked_interfaces,
+            variant: self.program_variant,
         }
     }
 
@@ -305,6 +310,9 @@ impl Config {
         if self.max_tracked_interfaces != other.max_tracked_interfaces {
             changed.push("max_tracked_interfaces");
         }
+        if self.program_variant != other.program_variant {
+            changed.push("program_variant");
+        }
         changed
     }
 
@@ -316,6 +324,7 @@ impl Config {
         new.probe_methods = self.probe_methods.clone();
         new.disabled_probes = self.disabled_probes.clone();
         new.max_tracked_interfaces = self.max_tracked_interfaces;
+        new.program_variant = self.program_variant;
     }
 
     /// The settings in force, one per line, for `netmon check-config`.
@@ -344,6 +353,11 @@ impl Config {
             format!("interface_exclude = {:?}", self.interface_exclude),
             format!("link_capacity_mbps = {:?}", self.link_capacity_mbps),
             format!("max_tracked_interfaces = {}", self.max_tracked_interfaces),
+            format!(
+                "program_variant = {}",
+                self.program_variant
+                    .map_or("the fastest the kernel takes", ProgramVariant::as_str)
+            ),
             format!(
                 "probe_methods = {:?}",
                 self.probe_methods

@@ -421,6 +421,38 @@ fn forced_method_counts_exactly(method: &str, tag: &str, subnet: u8) {
     check_transmit_failures(&agent, &pair, method != "tracepoint");
 }
 
+/// The programs for kernels without `bpf_loop` (before 5.17), loaded here by the
+/// configuration: every hook attaches with its best method, counts exactly, and the socket
+/// hooks say that they keep no memo.
+#[test]
+fn the_programs_for_kernels_without_bpf_loop_count_exactly() {
+    require_root();
+    let config = ConfigFile::new(BOUNDED_WALK);
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let status = agent.status();
+    assert_eq!(status["program_variant"], "bounded_walk", "{status}");
+    for probe in status["probes"].as_array().unwrap() {
+        assert_eq!(probe["method"], "tp_btf", "{probe}");
+        let socket = probe["probe"].as_str().unwrap().starts_with("sock_");
+        let limits = probe["limits"].as_str().unwrap_or_default();
+        assert_eq!(limits.contains("no per-CPU memo"), socket, "{probe}");
+    }
+    let memo = status["socket_memo_error"].as_str().unwrap_or_default();
+    assert!(memo.contains("Linux >= 5.17"), "{status}");
+    let pair = Pair::new("bounded", 198);
+    check_udp_counts(&agent, &pair);
+    check_drops(&agent, &pair);
+    check_tcp(&agent, &pair);
+    check_transmit_failures(&agent, &pair, true);
+    let (na, nb) = (pair.netns_a(), pair.netns_b());
+    drop(pair);
+    forgotten(&agent, &na);
+    forgotten(&agent, &nb);
+}
+
+/// The configuration that loads the programs for kernels without `bpf_loop`.
+const BOUNDED_WALK: &str = "program_variant = \"bounded_walk\"\n";
+
 #[test]
 fn raw_tracepoints_count_exactly() {
     forced_method_counts_exactly("raw_tp", "raw", 211);
@@ -624,6 +656,62 @@ fn counters_of_vanished_namespaces_are_removed() {
     );
 }
 
+/// In the bounded walk a slot is claimed by inserting its index into the table's claims: a
+/// freed slot is claimed again only because the agent removes the index. Four slots, all
+/// taken by two pairs' ends and loopback; once the pairs are gone, a third pair's ends take
+/// their slots and count exactly.
+#[test]
+fn freed_slots_are_claimed_again_in_the_bounded_walk() {
+    require_root();
+    let config = ConfigFile::new(&format!("{BOUNDED_WALK}max_tracked_interfaces = 4\n"));
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let first = [Pair::new("reuse1", 186), Pair::new("reuse2", 187)];
+    for pair in &first {
+        pair.send_to_port_9(5, 16);
+    }
+    let m = agent.fresh_metrics();
+    assert_eq!(
+        m.counter("netmon_probe_map_entries", &[("map", "traffic")]),
+        4,
+        "every slot is taken"
+    );
+    let gone: Vec<String> = first.iter().map(Pair::netns_a).collect();
+    drop(first);
+    for netns in &gone {
+        forgotten(&agent, netns);
+    }
+    let third = Pair::new("reuse3", 188);
+    let (tx0, rx0) = (
+        third.a.link_stats(&third.veth.a_dev).tx_packets,
+        third.b.link_stats(&third.veth.b_dev).rx_packets,
+    );
+    third.send_to_port_9(7, 16);
+    let m = agent.fresh_metrics();
+    let counted = |netns: String, dev: &str, direction: &str| {
+        m.counter(
+            "netmon_kernel_packets_total",
+            &[
+                ("netns", &netns),
+                ("interface", dev),
+                ("direction", direction),
+            ],
+        )
+    };
+    let kernel = (
+        third.a.link_stats(&third.veth.a_dev).tx_packets - tx0,
+        third.b.link_stats(&third.veth.b_dev).rx_packets - rx0,
+    );
+    assert_eq!(kernel, (7, 7));
+    assert_eq!(
+        (
+            counted(third.netns_a(), &third.veth.a_dev, "tx"),
+            counted(third.netns_b(), &third.veth.b_dev, "rx"),
+        ),
+        kernel,
+        "the third pair's ends count in freed slots"
+    );
+}
+
 #[test]
 fn a_full_traffic_map_is_counted() {
     require_root();
@@ -813,11 +901,22 @@ fn a_namespace_that_takes_a_dead_ones_inode_counts_only_its_own_traffic() {
 /// its own packets (each pair sends a different number, so merged counts would show).
 #[test]
 fn colliding_interfaces_never_share_counts() {
+    colliding_interfaces_count_exactly("", "slot", 223);
+}
+
+/// The same with the bounded walk of the programs for kernels without `bpf_loop`, whose
+/// claims are inserts into a hash map.
+#[test]
+fn colliding_interfaces_never_share_counts_in_the_bounded_walk() {
+    colliding_interfaces_count_exactly(BOUNDED_WALK, "bslot", 190);
+}
+
+fn colliding_interfaces_count_exactly(config: &str, tag: &str, subnet: u8) {
     require_root();
-    let config = ConfigFile::new("max_tracked_interfaces = 8\n");
+    let config = ConfigFile::new(&format!("{config}max_tracked_interfaces = 8\n"));
     let agent = Agent::start(&["--config", config.path_str()]);
     let pairs: Vec<Pair> = (0..6)
-        .map(|i| Pair::new(&format!("slot{i}"), 223 + i))
+        .map(|i| Pair::new(&format!("{tag}{i}"), subnet + i))
         .collect();
     // A first datagram gives every end that can have a slot its slot.
     for pair in &pairs {

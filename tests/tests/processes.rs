@@ -138,10 +138,26 @@ fn cgroup_bytes(m: &Metrics, cgroup: &Cgroup, direction: &str, protocol: &str) -
 #[test]
 fn processes_and_cgroups_count_exactly_what_they_send_and_receive() {
     require_root();
-    let agent = Agent::start(&[]);
+    count_what_processes_send_and_receive(&Agent::start(&[]), 230);
+}
+
+/// The same with the programs for kernels without `bpf_loop`, whose socket hooks count each
+/// call in its slot, without the memo, and take the task with `bpf_get_current_task`.
+#[test]
+fn processes_count_exactly_with_the_programs_for_kernels_without_bpf_loop() {
+    require_root();
+    let config = ConfigFile::new("program_variant = \"bounded_walk\"\n");
+    let agent = Agent::start(&["--config", config.path_str()]);
+    assert_eq!(agent.status()["program_variant"], "bounded_walk");
+    count_what_processes_send_and_receive(&agent, 229);
+}
+
+/// Two processes of one name in two cgroups send and receive known amounts: each counts
+/// exactly, by process and by cgroup, and an exited one's bytes stay in its cgroup.
+fn count_what_processes_send_and_receive(agent: &Agent, subnet: u8) {
     let a = Netns::new("proc-a");
     let b = Netns::new("proc-b");
-    let veth = Veth::connect(&a, &b, 230);
+    let veth = Veth::connect(&a, &b, subnet);
     // Two processes of the same name in two cgroups, each with its own amounts.
     let runs = [(100_000, 7, 300, 30_000), (250_000, 3, 1000, 5_000)];
     let mut seen = Vec::new();

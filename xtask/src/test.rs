@@ -53,24 +53,29 @@ pub fn test() -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
-    // The kernel crate only builds for the BPF target, with the nightly toolchain.
-    cmd(
-        "cargo",
-        &[
-            "+nightly",
-            "clippy",
-            "--package",
-            "netmon-ebpf",
-            "--target",
-            "bpfel-unknown-none",
-            "-Z",
-            "build-std=core",
-            "--release",
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    // The kernel crate only builds for the BPF target, with the nightly toolchain; both of its
+    // builds (the programs for kernels with `bpf_loop`, and those for older ones).
+    for features in ["", "bounded-walk"] {
+        cmd(
+            "cargo",
+            &[
+                "+nightly",
+                "clippy",
+                "--package",
+                "netmon-ebpf",
+                "--features",
+                features,
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+                "--release",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        )?;
+    }
     cmd(
         "cargo",
         &[

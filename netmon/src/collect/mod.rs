@@ -130,6 +130,7 @@ impl Poller {
             namespace_watch: self.probes.namespace_watch().ok(),
             namespace_watch_error: self.probes.namespace_watch().err().map(str::to_string),
             socket_memo_error: self.probes.socket_memo_error().map(str::to_string),
+            program_variant: Some(self.probes.program_variant()),
             ..Default::default()
         };
 

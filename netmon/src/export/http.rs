@@ -144,6 +144,7 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "namespace_watch": snapshot.namespace_watch,
         "namespace_watch_error": snapshot.namespace_watch_error,
         "socket_memo_error": snapshot.socket_memo_error,
+        "program_variant": snapshot.program_variant,
         "config": shared.reload_status(),
         "thresholds": shared.config().thresholds,
         "collectors": snapshot.collectors,

@@ -273,6 +273,9 @@ pub struct Snapshot {
     /// at once, as if it were gone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace_watch_error: Option<String>,
+    /// The build of the kernel programs loaded (`bpf_loop`, or `bounded_walk` on kernels
+    /// before 5.17).
+    pub program_variant: Option<probes::ProgramVariant>,
     /// Why the socket hooks keep no memo, when they keep none (the thread watch is not
     /// attached): each call then counts in its slot, exactly and at a higher cost.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -152,6 +152,31 @@ impl FromStr for Hook {
     }
 }
 
+/// Which build of the kernel programs the agent loaded: the one for kernels with `bpf_loop`
+/// (Linux 5.17 and later), or the one for older kernels, whose slot walks are bounded loops
+/// and whose socket hooks keep no per-CPU memo. Both count the same, exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgramVariant {
+    BpfLoop,
+    BoundedWalk,
+}
+
+impl ProgramVariant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BpfLoop => "bpf_loop",
+            Self::BoundedWalk => "bounded_walk",
+        }
+    }
+}
+
+impl fmt::Display for ProgramVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What became of one hook: the method it got, or why every method failed.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProbeStatus {
@@ -159,8 +184,11 @@ pub struct ProbeStatus {
     pub method: Option<AttachMethod>,
     /// Methods tried before the one that worked (or all of them), with the reason each failed.
     pub failures: Vec<MethodFailure>,
-    /// What the hook does not see with its method ([`Hook::limits`]).
-    pub limits: Option<&'static str>,
+    /// What the hook does not see with its method ([`Hook::limits`]) and on this kernel.
+    pub limits: Option<String>,
+    /// When no method worked: what the kernel lacks, in words an operator can act on (e.g.
+    /// "Linux >= 5.5 for fexit"), from the first failure whose cause is known.
+    pub needs: Option<String>,
     /// Turned off by the configuration (`disabled_probes`): nothing was tried.
     pub off: bool,
 }
@@ -170,10 +198,23 @@ impl ProbeStatus {
         Self {
             probe,
             method,
+            needs: method
+                .is_none()
+                .then(|| failures.iter().find_map(|f| f.needs.clone()))
+                .flatten(),
             failures,
-            limits: method.and_then(|m| probe.limits(m)),
+            limits: method.and_then(|m| probe.limits(m)).map(str::to_string),
             off: false,
         }
+    }
+
+    /// Adds what the running kernel withholds from the hook (e.g. drop reasons before 5.17)
+    /// to its limits.
+    pub fn limit(&mut self, limit: &str) {
+        self.limits = Some(match self.limits.take() {
+            Some(limits) => format!("{limits}; {limit}"),
+            None => limit.to_string(),
+        });
     }
 
     /// A hook the configuration turned off.
@@ -199,6 +240,67 @@ impl ProbeStatus {
 pub struct MethodFailure {
     pub method: AttachMethod,
     pub error: String,
+    /// What the kernel lacks for this method, where the error says (see [`MethodFailure::new`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub needs: Option<String>,
+}
+
+impl MethodFailure {
+    /// A failure of `method`, with what the kernel lacks read from the loader's or verifier's
+    /// `error`, or given by the precondition that refused the method.
+    pub fn new(method: AttachMethod, error: String, needs: Option<String>) -> Self {
+        let needs = needs.or_else(|| kernel_lacks(method, &error).map(str::to_string));
+        Self {
+            method,
+            error,
+            needs,
+        }
+    }
+}
+
+/// What the kernel lacks, read from a load or attach error: the verifier's and loader's words
+/// for a helper, instruction or program type it does not know.
+fn kernel_lacks(method: AttachMethod, error: &str) -> Option<&'static str> {
+    const KNOWN: [(&str, &str); 8] = [
+        (
+            "number of funcs in func_info doesn't match",
+            "Linux >= 5.13 for BPF callbacks (bpf_loop: Linux >= 5.17)",
+        ),
+        ("bpf_loop", "Linux >= 5.17 for bpf_loop"),
+        (
+            "bpf_get_current_task_btf",
+            "Linux >= 5.11 for bpf_get_current_task_btf",
+        ),
+        (
+            "uses reserved fields",
+            "Linux >= 5.12 for BPF atomic compare-and-swap",
+        ),
+        (
+            "CONFIG_KPROBES",
+            "a kernel built with kprobes (CONFIG_KPROBES=y)",
+        ),
+        (
+            "no BTF",
+            "a kernel with BTF (CONFIG_DEBUG_INFO_BTF=y, /sys/kernel/btf/vmlinux)",
+        ),
+        (
+            "Operation not permitted",
+            "root, or CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN (Linux >= 5.8 for CAP_BPF)",
+        ),
+        (
+            "tracefs",
+            "tracefs, mounted or mountable at /sys/kernel/tracing",
+        ),
+    ];
+    if let Some((_, needs)) = KNOWN.iter().find(|(text, _)| error.contains(text)) {
+        return Some(needs);
+    }
+    match method {
+        AttachMethod::Fexit if error.contains("Invalid argument") => {
+            Some("Linux >= 5.5 for fexit, and BTF")
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -53,6 +53,17 @@ impl Hook {
         }
     }
 
+    /// The first Linux release with the hook's tracepoint, where it is younger than the
+    /// kernels netmon otherwise runs on (BTF came in 5.2).
+    pub(super) fn tracepoint_since(self) -> Option<&'static str> {
+        match self {
+            Self::SockSendLength | Self::SockRecvLength => Some("6.3"),
+            Self::InetSockSetState => Some("4.16"),
+            Self::TcpRetransmitSkb | Self::TcpSendReset | Self::TcpReceiveReset => Some("4.15"),
+            Self::NetDevXmit | Self::NetifReceiveSkb | Self::KfreeSkb => None,
+        }
+    }
+
     /// The IPv6 twin of the fexit method's function, probed by a program of its own (the
     /// first's name with a 6).
     fn ipv6_function(self) -> Option<&'static str> {

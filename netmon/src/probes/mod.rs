@@ -16,6 +16,7 @@ mod tables;
 mod tcp_sockets;
 mod thread_watch;
 pub mod tracefs;
+mod variant;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,7 +26,7 @@ use aya::{
 };
 use netmon_common::{CPU_REGION_MAPS, DROP_REASON_UNKNOWN, NormalFreeReasons};
 
-use crate::model::probes::{AttachMethod, Hook, MethodFailure, ProbeStatus};
+use crate::model::probes::{AttachMethod, Hook, MethodFailure, ProbeStatus, ProgramVariant};
 use attach::attach;
 use btf::Btf;
 use layout::{drop_kprobe_target, kernel_offsets, tracepoint_fields};
@@ -35,9 +36,7 @@ pub use reasons::DropReasonNames;
 use samples::DropSampler;
 pub use samples::SampleBudget;
 use tables::{TableSizes, TableTags, map_bytes};
-
-/// The compiled kernel programs, embedded at build time.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netmon"));
+use variant::KernelFeatures;
 
 /// What the operator can choose about the probes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,6 +47,8 @@ pub struct ProbeSettings {
     pub disabled: BTreeSet<Hook>,
     /// Capacity of the per-interface traffic map (interfaces over all namespaces).
     pub max_tracked_interfaces: u32,
+    /// The build of the programs to load instead of the fastest the kernel takes.
+    pub variant: Option<ProgramVariant>,
 }
 
 impl Default for ProbeSettings {
@@ -56,6 +57,7 @@ impl Default for ProbeSettings {
             forced: BTreeMap::new(),
             disabled: BTreeSet::new(),
             max_tracked_interfaces: netmon_common::MAX_INTERFACES,
+            variant: None,
         }
     }
 }
@@ -80,6 +82,8 @@ pub struct Probes {
     /// Whether thread exits and cgroup moves are watched (the socket memos are on), or why
     /// not.
     thread_watch: Result<(), String>,
+    /// The build of the programs loaded.
+    variant: ProgramVariant,
 }
 
 impl Probes {
@@ -89,7 +93,7 @@ impl Probes {
         let forced = &settings.forced;
         // Each parse of the kernel's BTF holds tens of MiB while it lives: this one gives its
         // answers and goes before aya parses its own.
-        let (reasons, offsets, has_btf, tracepoints) = {
+        let (reasons, offsets, features, tracepoints) = {
             let btf = Btf::from_sys_fs();
             // Hooks whose tracepoint this kernel has: their fexit fallback is for kernels
             // without it.
@@ -107,11 +111,15 @@ impl Probes {
             let offsets = btf.as_ref().map_err(|e| format!("{e:#}")).and_then(|btf| {
                 kernel_offsets(btf).map_err(|e| format!("kernel struct layout from BTF: {e:#}"))
             });
-            (reasons, offsets, btf.is_ok(), tracepoints)
+            let features = KernelFeatures::from_btf(btf.as_ref().ok());
+            let tracepoints = btf.is_ok().then_some(tracepoints);
+            (reasons, offsets, features, tracepoints)
         };
-        // Classic tracepoints are the way on kernels without BTF, or when asked for.
-        let classic_likely = !has_btf || forced.values().any(|m| *m == AttachMethod::Tracepoint);
-        let (fields, tracepoint_errors) = tracepoint_fields(classic_likely);
+        let variant = features.variant(settings.variant);
+        // Classic tracepoints are the fallback of any hook whose other methods fail, whatever
+        // BTF says: their record layouts are read (tracefs mounted where it is not) up front,
+        // as the object takes them at load.
+        let (fields, tracepoint_errors) = tracepoint_fields(true);
         // Older kernels lack one or both names; a value no reason takes then matches nothing.
         let no_such_reason = DROP_REASON_UNKNOWN - 1;
         let normal = NormalFreeReasons {
@@ -119,6 +127,7 @@ impl Probes {
                 .value("SKB_NOT_DROPPED_YET")
                 .unwrap_or(no_such_reason),
             consumed: reasons.value("SKB_CONSUMED").unwrap_or(no_such_reason),
+            tracepoint_has_reason: u32::from(features.drop_reasons),
         };
         let drop_target = drop_kprobe_target();
 
@@ -137,11 +146,12 @@ impl Probes {
                 .override_global("NORMAL_FREE", &normal, true)
                 .override_global("SLOT_MASKS", &masks, true)
                 .map_max_entries("TRAFFIC_TAGS", sizes.traffic)
-                .map_max_entries("TRAFFIC", sizes.traffic);
+                .map_max_entries("TRAFFIC", sizes.traffic)
+                .map_max_entries("TRAFFIC_CLAIMS", sizes.traffic);
             for (name, per_cpu) in CPU_REGION_MAPS {
                 loader.map_max_entries(name, per_cpu * cpus);
             }
-            let ebpf = loader.load(OBJECT)?;
+            let ebpf = loader.load(variant::object(variant))?;
             let tags = TableTags::map(&ebpf, sizes, cpus)?;
             Ok((ebpf, tags))
         });
@@ -167,11 +177,19 @@ impl Probes {
                     sampler: Err(error.clone()),
                     namespace_watch: Err(error.clone()),
                     thread_watch: Err(error),
+                    variant,
                 };
             }
         };
 
         let aya_btf = aya::Btf::from_sys_fs().ok();
+        let kernel = HookKernel {
+            btf: aya_btf.as_ref(),
+            tracepoints: tracepoints.as_deref(),
+            tracepoint_errors: &tracepoint_errors,
+            offsets: offsets.as_ref().map(|_| ()).map_err(String::as_str),
+            drop_function: drop_target.map(|(name, _)| name),
+        };
         let mut status = Vec::new();
         for hook in Hook::ALL {
             if settings.disabled.contains(&hook) {
@@ -182,63 +200,9 @@ impl Probes {
                 status.push(ProbeStatus::off(hook));
                 continue;
             }
-            let methods: Vec<AttachMethod> = match forced.get(&hook) {
-                Some(method) => vec![*method],
-                None => AttachMethod::ALL
-                    .into_iter()
-                    .filter(|method| hook.offers(*method))
-                    .collect(),
-            };
-            let mut failures = Vec::new();
-            let mut attached = None;
-            for method in methods {
-                let precondition = match method {
-                    AttachMethod::TpBtf if aya_btf.is_none() => {
-                        Err("the kernel has no BTF (/sys/kernel/btf/vmlinux)".to_string())
-                    }
-                    AttachMethod::Tracepoint => match tracepoint_errors.get(&hook) {
-                        Some(err) => Err(err.clone()),
-                        None => Ok(()),
-                    },
-                    AttachMethod::Fexit if tracepoints.contains(&hook) => Err(format!(
-                        "the kernel has the {} tracepoint: fexit is the fallback of kernels \
-                         without it",
-                        hook.as_str()
-                    )),
-                    _ => Ok(()),
-                }
-                .and_then(|()| {
-                    if hook.reads_structs(method) {
-                        offsets.as_ref().map(|_| ()).map_err(Clone::clone)
-                    } else {
-                        Ok(())
-                    }
-                });
-                let function = match hook {
-                    Hook::KfreeSkb => drop_target.map(|(name, _)| name),
-                    _ => hook.function(),
-                };
-                let result = precondition.and_then(|()| {
-                    attach(&mut ebpf, hook, method, aya_btf.as_ref(), function)
-                        .map_err(|e| format!("{e:#}"))
-                });
-                match result {
-                    Ok(()) => {
-                        attached = Some(method);
-                        break;
-                    }
-                    Err(error) => failures.push(MethodFailure { method, error }),
-                }
-            }
-            match attached {
-                Some(method) => tracing::info!(probe = hook.as_str(), %method, "attached"),
-                None => tracing::warn!(
-                    probe = hook.as_str(),
-                    failures = ?failures,
-                    "not attached; its counts are missing"
-                ),
-            }
-            status.push(ProbeStatus::new(hook, attached, failures));
+            let mut hook_status = kernel.attach(&mut ebpf, hook, forced.get(&hook).copied());
+            features.add_limits(variant, &mut hook_status);
+            status.push(hook_status);
         }
         // Measured before the socket iterator, the sampler and the namespace watch take their
         // maps out of the object.
@@ -270,9 +234,12 @@ impl Probes {
             ),
         }
         // The socket hooks count exactly without it, each call in its slot.
-        let thread_watch = offsets.as_ref().map_err(Clone::clone).and_then(|_| {
-            thread_watch::attach(&mut ebpf, aya_btf.as_ref()).map_err(|e| format!("{e:#}"))
-        });
+        let thread_watch = match variant {
+            ProgramVariant::BpfLoop => offsets.as_ref().map_err(Clone::clone).and_then(|_| {
+                thread_watch::attach(&mut ebpf, aya_btf.as_ref()).map_err(|e| format!("{e:#}"))
+            }),
+            ProgramVariant::BoundedWalk => Err(variant::NO_SOCKET_MEMO.to_string()),
+        };
         match &thread_watch {
             Ok(()) => tracing::info!("thread exits and cgroup moves are watched: socket memos on"),
             Err(error) => tracing::warn!(
@@ -295,7 +262,13 @@ impl Probes {
             sampler,
             namespace_watch,
             thread_watch,
+            variant,
         }
+    }
+
+    /// The build of the kernel programs loaded.
+    pub fn program_variant(&self) -> ProgramVariant {
+        self.variant
     }
 
     /// The namespaces torn down since the last call; `None` when teardown is not watched.
@@ -346,6 +319,104 @@ impl Probes {
 
     pub fn drop_reasons(&self) -> &DropReasonNames {
         &self.reasons
+    }
+}
+
+/// What attaching a hook needs to know of the kernel, learned once for all hooks.
+struct HookKernel<'a> {
+    btf: Option<&'a aya::Btf>,
+    /// The hooks whose tracepoint the kernel has, when its BTF tells.
+    tracepoints: Option<&'a [Hook]>,
+    /// Why a hook's classic tracepoint cannot be used, where it cannot.
+    tracepoint_errors: &'a BTreeMap<Hook, String>,
+    /// Whether the struct offsets from BTF are known, or why not.
+    offsets: Result<(), &'a str>,
+    /// The kernel function the drop hook's kprobe probes on this kernel.
+    drop_function: Option<&'static str>,
+}
+
+impl HookKernel<'_> {
+    /// Attaches `hook` by the first of its methods (or the `forced` one) that works, and says
+    /// what became of it.
+    fn attach(&self, ebpf: &mut Ebpf, hook: Hook, forced: Option<AttachMethod>) -> ProbeStatus {
+        let methods: Vec<AttachMethod> = match forced {
+            Some(method) => vec![method],
+            None => AttachMethod::ALL
+                .into_iter()
+                .filter(|method| hook.offers(*method))
+                .collect(),
+        };
+        let mut failures = Vec::new();
+        let mut attached = None;
+        for method in methods {
+            let function = match hook {
+                Hook::KfreeSkb => self.drop_function,
+                _ => hook.function(),
+            };
+            let result = self.precondition(hook, method).and_then(|()| {
+                attach(ebpf, hook, method, self.btf, function).map_err(|e| (format!("{e:#}"), None))
+            });
+            match result {
+                Ok(()) => {
+                    attached = Some(method);
+                    break;
+                }
+                Err((error, needs)) => failures.push(MethodFailure::new(method, error, needs)),
+            }
+        }
+        match attached {
+            Some(method) => tracing::info!(probe = hook.as_str(), %method, "attached"),
+            None => tracing::warn!(
+                probe = hook.as_str(),
+                failures = ?failures,
+                "not attached; its counts are missing"
+            ),
+        }
+        ProbeStatus::new(hook, attached, failures)
+    }
+
+    /// Whether `method` can work for `hook` on this kernel, or why not (and what the kernel
+    /// lacks, where that is known).
+    fn precondition(
+        &self,
+        hook: Hook,
+        method: AttachMethod,
+    ) -> Result<(), (String, Option<String>)> {
+        let has_tracepoint = self.tracepoints.is_none_or(|hooks| hooks.contains(&hook));
+        let missing_tracepoint = || {
+            (
+                format!("the kernel has no {} tracepoint", hook.as_str()),
+                hook.tracepoint_since()
+                    .map(|since| format!("Linux >= {since} for the {} tracepoint", hook.as_str())),
+            )
+        };
+        match method {
+            AttachMethod::TpBtf if self.btf.is_none() => Err((
+                "the kernel has no BTF (/sys/kernel/btf/vmlinux)".to_string(),
+                None,
+            )),
+            AttachMethod::TpBtf | AttachMethod::RawTp if !has_tracepoint => {
+                Err(missing_tracepoint())
+            }
+            AttachMethod::Tracepoint => match self.tracepoint_errors.get(&hook) {
+                Some(_) if !has_tracepoint => Err(missing_tracepoint()),
+                Some(err) => Err((err.clone(), None)),
+                None => Ok(()),
+            },
+            AttachMethod::Fexit if has_tracepoint && self.tracepoints.is_some() => Err((
+                format!(
+                    "the kernel has the {} tracepoint: fexit is the fallback of kernels \
+                     without it",
+                    hook.as_str()
+                ),
+                None,
+            )),
+            _ => Ok(()),
+        }?;
+        if hook.reads_structs(method) {
+            self.offsets.map_err(|e| (e.to_string(), None))?;
+        }
+        Ok(())
     }
 }
 

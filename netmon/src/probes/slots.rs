@@ -1,6 +1,7 @@
 //! The agent's side of the kernel's slot tables (see `netmon-common`): the tags, memory-mapped
 //! and read without a system call a slot, and the per-CPU counts of the slots in use.
 use std::{
+    cell::RefCell,
     os::fd::{AsFd as _, AsRawFd as _},
     ptr::NonNull,
     sync::atomic::Ordering,
@@ -9,7 +10,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, Pod,
-    maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuValues},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
 };
 use netmon_common::SlotTag;
 
@@ -72,23 +73,42 @@ impl<T> Drop for Mapped<T> {
 }
 
 /// The tags of one table, mapped into the agent's memory.
-pub struct Tags(Mapped<SlotTag>);
+pub struct Tags {
+    slots: Mapped<SlotTag>,
+    /// The table's claims by slot index, in the programs for kernels without `bpf_loop`
+    /// (`bounded_walk`), where a program claims a slot by inserting its index: freeing the
+    /// slot removes it.
+    claims: Option<RefCell<HashMap<MapData, u32, u32>>>,
+}
 
 impl Tags {
-    /// Maps the tag array `name` of `slots` entries.
-    pub fn map(ebpf: &Ebpf, name: &str, slots: u32) -> anyhow::Result<Self> {
-        Mapped::map(ebpf, name, slots).map(Self)
+    /// Maps the tag array `name` of `slots` entries, with the claims map `claims` where the
+    /// object has one.
+    pub fn map(ebpf: &Ebpf, name: &str, claims: &str, slots: u32) -> anyhow::Result<Self> {
+        let claims = match ebpf.map(claims) {
+            None => None,
+            Some(Map::HashMap(data)) => {
+                let fd = data.fd().as_fd().try_clone_to_owned()?;
+                let data = MapData::from_fd(fd).with_context(|| format!("opening {claims}"))?;
+                Some(RefCell::new(HashMap::try_from(Map::HashMap(data))?))
+            }
+            Some(_) => bail!("map {claims} is not a hash map"),
+        };
+        Ok(Self {
+            slots: Mapped::map(ebpf, name, slots)?,
+            claims,
+        })
     }
 
     fn slot(&self, index: usize) -> *mut SlotTag {
-        self.0.entry(index)
+        self.slots.entry(index)
     }
 
     /// The slots in use, with their tags. A slot whose claim is still being completed (its
     /// last word not yet written) may show a tag its owner does not use; its counts are then
     /// zero, and it is complete by the next read.
     pub fn claimed(&self) -> impl Iterator<Item = (u32, SlotTag)> + '_ {
-        (0..self.0.entries).filter_map(|index| {
+        (0..self.slots.entries).filter_map(|index| {
             let slot = self.slot(index);
             // SAFETY: aligned reads within the mapping; the kernel writes each word whole.
             let id = unsafe { std::ptr::read_volatile(&raw const (*slot).id) };
@@ -139,7 +159,9 @@ impl Tags {
     }
 
     /// The second half of freeing a slot, once retired and its counts zeroed: the claim last,
-    /// so that a program that claims the slot again never finds old words in it.
+    /// so that a program that claims the slot again never finds old words in it. Where slots
+    /// are claimed by inserting their index, the index goes after the `id`: a program that
+    /// saw the slot free before cannot claim it until it is.
     pub(super) fn release(&self, index: u32) {
         let slot = self.slot(index as usize);
         // SAFETY: aligned writes within the mapping.
@@ -147,6 +169,14 @@ impl Tags {
             std::ptr::write_volatile(&raw mut (*slot).meta, 0);
             std::sync::atomic::fence(Ordering::SeqCst);
             std::ptr::write_volatile(&raw mut (*slot).id, 0);
+        }
+        if let Some(claims) = &self.claims {
+            std::sync::atomic::fence(Ordering::SeqCst);
+            match claims.borrow_mut().remove(&index) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                // The slot stays claimed, unused, until the agent restarts.
+                Err(err) => tracing::warn!("releasing the claim of slot {index}: {err}"),
+            }
         }
     }
 }

@@ -56,11 +56,16 @@ pub(super) struct TableTags {
 impl TableTags {
     pub(super) fn map(ebpf: &Ebpf, sizes: TableSizes, cpus: u32) -> anyhow::Result<Self> {
         Ok(Self {
-            traffic: Tags::map(ebpf, "TRAFFIC_TAGS", sizes.traffic)?,
-            drops: Tags::map(ebpf, "DROP_TAGS", sizes.drops)?,
-            transitions: Tags::map(ebpf, "TRANSITION_TAGS", sizes.transitions)?,
-            handshakes: Tags::map(ebpf, "HANDSHAKE_TAGS", sizes.handshakes)?,
-            processes: Tags::map(ebpf, "PROCESS_TAGS", sizes.processes)?,
+            traffic: Tags::map(ebpf, "TRAFFIC_TAGS", "TRAFFIC_CLAIMS", sizes.traffic)?,
+            drops: Tags::map(ebpf, "DROP_TAGS", "DROP_CLAIMS", sizes.drops)?,
+            transitions: Tags::map(
+                ebpf,
+                "TRANSITION_TAGS",
+                "TRANSITION_CLAIMS",
+                sizes.transitions,
+            )?,
+            handshakes: Tags::map(ebpf, "HANDSHAKE_TAGS", "HANDSHAKE_CLAIMS", sizes.handshakes)?,
+            processes: Tags::map(ebpf, "PROCESS_TAGS", "PROCESS_CLAIMS", sizes.processes)?,
             process_io: ProcessCounts::map(ebpf, cpus)?,
             cpus,
         })
@@ -68,8 +73,8 @@ impl TableTags {
 }
 
 /// Kernel memory of each table's maps, as the kernel charges it (`memlock` in the map
-/// descriptor's fdinfo); fixed once the maps exist, as every map is a preallocated array or
-/// ring.
+/// descriptor's fdinfo); fixed once the maps exist, as every map is a preallocated array,
+/// ring or (the claims of the programs for kernels without `bpf_loop`) hash map.
 pub(super) fn map_bytes(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
     TABLE_MAPS
         .iter()
@@ -77,9 +82,10 @@ pub(super) fn map_bytes(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
             let bytes = maps
                 .iter()
                 .filter_map(|name| match ebpf.map(name)? {
-                    Map::Array(data) | Map::PerCpuArray(data) | Map::RingBuf(data) => {
-                        memlock(data.fd().as_fd().as_raw_fd())
-                    }
+                    Map::Array(data)
+                    | Map::PerCpuArray(data)
+                    | Map::RingBuf(data)
+                    | Map::HashMap(data) => memlock(data.fd().as_fd().as_raw_fd()),
                     _ => None,
                 })
                 .sum();

@@ -10,17 +10,19 @@ pub(super) fn families(snapshot: &Snapshot, agent: &AgentState, out: &mut Vec<Me
     let mut attached = Family::new(
         "netmon_probe_attached",
         "1 when the probe is attached, with the method it got; 0 with method \"none\" when no \
-         method worked, or \"off\" when the configuration turned it off.",
+         method worked (with what the kernel lacks in \"needs\", where that is known), or \
+         \"off\" when the configuration turned it off.",
         MetricType::GAUGE,
     );
     for status in &snapshot.probes {
-        attached.sample(
-            &[
-                ("probe", status.probe.as_str()),
-                ("method", status.method_name()),
-            ],
-            f64::from(u8::from(status.method.is_some())),
-        );
+        let mut labels = vec![
+            ("probe", status.probe.as_str()),
+            ("method", status.method_name()),
+        ];
+        if let Some(needs) = &status.needs {
+            labels.push(("needs", needs.as_str()));
+        }
+        attached.sample(&labels, f64::from(u8::from(status.method.is_some())));
     }
     push(attached);
 

@@ -585,6 +585,9 @@ fn wait_for_programs(names: &[String]) {
     panic!("netmon did not load {names:?} within 30 s");
 }
 
+/// The configuration that loads the programs for kernels without `bpf_loop`.
+const BOUNDED_WALK: &str = "program_variant = \"bounded_walk\"\n";
+
 /// The configuration that turns drop sampling off, to measure what sampling costs.
 const NO_SAMPLING: &str = "[drop_samples]\nper_cpu_rate = 0.0\nper_cpu_burst = 0\n";
 
@@ -891,6 +894,28 @@ fn kernel_cost() -> String {
                 if above <= 15.0 { "met" } else { "missed" }
             );
         }
+        // The programs for kernels without `bpf_loop` (before 5.17), forced on this kernel:
+        // the same hooks, whose socket hooks keep no memo.
+        let rows = netmon_run("tp_btf", BOUNDED_WALK, &[None], &a, &b, &veth);
+        for row in &rows[0] {
+            let (above, low, high) = row.above();
+            let _ = writeln!(
+                out,
+                "| tp_btf, bounded_walk | {} | {} | {:.1} | {:.1} | **{above:+.1}** | \
+                 {low:+.1} .. {high:+.1} | - | - | kernels before 5.17 |",
+                row.hook,
+                row.runs,
+                Row::median(&row.ours),
+                Row::median(&row.floors),
+            );
+        }
+        out.push_str(
+            "\nThe tp_btf, bounded_walk rows load the programs for kernels without `bpf_loop` \
+             (`program_variant = \"bounded_walk\"`), which Linux 5.10 to 5.16 run: their slot \
+             walk and claim differ only when an identity is new, and their socket hooks count \
+             each call in its slot, without the per-CPU memo. They have no target: they are \
+             what an older kernel pays.\n",
+        );
         out.push_str(
             "\nThe kfree_skb rows above sample drops with the default budget (a burst of 200 \
              samples per CPU, then 100 a second): a fresh agent each round sends about 400 \

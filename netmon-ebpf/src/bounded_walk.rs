@@ -1,0 +1,108 @@
+//! The slot walk of the object for kernels without `bpf_loop` (built with `bounded-walk`):
+//! the same walk as `slots`' `bpf_loop`, in a loop the verifier follows step by step to its
+//! bound, and a claim that needs no compare-and-swap (Linux 5.12): a program claims a free
+//! slot by inserting its index into the table's claims, a hash map whose `BPF_NOEXIST` insert
+//! exactly one program wins; the agent, freeing the slot, clears its `id` and then removes
+//! the index.
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap},
+};
+use netmon_common::{
+    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS,
+    SLOT_PROBES, SlotTag,
+};
+
+use crate::slots::{Identity, NO_SLOT, SlotTable, holds};
+
+/// The claims of each table's slots: preallocated, with as many entries as the table has
+/// slots (the agent sizes the traffic table's), so never full.
+#[map]
+pub static TRAFFIC_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_INTERFACES, 0);
+#[map]
+pub static DROP_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_DROP_KEYS, 0);
+#[map]
+pub static TRANSITION_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TRANSITION_KEYS, 0);
+#[map]
+pub static HANDSHAKE_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
+#[map]
+pub static PROCESS_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_PROCESS_KEYS, 0);
+
+/// The flag of a map update that only inserts.
+const BPF_NOEXIST: u64 = 1;
+
+/// What [`visit`] found at a slot.
+const ELSEWHERE: u32 = 0;
+const HELD: u32 = 1;
+const CLAIMED: u32 = 2;
+
+/// Walks the table numbered in the high word of `table_mask` (a [`SlotTable`]), whose mask is
+/// its low word, from slot `start` for the identity (`id`, `extra`, `extra2`): returns the
+/// slot that holds it or was claimed for it (1 in the high word), or [`NO_SLOT`]. Global,
+/// and so checked by the verifier once, with its arguments unknown: inlined or static, it
+/// was checked once for every path of its caller, with the slot it found known at each, and
+/// a hook with two tables passed the verifier's million instructions.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn netmon_slot_walk(
+    table_mask: u64,
+    start: u32,
+    id: u64,
+    extra: u64,
+    extra2: u64,
+) -> u64 {
+    let mask = table_mask as u32;
+    let (tags, claims) = match table_mask >> 32 {
+        0 => (SlotTable::Traffic.tags(), &TRAFFIC_CLAIMS),
+        1 => (SlotTable::Drops.tags(), &DROP_CLAIMS),
+        2 => (SlotTable::Transitions.tags(), &TRANSITION_CLAIMS),
+        3 => (SlotTable::Handshakes.tags(), &HANDSHAKE_CLAIMS),
+        4 => (SlotTable::Processes.tags(), &PROCESS_CLAIMS),
+        _ => return u64::from(NO_SLOT),
+    };
+    let identity = Identity { id, extra, extra2 };
+    // A table smaller than the probes is looked at once.
+    let probes = SLOT_PROBES.min(mask.wrapping_add(1).max(1));
+    let mut i = 0;
+    while i < SLOT_PROBES && i < probes {
+        let index = start.wrapping_add(i) & mask;
+        match visit(tags, claims, index, &identity) {
+            HELD => return u64::from(index),
+            CLAIMED => return u64::from(index) | 1 << 32,
+            _ => i += 1,
+        }
+    }
+    u64::from(NO_SLOT)
+}
+
+/// One step of the walk: whether slot `index` counts for the identity ([`HELD`]), was free and
+/// is now claimed for it ([`CLAIMED`], its `id` written), or is another's ([`ELSEWHERE`]).
+#[inline(never)]
+fn visit(
+    tags: &'static Array<SlotTag>,
+    claims: &'static HashMap<u32, u32>,
+    index: u32,
+    identity: &Identity,
+) -> u32 {
+    let Identity { id, extra, extra2 } = *identity;
+    let Some(tag) = tags.get_ptr_mut(index) else {
+        return ELSEWHERE;
+    };
+    if holds(tag, id, extra, extra2) {
+        return HELD;
+    }
+    // SAFETY: a map value, read before trying the claim.
+    let free = unsafe { core::ptr::read_volatile(&raw const (*tag).id) } == 0;
+    // Exactly one insert of the index succeeds until the agent, freeing the slot, has cleared
+    // its `id` and then removed the index.
+    if free && claims.insert(index, 0, BPF_NOEXIST).is_ok() {
+        // SAFETY: the slot is this program's: no other program writes its `id`.
+        unsafe { core::ptr::write_volatile(&raw mut (*tag).id, id) };
+        return CLAIMED;
+    }
+    // Another CPU claimed it first, maybe for the same identity.
+    if holds(tag, id, extra, extra2) {
+        return HELD;
+    }
+    ELSEWHERE
+}
