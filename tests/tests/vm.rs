@@ -1,22 +1,48 @@
-//! A second kernel: Debian's own (6.1, with kprobes) under QEMU with software emulation runs
-//! the same netmon binary, makes traffic, drops and TCP connections, and checks the counts,
-//! once with the best attach methods and once with the kprobe fallbacks of the state and drop
-//! hooks. `cargo xtask setup` fetches the kernel package into `target/vm/`.
+//! Other kernels: Debian's own of three releases (Linux 5.10, 6.1 and 6.12) under QEMU with
+//! software emulation run the same netmon binary, make traffic, drops and TCP connections,
+//! and check the counts, once with the best attach methods and once with the kprobe
+//! fallbacks of the state and drop hooks. `cargo xtask setup` fetches the kernel packages
+//! into `target/vm/<suite>/`.
 use std::{
+    io::{BufRead as _, BufReader, Read as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::Mutex,
     time::{Duration, Instant},
 };
 
 use netmon_tests::{netmon_bin, probe_status, sh};
 
-fn vm_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vm")
+/// What the VM waits for before it gives up.
+const TIMEOUT: Duration = Duration::from_secs(900);
+
+#[test]
+fn counts_exactly_on_debian_11_linux_5_10() {
+    counts_exactly_on("bullseye", "5.10");
 }
 
-/// The kernel image fetched by setup, if any.
-fn kernel() -> Option<PathBuf> {
-    std::fs::read_dir(vm_dir().join("boot"))
+#[test]
+fn counts_exactly_on_debian_12_linux_6_1() {
+    counts_exactly_on("bookworm", "6.1");
+}
+
+#[test]
+fn counts_exactly_on_debian_13_linux_6_12() {
+    counts_exactly_on("trixie", "6.12");
+}
+
+/// One VM at a time: each takes a core, and the machine may have two.
+static ONE_VM: Mutex<()> = Mutex::new(());
+
+fn vm_dir(suite: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/vm")
+        .join(suite)
+}
+
+/// The kernel image setup fetched for `suite`, if any.
+fn kernel(suite: &str) -> Option<PathBuf> {
+    std::fs::read_dir(vm_dir(suite).join("boot"))
         .ok()?
         .flatten()
         .map(|e| e.path())
@@ -39,6 +65,44 @@ fn copy_with_libraries(binary: &Path, root: &Path, name: &str) {
         if let Some(path) = path {
             let target = root.join(path.trim_start_matches('/'));
             std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+            std::fs::copy(path, &target).unwrap();
+        }
+    }
+}
+
+/// The socket dump's modules: copied from the kernel package, uncompressed where it packs
+/// them with xz (trixie's), since busybox `insmod` reads only plain `.ko` files.
+const MODULES: [&str; 3] = ["inet_diag", "tcp_diag", "udp_diag"];
+
+fn copy_modules(suite: &str, root: &Path) {
+    std::fs::create_dir_all(root.join("modules")).unwrap();
+    for module in MODULES {
+        let found = sh(
+            "find",
+            &[
+                vm_dir(suite).to_str().unwrap(),
+                "(",
+                "-name",
+                &format!("{module}.ko"),
+                "-o",
+                "-name",
+                &format!("{module}.ko.xz"),
+                ")",
+            ],
+        );
+        let path = found
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("no {module} module in {}", vm_dir(suite).display()));
+        let target = root.join("modules").join(format!("{module}.ko"));
+        if path.ends_with(".xz") {
+            let out = Command::new("xz")
+                .args(["-dc", path])
+                .output()
+                .expect("xz (xz-utils) uncompresses the kernel's modules");
+            assert!(out.status.success(), "xz -dc {path} failed");
+            std::fs::write(&target, out.stdout).unwrap();
+        } else {
             std::fs::copy(path, &target).unwrap();
         }
     }
@@ -67,21 +131,10 @@ cat /tmp/kprobe.log
 poweroff -f
 "#;
 
-#[test]
-fn the_same_binary_counts_on_debians_kernel_with_kprobe_fallbacks() {
-    netmon_tests::require_root();
-    let Some(kernel) = kernel() else {
-        panic!(
-            "no kernel in {}: cargo xtask setup fetches Debian's linux-image-amd64 there",
-            vm_dir().display()
-        );
-    };
-    let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
-    assert!(
-        qemu.is_ok_and(|o| o.status.success()),
-        "qemu-system-x86_64 missing: cargo xtask setup installs qemu-system-x86"
-    );
-    let root = std::env::temp_dir().join(format!("netmon-vm-{}", std::process::id()));
+/// Makes the VM's initramfs for `suite` (busybox, the diag modules, netmon and the checker);
+/// returns its path.
+fn initramfs(suite: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("netmon-vm-{}-{suite}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     for dir in ["bin", "proc", "sys", "tmp", "dev", "run"] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
@@ -92,19 +145,7 @@ fn the_same_binary_counts_on_debians_kernel_with_kprobe_fallbacks() {
     ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
-    std::fs::create_dir_all(root.join("modules")).unwrap();
-    let modules = sh(
-        "find",
-        &[
-            vm_dir().join("lib/modules").to_str().unwrap(),
-            "-name",
-            "*_diag.ko",
-        ],
-    );
-    for module in modules.lines() {
-        let name = Path::new(module).file_name().unwrap();
-        std::fs::copy(module, root.join("modules").join(name)).unwrap();
-    }
+    copy_modules(suite, &root);
     std::fs::write(root.join("init"), INIT).unwrap();
     sh("chmod", &["+x", root.join("init").to_str().unwrap()]);
     std::fs::write(
@@ -131,11 +172,32 @@ fn the_same_binary_counts_on_debians_kernel_with_kprobe_fallbacks() {
         .status()
         .unwrap();
     assert!(status.success());
+    let _ = std::fs::remove_dir_all(&root);
+    initrd
+}
+
+/// Boots `suite`'s kernel, whose release must begin with `version` (major.minor), runs both
+/// checks there and asserts on what they printed.
+fn counts_exactly_on(suite: &str, version: &str) {
+    netmon_tests::require_root();
+    let _one = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(kernel) = kernel(suite) else {
+        panic!(
+            "no kernel in {}: cargo xtask setup fetches Debian {suite}'s linux-image-amd64 there",
+            vm_dir(suite).display()
+        );
+    };
+    let qemu = Command::new("qemu-system-x86_64").arg("--version").output();
+    assert!(
+        qemu.is_ok_and(|o| o.status.success()),
+        "qemu-system-x86_64 missing: cargo xtask setup installs qemu-system-x86"
+    );
+    let initrd = initramfs(suite);
 
     let begin = Instant::now();
-    let child = Command::new("timeout")
+    let mut child = Command::new("timeout")
+        .arg(TIMEOUT.as_secs().to_string())
         .args([
-            "900",
             "qemu-system-x86_64",
             "-accel",
             "tcg",
@@ -160,21 +222,48 @@ fn the_same_binary_counts_on_debians_kernel_with_kprobe_fallbacks() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let _ = std::fs::remove_dir_all(&root);
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // The console as it comes, to time the boot: until the init script's first line.
+    let mut console = String::new();
+    let mut booted = None;
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = Vec::new();
+    while stdout.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+        let text = String::from_utf8_lossy(&line);
+        if booted.is_none() && text.contains("VMCHECK kernel") {
+            booted = Some(begin.elapsed());
+        }
+        console.push_str(&text);
+        line.clear();
+    }
+    let status = child.wait().unwrap();
+    let ran = begin.elapsed();
+    let stderr = stderr.join().unwrap_or_default();
     let _ = std::fs::remove_file(&initrd);
-    let console = String::from_utf8_lossy(&output.stdout);
     let lines: Vec<&str> = console.lines().filter(|l| l.contains("VMCHECK")).collect();
     eprintln!(
-        "VM ran for {:.0} s:\n{}",
-        begin.elapsed().as_secs_f64(),
+        "VM of Debian {suite} ({}): booted in {}, ran for {:.0} s ({status}):\n{}",
+        kernel.display(),
+        booted.map_or("(never)".into(), |b| format!("{:.0} s", b.as_secs_f64())),
+        ran.as_secs_f64(),
         lines.join("\n")
     );
     let kernel_line = lines
         .iter()
-        .find(|l| l.contains("VMCHECK kernel"))
-        .unwrap_or_else(|| panic!("the VM did not boot to the check; console:\n{console}"));
-    assert!(kernel_line.contains("6.1."), "{kernel_line}");
+        .find_map(|l| l.split_once("VMCHECK kernel "))
+        .map(|(_, release)| release.trim())
+        .unwrap_or_else(|| {
+            panic!("the VM did not boot to the check; console:\n{console}\nstderr:\n{stderr}")
+        });
+    assert!(
+        kernel_line.starts_with(&format!("{version}.")),
+        "Debian {suite} booted Linux {kernel_line}, not {version}"
+    );
     let failures: Vec<&&str> = lines
         .iter()
         .filter(|l| l.contains("VMCHECK FAIL"))
@@ -191,24 +280,27 @@ fn the_same_binary_counts_on_debians_kernel_with_kprobe_fallbacks() {
         .filter_map(|l| l.split_once("VMCHECK status "))
         .map(|(_, json)| serde_json::from_str(json).expect("a status document"))
         .collect();
+    assert_eq!(statuses.len(), 2, "one status a run; console:\n{console}");
+    for (run, status) in statuses.iter().enumerate() {
+        let probes = status["probes"].as_array().cloned().unwrap_or_default();
+        assert!(!probes.is_empty(), "no probes in run {run}: {status}");
+        for probe in probes {
+            assert!(
+                !probe["method"].is_null(),
+                "{} attached in run {run} on Linux {kernel_line}: {probe}",
+                probe["probe"]
+            );
+        }
+    }
     let method = |run: usize, probe: &str| probe_status(&statuses[run], probe)["method"].clone();
     assert_eq!(method(0, "net_dev_xmit"), "tp_btf", "{}", statuses[0]);
-    // Without the socket tracepoints (Linux 6.3), socket I/O is counted by fexit programs.
-    for probe in ["sock_send_length", "sock_recv_length"] {
-        assert_eq!(
-            method(0, probe),
-            "fexit",
-            "the fexit fallback of {probe} attached on this kernel: {}",
-            statuses[0]
-        );
-    }
     for probe in ["kfree_skb", "inet_sock_set_state"] {
         assert_eq!(
             method(1, probe),
             "kprobe",
-            "the kprobe fallback of {probe} attached on this kernel: {}",
+            "the kprobe fallback of {probe} attached on Linux {kernel_line}: {}",
             statuses[1]
         );
     }
-    assert!(begin.elapsed() < Duration::from_secs(900));
+    assert!(ran < TIMEOUT, "the VM ran out of its {TIMEOUT:?}");
 }

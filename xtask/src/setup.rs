@@ -1,5 +1,9 @@
 //! `cargo xtask setup`: installs what the build and the tests need, skipping what is there.
-use std::{process::Command, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Instant,
+};
 
 use anyhow::{Context as _, bail};
 
@@ -13,16 +17,19 @@ const BUILD_PACKAGES: &[&str] = &[
     "zlib1g-dev",
 ];
 /// iproute2 and iptables make the tests' namespaces and drops; prometheus brings promtool and
-/// the server the monitoring tests run; QEMU and busybox run the second-kernel test; Debian's
-/// Python with the Prometheus client is the strict OpenMetrics parser (Debian's packages, not
-/// pip: Debian 12's system Python refuses pip installs); bpftool reads the socket memos in
-/// the process tests.
+/// the server the monitoring tests run; QEMU and busybox run the VM test, Debian's archive
+/// keys check its kernels and xz unpacks trixie's modules; Debian's Python with the
+/// Prometheus client is the strict OpenMetrics parser (Debian's packages, not pip: Debian
+/// 12's system Python refuses pip installs); bpftool reads the socket memos in the process
+/// tests.
 const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "iptables",
     "prometheus",
     "qemu-system-x86",
     "busybox-static",
+    "debian-archive-keyring",
+    "xz-utils",
     "python3",
     "python3-prometheus-client",
     "python3-venv",
@@ -36,8 +43,13 @@ const TEST_PACKAGES: &[&str] = &[
 /// Node.js and npm build the live page's charting library in (netmon's build script) and
 /// drive Chromium in the page's test; installed from Debian where the machine has no npm.
 const NODE_PACKAGES: &[&str] = &["nodejs", "npm"];
-/// Debian's own kernel, booted under QEMU by the second-kernel test.
+/// Debian's kernels, booted under QEMU by the VM test: each suite's newest
+/// `linux-image-amd64` (Debian 11: Linux 5.10, 12: 6.1, 13: 6.12), and whether Debian's
+/// security archive has the suite (its kernels are newer than the point release's).
+const VM_KERNELS: &[(&str, bool)] = &[("bullseye", true), ("bookworm", true), ("trixie", true)];
 const VM_KERNEL_PACKAGE: &str = "linux-image-amd64";
+/// The keys the VM kernels' suites are signed with (debian-archive-keyring).
+const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// What to set up: what building and running the agent needs, or that and what the tests
@@ -92,8 +104,8 @@ pub fn setup(scope: Scope) -> anyhow::Result<()> {
         if python_environment()? {
             did.push("kubernetes-validate");
         }
-        if fetch_vm_kernel()? {
-            did.push("the test VM's kernel");
+        if fetch_vm_kernels()? {
+            did.push("the test VMs' kernels");
         }
         for tool in ["cargo-deb", "cargo-fuzz"] {
             let subcommand = tool.trim_start_matches("cargo-");
@@ -220,9 +232,29 @@ fn browser_test_packages() -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Downloads and unpacks Debian's kernel package into `target/vm/` unless a kernel is there.
-fn fetch_vm_kernel() -> anyhow::Result<bool> {
-    let dir = workspace_root().join("target/vm");
+/// Downloads and unpacks the kernel of each of [`VM_KERNELS`] into `target/vm/<suite>/` unless
+/// one is there; returns whether it fetched any.
+fn fetch_vm_kernels() -> anyhow::Result<bool> {
+    let vm = workspace_root().join("target/vm");
+    // The single kernel of earlier versions, unpacked into target/vm itself.
+    if vm.join("boot").is_dir() {
+        for old in ["boot", "lib", "usr", "etc"] {
+            std::fs::remove_dir_all(vm.join(old)).ok();
+        }
+    }
+    let mut fetched = false;
+    for &(suite, security) in VM_KERNELS {
+        fetched |= fetch_vm_kernel(&vm, suite, security)
+            .with_context(|| format!("fetching Debian {suite}'s kernel for the VM test"))?;
+    }
+    Ok(fetched)
+}
+
+/// Fetches `suite`'s newest `linux-image-amd64` with an apt configuration of its own under
+/// `target/vm/apt/<suite>/` (sources, lists, caches, an empty dpkg status: nothing of the
+/// machine's `/etc/apt` is read or written), and unpacks it into `target/vm/<suite>/`.
+fn fetch_vm_kernel(vm: &Path, suite: &str, security: bool) -> anyhow::Result<bool> {
+    let dir = vm.join(suite);
     let present = std::fs::read_dir(dir.join("boot")).is_ok_and(|entries| {
         entries
             .flatten()
@@ -231,43 +263,118 @@ fn fetch_vm_kernel() -> anyhow::Result<bool> {
     if present {
         return Ok(false);
     }
-    std::fs::create_dir_all(&dir).context("creating target/vm")?;
-    // linux-image-amd64 is a metapackage: download the image it depends on.
-    let mut depends = output("apt-cache", &["depends", VM_KERNEL_PACKAGE]).unwrap_or_default();
-    if !depends.contains("Depends: linux-image-") {
-        cmd("apt-get", &["update", "-qq"]).context("apt-get update")?;
-        depends = output("apt-cache", &["depends", VM_KERNEL_PACKAGE]).unwrap_or_default();
+    if !Path::new(DEBIAN_KEYRING).exists() {
+        bail!("{DEBIAN_KEYRING} missing: apt-get install debian-archive-keyring");
     }
+    eprintln!("xtask: setup: fetching Debian {suite}'s kernel");
+    let apt = vm.join("apt").join(suite);
+    let config = private_apt(&apt, suite, security)?;
+    let run = |program: &str, args: &[&str], cwd: &Path| -> anyhow::Result<String> {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(cwd)
+            .env("APT_CONFIG", &config)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("starting {program}"))?;
+        if !out.status.success() {
+            bail!(
+                "`APT_CONFIG={} {program} {}` failed ({})",
+                config.display(),
+                args.join(" "),
+                out.status
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    run("apt-get", &["update", "-qq"], &apt).with_context(|| {
+        format!(
+            "updating {suite}'s package lists (signed by keys of {DEBIAN_KEYRING}: an \
+             older debian-archive-keyring may lack {suite}'s)"
+        )
+    })?;
+    // linux-image-amd64 is a metapackage: download the image it depends on.
+    let depends = run("apt-cache", &["depends", VM_KERNEL_PACKAGE], &apt)?;
     let image = depends
         .lines()
         .find_map(|l| l.trim().strip_prefix("Depends: "))
         .filter(|p| p.starts_with("linux-image-"))
-        .map(str::to_string)
-        .context("apt-cache does not know linux-image-amd64 (run apt-get update)")?;
-    let status = Command::new("apt-get")
-        .args(["download", "-q", &image])
-        .current_dir(&dir)
-        .status()
-        .context("apt-get download")?;
-    if !status.success() {
-        bail!("downloading {image} failed");
-    }
-    let deb = std::fs::read_dir(&dir)?
+        .with_context(|| format!("{VM_KERNEL_PACKAGE} of {suite} depends on no image"))?;
+    let download = apt.join("download");
+    std::fs::remove_dir_all(&download).ok();
+    std::fs::create_dir_all(&download)?;
+    run("apt-get", &["download", "-qq", image], &download)?;
+    let deb = std::fs::read_dir(&download)?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .context("the downloaded kernel package is missing")?;
+    // Unpacked beside, then renamed: an interrupted unpack leaves no kernel that looks whole.
+    let partial = vm.join(format!("{suite}.partial"));
+    std::fs::remove_dir_all(&partial).ok();
     let status = Command::new("dpkg-deb")
         .arg("-x")
         .arg(&deb)
-        .arg(&dir)
+        .arg(&partial)
         .status()
         .context("dpkg-deb")?;
     if !status.success() {
         bail!("unpacking {} failed", deb.display());
     }
-    std::fs::remove_file(&deb).ok();
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::rename(&partial, &dir)?;
+    std::fs::remove_dir_all(&download).ok();
     Ok(true)
+}
+
+/// Writes the apt configuration, sources and empty state of one suite under `apt`; returns
+/// the configuration file, for `APT_CONFIG`. Read before any other configuration, it points
+/// `Dir::Etc` away from `/etc/apt`, so that no configuration, source, pin or key of the
+/// machine's applies.
+fn private_apt(apt: &Path, suite: &str, security: bool) -> anyhow::Result<PathBuf> {
+    let etc = apt.join("etc");
+    for sub in [
+        "etc/apt.conf.d",
+        "etc/preferences.d",
+        "etc/sources.list.d",
+        "state/lists",
+        "cache",
+    ] {
+        std::fs::create_dir_all(apt.join(sub))
+            .with_context(|| format!("creating {}", apt.join(sub).display()))?;
+    }
+    let mut sources =
+        format!("deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian {suite} main\n");
+    if security {
+        sources.push_str(&format!(
+            "deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian-security \
+             {suite}-security main\n"
+        ));
+    }
+    std::fs::write(etc.join("sources.list"), sources)?;
+    std::fs::write(apt.join("status"), "")?;
+    let path = |sub: &str| apt.join(sub).display().to_string();
+    let config = format!(
+        "Dir::Etc \"{etc}\";\n\
+         Dir::State \"{state}\";\n\
+         Dir::State::status \"{status}\";\n\
+         Dir::Cache \"{cache}\";\n\
+         Dir::Cache::pkgcache \"\";\n\
+         Dir::Cache::srcpkgcache \"\";\n\
+         APT::Architecture \"amd64\";\n\
+         APT::Architectures {{ \"amd64\"; }};\n\
+         Acquire::Languages \"none\";\n\
+         Acquire::GzipIndexes \"true\";\n\
+         // The downloads land in the workspace, where apt's own user may not write.\n\
+         APT::Sandbox::User \"root\";\n",
+        etc = path("etc"),
+        state = path("state"),
+        status = path("status"),
+        cache = path("cache"),
+    );
+    let file = apt.join("apt.conf");
+    std::fs::write(&file, config)?;
+    Ok(file)
 }
 
 fn deb_installed(package: &str) -> bool {

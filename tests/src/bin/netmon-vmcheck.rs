@@ -1,6 +1,9 @@
 //! Runs inside the test VM (another kernel): waits for the agent, makes known traffic in a
 //! network namespace of its own (loopback only), and checks the agent's counts against the
-//! kernel's. Prints one `VMCHECK ok|FAIL ...` line per check and `VMCHECK DONE`.
+//! kernel's. What it expects of the kernel (methods, drop reasons, the socket memos) follows
+//! the kernel's release and what the agent says in `/api/v1/status`. Prints the status, the
+//! method of each probe (`VMCHECK method <probe> <method>`) and the program variant, one
+//! `VMCHECK ok|FAIL ...` line per check and `VMCHECK DONE`.
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
@@ -201,6 +204,15 @@ fn fresh(agent: SocketAddr) -> Metrics {
     }
 }
 
+/// The running kernel's major and minor version.
+fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut numbers = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse().unwrap_or(0));
+    (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0))
+}
+
 fn main() {
     let agent: SocketAddr = std::env::args()
         .nth(1)
@@ -220,6 +232,28 @@ fn main() {
     }
     let status = http_get(agent, "/api/v1/status", &[]).unwrap().body;
     println!("VMCHECK status {status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap_or_default();
+    let probes = status["probes"].as_array().cloned().unwrap_or_default();
+    for probe in &probes {
+        println!(
+            "VMCHECK method {} {}",
+            probe["probe"].as_str().unwrap_or("?"),
+            probe["method"].as_str().unwrap_or("none")
+        );
+    }
+    let variant = status["program_variant"].clone();
+    println!(
+        "VMCHECK program_variant {}",
+        variant.as_str().unwrap_or("none")
+    );
+    let probe = |name: &str| {
+        probes
+            .iter()
+            .find(|p| p["probe"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let kernel = kernel_version();
     let (done, hold) = std::sync::mpsc::channel();
     let (netns, kernel_lo_tx) = workload(hold);
     let m = fresh(agent);
@@ -241,6 +275,13 @@ fn main() {
         )
     };
     let mut all = true;
+    let unattached: Vec<&serde_json::Value> =
+        probes.iter().filter(|p| p["method"].is_null()).collect();
+    all &= check(
+        "every probe attached",
+        !probes.is_empty() && unattached.is_empty(),
+        format!("{} probes, not attached: {unattached:?}", probes.len()),
+    );
     for (from, to) in [("CLOSE", "SYN_SENT"), ("SYN_SENT", "ESTABLISHED")] {
         let n = transition(from, to);
         all &= check(
@@ -283,28 +324,30 @@ fn main() {
         handshakes("passive") == CONNECTIONS,
         format!("{}", handshakes("passive")),
     );
-    let state_probe = serde_json::from_str::<serde_json::Value>(&status)
-        .ok()
-        .and_then(|s| {
-            s["probes"]
-                .as_array()?
-                .iter()
-                .find(|p| p["probe"] == "inet_sock_set_state")
-                .cloned()
-        })
-        .unwrap_or_default();
+    let state_probe = probe("inet_sock_set_state");
     let limits = state_probe["limits"].as_str().unwrap_or_default();
     all &= check(
         "the state hook's limits in status",
         limits.contains("LISTEN -> SYN_RECV") == kprobe_run,
         format!("{state_probe}"),
     );
+    // Kernels before 5.17 give no drop reason: the drop hook's limits say so, and its drops
+    // count as "unknown".
+    let drop_probe = probe("kfree_skb");
+    let reason = if drop_probe["limits"]
+        .as_str()
+        .is_some_and(|l| l.contains("no drop reason"))
+    {
+        "unknown"
+    } else {
+        "NO_SOCKET"
+    };
     let no_socket = m.counter(
         "netmon_kernel_drops_total",
         &[
             ("netns", &ns),
             ("interface", "lo"),
-            ("reason", "NO_SOCKET"),
+            ("reason", reason),
             ("protocol", "ipv4"),
         ],
     );
@@ -315,7 +358,7 @@ fn main() {
         .collect();
     println!("VMCHECK drops in the namespace: {drops:?}");
     all &= check(
-        "NO_SOCKET drops",
+        &format!("{reason} drops (the closed port's)"),
         no_socket == CLOSED_PORT_DATAGRAMS,
         format!("{no_socket} (expected {CLOSED_PORT_DATAGRAMS})"),
     );
@@ -333,7 +376,7 @@ fn main() {
         .and_then(|v| v["items"].as_array().cloned())
         .unwrap_or_default();
     let described = samples.iter().all(|s| {
-        s["reason"] == "NO_SOCKET"
+        s["reason"] == reason
             && s["protocol"] == "udp"
             && s["destination"] == "127.0.0.1"
             && s["destination_port"] == 7101
@@ -364,9 +407,19 @@ fn main() {
         lo_tx == kernel_lo_tx,
         format!("{lo_tx} (kernel {kernel_lo_tx})"),
     );
-    // This process's own datagrams, counted by the socket hooks' fallback (fexit on
-    // sock_sendmsg and sock_recvmsg: 6.1 has no sock_send_length tracepoint). Its TCP also
-    // carries its requests to the agent; its UDP is only the workload's.
+    // The socket hooks: the tracepoints since Linux 6.3, fexit programs on the inet send and
+    // receive functions before.
+    let socket_method = if kernel >= (6, 3) { "tp_btf" } else { "fexit" };
+    for name in ["sock_send_length", "sock_recv_length"] {
+        let method = probe(name)["method"].clone();
+        all &= check(
+            &format!("{name} method on Linux {}.{}", kernel.0, kernel.1),
+            method == socket_method,
+            format!("{method} (expected {socket_method})"),
+        );
+    }
+    // This process's own datagrams, counted by the socket hooks, whichever method. Its TCP
+    // also carries its requests to the agent; its UDP is only the workload's.
     let pid = std::process::id().to_string();
     let udp = |direction: &str| {
         m.counter(
@@ -384,27 +437,43 @@ fn main() {
             udp("rx")
         ),
     );
-    let watch = serde_json::from_str::<serde_json::Value>(&status)
-        .map(|s| s["namespace_watch"].clone())
-        .unwrap_or_default();
+    let watch = status["namespace_watch"].clone();
     all &= check(
         "namespace teardown watched",
         watch == "fentry" || watch == "kprobe",
         format!("{watch}"),
     );
-    // The socket hooks keep memos: thread exits and cgroup moves are watched.
-    let memo_error = serde_json::from_str::<serde_json::Value>(&status)
-        .map(|s| s["socket_memo_error"].clone())
-        .unwrap_or_default();
+    // The programs take bpf_loop where the kernel has it (5.17), a bounded walk before.
+    let expected_variant = if kernel >= (5, 17) {
+        "bpf_loop"
+    } else {
+        "bounded_walk"
+    };
     all &= check(
-        "thread exits and cgroup moves watched (socket memos on)",
-        memo_error.is_null(),
-        format!("{memo_error}"),
+        &format!("program variant on Linux {}.{}", kernel.0, kernel.1),
+        variant == expected_variant,
+        format!("{variant} (expected {expected_variant})"),
     );
+    // With bpf_loop the socket hooks keep memos (thread exits and cgroup moves are
+    // watched); the bounded walk has none, and status says why.
+    let memo_error = status["socket_memo_error"].clone();
+    if variant == "bounded_walk" {
+        all &= check(
+            "socket memos off without bpf_loop, and status says why",
+            memo_error
+                .as_str()
+                .is_some_and(|e| e.contains("Linux >= 5.17")),
+            format!("{memo_error}"),
+        );
+    } else {
+        all &= check(
+            "thread exits and cgroup moves watched (socket memos on)",
+            memo_error.is_null(),
+            format!("{memo_error}"),
+        );
+    }
     // Kernels since 5.8 walk the processes' file tables for the holders of sockets.
-    let owners = serde_json::from_str::<serde_json::Value>(&status)
-        .map(|s| s["socket_owners_source"].clone())
-        .unwrap_or_default();
+    let owners = status["socket_owners_source"].clone();
     all &= check(
         "socket holders found by the file iterator",
         owners == "file_iterator",
