@@ -487,11 +487,13 @@ fn kprobe_fallback_is_reported_where_the_kernel_has_no_kprobes() {
         return;
     }
     eprintln!("this kernel has no kprobes (CONFIG_KPROBES unset): checking the report");
+    // What the kernel lacks, in an operator's words, in the metric and in status.
+    let needs = "a kernel built with kprobes (CONFIG_KPROBES=y)";
     for probe in ["kfree_skb", "inet_sock_set_state"] {
         assert_eq!(
             m.value(
                 "netmon_probe_attached",
-                &[("probe", probe), ("method", "none")]
+                &[("probe", probe), ("method", "none"), ("needs", needs)]
             ),
             Some(0.0)
         );
@@ -505,6 +507,11 @@ fn kprobe_fallback_is_reported_where_the_kernel_has_no_kprobes() {
             .unwrap()
             .contains("kprobe"),
         "{drop_probe}"
+    );
+    assert_eq!(drop_probe["needs"], needs, "{drop_probe}");
+    assert_eq!(
+        probe_status(&status, "net_dev_xmit")["needs"],
+        serde_json::Value::Null
     );
     // The agent keeps running, and the hooks not forced still count.
     assert_eq!(
