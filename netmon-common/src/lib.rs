@@ -677,6 +677,11 @@ pub struct TracepointFields {
     pub reset_sent_sk: u32,
     pub reset_sent_skb: u32,
     pub reset_received_sk: u32,
+    /// Not a classic field: 1 when the BTF-typed and raw `kfree_skb` tracepoints pass a reason
+    /// as third argument (Linux 5.17, with `enum skb_drop_reason` in BTF); before, their
+    /// programs must not read it, which the verifier refuses. Last, so that adding it moved
+    /// none of the constants the per-packet hooks read.
+    pub drop_reason_argument: u32,
 }
 
 /// How the kprobe fallback of the drop hook finds its arguments: the kernel function it is
@@ -698,9 +703,6 @@ pub struct DropProbeArgs {
 pub struct NormalFreeReasons {
     pub not_dropped_yet: u32,
     pub consumed: u32,
-    /// 1 when the `kfree_skb` tracepoint passes a reason (Linux 5.17 and later): before, its
-    /// BTF-typed and raw programs must not read a third argument, which the verifier refuses.
-    pub tracepoint_has_reason: u32,
 }
 
 #[cfg(feature = "user")]

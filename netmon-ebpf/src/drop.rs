@@ -37,7 +37,7 @@ fn count_drop<M: Memory>(skb: u64, reason: u32, location: u64) {
 /// sees the read.
 #[inline(always)]
 fn tracepoint_reason(third: impl FnOnce() -> u32) -> u32 {
-    if constant!(NORMAL_FREE.tracepoint_has_reason) != 0 {
+    if tp_field!(drop_reason_argument) != 0 {
         third()
     } else {
         DROP_REASON_UNKNOWN

@@ -70,6 +70,7 @@ pub(crate) static TP_FIELDS: TracepointFields = TracepointFields {
     reset_sent_sk: 0,
     reset_sent_skb: 0,
     reset_received_sk: 0,
+    drop_reason_argument: 1,
 };
 
 #[unsafe(no_mangle)]
@@ -83,7 +84,6 @@ pub(crate) static DROP_PROBE_ARGS: DropProbeArgs = DropProbeArgs {
 pub(crate) static NORMAL_FREE: NormalFreeReasons = NormalFreeReasons {
     not_dropped_yet: 0,
     consumed: DROP_REASON_UNKNOWN,
-    tracepoint_has_reason: 1,
 };
 
 /// Socket families and the IP protocol of TCP, as the kernel's `struct sock` holds them.

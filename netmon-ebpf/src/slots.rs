@@ -227,7 +227,7 @@ impl Slots {
                 0,
             );
         }
-        self.complete(walk.found, walk.claimed, identity, meta)
+        self.complete(walk.found, walk.claimed, &walk.identity, meta)
     }
 
     /// The slow path without `bpf_loop`: the same walk in a bounded loop, which is a global

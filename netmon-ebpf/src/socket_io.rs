@@ -50,7 +50,7 @@ pub fn count_socket_io(sk: u64, ret: i32, flags: i32, direction: u8) {
         return;
     }
     #[cfg(not(feature = "bounded-walk"))]
-    crate::socket_memo::count(sk, ret as u64, direction);
+    crate::socket_memo::count(sk, ret, direction);
     #[cfg(feature = "bounded-walk")]
     count_in_slot(sk, ret as u64, direction);
 }

@@ -22,17 +22,17 @@ const NO_PROT: u64 = u64::MAX;
 /// x86-64 and arm64, more with KASAN). All of a 16 KiB block is one thread's stack.
 const KERNEL_STACK_ALIGN: u64 = 16 << 10;
 
-/// Counts `bytes` moved by a call on the IP socket `sk` in `direction`: in the memo when it
-/// is the caller's, else on the slow path.
+/// Counts the `ret` bytes (more than 0) a call on the IP socket `sk` moved in `direction`: in
+/// the memo when it is the caller's, else on the slow path.
 #[inline(always)]
-pub fn count(sk: u64, bytes: u64, direction: u8) {
+pub fn count(sk: u64, ret: i32, direction: u8) {
     // On the line of the family: which protocol the socket speaks, as far as the memo needs to
     // know. The protocol itself is further into the socket, where a receive may not have been.
     let prot: u64 = Btf::read(sk, constant!(OFFSETS.sk_prot)).unwrap_or(0);
     // SAFETY: an aligned u64 global, read whole.
     let changes = unsafe { read_volatile(&raw const THREAD_CHANGES) };
     let Some(memo) = memo(direction) else {
-        count_unseen(sk, 0, changes, bytes, direction);
+        count_unseen(sk, 0, changes, ret as u64, direction);
         return;
     };
     // Which thread calls: the kernel stack this program's frame is on.
@@ -47,13 +47,13 @@ pub fn count(sk: u64, bytes: u64, direction: u8) {
             && (*memo).prot == prot
             && (*memo).written == read_volatile(&raw const (*memo).epoch)
         {
-            (*memo).bytes += bytes;
+            (*memo).bytes += ret as u64;
             (*memo).calls += 1;
             return;
         }
         stack
     };
-    count_unseen(sk, stack, changes, bytes, direction);
+    count_unseen(sk, stack, changes, ret as u64, direction);
 }
 
 /// The base of the kernel stack that `frame`, on this program's stack, lies on. The verifier

@@ -119,7 +119,8 @@ impl Probes {
         // Classic tracepoints are the fallback of any hook whose other methods fail, whatever
         // BTF says: their record layouts are read (tracefs mounted where it is not) up front,
         // as the object takes them at load.
-        let (fields, tracepoint_errors) = tracepoint_fields(true);
+        let (mut fields, tracepoint_errors) = tracepoint_fields(true);
+        fields.drop_reason_argument = u32::from(features.drop_reasons);
         // Older kernels lack one or both names; a value no reason takes then matches nothing.
         let no_such_reason = DROP_REASON_UNKNOWN - 1;
         let normal = NormalFreeReasons {
@@ -127,7 +128,6 @@ impl Probes {
                 .value("SKB_NOT_DROPPED_YET")
                 .unwrap_or(no_such_reason),
             consumed: reasons.value("SKB_CONSUMED").unwrap_or(no_such_reason),
-            tracepoint_has_reason: u32::from(features.drop_reasons),
         };
         let drop_target = drop_kprobe_target();
 
