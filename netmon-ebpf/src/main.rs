@@ -15,6 +15,7 @@ mod kernel;
 mod maps;
 mod samples;
 mod slots;
+mod socket_caller;
 mod socket_io;
 #[cfg(not(feature = "bounded-walk"))]
 mod socket_memo;

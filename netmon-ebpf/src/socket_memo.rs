@@ -13,7 +13,7 @@ use crate::{
     kernel::{Btf, Memory, constant},
     maps::{SOCKET_MEMOS, processes},
     slots::Counts as _,
-    socket_io::{THREAD_CHANGES, claim_slot, identity, protocol},
+    socket_caller::{THREAD_CHANGES, claim_slot, identity, protocol},
 };
 
 /// A memo's `prot` that no socket has.
@@ -86,7 +86,7 @@ fn count_unseen(sk: u64, stack: u64, changes: u64, bytes: u64, direction: u8) {
     // Read before the slot is found: if the agent frees it after, the memo is not added to.
     // SAFETY: this CPU's memo, as above.
     let epoch = memo.map(|memo| unsafe { read_volatile(&raw const (*memo).epoch) });
-    let id = identity::<Btf>(task, set, protocol, direction);
+    let id = identity(task, set, protocol, direction);
     let claim = |slot| claim_slot(&id, sk, slot);
     let table = processes();
     let Some(slot) = table.slots.find(id.id, id.cgroup, id.start, claim) else {

@@ -426,8 +426,9 @@ mod tests {
         assert_eq!(given.get(own, 1), Some("lo"));
     }
 
-    #[test]
-    fn finds_a_namespace_that_only_a_thread_holds() {
+    /// A thread in a network namespace of its own, which only it holds: the namespace's inode,
+    /// the sender that lets the thread end, and the thread.
+    fn namespace_of_a_thread() -> (u32, std::sync::mpsc::Sender<()>, thread::JoinHandle<()>) {
         let (entered, holder) = std::sync::mpsc::channel();
         let (release, wait) = std::sync::mpsc::channel::<()>();
         let thread = thread::spawn(move || {
@@ -438,7 +439,12 @@ mod tests {
                 .unwrap();
             let _ = wait.recv();
         });
-        let netns = holder.recv().unwrap().unwrap();
+        (holder.recv().unwrap().unwrap(), release, thread)
+    }
+
+    #[test]
+    fn finds_a_namespace_that_only_a_thread_holds() {
+        let (netns, release, thread) = namespace_of_a_thread();
         let mut holders = Holders::default();
         let presence = holders.find(&BTreeMap::from([(netns, 0)]));
         assert!(presence.found.contains_key(&netns), "{presence:?}");
@@ -460,17 +466,7 @@ mod tests {
     /// under its inode with another cookie are another namespace's, looked for at once.
     #[test]
     fn a_namespace_that_takes_the_inode_of_one_without_holder_is_looked_for_at_once() {
-        let (entered, holder) = std::sync::mpsc::channel();
-        let (release, wait) = std::sync::mpsc::channel::<()>();
-        let thread = thread::spawn(move || {
-            // SAFETY: a new namespace for this thread only.
-            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-            entered
-                .send(inode(Path::new("/proc/thread-self/ns/net")))
-                .unwrap();
-            let _ = wait.recv();
-        });
-        let netns = holder.recv().unwrap().unwrap();
+        let (netns, release, thread) = namespace_of_a_thread();
         // The namespace that had the inode before, under cookie 7, was found without a holder.
         let mut holders = Holders {
             unheld: BTreeMap::from([(netns, (7, Instant::now()))]),

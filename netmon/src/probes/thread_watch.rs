@@ -1,7 +1,7 @@
 //! The agent's side of the thread watch (`netmon-ebpf/src/thread_exit.rs` and
 //! `cgroup_move.rs`): attaches both programs, then lets the socket hooks keep memos, which
 //! name a thread by its kernel stack and are right only while every thread exit and cgroup
-//! move on the host is counted (see `THREAD_CHANGES` in `netmon-ebpf/src/socket_io.rs`).
+//! move on the host is counted (see `THREAD_CHANGES` in `netmon-ebpf/src/socket_caller.rs`).
 use anyhow::{Context as _, anyhow};
 use aya::{Ebpf, maps::Array};
 
