@@ -13,7 +13,7 @@ use netmon_common::{
     SLOT_PROBES, SlotTag,
 };
 
-use crate::slots::{Identity, NO_SLOT, SlotTable, holds};
+use crate::slots::{Found, Identity, NO_SLOT, SlotTable, look_at};
 
 /// The claims of each table's slots: preallocated, with as many entries as the table has
 /// slots (the agent sizes the traffic table's), so never full.
@@ -30,11 +30,6 @@ pub static PROCESS_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_PRO
 
 /// The flag of a map update that only inserts.
 const BPF_NOEXIST: u64 = 1;
-
-/// What [`visit`] found at a slot.
-const ELSEWHERE: u32 = 0;
-const HELD: u32 = 1;
-const CLAIMED: u32 = 2;
 
 /// Walks the table numbered in the high word of `table_mask` (a [`SlotTable`]), whose mask is
 /// its low word, from slot `start` for the identity (`id`, `extra`, `extra2`): returns the
@@ -67,42 +62,33 @@ pub extern "C" fn netmon_slot_walk(
     while i < SLOT_PROBES && i < probes {
         let index = start.wrapping_add(i) & mask;
         match visit(tags, claims, index, &identity) {
-            HELD => return u64::from(index),
-            CLAIMED => return u64::from(index) | 1 << 32,
-            _ => i += 1,
+            Found::Held => return u64::from(index),
+            Found::Claimed => return u64::from(index) | 1 << 32,
+            Found::Elsewhere => i += 1,
         }
     }
     u64::from(NO_SLOT)
 }
 
-/// One step of the walk: whether slot `index` counts for the identity ([`HELD`]), was free and
-/// is now claimed for it ([`CLAIMED`], its `id` written), or is another's ([`ELSEWHERE`]).
+/// One step of the walk, at slot `index` (see `slots::look_at`): a free slot is claimed by
+/// inserting its index into the claims; exactly one insert succeeds until the agent, freeing
+/// the slot, has cleared its `id` and then removed the index.
 #[inline(never)]
 fn visit(
     tags: &'static Array<SlotTag>,
     claims: &'static HashMap<u32, u32>,
     index: u32,
     identity: &Identity,
-) -> u32 {
-    let Identity { id, extra, extra2 } = *identity;
+) -> Found {
     let Some(tag) = tags.get_ptr_mut(index) else {
-        return ELSEWHERE;
+        return Found::Elsewhere;
     };
-    if holds(tag, id, extra, extra2) {
-        return HELD;
-    }
-    // SAFETY: a map value, read before trying the claim.
-    let free = unsafe { core::ptr::read_volatile(&raw const (*tag).id) } == 0;
-    // Exactly one insert of the index succeeds until the agent, freeing the slot, has cleared
-    // its `id` and then removed the index.
-    if free && claims.insert(index, 0, BPF_NOEXIST).is_ok() {
-        // SAFETY: the slot is this program's: no other program writes its `id`.
-        unsafe { core::ptr::write_volatile(&raw mut (*tag).id, id) };
-        return CLAIMED;
-    }
-    // Another CPU claimed it first, maybe for the same identity.
-    if holds(tag, id, extra, extra2) {
-        return HELD;
-    }
-    ELSEWHERE
+    look_at(tag, identity, || {
+        let won = claims.insert(index, 0, BPF_NOEXIST).is_ok();
+        if won {
+            // SAFETY: the slot is this program's: no other program writes its `id`.
+            unsafe { core::ptr::write_volatile(&raw mut (*tag).id, identity.id) };
+        }
+        won
+    })
 }

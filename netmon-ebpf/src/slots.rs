@@ -291,28 +291,51 @@ struct Walk {
 fn step(i: u64, walk: *mut c_void) -> i64 {
     // SAFETY: the loop's context, a `Walk` on the caller's stack.
     let walk = unsafe { &mut *walk.cast::<Walk>() };
-    let Identity { id, extra, extra2 } = walk.identity;
     let index = walk.start.wrapping_add(i as u32) & walk.mask;
     let Some(tag) = walk.tags.get_ptr_mut(index) else {
         return 0;
     };
-    if holds(tag, id, extra, extra2) {
-        walk.found = index;
-        return 1;
+    match look_at(tag, &walk.identity, || claim(tag, 0, walk.identity.id)) {
+        Found::Elsewhere => 0,
+        found => {
+            walk.found = index;
+            walk.claimed = found == Found::Claimed;
+            1
+        }
     }
-    // SAFETY: a map value, read before trying the atomic claim.
+}
+
+/// What a walk finds at a slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Found {
+    /// The slot counts for another identity.
+    Elsewhere,
+    /// The slot counts for the identity.
+    Held,
+    /// The slot was free and is now claimed for the identity (its `id` written).
+    Claimed,
+}
+
+/// One step of a walk, at the slot `tag`: whether it counts for `identity`, or was free and
+/// `claim` took it (writing its `id`; it fails where another program was first), or is
+/// another's. Both walks' step.
+#[inline(always)]
+pub fn look_at(tag: *mut SlotTag, identity: &Identity, claim: impl FnOnce() -> bool) -> Found {
+    let Identity { id, extra, extra2 } = *identity;
+    if holds(tag, id, extra, extra2) {
+        return Found::Held;
+    }
+    // SAFETY: a map value, read before trying the claim.
     let free = unsafe { core::ptr::read_volatile(&raw const (*tag).id) } == 0;
-    if free && claim(tag, 0, id) {
-        walk.found = index;
-        walk.claimed = true;
-        return 1;
+    if free && claim() {
+        return Found::Claimed;
     }
     // Another CPU claimed it first, maybe for the same identity.
     if holds(tag, id, extra, extra2) {
-        walk.found = index;
-        return 1;
+        return Found::Held;
     }
-    0
+    Found::Elsewhere
 }
 
 /// The three words that identify what a slot counts, passed to the slow path by reference (a
@@ -330,7 +353,7 @@ pub const NO_SLOT: u32 = u32::MAX;
 
 /// Whether the slot's tag is exactly (`id`, `extra`, `extra2`).
 #[inline(always)]
-pub fn holds(tag: *mut SlotTag, id: u64, extra: u64, extra2: u64) -> bool {
+fn holds(tag: *mut SlotTag, id: u64, extra: u64, extra2: u64) -> bool {
     // SAFETY: a map value; a concurrent claim changes each word from 0 to its final value
     // once.
     unsafe {

@@ -60,17 +60,12 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
 }
 
 /// Field offsets of the classic tracepoints; a tracepoint whose format cannot be read keeps
-/// zeros, and its classic program is then refused at attach time. tracefs is mounted only
-/// when classic tracepoints are likely to be used (`may_mount`).
-pub(super) fn tracepoint_fields(may_mount: bool) -> (TracepointFields, BTreeMap<Hook, String>) {
+/// zeros, and its classic program is then refused at attach time. They are every hook's last
+/// fallback, whatever BTF says: tracefs is mounted where it is not.
+pub(super) fn tracepoint_fields() -> (TracepointFields, BTreeMap<Hook, String>) {
     let mut fields = TracepointFields::default();
     let mut missing = BTreeMap::new();
-    let mounted = if may_mount {
-        tracefs::ensure_mounted()
-    } else {
-        tracefs::is_mounted()
-    };
-    if !mounted {
+    if !tracefs::ensure_mounted() {
         for hook in Hook::ALL {
             missing.insert(hook, "tracefs is not mounted and cannot be".to_string());
         }

@@ -116,10 +116,8 @@ impl Probes {
             (reasons, offsets, features, tracepoints)
         };
         let variant = features.variant(settings.variant);
-        // Classic tracepoints are the fallback of any hook whose other methods fail, whatever
-        // BTF says: their record layouts are read (tracefs mounted where it is not) up front,
-        // as the object takes them at load.
-        let (mut fields, tracepoint_errors) = tracepoint_fields(true);
+        // Read up front, as the object takes them at load.
+        let (mut fields, tracepoint_errors) = tracepoint_fields();
         fields.drop_reason_argument = u32::from(features.drop_reasons);
         // Older kernels lack one or both names; a value no reason takes then matches nothing.
         let no_such_reason = DROP_REASON_UNKNOWN - 1;

@@ -5,7 +5,7 @@ use anyhow::{Context as _, bail};
 
 const ROOTS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
-pub fn is_mounted() -> bool {
+fn is_mounted() -> bool {
     ROOTS
         .iter()
         .any(|root| Path::new(root).join("events").is_dir())
