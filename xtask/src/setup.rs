@@ -44,9 +44,9 @@ const TEST_PACKAGES: &[&str] = &[
 /// drive Chromium in the page's test; installed from Debian where the machine has no npm.
 const NODE_PACKAGES: &[&str] = &["nodejs", "npm"];
 /// Debian's kernels, booted under QEMU by the VM test: each suite's newest
-/// `linux-image-amd64` (Debian 11: Linux 5.10, 12: 6.1, 13: 6.12), and whether Debian's
-/// security archive has the suite (its kernels are newer than the point release's).
-const VM_KERNELS: &[(&str, bool)] = &[("bullseye", true), ("bookworm", true), ("trixie", true)];
+/// `linux-image-amd64` (Debian 11: Linux 5.10, 12: 6.1, 13: 6.12), from the suite and its
+/// security archive (whose kernels are newer than the point release's).
+const VM_KERNELS: &[&str] = &["bullseye", "bookworm", "trixie"];
 const VM_KERNEL_PACKAGE: &str = "linux-image-amd64";
 /// The keys the VM kernels' suites are signed with (debian-archive-keyring).
 const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -243,8 +243,8 @@ fn fetch_vm_kernels() -> anyhow::Result<bool> {
         }
     }
     let mut fetched = false;
-    for &(suite, security) in VM_KERNELS {
-        fetched |= fetch_vm_kernel(&vm, suite, security)
+    for suite in VM_KERNELS {
+        fetched |= fetch_vm_kernel(&vm, suite)
             .with_context(|| format!("fetching Debian {suite}'s kernel for the VM test"))?;
     }
     Ok(fetched)
@@ -253,7 +253,7 @@ fn fetch_vm_kernels() -> anyhow::Result<bool> {
 /// Fetches `suite`'s newest `linux-image-amd64` with an apt configuration of its own under
 /// `target/vm/apt/<suite>/` (sources, lists, caches, an empty dpkg status: nothing of the
 /// machine's `/etc/apt` is read or written), and unpacks it into `target/vm/<suite>/`.
-fn fetch_vm_kernel(vm: &Path, suite: &str, security: bool) -> anyhow::Result<bool> {
+fn fetch_vm_kernel(vm: &Path, suite: &str) -> anyhow::Result<bool> {
     let dir = vm.join(suite);
     let present = std::fs::read_dir(dir.join("boot")).is_ok_and(|entries| {
         entries
@@ -268,7 +268,7 @@ fn fetch_vm_kernel(vm: &Path, suite: &str, security: bool) -> anyhow::Result<boo
     }
     eprintln!("xtask: setup: fetching Debian {suite}'s kernel");
     let apt = vm.join("apt").join(suite);
-    let config = private_apt(&apt, suite, security)?;
+    let config = private_apt(&apt, suite)?;
     let run = |program: &str, args: &[&str], cwd: &Path| -> anyhow::Result<String> {
         let out = Command::new(program)
             .args(args)
@@ -331,7 +331,7 @@ fn fetch_vm_kernel(vm: &Path, suite: &str, security: bool) -> anyhow::Result<boo
 /// the configuration file, for `APT_CONFIG`. Read before any other configuration, it points
 /// `Dir::Etc` away from `/etc/apt`, so that no configuration, source, pin or key of the
 /// machine's applies.
-fn private_apt(apt: &Path, suite: &str, security: bool) -> anyhow::Result<PathBuf> {
+fn private_apt(apt: &Path, suite: &str) -> anyhow::Result<PathBuf> {
     let etc = apt.join("etc");
     for sub in [
         "etc/apt.conf.d",
@@ -343,14 +343,11 @@ fn private_apt(apt: &Path, suite: &str, security: bool) -> anyhow::Result<PathBu
         std::fs::create_dir_all(apt.join(sub))
             .with_context(|| format!("creating {}", apt.join(sub).display()))?;
     }
-    let mut sources =
-        format!("deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian {suite} main\n");
-    if security {
-        sources.push_str(&format!(
-            "deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian-security \
-             {suite}-security main\n"
-        ));
-    }
+    let sources = format!(
+        "deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian {suite} main\n\
+         deb [signed-by={DEBIAN_KEYRING}] http://deb.debian.org/debian-security \
+         {suite}-security main\n"
+    );
     std::fs::write(etc.join("sources.list"), sources)?;
     std::fs::write(apt.join("status"), "")?;
     let path = |sub: &str| apt.join(sub).display().to_string();
