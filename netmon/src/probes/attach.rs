@@ -75,7 +75,7 @@ impl Hook {
     }
 
     /// Name of this hook's program for `method`, if it has one.
-    pub(super) fn program(self, method: AttachMethod) -> Option<String> {
+    pub fn program(self, method: AttachMethod) -> Option<String> {
         if !self.offers(method) {
             return None;
         }
