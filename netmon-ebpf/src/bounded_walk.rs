@@ -9,8 +9,12 @@ use aya_ebpf::{
     maps::{Array, HashMap},
 };
 use netmon_common::{
-    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS,
-    SLOT_PROBES, SlotTag,
+    drops::MAX_DROP_KEYS,
+    handshakes::MAX_HANDSHAKE_KEYS,
+    processes::MAX_PROCESS_KEYS,
+    slots::{SLOT_PROBES, SlotTag},
+    traffic::MAX_INTERFACES,
+    transitions::MAX_TRANSITION_KEYS,
 };
 
 use crate::slots::{Found, Identity, NO_SLOT, SlotTable, look_at};

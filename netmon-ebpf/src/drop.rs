@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, kprobe, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
-use netmon_common::DROP_REASON_UNKNOWN;
+use netmon_common::drops::DROP_REASON_UNKNOWN;
 
 use crate::{
     kernel::{Btf, Memory, Probe, constant, offset_skb_protocol, skb_device, tp_field},

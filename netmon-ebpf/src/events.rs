@@ -1,6 +1,6 @@
 //! Single counters: the TCP event hooks' counts and the programs' own failures.
 use aya_ebpf::{macros::map, maps::PerCpuArray};
-use netmon_common::{EVENT_SLOTS, Event};
+use netmon_common::events::{EVENT_SLOTS, Event};
 
 #[map]
 pub static EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(EVENT_SLOTS, 0);

@@ -6,8 +6,10 @@
 //! numbers (raw and classic tracepoints, kprobes).
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 use netmon_common::{
-    DROP_REASON_UNKNOWN, DeviceIdentity, DropProbeArgs, Event, InterfaceKey, KernelOffsets,
-    NormalFreeReasons, TracepointFields,
+    drops::DROP_REASON_UNKNOWN,
+    events::Event,
+    kernel_layout::{DropProbeArgs, KernelOffsets, NormalFreeReasons, TracepointFields},
+    traffic::{DeviceIdentity, InterfaceKey},
 };
 
 use crate::events::count_event;

@@ -5,10 +5,16 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
 };
 use netmon_common::{
-    DROP_SAMPLE_RING_BYTES, Event, GONE_NAMESPACE_RING_BYTES, HandshakeHistogram, InterfaceTraffic,
-    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS,
-    ProcessName, SAMPLE_BUDGET_SLOTS, SOCKET_MEMOS_PER_CPU, SampleTally, SlotMasks, SocketIo,
-    SocketMemo, TcpSocketTally,
+    drops::MAX_DROP_KEYS,
+    events::{Event, GONE_NAMESPACE_RING_BYTES},
+    handshakes::{HandshakeHistogram, MAX_HANDSHAKE_KEYS},
+    iterators::TcpSocketTally,
+    processes::{MAX_PROCESS_KEYS, ProcessName, SocketIo},
+    samples::{DROP_SAMPLE_RING_BYTES, SAMPLE_BUDGET_SLOTS, SampleTally},
+    slots::SlotMasks,
+    socket_memo::{SOCKET_MEMOS_PER_CPU, SocketMemo},
+    traffic::{InterfaceTraffic, MAX_INTERFACES},
+    transitions::MAX_TRANSITION_KEYS,
 };
 
 use crate::slots::{CpuRegions, SlotTable, Slots, Table};

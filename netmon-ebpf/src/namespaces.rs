@@ -6,7 +6,7 @@ use aya_ebpf::{
     macros::{fentry, kprobe},
     programs::{FEntryContext, ProbeContext},
 };
-use netmon_common::Event;
+use netmon_common::events::Event;
 
 use crate::{
     events::count_event,

@@ -3,7 +3,7 @@
 //! is the agent's) bounds them: beyond counting, a drop in a storm costs a look at two
 //! entries of this CPU's budget and an increment, and the drops not sampled are counted.
 use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel};
-use netmon_common::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED};
+use netmon_common::samples::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED};
 
 use crate::{
     kernel::{Memory, Probe, constant},
@@ -64,7 +64,7 @@ fn read<T: Copy>(address: u64) -> Option<T> {
 }
 
 /// Samples the drop of `skb` (of `ethertype`, in host order) if this CPU's budget allows:
-/// `interface()` is the device's [`netmon_common::InterfaceKey`] as a slot's meta word,
+/// `interface()` is the device's [`netmon_common::traffic::InterfaceKey`] as a slot's meta word,
 /// `location` where it was freed.
 #[inline(always)]
 pub fn sample_drop<M: Memory>(

@@ -20,10 +20,15 @@ use aya_ebpf::{
 #[cfg(not(feature = "bounded-walk"))]
 use aya_ebpf::{cty::c_void, helpers::generated::bpf_loop};
 #[cfg(not(feature = "bounded-walk"))]
-use netmon_common::SLOT_PROBES;
+use netmon_common::slots::SLOT_PROBES;
 use netmon_common::{
-    Event, MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_INTERFACES, MAX_PROCESS_KEYS,
-    MAX_TRANSITION_KEYS, SlotTag, slot_hash,
+    drops::MAX_DROP_KEYS,
+    events::Event,
+    handshakes::MAX_HANDSHAKE_KEYS,
+    processes::MAX_PROCESS_KEYS,
+    slots::{SlotTag, slot_hash},
+    traffic::MAX_INTERFACES,
+    transitions::MAX_TRANSITION_KEYS,
 };
 
 use crate::events::count_event;

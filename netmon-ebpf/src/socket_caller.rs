@@ -4,7 +4,7 @@
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
 
 use aya_ebpf::helpers::bpf_probe_read_kernel;
-use netmon_common::{IO_OTHER, IO_TCP, IO_UDP, ProcessIoKey, ProcessName};
+use netmon_common::processes::{IO_OTHER, IO_TCP, IO_UDP, ProcessIoKey, ProcessName};
 
 use crate::{
     kernel::{Btf, IPPROTO_TCP, Memory, constant, socket_namespace},

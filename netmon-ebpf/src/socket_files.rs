@@ -5,7 +5,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::helpers::generated::bpf_seq_write;
-use netmon_common::SocketFileRecord;
+use netmon_common::iterators::SocketFileRecord;
 
 use crate::kernel::{Btf, Memory, constant};
 

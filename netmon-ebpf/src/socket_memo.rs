@@ -7,7 +7,7 @@ use core::{
 };
 
 use aya_ebpf::helpers::{bpf_get_current_task_btf, bpf_get_smp_processor_id};
-use netmon_common::{SOCKET_MEMOS_PER_CPU, SocketMemo};
+use netmon_common::socket_memo::{SOCKET_MEMOS_PER_CPU, SocketMemo};
 
 use crate::{
     kernel::{Btf, Memory, constant},

@@ -3,7 +3,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, fexit},
     programs::{BtfTracePointContext, FExitContext},
 };
-use netmon_common::IO_RX;
+use netmon_common::processes::IO_RX;
 
 use crate::{
     kernel::{Btf, Memory, constant},

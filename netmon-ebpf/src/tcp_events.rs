@@ -1,12 +1,15 @@
 //! `tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`: counted by the
-//! socket's namespace in the transition table (`TcpEvent` keys). A reset sent in answer to a
+//! socket's namespace in the transition table's slots (`TcpEventKey`s). A reset sent in answer to a
 //! packet for no socket has no socket: it counts in the namespace of the packet's device.
 use aya_ebpf::{
     EbpfContext,
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
-use netmon_common::{NAMESPACE_SLOT_EXTRA2, TcpEvent, TransitionKey};
+use netmon_common::{
+    slots::NAMESPACE_SLOT_EXTRA2,
+    tcp_events::{TcpEvent, TcpEventKey},
+};
 
 use crate::{
     kernel::{Btf, Memory, Probe, skb_namespace, socket_namespace, tp_field},
@@ -20,7 +23,10 @@ fn count_tcp_event<M: Memory>(sk: u64, skb: u64, event: TcpEvent) {
     } else {
         skb_namespace::<M>(skb)
     };
-    let key = TransitionKey::event(netns.inode, event);
+    let key = TcpEventKey {
+        netns: netns.inode,
+        event,
+    };
     let table = transitions();
     if let Some(count) = table.counts(key.slot_id(), netns.cookie, NAMESPACE_SLOT_EXTRA2, |_| 0) {
         *count += 1;

@@ -10,8 +10,9 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, RawTracePointContext, TracePointContext},
 };
 use netmon_common::{
-    HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS, HANDSHAKE_PASSIVE, HandshakeKey, NAMESPACE_SLOT_EXTRA2,
-    TransitionKey,
+    handshakes::{HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS, HANDSHAKE_PASSIVE, HandshakeKey},
+    slots::NAMESPACE_SLOT_EXTRA2,
+    transitions::TransitionKey,
 };
 
 use crate::{

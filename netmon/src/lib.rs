@@ -11,7 +11,6 @@ pub mod privileges;
 pub mod probes;
 pub mod rates;
 pub mod serve;
-pub mod settings;
 pub mod state;
 pub mod top;
 

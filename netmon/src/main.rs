@@ -11,7 +11,7 @@ use netmon::{
     collect::Poller,
     config::{Config, ConfigSource, Overrides, parse_duration},
     diagnose::{Severity, diagnose},
-    export::table,
+    export::report,
     memory,
     model::{History, drops::RecentDrops},
     privileges::{self, RunAs},
@@ -160,52 +160,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             duration,
             config,
             json,
-        } => {
-            let (_, mut poller) = sampling_poller(config)?;
-            // The programs count from the first poll on: the second one's counts are the
-            // window's, and the two give the interfaces' rates.
-            let first = poller.poll();
-            std::thread::sleep(duration);
-            let snapshot = poller.poll();
-            let rates = netmon::rates::summarize(&first, &snapshot);
-            if json {
-                let both = serde_json::json!({ "snapshot": snapshot, "rates": rates });
-                println!("{}", serde_json::to_string_pretty(&both)?);
-            } else {
-                print!("{}", table::render(&snapshot, rates.as_ref()));
-            }
-        }
+        } => print_snapshot(duration, config, json)?,
         Command::Diagnose {
             window,
             config,
             json,
-        } => {
-            let (config, mut poller) = sampling_poller(config)?;
-            let mut history = History::new(config.history_length.max(64));
-            let mut recent = RecentDrops::new(config.drop_samples.keep);
-            let mut poll = || {
-                let mut snapshot = poller.poll();
-                recent.add(std::mem::take(&mut snapshot.drop_samples));
-                history.push(Arc::new(snapshot));
-            };
-            let begin = Instant::now();
-            let step = (window / 5).max(Duration::from_millis(200));
-            poll();
-            while begin.elapsed() < window {
-                std::thread::sleep(step.min(window.saturating_sub(begin.elapsed())));
-                poll();
-            }
-            // Every snapshot taken belongs to the window.
-            let diagnosis = diagnose(&history, &recent, begin.elapsed() + step, &config);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&diagnosis)?);
-            } else {
-                print!("{}", table::render_diagnosis(&diagnosis));
-            }
-            if diagnosis.status == Some(Severity::Critical) {
-                return Ok(ExitCode::from(1));
-            }
-        }
+        } => return print_diagnosis(window, config, json),
         Command::CheckConfig { file } => {
             let config = Config::from_file(&file)?;
             println!("{}: valid\n{}", file.display(), config.explain());
@@ -242,6 +202,60 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `netmon snapshot`: samples for `duration` and prints what was seen.
+fn print_snapshot(duration: Duration, config: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let (_, mut poller) = sampling_poller(config)?;
+    // The programs count from the first poll on: the second one's counts are the
+    // window's, and the two give the interfaces' rates.
+    let first = poller.poll();
+    std::thread::sleep(duration);
+    let snapshot = poller.poll();
+    let rates = netmon::rates::summarize(&first, &snapshot);
+    if json {
+        let both = serde_json::json!({ "snapshot": snapshot, "rates": rates });
+        println!("{}", serde_json::to_string_pretty(&both)?);
+    } else {
+        print!("{}", report::render(&snapshot, rates.as_ref()));
+    }
+    Ok(())
+}
+
+/// `netmon diagnose`: samples for `window` and reports the diagnosis; exits 1 when a finding
+/// is critical.
+fn print_diagnosis(
+    window: Duration,
+    config: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (config, mut poller) = sampling_poller(config)?;
+    let mut history = History::new(config.poll.history_length.max(64));
+    let mut recent = RecentDrops::new(config.samples.keep);
+    let mut poll = || {
+        let mut snapshot = poller.poll();
+        recent.add(std::mem::take(&mut snapshot.drop_samples));
+        history.push(Arc::new(snapshot));
+    };
+    let begin = Instant::now();
+    let step = (window / 5).max(Duration::from_millis(200));
+    poll();
+    while begin.elapsed() < window {
+        std::thread::sleep(step.min(window.saturating_sub(begin.elapsed())));
+        poll();
+    }
+    // Every snapshot taken belongs to the window.
+    let diagnosis = diagnose(&history, &recent, begin.elapsed() + step, &config);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&diagnosis)?);
+    } else {
+        print!("{}", report::render_diagnosis(&diagnosis));
+    }
+    Ok(if diagnosis.status == Some(Severity::Critical) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 /// The configuration from `path` (or the defaults), and a poller with its programs attached:
 /// what the commands that sample a window (`snapshot`, `diagnose`) start with.
 fn sampling_poller(path: Option<PathBuf>) -> anyhow::Result<(Config, Poller)> {
@@ -250,6 +264,6 @@ fn sampling_poller(path: Option<PathBuf>) -> anyhow::Result<(Config, Poller)> {
         overrides: Overrides::default(),
     }
     .load()?;
-    let poller = Poller::new(&config.probe_settings(), config.host_settings());
+    let poller = Poller::new(&config.probes, config.host_settings());
     Ok((config, poller))
 }

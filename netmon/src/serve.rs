@@ -15,7 +15,7 @@ use crate::{
     export::{http::router, server, web_config::WebConfig},
     memory,
     privileges::{self, RunAs},
-    state::Shared,
+    state::AgentState,
 };
 
 /// How often the configuration file is checked for changes.
@@ -23,42 +23,42 @@ const CONFIG_CHECK: Duration = Duration::from_secs(1);
 
 pub async fn run(source: ConfigSource, user: Option<RunAs>) -> anyhow::Result<()> {
     let config = source.load()?;
-    let web = match &config.web_config {
+    let web = match &config.server.web_config {
         Some(path) => WebConfig::from_file(path)?,
         None => WebConfig::default(),
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let shared = Arc::new(Shared::new(config.clone()));
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let state = Arc::new(AgentState::new(config.clone()));
 
     // The poll loop owns the kernel programs on its own thread; it publishes one snapshot
     // before the server starts, so that no scrape sees an empty picture.
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
-    let poll_shared = shared.clone();
+    let poll_state = state.clone();
     let poll_thread = thread::Builder::new()
         .name("netmon-poll".into())
         .spawn(move || {
-            let mut config = poll_shared.config();
-            let mut poller = Poller::new(&config.probe_settings(), config.host_settings());
+            let mut config = poll_state.config();
+            let mut poller = Poller::new(&config.probes, config.host_settings());
             // Attached: from here on this thread needs only what reading maps, entering
             // namespaces and reading descriptor tables take.
             privileges::settle_thread(user, &privileges::POLL_THREAD_CAPABILITIES);
-            poll_shared.publish(poller.poll());
+            poll_state.publish(poller.poll());
             memory::release_free_memory();
             memory::release_start_up_code();
             let _ = ready_tx.send(());
             // A message or a dropped sender both mean stop.
             while let Err(mpsc::RecvTimeoutError::Timeout) =
-                stop_rx.recv_timeout(config.poll_interval)
+                stop_rx.recv_timeout(config.poll.interval)
             {
-                let current = poll_shared.config();
+                let current = poll_state.config();
                 if !Arc::ptr_eq(&current, &config) {
                     poller.set_host_settings(current.host_settings());
                     config = current;
                 }
-                poll_shared.publish(poller.poll());
+                poll_state.publish(poller.poll());
                 memory::release_free_memory();
             }
             // Dropping the poller detaches and unloads every program.
@@ -72,14 +72,14 @@ pub async fn run(source: ConfigSource, user: Option<RunAs>) -> anyhow::Result<()
     // The programs are attached and the files read: this thread, which accepts connections,
     // needs no capability any more (the runtime's workers dropped theirs when they started).
     privileges::settle_thread(user, &[]);
-    let reloader = tokio::spawn(reload_loop(source, shared.clone()));
+    let reloader = tokio::spawn(reload_loop(source, state.clone()));
     tracing::info!(
-        listen = %config.listen,
+        listen = %config.server.listen,
         tls = web.tls.is_some(),
         basic_auth = !web.basic_auth_users.is_empty(),
         "serving /metrics, /api/v1 and /healthz"
     );
-    server::serve(listener, router(shared), &web, shutdown_signal()).await;
+    server::serve(listener, router(state), &web, shutdown_signal()).await;
 
     reloader.abort();
     let _ = stop_tx.send(());
@@ -92,7 +92,7 @@ pub async fn run(source: ConfigSource, user: Option<RunAs>) -> anyhow::Result<()
 
 /// Reloads the configuration on SIGHUP and when its file changes. A broken file leaves the
 /// running configuration in force and is reported.
-async fn reload_loop(source: ConfigSource, shared: Arc<Shared>) {
+async fn reload_loop(source: ConfigSource, state: Arc<AgentState>) {
     let mut hangup = match signal(SignalKind::hangup()) {
         Ok(signal) => Some(signal),
         Err(err) => {
@@ -117,7 +117,7 @@ async fn reload_loop(source: ConfigSource, shared: Arc<Shared>) {
         match source.load() {
             Ok(config) => {
                 tracing::info!(cause, "configuration reloaded");
-                shared.apply_config(config);
+                state.apply_config(config);
             }
             Err(err) => {
                 let error = format!("{err:#}");
@@ -125,7 +125,7 @@ async fn reload_loop(source: ConfigSource, shared: Arc<Shared>) {
                     cause,
                     "configuration not reloaded, the running one stays: {error}"
                 );
-                shared.reject_config(error);
+                state.reject_config(error);
             }
         }
     }

@@ -28,15 +28,17 @@ pub struct ReloadStatus {
     pub pending_restart: Vec<&'static str>,
 }
 
-/// The agent's own state that outputs show besides the snapshot.
+/// How the agent itself is doing: what the exposition shows besides the snapshot.
 #[derive(Clone, Debug, Default)]
-pub struct AgentState {
+pub struct AgentStatus {
     pub diagnosis: Arc<Diagnosis>,
     pub reload: ReloadStatus,
 }
 
-/// What the poll loop and the reloader publish and the handlers read.
-pub struct Shared {
+/// The running agent's state: the newest snapshot and the History, the recent drop samples,
+/// the diagnosis and rates of the newest window, the configuration in force and how the last
+/// reload went. The poll loop and the reloader publish it; the handlers read it.
+pub struct AgentState {
     latest: RwLock<Arc<Snapshot>>,
     history: RwLock<History>,
     /// Drop samples are kept here, not in the snapshots of the History: their number is
@@ -63,12 +65,12 @@ fn write<T>(lock: &RwLock<T>, value: T) {
     }
 }
 
-impl Shared {
+impl AgentState {
     pub fn new(config: Config) -> Self {
         Self {
             latest: RwLock::new(Arc::new(Snapshot::default())),
-            history: RwLock::new(History::new(config.history_length)),
-            recent_drops: RwLock::new(RecentDrops::new(config.drop_samples.keep)),
+            history: RwLock::new(History::new(config.poll.history_length)),
+            recent_drops: RwLock::new(RecentDrops::new(config.samples.keep)),
             config: RwLock::new(Arc::new(config)),
             diagnosis: RwLock::new(Arc::new(Diagnosis::default())),
             summary: RwLock::new(None),
@@ -91,13 +93,13 @@ impl Shared {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        recent.set_capacity(config.drop_samples.keep);
+        recent.set_capacity(config.samples.keep);
         recent.add(samples);
         let (diagnosis, summary) = match self.history.write() {
             Ok(mut history) => {
-                history.set_capacity(config.history_length);
+                history.set_capacity(config.poll.history_length);
                 history.push(snapshot.clone());
-                diagnose_window(&history, &recent, config.rate_window, &config)
+                diagnose_window(&history, &recent, config.poll.rate_window, &config)
             }
             Err(_) => (Diagnosis::default(), None),
         };
@@ -188,8 +190,8 @@ impl Shared {
     }
 
     /// What the exposition needs besides the snapshot.
-    pub fn agent_state(&self) -> AgentState {
-        AgentState {
+    pub fn agent_status(&self) -> AgentStatus {
+        AgentStatus {
             diagnosis: self.diagnosis(),
             reload: self.reload_status(),
         }

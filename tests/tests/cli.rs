@@ -53,17 +53,16 @@ fn listen_address_in_use_is_one_clear_line() {
 #[test]
 fn without_privileges_it_serves_host_statistics_and_says_what_is_missing() {
     require_root();
-    let agent = Agent::start_as(
-        &[
+    let agent = Agent::builder()
+        .run_by(&[
             "setpriv",
             "--reuid=nobody",
             "--regid=nogroup",
             "--clear-groups",
             "--inh-caps=-all",
             "--bounding-set=-all",
-        ],
-        &[],
-    );
+        ])
+        .start();
     let metrics = Metrics::parse(&agent.get("/metrics").body);
     assert!(
         metrics

@@ -1,6 +1,7 @@
 //! Degraded modes: the agent starts without BTF, or with a collector that cannot read its
 //! source, serves everything that does not need the missing piece, and says what is missing.
-//! (Without BPF permission: tests/cli.rs; with a hook's method missing: tests/probes.rs.)
+//! (Without BPF permission: tests/tests/cli.rs; with a hook's method missing:
+//! tests/tests/probes.rs.)
 use std::{
     io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
@@ -8,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use netmon::model::probes::{AttachMethod, Hook};
 use netmon_tests::{Agent, Metrics, probe_status, require_root};
 
 /// Asserts that the status field `field` is a text that mentions `text`.
@@ -21,8 +23,8 @@ fn assert_says(status: &serde_json::Value, field: &str, text: &str) {
 /// Runs the agent in a private mount namespace after `setup` (shell commands) ran there.
 fn agent_with_mounts(setup: &str) -> Agent {
     let script = format!("{setup} && exec \"$0\" \"$@\"");
-    Agent::start_as(
-        &[
+    Agent::builder()
+        .run_by(&[
             "unshare",
             "--mount",
             "--propagation",
@@ -30,9 +32,32 @@ fn agent_with_mounts(setup: &str) -> Agent {
             "sh",
             "-c",
             &script,
-        ],
-        &[],
-    )
+        ])
+        .start()
+}
+
+/// Asserts that `hook` (its status item `p`) did not attach, every method it has tried and
+/// reported as failing for want of BTF.
+fn assert_every_method_wants_btf(hook: Hook, p: &serde_json::Value) {
+    assert!(p["method"].is_null(), "{p}");
+    let failures = p["failures"].as_array().unwrap();
+    let methods = AttachMethod::ALL
+        .into_iter()
+        .filter(|method| hook.offers(*method))
+        .count();
+    assert_eq!(
+        failures.len(),
+        methods,
+        "every method of the hook tried: {p}"
+    );
+    assert!(
+        failures[0]["error"].as_str().unwrap().contains("no BTF"),
+        "{p}"
+    );
+    assert!(
+        failures[1]["error"].as_str().unwrap().contains("BTF"),
+        "{p}"
+    );
 }
 
 #[test]
@@ -40,39 +65,23 @@ fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
     require_root();
     let agent = agent_with_mounts("mount --bind /dev/null /sys/kernel/btf/vmlinux");
     let s = agent.status();
-    // Hooks that follow kernel struct pointers need offsets from BTF: reported per method.
-    for (name, methods) in [
-        ("net_dev_xmit", 3),
-        ("netif_receive_skb", 3),
-        ("kfree_skb", 4),
-        ("sock_send_length", 2),
-        ("sock_recv_length", 2),
-    ] {
-        let p = probe_status(&s, name);
-        assert!(p["method"].is_null(), "{p}");
-        let failures = p["failures"].as_array().unwrap();
-        assert_eq!(
-            failures.len(),
-            methods,
-            "every method of the hook tried: {p}"
-        );
-        assert!(
-            failures[0]["error"].as_str().unwrap().contains("no BTF"),
-            "{p}"
-        );
-        assert!(
-            failures[1]["error"].as_str().unwrap().contains("BTF"),
-            "{p}"
-        );
-    }
-    // The state hook falls back to its classic tracepoint, whose record has what it needs;
-    // the TCP event hooks need no struct at all.
-    assert_eq!(
-        probe_status(&s, "inet_sock_set_state")["method"],
-        "tracepoint"
-    );
-    for name in ["tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"] {
-        assert_eq!(probe_status(&s, name)["method"], "raw_tp", "{name}");
+    for hook in Hook::ALL {
+        let p = probe_status(&s, hook.as_str());
+        match hook {
+            // Hooks that follow kernel struct pointers need offsets from BTF.
+            Hook::NetDevXmit
+            | Hook::NetifReceiveSkb
+            | Hook::KfreeSkb
+            | Hook::SockSendLength
+            | Hook::SockRecvLength => assert_every_method_wants_btf(hook, p),
+            // The state hook falls back to its classic tracepoint, whose record has what it
+            // needs.
+            Hook::InetSockSetState => assert_eq!(p["method"], "tracepoint"),
+            // The TCP event hooks need no struct at all.
+            Hook::TcpRetransmitSkb | Hook::TcpSendReset | Hook::TcpReceiveReset => {
+                assert_eq!(p["method"], "raw_tp", "{}", hook.as_str())
+            }
+        }
     }
     let m = agent.fresh_metrics();
     assert_eq!(
@@ -178,10 +187,9 @@ fn a_collector_that_cannot_read_its_source_is_reported_and_the_others_run() {
 #[test]
 fn in_a_pid_namespace_of_its_own_socket_holders_come_from_proc() {
     require_root();
-    let agent = Agent::start_as(
-        &["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"],
-        &[],
-    );
+    let agent = Agent::builder()
+        .run_by(&["unshare", "--pid", "--fork", "--kill-child", "--mount-proc"])
+        .start();
     let s = agent.status();
     assert_eq!(s["socket_owners_source"], "proc", "{s}");
     assert_says(&s, "file_iterator_error", "PID namespace of its own");

@@ -71,7 +71,10 @@ fn a_quiet_healthy_setup_has_no_findings() {
     require_root();
     let s = setup("healthy", 240);
     let config = ConfigFile::new(WINDOW);
-    let agent = Agent::start_in(&s.x, &["--config", config.path_str()]);
+    let agent = Agent::builder()
+        .inside(&s.x)
+        .args(&["--config", config.path_str()])
+        .start();
     let receiver = {
         let addr = format!("{}:9000", s.veth.a_ip);
         s.x.run(move || UdpSocket::bind(addr).unwrap())
@@ -106,7 +109,10 @@ fn firewall_drops_are_packet_loss_with_the_reason() {
     require_root();
     let s = setup("fwloss", 241);
     let config = ConfigFile::new(WINDOW);
-    let agent = Agent::start_in(&s.x, &["--config", config.path_str()]);
+    let agent = Agent::builder()
+        .inside(&s.x)
+        .args(&["--config", config.path_str()])
+        .start();
     s.x.exec(&[
         "iptables", "-A", "INPUT", "-p", "udp", "--dport", "9100", "-j", "DROP",
     ]);
@@ -163,7 +169,10 @@ fn a_saturated_link_with_a_configured_capacity() {
         "{WINDOW}[link_capacity_mbps]\n{} = 1\n",
         s.veth.a_dev
     ));
-    let agent = Agent::start_in(&s.x, &["--config", config.path_str()]);
+    let agent = Agent::builder()
+        .inside(&s.x)
+        .args(&["--config", config.path_str()])
+        .start();
     let receiver = {
         let addr = format!("{}:9200", s.veth.b_ip);
         s.y.run(move || UdpSocket::bind(addr).unwrap())
@@ -205,7 +214,10 @@ fn port_problems_unexpected_missing_and_shared() {
         "{WINDOW}[[expected_ports]]\nport = 7000\n[[expected_ports]]\nport = 7100\n\
          [[expected_ports]]\nport = 7200\nprocess = \"postgres\"\n"
     ));
-    let agent = Agent::start_in(&s.x, &["--config", config.path_str()]);
+    let agent = Agent::builder()
+        .inside(&s.x)
+        .args(&["--config", config.path_str()])
+        .start();
     let expected = s.x.run(|| TcpListener::bind("0.0.0.0:7000").unwrap());
     let (mut unexpected, _) = spawn_python(
         &s.x,
@@ -280,7 +292,10 @@ fn half_open_connections() {
     require_root();
     let s = setup("halfopen", 244);
     let config = ConfigFile::new(&format!("{WINDOW}[thresholds]\nsyn_recv = 3\n"));
-    let agent = Agent::start_in(&s.x, &["--config", config.path_str()]);
+    let agent = Agent::builder()
+        .inside(&s.x)
+        .args(&["--config", config.path_str()])
+        .start();
     let _listener = half_open(&s, 6);
     let d = wait_for(&agent, "half_open_connections", |d| {
         !findings(d, "half_open_connections").is_empty()
@@ -296,7 +311,10 @@ fn reloads_apply_new_thresholds_and_keep_the_running_config_on_a_broken_file() {
     require_root();
     let s = setup("reload", 245);
     let config = ConfigFile::new(&format!("{WINDOW}[thresholds]\nsyn_recv = 100\n"));
-    let agent = Agent::start_in(&s.x, &["--config", config.path_str()]);
+    let agent = Agent::builder()
+        .inside(&s.x)
+        .args(&["--config", config.path_str()])
+        .start();
     let _listener = half_open(&s, 6);
     thread::sleep(Duration::from_millis(600));
     let before = agent.fresh_metrics();

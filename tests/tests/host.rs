@@ -100,8 +100,11 @@ fn interface_counters_and_metadata_match_the_kernel() {
     // only the test's traffic.
     let control = Veth::connect_named(&x, &y, 222, "nmctl", "nmctlpeer");
     let config = ConfigFile::new(&format!("[link_capacity_mbps]\n{dev} = 100\n"));
-    let agent =
-        Agent::start_in_reached_from(&x, &control.a_ip, &y, &["--config", config.path_str()]);
+    let agent = Agent::builder()
+        .inside(&x)
+        .reached_from(&control.a_ip, &y)
+        .args(&["--config", config.path_str()])
+        .start();
 
     send_udp(&x, &veth.a_ip, &format!("{}:9", veth.b_ip), 30, 200);
     send_udp(&y, &veth.b_ip, &format!("{}:9", veth.a_ip), 20, 300);
@@ -345,7 +348,10 @@ fn connections_by_state_match_the_socket_dump() {
     // the agent among them) show in the diagnosis.
     x.exec(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40099"]);
     let config = ConfigFile::new("[thresholds]\nephemeral_ports_percent = 1\n");
-    let agent = Agent::start_in(&x, &["--config", config.path_str()]);
+    let agent = Agent::builder()
+        .inside(&x)
+        .args(&["--config", config.path_str()])
+        .start();
     let (xip, yip) = (veth.a_ip.clone(), veth.b_ip.clone());
 
     // LISTEN + ESTABLISHED + CLOSE_WAIT + FIN_WAIT2 + TIME_WAIT on x's side, peers in y.
@@ -499,7 +505,7 @@ fn listening_sockets_name_their_processes() {
          print('ready', flush=True); time.sleep(120)",
     );
     assert_eq!(ready, "ready");
-    let agent = Agent::start_in(&x, &[]);
+    let agent = Agent::builder().inside(&x).start();
     // Opened after the agent started, and shared with a forked child.
     let (mut after, child_pid) = spawn_python(
         &x,
@@ -554,7 +560,7 @@ fn a_thousand_interfaces_come_and_go_without_a_trace() {
     const PAIRS: usize = 500;
     let x = Netns::new("many-x");
     let y = Netns::new("many-y");
-    let agent = Agent::start_in(&x, &[]);
+    let agent = Agent::builder().inside(&x).start();
     let baseline = agent.fresh_metrics();
     let entries = |m: &Metrics| m.counter("netmon_probe_map_entries", &[("map", "traffic")]);
 

@@ -49,7 +49,11 @@ impl Scene {
             ),
             "yml",
         );
-        let agent = Agent::start_in_unchecked(&ns, &["--web-config", web.path_str()]);
+        let agent = Agent::builder()
+            .inside(&ns)
+            .args(&["--web-config", web.path_str()])
+            .ready_when_listening()
+            .start();
         // At most 100 datagrams a second (100 kB/s, more than the views' own requests on
         // loopback) for at most 120 s, to the agent's end of the veth.
         let code = format!(

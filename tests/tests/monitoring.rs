@@ -297,7 +297,7 @@ fn make_activity_here() {
 fn a_real_prometheus_answers_every_rule_and_panel_with_data() {
     require_root();
     let (x, _y, _veth) = host("prom");
-    let agent = Agent::start_in(&x, &[]);
+    let agent = Agent::builder().inside(&x).start();
     let prometheus = Prometheus::start(&x, agent.addr);
     make_activity(&x);
     // A few scrapes before and after the activity, so that rates have two points.
@@ -400,7 +400,7 @@ fn a_real_prometheus_answers_every_rule_and_panel_with_data() {
 fn every_metric_name_in_monitoring_exists_in_the_agent_output() {
     require_root();
     let (x, _y, _veth) = host("names");
-    let agent = Agent::start_in(&x, &[]);
+    let agent = Agent::builder().inside(&x).start();
     make_activity(&x);
     let text = agent.fresh_metrics();
     let exposed: BTreeSet<&str> = text.samples.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -465,8 +465,14 @@ fn the_fleet_dashboard_answers_for_two_agents() {
     let p = Netns::new("fleet-p");
     let (a, b) = (Netns::new("fleet-a"), Netns::new("fleet-b"));
     let (to_a, to_b) = (Veth::connect(&p, &a, 232), Veth::connect(&p, &b, 233));
-    let agent_a = Agent::start_in_reached_from(&a, &to_a.b_ip, &p, &[]);
-    let agent_b = Agent::start_in_reached_from(&b, &to_b.b_ip, &p, &[]);
+    let agent_a = Agent::builder()
+        .inside(&a)
+        .reached_from(&to_a.b_ip, &p)
+        .start();
+    let agent_b = Agent::builder()
+        .inside(&b)
+        .reached_from(&to_b.b_ip, &p)
+        .start();
     let other: SocketAddr = format!("{}:9", to_a.b_ip).parse().unwrap();
     let config = kubernetes_config([agent_a.addr, agent_b.addr], other);
     let prometheus = Prometheus::start_with(&p, &config);

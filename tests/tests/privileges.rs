@@ -2,6 +2,7 @@
 //! programs are attached every thread keeps only what its work needs.
 use std::net::TcpListener;
 
+use netmon::model::probes::Hook;
 use netmon_tests::{Agent, Netns, Veth, require_root, send_udp};
 
 const CAP_DAC_READ_SEARCH: u64 = 1 << 2;
@@ -150,8 +151,8 @@ fn runs_as_nobody_with_exactly_the_documented_capabilities() {
     let inh = format!("--inh-caps=-all,{caps}");
     let ambient = format!("--ambient-caps=-all,{caps}");
     let bounding = format!("--bounding-set=-all,{caps}");
-    let agent = Agent::start_as(
-        &[
+    let agent = Agent::builder()
+        .run_by(&[
             "setpriv",
             "--reuid=65534",
             "--regid=65534",
@@ -159,16 +160,18 @@ fn runs_as_nobody_with_exactly_the_documented_capabilities() {
             &inh,
             &ambient,
             &bounding,
-        ],
-        &[],
-    );
+        ])
+        .start();
     let m = agent.fresh_metrics();
-    for probe in [
-        "net_dev_xmit",
-        "netif_receive_skb",
-        "kfree_skb",
-        "inet_sock_set_state",
-    ] {
+    // The traffic, drop and state hooks: the hooks this test has checked since it was written.
+    // The README's example below checks that every hook attaches under these capabilities.
+    let hooks = Hook::ALL.into_iter().filter(|hook| {
+        matches!(
+            hook,
+            Hook::NetDevXmit | Hook::NetifReceiveSkb | Hook::KfreeSkb | Hook::InetSockSetState
+        )
+    });
+    for probe in hooks.map(Hook::as_str) {
         assert_eq!(
             m.value(
                 "netmon_probe_attached",
@@ -231,14 +234,19 @@ fn the_readmes_setpriv_example_runs_as_written() {
         .expect("the README has a setpriv example");
     let words: Vec<&str> = example.split_whitespace().collect();
     assert_eq!(words[words.len() - 2..], ["netmon", "serve"], "{example}");
-    let agent = Agent::start_as(&words[..words.len() - 2], &[]);
+    let agent = Agent::builder().run_by(&words[..words.len() - 2]).start();
     let m = agent.fresh_metrics();
     let attached: Vec<_> = m
         .find("netmon_probe_attached", &[("method", "tp_btf")])
         .into_iter()
         .filter(|(_, value)| *value == 1.0)
         .collect();
-    assert_eq!(attached.len(), 9, "{attached:?}\n{}", agent.log());
+    assert_eq!(
+        attached.len(),
+        Hook::ALL.len(),
+        "{attached:?}\n{}",
+        agent.log()
+    );
     counts_traffic(&agent, "readme", 237);
     finds_the_tests_listener(&agent);
 }

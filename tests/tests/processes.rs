@@ -8,7 +8,8 @@ use std::{
     time::Duration,
 };
 
-use netmon_common::SocketMemo;
+use netmon::model::probes::Hook;
+use netmon_common::socket_memo::SocketMemo;
 use netmon_tests::{
     Agent, Cgroup, ConfigFile, Metrics, Netns, Veth, loaded_netmon_programs, probe_status,
     require_root, sh,
@@ -481,11 +482,19 @@ fn processes_taking_turns_on_a_cpu_count_exactly_and_never_back() {
     }
 }
 
+/// The names of the socket hooks, the ones that count each process's bytes.
+fn socket_hooks() -> impl Iterator<Item = &'static str> {
+    Hook::ALL
+        .into_iter()
+        .filter(|hook| matches!(hook, Hook::SockSendLength | Hook::SockRecvLength))
+        .map(Hook::as_str)
+}
+
 #[test]
 fn socket_hooks_turned_off_are_not_loaded_and_say_so() {
     require_root();
-    let config =
-        ConfigFile::new("disabled_probes = [\"sock_send_length\", \"sock_recv_length\"]\n");
+    let quoted: Vec<String> = socket_hooks().map(|hook| format!("\"{hook}\"")).collect();
+    let config = ConfigFile::new(&format!("disabled_probes = [{}]\n", quoted.join(", ")));
     let agent = Agent::start(&["--config", config.path_str()]);
     let a = Netns::new("proc-off-a");
     let b = Netns::new("proc-off-b");
@@ -495,7 +504,7 @@ fn socket_hooks_turned_off_are_not_loaded_and_say_so() {
     assert_eq!(talker.work(), "700");
     assert_eq!(server.join().unwrap(), 5000);
     let m = agent.fresh_metrics();
-    for probe in ["sock_send_length", "sock_recv_length"] {
+    for probe in socket_hooks() {
         assert_eq!(
             m.value(
                 "netmon_probe_attached",

@@ -339,7 +339,7 @@ fn tls_get(
             Err(e) => return Err(e),
         }
     }
-    netmon_tests::parse_http_response(&raw)
+    netmon_tests::parse_response(&raw)
 }
 
 fn web_config(text: &str) -> ConfigFile {
@@ -355,7 +355,10 @@ fn tls_refuses_plaintext_and_serves_over_tls() {
         pki.path("server.crt"),
         pki.path("server.key")
     ));
-    let agent = Agent::start_unchecked(&["--web-config", web.path_str()]);
+    let agent = Agent::builder()
+        .args(&["--web-config", web.path_str()])
+        .ready_when_listening()
+        .start();
     let response = tls_get(agent.addr, &pki, None, None).unwrap();
     assert_eq!(response.status, 200);
     assert!(response.body.contains("netmon_build_info"));
@@ -377,7 +380,10 @@ fn mtls_requires_a_client_certificate_from_the_trusted_ca() {
         pki.path("server.key"),
         pki.path("ca.crt")
     ));
-    let agent = Agent::start_unchecked(&["--web-config", web.path_str()]);
+    let agent = Agent::builder()
+        .args(&["--web-config", web.path_str()])
+        .ready_when_listening()
+        .start();
     let with = tls_get(agent.addr, &pki, Some("client"), None).unwrap();
     assert_eq!(with.status, 200);
     let without = tls_get(agent.addr, &pki, None, None);
@@ -394,7 +400,10 @@ fn basic_auth_right_wrong_and_missing() {
     require_root();
     let hash = bcrypt::hash("s3cret", 6).unwrap();
     let web = web_config(&format!("basic_auth_users:\n  prometheus: '{hash}'\n"));
-    let agent = Agent::start_unchecked(&["--web-config", web.path_str()]);
+    let agent = Agent::builder()
+        .args(&["--web-config", web.path_str()])
+        .ready_when_listening()
+        .start();
     let basic = |user: &str, password: &str| {
         format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
     };

@@ -11,10 +11,19 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netmon::model::probes::{AttachMethod, Hook};
 use netmon_tests::{netmon_bin, probe_status, sh};
 
 /// What the VM waits for before it gives up.
 const TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The names of the hooks with a kprobe fallback: the second run forces it on all of them.
+fn kprobe_hooks() -> impl Iterator<Item = &'static str> {
+    Hook::ALL
+        .into_iter()
+        .filter(|hook| hook.offers(AttachMethod::Kprobe))
+        .map(Hook::as_str)
+}
 
 #[test]
 fn counts_exactly_on_debian_11_linux_5_10() {
@@ -150,7 +159,9 @@ fn initramfs(suite: &str) -> PathBuf {
     sh("chmod", &["+x", root.join("init").to_str().unwrap()]);
     std::fs::write(
         root.join("kprobe.toml"),
-        "[probe_methods]\nkfree_skb = \"kprobe\"\ninet_sock_set_state = \"kprobe\"\n",
+        kprobe_hooks().fold(String::from("[probe_methods]\n"), |text, hook| {
+            text + &format!("{hook} = \"kprobe\"\n")
+        }),
     )
     .unwrap();
     copy_with_libraries(&netmon_bin(), &root, "netmon");
@@ -294,7 +305,7 @@ fn counts_exactly_on(suite: &str, version: &str) {
     }
     let method = |run: usize, probe: &str| probe_status(&statuses[run], probe)["method"].clone();
     assert_eq!(method(0, "net_dev_xmit"), "tp_btf", "{}", statuses[0]);
-    for probe in ["kfree_skb", "inet_sock_set_state"] {
+    for probe in kprobe_hooks() {
         assert_eq!(
             method(1, probe),
             "kprobe",

@@ -7,7 +7,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use netmon_common::{DropSample, InterfaceKey};
+use netmon_common::{samples::DropSample, traffic::InterfaceKey};
 
 use crate::{
     host::{kallsyms::KernelSymbols, netns::InterfaceNames},

@@ -1,20 +1,19 @@
 //! Connections piling up in one TCP state.
 use super::{Finding, Severity, evidence};
-use crate::{config::Config, model::Snapshot};
+use crate::{config::Thresholds, model::Snapshot};
 
 pub(super) fn connection_states(
     findings: &mut Vec<Finding>,
-    config: &Config,
+    thresholds: &Thresholds,
     newest: &Snapshot,
     snapshots: &[&std::sync::Arc<Snapshot>],
     window_seconds: f64,
 ) {
-    let t = &config.thresholds;
     let rules: [(&str, &'static str, u64, &[&str]); 4] = [
         (
             "TIME_WAIT",
             "time_wait_surge",
-            t.time_wait,
+            thresholds.time_wait,
             &[
                 "Clients open a connection per request: use keep-alive or pools.",
                 "Watch ephemeral ports; the side that closes first holds TIME_WAIT.",
@@ -23,7 +22,7 @@ pub(super) fn connection_states(
         (
             "CLOSE_WAIT",
             "close_wait_surge",
-            t.close_wait,
+            thresholds.close_wait,
             &[
                 "The peer closed and the local application did not: find the process holding \
                  the port (/api/v1/listening) and its leaked or stuck connections.",
@@ -32,7 +31,7 @@ pub(super) fn connection_states(
         (
             "SYN_SENT",
             "syn_sent_surge",
-            t.syn_sent,
+            thresholds.syn_sent,
             &[
                 "Outgoing connections get no answer: check the remote service, firewalls on the \
                  path, routing, and DNS answers pointing at dead addresses.",
@@ -41,7 +40,7 @@ pub(super) fn connection_states(
         (
             "SYN_RECV",
             "half_open_connections",
-            t.syn_recv,
+            thresholds.syn_recv,
             &[
                 "Handshakes do not complete: a SYN flood, or clients whose final ACK is lost. \
                  Check the sources, net.ipv4.tcp_syncookies and the listen backlog.",

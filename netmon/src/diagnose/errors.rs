@@ -1,15 +1,15 @@
 //! Interface errors and drops above their thresholds, and errors that keep coming.
 use super::{Finding, evidence, graded};
-use crate::{config::Config, model::Snapshot, rates::InterfaceRates};
+use crate::{config::Thresholds, model::Snapshot, rates::InterfaceRates};
 
 pub(super) fn error_rates(
     findings: &mut Vec<Finding>,
-    config: &Config,
+    thresholds: &Thresholds,
     rates: &InterfaceRates,
     snapshots: &[&std::sync::Arc<Snapshot>],
     window_seconds: f64,
 ) {
-    let threshold = config.thresholds.error_rate_percent;
+    let threshold = thresholds.error_rate_percent;
     for (direction, r) in [("rx", &rates.rx), ("tx", &rates.tx)] {
         let Some(severity) = graded(r.error_rate_percent, threshold, threshold * 5.0) else {
             continue;

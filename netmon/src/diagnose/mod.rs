@@ -6,17 +6,19 @@ use std::time::Duration;
 use serde::Serialize;
 
 mod connections;
+mod ephemeral_ports;
 mod errors;
 mod packet_loss;
 mod ports;
 mod saturation;
 
 use crate::{
-    config::Config,
+    config::{Config, DiagnosisSettings},
     model::{History, drops::RecentDrops},
     rates::{self, Summary},
 };
 use connections::connection_states;
+use ephemeral_ports::ephemeral_ports;
 use errors::error_rates;
 use packet_loss::packet_loss;
 use ports::ports;
@@ -79,7 +81,8 @@ pub struct Diagnosis {
 }
 
 /// Runs every rule over the snapshots of the last `window`, quoting the recent drop samples
-/// as evidence.
+/// as evidence. Each rule gets its part of `config`: the thresholds, the expected ports and
+/// the agent's own port.
 pub fn diagnose(
     history: &History,
     recent: &RecentDrops,
@@ -104,22 +107,38 @@ pub fn diagnose_window(
     let oldest = snapshots.first().copied().unwrap_or(newest);
     let window_seconds = newest.monotonic_seconds - oldest.monotonic_seconds;
     let summary = rates::summarize(oldest, newest);
+    let DiagnosisSettings {
+        thresholds,
+        expected_ports,
+    } = &config.diagnosis;
     let mut findings = Vec::new();
     if let Some(summary) = &summary {
         for rates in &summary.per_interface {
-            error_rates(&mut findings, config, rates, &snapshots, window_seconds);
-            saturation(&mut findings, config, rates, newest, window_seconds);
+            error_rates(&mut findings, thresholds, rates, &snapshots, window_seconds);
+            saturation(&mut findings, thresholds, rates, newest, window_seconds);
         }
         packet_loss(
             &mut findings,
-            config,
+            thresholds,
             (oldest, newest),
             &summary.per_interface,
             recent,
         );
     }
-    ports(&mut findings, config, newest);
-    connection_states(&mut findings, config, newest, &snapshots, window_seconds);
+    ports(
+        &mut findings,
+        expected_ports,
+        config.server.listen.port(),
+        newest,
+    );
+    ephemeral_ports(&mut findings, thresholds, newest);
+    connection_states(
+        &mut findings,
+        thresholds,
+        newest,
+        &snapshots,
+        window_seconds,
+    );
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.id.cmp(b.id)));
     let diagnosis = Diagnosis {
         status: Some(

@@ -1,9 +1,10 @@
-//! Expected listeners that are missing or exposed, and ports that are running out.
+//! Expected listeners that are missing, held by another process or exposed; listeners that
+//! are not expected; ports shared by several processes.
 use std::collections::BTreeMap;
 
-use super::{Finding, Severity, evidence, graded};
+use super::{Finding, Severity, evidence};
 use crate::{
-    config::{Config, ExpectedPort},
+    config::ExpectedPort,
     model::{ListeningSocket, Snapshot},
 };
 
@@ -28,9 +29,15 @@ fn is_unspecified(address: &str) -> bool {
 fn matches(expected: &ExpectedPort, socket: &ListeningSocket) -> bool {
     expected.port == socket.port && expected.protocol == socket.protocol
 }
-
-pub(super) fn ports(findings: &mut Vec<Finding>, config: &Config, newest: &Snapshot) {
-    let port_finding = |id, severity, subject: String, summary: String, next: &[&str]| Finding {
+/// A finding about a port, from the newest snapshot alone.
+fn port_finding(
+    id: &'static str,
+    severity: Severity,
+    subject: String,
+    summary: String,
+    next: &[&str],
+) -> Finding {
+    Finding {
         id,
         severity,
         subject,
@@ -38,99 +45,126 @@ pub(super) fn ports(findings: &mut Vec<Finding>, config: &Config, newest: &Snaps
         window_seconds: 0.0,
         evidence: Vec::new(),
         next_steps: next.iter().map(|s| s.to_string()).collect(),
-    };
-    for expected in &config.expected_ports {
-        let subject = format!("{}/{}", expected.protocol, expected.port);
-        let held: Vec<&ListeningSocket> = newest
-            .listening
-            .iter()
-            .filter(|s| matches(expected, s))
-            .collect();
-        if held.is_empty() {
-            findings.push(port_finding(
-                "expected_port_missing",
-                Severity::Critical,
-                subject.clone(),
-                format!("nothing listens on {subject}, which is expected to"),
-                &[
-                    "Check that the service runs (systemctl status, its logs).",
-                    "Check its configured address and port, and whether it failed to bind \
-                     (address in use).",
-                ],
-            ));
-            continue;
-        }
-        if let Some(process) = &expected.process
-            && !held
-                .iter()
-                .any(|s| s.processes.iter().any(|p| &p.name == process))
-        {
-            findings.push(port_finding(
-                "expected_port_wrong_process",
-                Severity::Warning,
-                subject.clone(),
-                format!(
-                    "{subject} is held by {}, not by {process}",
-                    held.iter()
-                        .map(|s| owners(s))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-                &[
-                    "Find out why another process has the port: a leftover instance, a \
-                     different service, or something unwanted.",
-                ],
-            ));
-        }
-        if expected.local_only {
-            for socket in held.iter().filter(|s| is_unspecified(&s.address)) {
-                findings.push(port_finding(
-                    "bound_to_all_addresses",
-                    Severity::Warning,
-                    subject.clone(),
-                    format!(
-                        "{subject} listens on {} (every address), but should be local only; \
-                         held by {}",
-                        socket.address,
-                        owners(socket)
-                    ),
-                    &[
-                        "Bind the service to 127.0.0.1 or ::1, or firewall the port from other \
-                         hosts.",
-                    ],
-                ));
-            }
-        }
     }
-    if !config.expected_ports.is_empty() {
-        for socket in &newest.listening {
-            let ephemeral_udp =
-                socket.protocol == "udp" && newest.ephemeral_ports.contains(socket.port);
-            // The agent's own port is expected wherever it runs.
-            let own = socket.protocol == "tcp" && socket.port == config.listen.port();
-            if own || ephemeral_udp || config.expected_ports.iter().any(|e| matches(e, socket)) {
-                continue;
-            }
+}
+
+/// `agent_port` is the agent's own (TCP) port, expected wherever it runs.
+pub(super) fn ports(
+    findings: &mut Vec<Finding>,
+    expected_ports: &[ExpectedPort],
+    agent_port: u16,
+    newest: &Snapshot,
+) {
+    for expected in expected_ports {
+        expected_listener(findings, expected, newest);
+    }
+    if !expected_ports.is_empty() {
+        unexpected_listeners(findings, expected_ports, agent_port, newest);
+    }
+    shared_ports(findings, newest);
+}
+
+/// Whether `expected` listens, held by the process and on the addresses it should be.
+fn expected_listener(findings: &mut Vec<Finding>, expected: &ExpectedPort, newest: &Snapshot) {
+    let subject = format!("{}/{}", expected.protocol, expected.port);
+    let held: Vec<&ListeningSocket> = newest
+        .listening
+        .iter()
+        .filter(|s| matches(expected, s))
+        .collect();
+    if held.is_empty() {
+        findings.push(port_finding(
+            "expected_port_missing",
+            Severity::Critical,
+            subject.clone(),
+            format!("nothing listens on {subject}, which is expected to"),
+            &[
+                "Check that the service runs (systemctl status, its logs).",
+                "Check its configured address and port, and whether it failed to bind \
+                 (address in use).",
+            ],
+        ));
+        return;
+    }
+    if let Some(process) = &expected.process
+        && !held
+            .iter()
+            .any(|s| s.processes.iter().any(|p| &p.name == process))
+    {
+        findings.push(port_finding(
+            "expected_port_wrong_process",
+            Severity::Warning,
+            subject.clone(),
+            format!(
+                "{subject} is held by {}, not by {process}",
+                held.iter()
+                    .map(|s| owners(s))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            &[
+                "Find out why another process has the port: a leftover instance, a \
+                 different service, or something unwanted.",
+            ],
+        ));
+    }
+    if expected.local_only {
+        for socket in held.iter().filter(|s| is_unspecified(&s.address)) {
             findings.push(port_finding(
-                "unexpected_listener",
+                "bound_to_all_addresses",
                 Severity::Warning,
-                format!("{}/{}", socket.protocol, socket.port),
+                subject.clone(),
                 format!(
-                    "{}/{} on {} is not an expected port; held by {}",
-                    socket.protocol,
-                    socket.port,
+                    "{subject} listens on {} (every address), but should be local only; \
+                     held by {}",
                     socket.address,
                     owners(socket)
                 ),
                 &[
-                    "Check whether the process was deployed on purpose; if so, add the port to \
-                     expected_ports.",
-                    "If not, stop it and find how it started.",
+                    "Bind the service to 127.0.0.1 or ::1, or firewall the port from other \
+                     hosts.",
                 ],
             ));
         }
     }
-    // Several sockets on one port and address, held by different processes: SO_REUSEPORT.
+}
+
+/// Listeners on ports no one expects (the agent's own and ephemeral UDP ones aside).
+fn unexpected_listeners(
+    findings: &mut Vec<Finding>,
+    expected_ports: &[ExpectedPort],
+    agent_port: u16,
+    newest: &Snapshot,
+) {
+    for socket in &newest.listening {
+        let ephemeral_udp =
+            socket.protocol == "udp" && newest.ephemeral_ports.contains(socket.port);
+        let own = socket.protocol == "tcp" && socket.port == agent_port;
+        if own || ephemeral_udp || expected_ports.iter().any(|e| matches(e, socket)) {
+            continue;
+        }
+        findings.push(port_finding(
+            "unexpected_listener",
+            Severity::Warning,
+            format!("{}/{}", socket.protocol, socket.port),
+            format!(
+                "{}/{} on {} is not an expected port; held by {}",
+                socket.protocol,
+                socket.port,
+                socket.address,
+                owners(socket)
+            ),
+            &[
+                "Check whether the process was deployed on purpose; if so, add the port to \
+                 expected_ports.",
+                "If not, stop it and find how it started.",
+            ],
+        ));
+    }
+}
+
+/// Several sockets on one port and address, held by different processes: SO_REUSEPORT.
+fn shared_ports(findings: &mut Vec<Finding>, newest: &Snapshot) {
     let mut groups: BTreeMap<(&str, &str, u16), Vec<&ListeningSocket>> = BTreeMap::new();
     for socket in &newest.listening {
         groups
@@ -174,32 +208,5 @@ pub(super) fn ports(findings: &mut Vec<Finding>, config: &Config, newest: &Snaps
                     .to_string(),
             ],
         });
-    }
-    let ephemeral = newest.ephemeral_ports;
-    if ephemeral.range_size() > 0 {
-        let used = ephemeral.in_use as f64 / ephemeral.range_size() as f64 * 100.0;
-        let threshold = config.thresholds.ephemeral_ports_percent;
-        if let Some(severity) = graded(used, threshold, threshold.max(95.0)) {
-            findings.push(Finding {
-                id: "ephemeral_port_exhaustion",
-                severity,
-                subject: "ephemeral ports".to_string(),
-                summary: format!(
-                    "{} of {} ephemeral ports in use ({used:.0} %)",
-                    ephemeral.in_use,
-                    ephemeral.range_size()
-                ),
-                window_seconds: 0.0,
-                evidence: vec![
-                    evidence("in_use", ephemeral.in_use as f64, "ports"),
-                    evidence("range_size", ephemeral.range_size() as f64, "ports"),
-                ],
-                next_steps: vec![
-                    "Reuse connections (keep-alive, pools) instead of opening one per request."
-                        .to_string(),
-                    "Widen net.ipv4.ip_local_port_range, and look at TIME_WAIT counts.".to_string(),
-                ],
-            });
-        }
     }
 }

@@ -1,19 +1,19 @@
 //! Links carrying close to their capacity, and the processes moving the most data in the
 //! direction that is full.
 use super::{Evidence, Finding, evidence, graded};
-use crate::{config::Config, model::Snapshot, rates::InterfaceRates};
+use crate::{config::Thresholds, model::Snapshot, rates::InterfaceRates};
 
 /// Processes quoted as evidence, the busiest first.
 const QUOTED_PROCESSES: usize = 3;
 
 pub(super) fn saturation(
     findings: &mut Vec<Finding>,
-    config: &Config,
+    thresholds: &Thresholds,
     rates: &InterfaceRates,
     newest: &Snapshot,
     window_seconds: f64,
 ) {
-    let threshold = config.thresholds.saturation_percent;
+    let threshold = thresholds.saturation_percent;
     for (direction, r) in [("rx", &rates.rx), ("tx", &rates.tx)] {
         let Some(utilization) = r.utilization_percent else {
             continue;

@@ -1,6 +1,6 @@
 use std::{sync::Arc, time::Duration};
 
-use netmon_common::DropKey;
+use netmon_common::drops::DropKey;
 
 use super::*;
 use crate::model::{

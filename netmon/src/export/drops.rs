@@ -10,7 +10,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{export::respond::error, model::drops::DropFilter, state::Shared};
+use crate::{export::respond::error, model::drops::DropFilter, state::AgentState};
 
 type Parameters = Result<Query<HashMap<String, String>>, QueryRejection>;
 
@@ -55,14 +55,14 @@ fn parse(query: Parameters) -> Result<(DropFilter, Option<usize>), String> {
 }
 
 pub(super) async fn recent_handler(
-    State(shared): State<Arc<Shared>>,
+    State(state): State<Arc<AgentState>>,
     query: Parameters,
 ) -> Response {
     let (filter, limit) = match parse(query) {
         Ok(parsed) => parsed,
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
-    shared.with_recent_drops(|recent| {
+    state.with_recent_drops(|recent| {
         let items: Vec<_> = recent
             .newest_first(&filter)
             .take(limit.unwrap_or(usize::MAX))
@@ -71,12 +71,15 @@ pub(super) async fn recent_handler(
     })
 }
 
-pub(super) async fn top_handler(State(shared): State<Arc<Shared>>, query: Parameters) -> Response {
+pub(super) async fn top_handler(
+    State(state): State<Arc<AgentState>>,
+    query: Parameters,
+) -> Response {
     let (filter, limit) = match parse(query) {
         Ok(parsed) => parsed,
         Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
-    shared.with_recent_drops(|recent| {
+    state.with_recent_drops(|recent| {
         let mut items = recent.top(&filter);
         items.truncate(limit.unwrap_or(usize::MAX));
         Json(json!({ "items": items })).into_response()

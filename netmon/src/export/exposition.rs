@@ -11,14 +11,14 @@ use flate2::{Compression, write::GzEncoder};
 use crate::{
     export::metrics,
     model::Snapshot,
-    state::{AgentState, Shared},
+    state::{AgentState, AgentStatus},
 };
 
 /// The newest snapshot with the agent's state, rendered at most once per format: many
 /// scrapers of one snapshot cost one render.
 pub struct Exposition {
     snapshot: Arc<Snapshot>,
-    agent: AgentState,
+    agent: AgentStatus,
     text: OnceLock<Result<Bytes, String>>,
     openmetrics: OnceLock<Bytes>,
     text_gzip: OnceLock<Result<Bytes, String>>,
@@ -26,7 +26,7 @@ pub struct Exposition {
 }
 
 impl Exposition {
-    fn new(snapshot: Arc<Snapshot>, agent: AgentState) -> Self {
+    fn new(snapshot: Arc<Snapshot>, agent: AgentStatus) -> Self {
         Self {
             snapshot,
             agent,
@@ -85,15 +85,15 @@ pub struct Expositions {
 }
 
 impl Expositions {
-    pub fn current(&self, shared: &Shared) -> Arc<Exposition> {
-        let generation = shared.generation();
+    pub fn current(&self, state: &AgentState) -> Arc<Exposition> {
+        let generation = state.generation();
         if let Ok(current) = self.current.read()
             && let Some((made, exposition)) = current.as_ref()
             && *made == generation
         {
             return exposition.clone();
         }
-        let exposition = Arc::new(Exposition::new(shared.latest(), shared.agent_state()));
+        let exposition = Arc::new(Exposition::new(state.latest(), state.agent_status()));
         let mut current = self
             .current
             .write()

@@ -9,10 +9,10 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{export::respond::error, rates, state::Shared};
+use crate::{export::respond::error, rates, state::AgentState};
 
 pub(super) async fn history_handler(
-    State(shared): State<Arc<Shared>>,
+    State(state): State<Arc<AgentState>>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Response {
     let query = match query {
@@ -27,13 +27,13 @@ pub(super) async fn history_handler(
     }
     let interface = query.get("interface").map(String::as_str);
     if let Some(name) = interface
-        && !shared.latest().interfaces.iter().any(|i| i.name == name)
+        && !state.latest().interfaces.iter().any(|i| i.name == name)
     {
         return error(
             StatusCode::NOT_FOUND,
             &format!("no interface named {name:?}"),
         );
     }
-    let items = shared.with_history(|history| rates::series(history.iter(), interface));
+    let items = state.with_history(|history| rates::series(history.iter(), interface));
     Json(json!({ "interface": interface, "items": items })).into_response()
 }

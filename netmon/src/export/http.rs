@@ -20,21 +20,23 @@ use crate::{
     },
     model::{Interface, Snapshot},
     rates::{InterfaceRates, Summary},
-    state::Shared,
+    state::AgentState,
 };
 
 /// The API's OpenAPI document, served as is and checked against real responses by the tests.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(state: Arc<AgentState>) -> Router {
     let expositions = Arc::new(Expositions::default());
     page::routes()
         .route(
             "/metrics",
-            get(move |State(shared): State<Arc<Shared>>, headers: HeaderMap| {
-                let expositions = expositions.clone();
-                async move { metrics_handler(&shared, &expositions, &headers) }
-            }),
+            get(
+                move |State(state): State<Arc<AgentState>>, headers: HeaderMap| {
+                    let expositions = expositions.clone();
+                    async move { metrics_handler(&state, &expositions, &headers) }
+                },
+            ),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -50,8 +52,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/traffic", get(traffic_handler))
         .route(
             "/api/v1/diagnosis",
-            get(|State(shared): State<Arc<Shared>>| async move {
-                Json((*shared.diagnosis()).clone())
+            get(|State(state): State<Arc<AgentState>>| async move {
+                Json((*state.diagnosis()).clone())
             }),
         )
         .route("/api/v1/drops", get(drops_handler))
@@ -65,10 +67,16 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/cgroups", get(processes::cgroups_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(shared)
+        .with_state(state)
         // The JSON API compressed when the client takes gzip; /metrics sets its own encoding
         // from its cache, which the layer leaves alone.
-        .layer(CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .no_br()
+                .no_deflate()
+                .no_zstd(),
+        )
 }
 
 /// Whether an `Accept-Encoding` header takes gzip (with a quality above zero).
@@ -92,8 +100,8 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 /// The exposition, in the format the scraper asks for, compressed when it takes gzip (as
 /// Prometheus always does). Both forms come from the exposition's cache.
-fn metrics_handler(shared: &Shared, expositions: &Expositions, headers: &HeaderMap) -> Response {
-    let exposition = expositions.current(shared);
+fn metrics_handler(state: &AgentState, expositions: &Expositions, headers: &HeaderMap) -> Response {
+    let exposition = expositions.current(state);
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -129,8 +137,8 @@ fn metrics_handler(shared: &Shared, expositions: &Expositions, headers: &HeaderM
     response
 }
 
-async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
-    let snapshot = shared.latest();
+async fn status_handler(State(state): State<Arc<AgentState>>) -> Response {
+    let snapshot = state.latest();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "snapshot_timestamp_ms": snapshot.timestamp_ms,
@@ -145,8 +153,8 @@ async fn status_handler(State(shared): State<Arc<Shared>>) -> Response {
         "namespace_watch_error": snapshot.namespace_watch_error,
         "socket_memo_error": snapshot.socket_memo_error,
         "program_variant": snapshot.program_variant,
-        "config": shared.reload_status(),
-        "thresholds": shared.config().thresholds,
+        "config": state.reload_status(),
+        "thresholds": state.config().diagnosis.thresholds,
         "collectors": snapshot.collectors,
     }))
     .into_response()
@@ -157,24 +165,24 @@ fn items<T: serde::Serialize>(items: &[T]) -> Response {
     Json(json!({ "items": items })).into_response()
 }
 
-async fn traffic_handler(State(shared): State<Arc<Shared>>) -> Response {
-    items(&shared.latest().kernel.traffic)
+async fn traffic_handler(State(state): State<Arc<AgentState>>) -> Response {
+    items(&state.latest().kernel.traffic)
 }
 
-async fn drops_handler(State(shared): State<Arc<Shared>>) -> Response {
-    items(&shared.latest().kernel.drops)
+async fn drops_handler(State(state): State<Arc<AgentState>>) -> Response {
+    items(&state.latest().kernel.drops)
 }
 
-async fn tcp_handler(State(shared): State<Arc<Shared>>) -> Response {
-    items(&shared.latest().kernel.tcp_events)
+async fn tcp_handler(State(state): State<Arc<AgentState>>) -> Response {
+    items(&state.latest().kernel.tcp_events)
 }
 
-async fn transitions_handler(State(shared): State<Arc<Shared>>) -> Response {
-    items(&shared.latest().kernel.transitions)
+async fn transitions_handler(State(state): State<Arc<AgentState>>) -> Response {
+    items(&state.latest().kernel.transitions)
 }
 
-async fn handshakes_handler(State(shared): State<Arc<Shared>>) -> Response {
-    items(&shared.latest().kernel.handshakes)
+async fn handshakes_handler(State(state): State<Arc<AgentState>>) -> Response {
+    items(&state.latest().kernel.handshakes)
 }
 
 /// An interface with its rates over the window, when there are two snapshots in it.
@@ -203,16 +211,16 @@ fn interface_views<'a>(
         .collect()
 }
 
-async fn interfaces_handler(State(shared): State<Arc<Shared>>) -> Response {
-    let (snapshot, summary) = (shared.latest(), shared.summary());
+async fn interfaces_handler(State(state): State<Arc<AgentState>>) -> Response {
+    let (snapshot, summary) = (state.latest(), state.summary());
     items(&interface_views(&snapshot, summary.as_deref()))
 }
 
 async fn interface_handler(
-    State(shared): State<Arc<Shared>>,
+    State(state): State<Arc<AgentState>>,
     Path(name): Path<String>,
 ) -> Response {
-    let (snapshot, summary) = (shared.latest(), shared.summary());
+    let (snapshot, summary) = (state.latest(), state.summary());
     match interface_views(&snapshot, summary.as_deref())
         .into_iter()
         .find(|view| view.interface.name == name)
@@ -225,8 +233,8 @@ async fn interface_handler(
     }
 }
 
-async fn connections_handler(State(shared): State<Arc<Shared>>) -> Response {
-    let snapshot = shared.latest();
+async fn connections_handler(State(state): State<Arc<AgentState>>) -> Response {
+    let snapshot = state.latest();
     let items: Vec<_> = snapshot
         .connections
         .iter()
@@ -239,12 +247,12 @@ async fn connections_handler(State(shared): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-async fn listening_handler(State(shared): State<Arc<Shared>>) -> Response {
-    items(&shared.latest().listening)
+async fn listening_handler(State(state): State<Arc<AgentState>>) -> Response {
+    items(&state.latest().listening)
 }
 
-async fn summary_handler(State(shared): State<Arc<Shared>>) -> Response {
-    match shared.summary() {
+async fn summary_handler(State(state): State<Arc<AgentState>>) -> Response {
+    match state.summary() {
         Some(summary) => Json(&*summary).into_response(),
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -6,7 +6,7 @@ pub mod http;
 pub mod metrics;
 mod page;
 mod processes;
+pub mod report;
 pub mod respond;
 pub mod server;
-pub mod table;
 pub mod web_config;

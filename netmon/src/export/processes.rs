@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::{
     model::{ListeningSocket, processes::ProcessEntry},
-    state::Shared,
+    state::AgentState,
 };
 
 /// A process as the API shows it: its entry and its listening sockets.
@@ -23,8 +23,8 @@ struct ProcessItem<'a> {
     listening: Vec<&'a ListeningSocket>,
 }
 
-pub async fn processes_handler(State(shared): State<Arc<Shared>>) -> Response {
-    let snapshot = shared.latest();
+pub async fn processes_handler(State(state): State<Arc<AgentState>>) -> Response {
+    let snapshot = state.latest();
     let traffic = &snapshot.processes;
     let items: Vec<ProcessItem> = traffic
         .processes
@@ -48,6 +48,6 @@ pub async fn processes_handler(State(shared): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-pub async fn cgroups_handler(State(shared): State<Arc<Shared>>) -> Response {
-    Json(json!({ "items": shared.latest().processes.cgroups })).into_response()
+pub async fn cgroups_handler(State(state): State<Arc<AgentState>>) -> Response {
+    Json(json!({ "items": state.latest().processes.cgroups })).into_response()
 }

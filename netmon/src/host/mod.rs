@@ -7,5 +7,5 @@ pub mod kallsyms;
 pub mod netlink;
 pub mod netns;
 pub mod process_details;
-pub mod processes;
+pub mod socket_owners;
 pub mod sockets;

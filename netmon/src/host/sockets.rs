@@ -11,7 +11,7 @@ use netlink_packet_sock_diag::{
     inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
 };
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
-use netmon_common::TcpSocketTally;
+use netmon_common::iterators::TcpSocketTally;
 
 use crate::{host::netlink, model::EphemeralPorts, names};
 

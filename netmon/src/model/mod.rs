@@ -6,10 +6,11 @@ use std::{
     time::Duration,
 };
 
-use netmon_common::{DropKey, InterfaceKey};
+use netmon_common::{drops::DropKey, traffic::InterfaceKey};
 use serde::Serialize;
 
 pub mod drops;
+pub mod kernel_tables;
 pub mod probes;
 pub mod processes;
 
@@ -204,7 +205,7 @@ impl HandshakeHistogram {
     }
 }
 
-/// Everything the kernel programs counted.
+/// Everything the kernel programs counted, named.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct KernelCounters {
     pub traffic: Vec<TrafficCount>,
@@ -213,6 +214,15 @@ pub struct KernelCounters {
     pub handshakes: Vec<HandshakeHistogram>,
     /// Retransmits and resets by namespace.
     pub tcp_events: Vec<TcpEvents>,
+    #[serde(flatten)]
+    pub programs: ProgramCounters,
+    /// Slots in use in each kernel table after the poll's clean-up.
+    pub map_entries: Vec<(&'static str, usize)>,
+}
+
+/// The programs' counters of their own failures, and the kernel memory of their tables.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProgramCounters {
     pub traffic_map_full: u64,
     pub drop_map_full: u64,
     pub handshake_map_full: u64,
@@ -220,8 +230,6 @@ pub struct KernelCounters {
     pub process_map_full: u64,
     /// Namespace teardowns the kernel could not tell the agent of (its ring was full).
     pub namespace_notices_lost: u64,
-    /// Slots in use in each kernel table after the poll's clean-up.
-    pub map_entries: Vec<(&'static str, usize)>,
     /// Kernel memory of each table's maps, in bytes.
     pub map_bytes: Vec<(&'static str, u64)>,
     pub read_failures: u64,

@@ -78,29 +78,17 @@ impl Btf {
     }
 
     pub fn parse(data: &[u8]) -> anyhow::Result<Self> {
-        let u16_at = |off: usize| -> anyhow::Result<u16> {
-            let bytes = data.get(off..off + 2).context("truncated BTF")?;
-            Ok(u16::from_le_bytes([bytes[0], bytes[1]]))
-        };
-        let u32_at = |off: usize| -> anyhow::Result<u32> {
-            let bytes = data.get(off..off + 4).context("truncated BTF")?;
-            Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
-        };
-        ensure!(u16_at(0)? == MAGIC, "not BTF (bad magic)");
-        let hdr_len = u32_at(4)? as usize;
-        let type_off = hdr_len + u32_at(8)? as usize;
-        let type_len = u32_at(12)? as usize;
-        let str_off = hdr_len + u32_at(16)? as usize;
-        let str_len = u32_at(20)? as usize;
+        let header = Reader { data, strings: &[] };
+        ensure!(header.u16_at(0)? == MAGIC, "not BTF (bad magic)");
+        let hdr_len = header.u32_at(4)? as usize;
+        let type_off = hdr_len + header.u32_at(8)? as usize;
+        let type_len = header.u32_at(12)? as usize;
+        let str_off = hdr_len + header.u32_at(16)? as usize;
+        let str_len = header.u32_at(20)? as usize;
         let strings = data
             .get(str_off..str_off + str_len)
             .context("string section out of bounds")?;
-        let name = |off: u32| -> String {
-            let start = off as usize;
-            let rest = strings.get(start..).unwrap_or_default();
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            String::from_utf8_lossy(&rest[..end]).into_owned()
-        };
+        let r = Reader { data, strings };
 
         // Type id 0 is `void`.
         let mut types = vec![Type::Other];
@@ -108,93 +96,18 @@ impl Btf {
         let mut pos = type_off;
         let end = type_off + type_len;
         while pos < end {
-            let name_off = u32_at(pos)?;
-            let info = u32_at(pos + 4)?;
-            let size_or_type = u32_at(pos + 8)?;
-            let vlen = (info & 0xffff) as usize;
+            let name_off = r.u32_at(pos)?;
+            let info = r.u32_at(pos + 4)?;
             let kind = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 == 1;
-            pos += 12;
             let id = types.len() as u32;
-            let ty = match kind {
-                KIND_STRUCT | KIND_UNION => {
-                    let mut members = Vec::with_capacity(vlen);
-                    for i in 0..vlen {
-                        let m = pos + i * 12;
-                        let raw_offset = u32_at(m + 8)?;
-                        let (bit_offset, bitfield_size) = if kind_flag {
-                            let size = raw_offset >> 24;
-                            (raw_offset & 0xff_ffff, (size != 0).then_some(size))
-                        } else {
-                            (raw_offset, None)
-                        };
-                        members.push(Member {
-                            name: name(u32_at(m)?),
-                            type_id: u32_at(m + 4)?,
-                            bit_offset,
-                            bitfield_size,
-                        });
-                    }
-                    pos += vlen * 12;
-                    Type::Composite { members }
-                }
-                KIND_ENUM => {
-                    let mut values = Vec::with_capacity(vlen);
-                    for i in 0..vlen {
-                        let e = pos + i * 8;
-                        let raw = u32_at(e + 4)?;
-                        // kind_flag set means signed values.
-                        let value = if kind_flag {
-                            raw as i32 as i64
-                        } else {
-                            raw as i64
-                        };
-                        values.push((name(u32_at(e)?), value));
-                    }
-                    pos += vlen * 8;
-                    Type::Enum { values }
-                }
-                KIND_ENUM64 => {
-                    let mut values = Vec::with_capacity(vlen);
-                    for i in 0..vlen {
-                        let e = pos + i * 12;
-                        let lo = u32_at(e + 4)? as u64;
-                        let hi = u32_at(e + 8)? as u64;
-                        values.push((name(u32_at(e)?), ((hi << 32) | lo) as i64));
-                    }
-                    pos += vlen * 12;
-                    Type::Enum { values }
-                }
-                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
-                    Type::Alias {
-                        target: size_or_type,
-                    }
-                }
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => {
-                    pos += 4;
-                    Type::Other
-                }
-                KIND_ARRAY => {
-                    pos += 12;
-                    Type::Other
-                }
-                KIND_FUNC_PROTO => {
-                    pos += vlen * 8;
-                    Type::Other
-                }
-                KIND_DATASEC => {
-                    pos += vlen * 12;
-                    Type::Other
-                }
-                KIND_PTR | KIND_FWD | KIND_FUNC | KIND_FLOAT => Type::Other,
-                other => bail!("unknown BTF kind {other} at type {id}"),
-            };
+            let (ty, body) = r.type_at(pos, id)?;
+            pos += 12 + body;
             if matches!(kind, KIND_STRUCT | KIND_UNION | KIND_ENUM | KIND_ENUM64) && name_off != 0 {
-                by_name.entry((name(name_off), kind)).or_insert(id);
+                by_name.entry((r.name(name_off), kind)).or_insert(id);
             }
             // The kernel names one typedef after each tracepoint it has a BTF-typed form of.
             if kind == KIND_TYPEDEF && name_off != 0 {
-                let typedef = name(name_off);
+                let typedef = r.name(name_off);
                 if typedef.starts_with(TRACEPOINT_TYPEDEF) {
                     by_name.entry((typedef, kind)).or_insert(id);
                 }
@@ -289,6 +202,123 @@ impl Btf {
             Type::Enum { values } => Some(values),
             _ => None,
         }
+    }
+}
+
+/// Reads little-endian words and names out of a BTF blob; a read past its end is an error.
+struct Reader<'a> {
+    data: &'a [u8],
+    strings: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn u16_at(&self, off: usize) -> anyhow::Result<u16> {
+        let bytes = self.data.get(off..off + 2).context("truncated BTF")?;
+        Ok(u16::from_le_bytes([bytes[0], bytes[1]]))
+    }
+
+    fn u32_at(&self, off: usize) -> anyhow::Result<u32> {
+        let bytes = self.data.get(off..off + 4).context("truncated BTF")?;
+        Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+    }
+
+    fn name(&self, off: u32) -> String {
+        let rest = self.strings.get(off as usize..).unwrap_or_default();
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        String::from_utf8_lossy(&rest[..end]).into_owned()
+    }
+
+    /// The type whose 12-byte header is at `pos`, and the length of what follows the header.
+    fn type_at(&self, pos: usize, id: u32) -> anyhow::Result<(Type, usize)> {
+        let info = self.u32_at(pos + 4)?;
+        let size_or_type = self.u32_at(pos + 8)?;
+        let vlen = (info & 0xffff) as usize;
+        let kind = (info >> 24) & 0x1f;
+        let kind_flag = info >> 31 == 1;
+        let body = pos + 12;
+        Ok(match kind {
+            KIND_STRUCT | KIND_UNION => {
+                let members = self.members(body, vlen, kind_flag)?;
+                (Type::Composite { members }, vlen * 12)
+            }
+            KIND_ENUM => (
+                Type::Enum {
+                    values: self.enum_values(body, vlen, kind_flag)?,
+                },
+                vlen * 8,
+            ),
+            KIND_ENUM64 => (
+                Type::Enum {
+                    values: self.enum64_values(body, vlen)?,
+                },
+                vlen * 12,
+            ),
+            KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => (
+                Type::Alias {
+                    target: size_or_type,
+                },
+                0,
+            ),
+            KIND_INT | KIND_VAR | KIND_DECL_TAG => (Type::Other, 4),
+            KIND_ARRAY => (Type::Other, 12),
+            KIND_FUNC_PROTO => (Type::Other, vlen * 8),
+            KIND_DATASEC => (Type::Other, vlen * 12),
+            KIND_PTR | KIND_FWD | KIND_FUNC | KIND_FLOAT => (Type::Other, 0),
+            other => bail!("unknown BTF kind {other} at type {id}"),
+        })
+    }
+
+    fn members(&self, pos: usize, vlen: usize, kind_flag: bool) -> anyhow::Result<Vec<Member>> {
+        (0..vlen)
+            .map(|i| {
+                let m = pos + i * 12;
+                let raw_offset = self.u32_at(m + 8)?;
+                let (bit_offset, bitfield_size) = if kind_flag {
+                    let size = raw_offset >> 24;
+                    (raw_offset & 0xff_ffff, (size != 0).then_some(size))
+                } else {
+                    (raw_offset, None)
+                };
+                Ok(Member {
+                    name: self.name(self.u32_at(m)?),
+                    type_id: self.u32_at(m + 4)?,
+                    bit_offset,
+                    bitfield_size,
+                })
+            })
+            .collect()
+    }
+
+    /// An enum's values; `kind_flag` set means signed ones.
+    fn enum_values(
+        &self,
+        pos: usize,
+        vlen: usize,
+        kind_flag: bool,
+    ) -> anyhow::Result<Vec<(String, i64)>> {
+        (0..vlen)
+            .map(|i| {
+                let e = pos + i * 8;
+                let raw = self.u32_at(e + 4)?;
+                let value = if kind_flag {
+                    raw as i32 as i64
+                } else {
+                    raw as i64
+                };
+                Ok((self.name(self.u32_at(e)?), value))
+            })
+            .collect()
+    }
+
+    fn enum64_values(&self, pos: usize, vlen: usize) -> anyhow::Result<Vec<(String, i64)>> {
+        (0..vlen)
+            .map(|i| {
+                let e = pos + i * 12;
+                let lo = self.u32_at(e + 4)? as u64;
+                let hi = self.u32_at(e + 8)? as u64;
+                Ok((self.name(self.u32_at(e)?), ((hi << 32) | lo) as i64))
+            })
+            .collect()
     }
 }
 

@@ -7,7 +7,7 @@ use std::{
     io::{BufRead, BufReader},
 };
 
-use netmon_common::{DropProbeArgs, KernelOffsets, TracepointFields};
+use netmon_common::kernel_layout::{DropProbeArgs, KernelOffsets, TracepointFields};
 
 use crate::{
     model::probes::Hook,

@@ -9,6 +9,8 @@ use aya::{
     programs::FEntry,
 };
 
+use netmon_common::events;
+
 use crate::probes::{attach::attach_kprobe, drain_ring, slots::take_map};
 
 /// The kernel function called once per namespace, when its last reference goes.
@@ -31,7 +33,7 @@ impl NamespaceWatch {
             }
         };
         Ok(Self {
-            ring: RingBuf::try_from(take_map(ebpf, "GONE_NAMESPACES")?)?,
+            ring: RingBuf::try_from(take_map(ebpf, events::GONE_NAMESPACES)?)?,
             method,
         })
     }

@@ -8,7 +8,11 @@ use std::{
 
 use anyhow::bail;
 use aya::Ebpf;
-use netmon_common::{MAX_PROCESS_KEYS, SOCKET_MEMOS_PER_CPU, SlotTag, SocketIo, SocketMemo};
+use netmon_common::{
+    processes::{self, MAX_PROCESS_KEYS, SocketIo},
+    slots::SlotTag,
+    socket_memo::{self, SOCKET_MEMOS_PER_CPU, SocketMemo},
+};
 
 use crate::probes::slots::{CpuRegions, Mapped, Tags};
 
@@ -29,8 +33,8 @@ pub struct ProcessCounts {
 impl ProcessCounts {
     pub fn map(ebpf: &Ebpf, cpus: u32) -> anyhow::Result<Self> {
         Ok(Self {
-            counts: CpuRegions::map(ebpf, "PROCESS_IO", MAX_PROCESS_KEYS, cpus)?,
-            memos: Mapped::map(ebpf, "SOCKET_MEMOS", cpus * SOCKET_MEMOS_PER_CPU)?,
+            counts: CpuRegions::map(ebpf, processes::COUNTS, MAX_PROCESS_KEYS, cpus)?,
+            memos: Mapped::map(ebpf, socket_memo::SOCKET_MEMOS, cpus * SOCKET_MEMOS_PER_CPU)?,
             cpus: cpus as usize,
         })
     }

@@ -1,19 +1,26 @@
-//! Reading the tables into kernel counters, and freeing the slots of what is gone.
+//! Reading the tables counted by namespace, and freeing the slots the namespace judge found
+//! gone.
 use std::collections::BTreeMap;
 
-use aya::maps::{Array, MapData, PerCpuArray};
+use aya::{
+    Ebpf, Pod,
+    maps::{MapData, PerCpuArray, PerCpuValues},
+};
 use netmon_common::{
-    DropKey, EVENT_SLOTS, Event, HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS,
-    HandshakeHistogram as KernelHistogram, HandshakeKey, InterfaceKey, InterfaceTraffic,
-    ProcessIoKey, ProcessName, SlotTag, TCP_EVENT_FAMILY, TcpEvent, TransitionKey,
+    drops::{self, DropKey},
+    events::{self, EVENT_SLOTS, Event},
+    handshakes::{self, HandshakeHistogram, HandshakeKey},
+    slots::{NamespacedSlot, SlotKey, SlotTag},
+    tcp_events::TcpEventKey,
+    traffic::{self, InterfaceKey, InterfaceTraffic},
+    transitions::{self, TransitionKey},
 };
 
 use crate::{
     model::{
-        DropCount, HandshakeHistogram, KernelCounters, TcpEvents, TcpTransition, TrafficCount,
-        processes::{IoCounts, ProcessId, ProcessIo},
+        ProgramCounters,
+        kernel_tables::{Departures, NamespacedCount, TableKey, TableRead, TableValue},
     },
-    names,
     probes::{
         Probes,
         slots::{self, map},
@@ -21,159 +28,57 @@ use crate::{
 };
 
 impl Probes {
-    /// Reads every table, summing the per-CPU values (and the slots an identity may hold
-    /// more than one of).
-    pub fn read(&self) -> anyhow::Result<KernelCounters> {
+    /// Reads every table counted by namespace, summing the per-CPU values (and the slots an
+    /// identity may hold more than one of), and the programs' own counters.
+    pub fn read(&self) -> anyhow::Result<(TableRead, ProgramCounters)> {
         let Some((ebpf, tags)) = &self.ebpf else {
-            return Ok(KernelCounters::default());
+            return Ok(Default::default());
         };
-        let mut counters = KernelCounters::default();
-
-        // By interface and namespace cookie (the slot's `extra`): the agent tells a namespace
-        // from a dead one that had its inode.
-        let mut traffic: BTreeMap<(InterfaceKey, u64), InterfaceTraffic> = BTreeMap::new();
-        for (tag, per_cpu) in slots::read::<InterfaceTraffic>(ebpf, &tags.traffic, "TRAFFIC")? {
-            // A claim not yet complete counts nothing so far.
-            if !tag.is_complete() {
-                continue;
-            }
-            let sum = traffic
-                .entry((InterfaceKey::from_meta(tag.meta), tag.extra))
-                .or_default();
-            for value in per_cpu.iter() {
-                sum.rx_packets += value.rx_packets;
-                sum.rx_bytes += value.rx_bytes;
-                sum.tx_packets += value.tx_packets;
-                sum.tx_bytes += value.tx_bytes;
-                sum.tx_failed += value.tx_failed;
-            }
-        }
-        counters.traffic = traffic
-            .into_iter()
-            .map(|((key, cookie), sum)| TrafficCount {
-                netns: key.netns,
-                netns_cookie: cookie,
-                ifindex: key.ifindex,
-                interface: String::new(),
-                rx_packets: sum.rx_packets,
-                rx_bytes: sum.rx_bytes,
-                tx_packets: sum.tx_packets,
-                tx_bytes: sum.tx_bytes,
-                tx_failed: sum.tx_failed,
-            })
-            .collect();
-
-        let mut drops: BTreeMap<(DropKey, u64), u64> = BTreeMap::new();
-        for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.drops, "DROPS")? {
-            if tag.is_complete() {
-                *drops
-                    .entry((DropKey::from_slot(&tag), tag.extra))
-                    .or_default() += per_cpu.iter().sum::<u64>();
-            }
-        }
-        counters.drops = drops
-            .into_iter()
-            .map(|((key, cookie), count)| DropCount {
-                key,
-                netns: key.interface.netns,
-                netns_cookie: cookie,
-                ifindex: key.interface.ifindex,
-                interface: String::new(),
-                protocol: names::ethertype_name(key.protocol),
-                reason: self.reasons.name(key.reason),
-                count,
-            })
-            .collect();
-
-        // By key and namespace cookie (the slot's `extra`), judged as the traffic's are.
-        let mut transitions: BTreeMap<(TransitionKey, u64), u64> = BTreeMap::new();
-        let mut events: BTreeMap<(u32, u64), TcpEvents> = BTreeMap::new();
-        for (tag, per_cpu) in slots::read::<u64>(ebpf, &tags.transitions, "TCP_TRANSITIONS")? {
-            let key = TransitionKey::from_slot_id(tag.id);
-            let count = per_cpu.iter().sum::<u64>();
-            if key.family != TCP_EVENT_FAMILY {
-                *transitions.entry((key, tag.extra)).or_default() += count;
-                continue;
-            }
-            let of = events
-                .entry((key.netns, tag.extra))
-                .or_insert_with(|| TcpEvents {
-                    netns: key.netns,
-                    netns_cookie: tag.extra,
-                    ..Default::default()
-                });
-            match key.old_state {
-                k if k == TcpEvent::Retransmit as u8 => of.retransmits += count,
-                k if k == TcpEvent::ResetSent as u8 => of.resets_sent += count,
-                k if k == TcpEvent::ResetReceived as u8 => of.resets_received += count,
-                _ => {}
-            }
-        }
-        counters.tcp_events = events.into_values().collect();
-        counters.transitions = transitions
-            .into_iter()
-            .map(|((key, cookie), count)| TcpTransition {
-                netns: key.netns,
-                netns_cookie: cookie,
-                family: family_name(key.family),
-                from: names::tcp_state_name(key.old_state.into()),
-                to: names::tcp_state_name(key.new_state.into()),
-                count,
-            })
-            .collect();
-        counters.transitions.sort_by(|a, b| {
-            (a.netns, a.family, &a.from, &a.to).cmp(&(b.netns, b.family, &b.from, &b.to))
-        });
-
-        let mut handshakes: BTreeMap<(u32, u32, u64), HandshakeHistogram> = BTreeMap::new();
-        for (tag, value) in
-            slots::read_shared::<KernelHistogram>(ebpf, &tags.handshakes, "HANDSHAKES")?
-        {
-            let key = HandshakeKey::from_slot_id(tag.id);
-            let histogram = handshakes
-                .entry((key.netns, key.open, tag.extra))
-                .or_insert_with(|| HandshakeHistogram {
-                    netns: key.netns,
-                    netns_cookie: tag.extra,
-                    open: if key.open == HANDSHAKE_ACTIVE {
-                        "active"
-                    } else {
-                        "passive"
-                    },
-                    buckets: vec![0; HANDSHAKE_BUCKETS],
-                    sum_ns: 0,
-                });
-            for (total, count) in histogram.buckets.iter_mut().zip(value.buckets) {
-                *total += count;
-            }
-            histogram.sum_ns += value.sum_ns;
-        }
-        counters.handshakes = handshakes.into_values().collect();
-
-        let events: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map(ebpf, "EVENTS")?)?;
-        let mut totals = [0u64; EVENT_SLOTS as usize];
-        for (slot, total) in totals.iter_mut().enumerate() {
-            *total = events.get(&(slot as u32), 0)?.iter().sum();
-        }
-        counters.traffic_map_full = totals[Event::TrafficMapFull as usize];
-        counters.drop_map_full = totals[Event::DropMapFull as usize];
-        counters.handshake_map_full = totals[Event::HandshakeMapFull as usize];
-        counters.transition_map_full = totals[Event::TransitionMapFull as usize];
-        counters.process_map_full = totals[Event::ProcessMapFull as usize];
-        counters.namespace_notices_lost = totals[Event::NamespaceNoticeLost as usize];
-        counters.read_failures = totals[Event::ReadFailed as usize];
-        counters.map_bytes = self.map_bytes.clone();
-        Ok(counters)
+        let traffic_rows = slots::read::<InterfaceTraffic>(ebpf, &tags.traffic, traffic::COUNTS)?;
+        let drop_rows = slots::read::<u64>(ebpf, &tags.drops, drops::COUNTS)?;
+        let transition_rows = slots::read::<u64>(ebpf, &tags.transitions, transitions::COUNTS)?;
+        let handshake_rows =
+            slots::read_shared::<HandshakeHistogram>(ebpf, &tags.handshakes, handshakes::COUNTS)?;
+        let tables = TableRead {
+            traffic: counted(per_cpu(&traffic_rows)),
+            drops: counted(per_cpu(&drop_rows)),
+            // TCP events count in the transition table's slots, under keys of their own.
+            transitions: counted(per_cpu(&transition_rows)),
+            tcp_events: counted(per_cpu(&transition_rows)),
+            handshakes: counted(
+                handshake_rows
+                    .iter()
+                    .map(|(tag, value)| (tag, std::slice::from_ref(value))),
+            ),
+        };
+        Ok((tables, self.program_counters(ebpf)?))
     }
 
-    /// Frees the slots of interfaces and namespaces that no longer exist, in one pass over
-    /// each table's tags; `interface_gone` is asked with a device slot's interface and
-    /// namespace cookie, `netns_gone` with a TCP slot's namespace inode and cookie. Returns
-    /// how many went, and how many slots each table uses afterwards.
+    /// The programs' counters of their own failures, and the tables' kernel memory.
+    fn program_counters(&self, ebpf: &Ebpf) -> anyhow::Result<ProgramCounters> {
+        let counters: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map(ebpf, events::COUNTERS)?)?;
+        let mut totals = [0u64; EVENT_SLOTS as usize];
+        for (slot, total) in totals.iter_mut().enumerate() {
+            *total = counters.get(&(slot as u32), 0)?.iter().sum();
+        }
+        Ok(ProgramCounters {
+            traffic_map_full: totals[Event::TrafficMapFull as usize],
+            drop_map_full: totals[Event::DropMapFull as usize],
+            handshake_map_full: totals[Event::HandshakeMapFull as usize],
+            transition_map_full: totals[Event::TransitionMapFull as usize],
+            process_map_full: totals[Event::ProcessMapFull as usize],
+            namespace_notices_lost: totals[Event::NamespaceNoticeLost as usize],
+            read_failures: totals[Event::ReadFailed as usize],
+            map_bytes: self.map_bytes.clone(),
+        })
+    }
+
+    /// Frees the slots `departures` names, in one pass over each table's tags. Returns how
+    /// many went, and how many slots each table uses afterwards.
     pub fn forget(
         &mut self,
-        interface_gone: &dyn Fn(&InterfaceKey, u64) -> bool,
-        netns_gone: &dyn Fn(u32, u64) -> bool,
+        departures: &Departures,
     ) -> anyhow::Result<(usize, Vec<(&'static str, usize)>)> {
         let Some((ebpf, tags)) = &mut self.ebpf else {
             return Ok((0, Vec::new()));
@@ -185,15 +90,15 @@ impl Probes {
                 slots::free_where::<InterfaceTraffic>(
                     ebpf,
                     &tags.traffic,
-                    "TRAFFIC",
+                    traffic::COUNTS,
                     cpus,
-                    &|tag| interface_gone(&InterfaceKey::from_meta(tag.meta), tag.extra),
+                    &|tag| frees::<InterfaceKey>(departures, tag),
                 )?,
             ),
             (
                 "drops",
-                slots::free_where::<u64>(ebpf, &tags.drops, "DROPS", cpus, &|tag| {
-                    interface_gone(&InterfaceKey::from_meta(tag.meta), tag.extra)
+                slots::free_where::<u64>(ebpf, &tags.drops, drops::COUNTS, cpus, &|tag| {
+                    frees::<DropKey>(departures, tag)
                 })?,
             ),
             (
@@ -201,18 +106,21 @@ impl Probes {
                 slots::free_where::<u64>(
                     ebpf,
                     &tags.transitions,
-                    "TCP_TRANSITIONS",
+                    transitions::COUNTS,
                     cpus,
-                    &|tag| netns_gone(TransitionKey::from_slot_id(tag.id).netns, tag.extra),
+                    &|tag| {
+                        frees::<TransitionKey>(departures, tag)
+                            || frees::<TcpEventKey>(departures, tag)
+                    },
                 )?,
             ),
             (
                 "handshakes",
-                slots::free_shared_where::<KernelHistogram>(
+                slots::free_shared_where::<HandshakeHistogram>(
                     ebpf,
                     &tags.handshakes,
-                    "HANDSHAKES",
-                    &|tag| netns_gone(HandshakeKey::from_slot_id(tag.id).netns, tag.extra),
+                    handshakes::COUNTS,
+                    &|tag| frees::<HandshakeKey>(departures, tag),
                 )?,
             ),
         ];
@@ -225,67 +133,36 @@ impl Probes {
     }
 }
 
-impl Probes {
-    /// Socket I/O by process and cgroup. The slots of processes that `exited(pid, start_ns)`
-    /// says are gone are freed, and their last counts returned, marked as exited.
-    pub fn socket_io(
-        &mut self,
-        exited: &dyn Fn(ProcessId) -> bool,
-    ) -> anyhow::Result<Vec<ProcessIo>> {
-        let Some((ebpf, tags)) = &mut self.ebpf else {
-            return Ok(Vec::new());
+/// The rows of a table by key and namespace cookie, the values of each summed over CPUs and
+/// over the slots one identity holds; rows of other keys (a shared table) are left out.
+fn counted<'a, K: SlotKey + TableKey, V: TableValue + 'a>(
+    rows: impl Iterator<Item = (&'a SlotTag, &'a [V])>,
+) -> Vec<NamespacedCount<K, V>> {
+    let mut sums: BTreeMap<(K, u64), V> = BTreeMap::new();
+    for (tag, values) in rows {
+        let Some(slot) = NamespacedSlot::<K>::from_tag(tag) else {
+            continue;
         };
-        let id = |tag: &SlotTag| ProcessId {
-            pid: ProcessIoKey::from_slot_id(tag.id).tgid,
-            start_ns: ProcessIoKey::start_boottime_ns(tag.extra2),
-        };
-        let name_of = |ebpf: &aya::Ebpf, index: u32| -> anyhow::Result<String> {
-            let names: Array<&MapData, ProcessName> =
-                Array::try_from(slots::map(ebpf, "PROCESS_NAMES")?)?;
-            let name = names.get(&index, 0)?;
-            let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
-            Ok(String::from_utf8_lossy(&name[..end]).into_owned())
-        };
-        // The names of the slots to free first: a freed slot may be claimed again at once.
-        let gone = |tag: &SlotTag| tag.is_complete() && exited(id(tag));
-        let mut named = BTreeMap::new();
-        for (index, tag) in tags.processes.claimed() {
-            if gone(&tag) {
-                named.insert(index, name_of(ebpf, index)?);
-            }
+        let sum = sums.entry((slot.key, slot.netns_cookie)).or_default();
+        for value in values {
+            sum.absorb(value);
         }
-        let taken = tags.process_io.take_where(&tags.processes, &gone)?;
-        let live = tags.process_io.read(&tags.processes)?;
-        for (index, tag, _) in &live {
-            if tag.is_complete() {
-                named.insert(*index, name_of(ebpf, *index)?);
-            }
-        }
-        let last = taken.into_iter().map(|slot| (slot, true));
-        Ok(last
-            .chain(live.into_iter().map(|slot| (slot, false)))
-            .filter(|((_, tag, _), _)| tag.is_complete())
-            .map(|((index, tag, total), exited)| {
-                let key = ProcessIoKey::from_slot_id(tag.id);
-                let mut counts = IoCounts::default();
-                counts.add(key.direction, key.protocol, total.bytes, total.calls);
-                ProcessIo {
-                    id: id(&tag),
-                    name: named.get(&index).cloned().unwrap_or_default(),
-                    cgroup_id: tag.extra,
-                    netns: tag.meta as u32,
-                    counts,
-                    exited,
-                }
-            })
-            .collect())
     }
+    sums.into_iter()
+        .map(|((key, netns_cookie), value)| NamespacedCount {
+            key,
+            netns_cookie,
+            value,
+        })
+        .collect()
 }
 
-fn family_name(family: u8) -> &'static str {
-    if family == libc::AF_INET6 as u8 {
-        names::FAMILY_INET6
-    } else {
-        names::FAMILY_INET
-    }
+/// Rows of a per-CPU table as (tag, one value a CPU).
+fn per_cpu<V: Pod>(rows: &[(SlotTag, PerCpuValues<V>)]) -> impl Iterator<Item = (&SlotTag, &[V])> {
+    rows.iter().map(|(tag, values)| (tag, &values[..]))
+}
+
+/// Whether the slot with `tag`, read as a slot of keys `K`, is one `departures` frees.
+fn frees<K: SlotKey + TableKey>(departures: &Departures, tag: &SlotTag) -> bool {
+    NamespacedSlot::<K>::from_tag(tag).is_some_and(|slot| departures.frees(&slot))
 }

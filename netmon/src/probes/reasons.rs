@@ -1,7 +1,7 @@
 //! The names of the kernel's drop reasons.
 use std::collections::BTreeMap;
 
-use netmon_common::DROP_REASON_UNKNOWN;
+use netmon_common::drops::DROP_REASON_UNKNOWN;
 
 use crate::{names, probes::btf::Btf};
 

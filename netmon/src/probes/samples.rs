@@ -7,7 +7,7 @@ use aya::{
     Ebpf,
     maps::{MapData, PerCpuArray, PerCpuValues, RingBuf},
 };
-use netmon_common::{DropSample, SAMPLE_ALLOWED, SAMPLE_USED, SampleTally};
+use netmon_common::samples::{self, DropSample, SAMPLE_ALLOWED, SAMPLE_USED, SampleTally};
 
 use crate::probes::{
     drain_ring,
@@ -34,8 +34,8 @@ impl DropSampler {
     pub(super) fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
         let cpus = possible_cpus()? as usize;
         Ok(Self {
-            ring: RingBuf::try_from(take_map(ebpf, "DROP_SAMPLES")?)?,
-            budget: PerCpuArray::try_from(take_map(ebpf, "DROP_SAMPLE_BUDGET")?)?,
+            ring: RingBuf::try_from(take_map(ebpf, samples::RING)?)?,
+            budget: PerCpuArray::try_from(take_map(ebpf, samples::BUDGET)?)?,
             allowed: vec![0.0; cpus],
             refilled: None,
         })

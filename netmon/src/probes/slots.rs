@@ -12,7 +12,7 @@ use aya::{
     Ebpf, Pod,
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues},
 };
-use netmon_common::SlotTag;
+use netmon_common::slots::SlotTag;
 
 /// An array map created with `BPF_F_MMAPABLE`, mapped into the agent's memory.
 pub struct Mapped<T> {

@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, os::unix::fs::MetadataExt as _};
 
 use anyhow::Context as _;
 use aya::{Btf, Ebpf};
-use netmon_common::SocketFileRecord;
+use netmon_common::iterators::SocketFileRecord;
 
 use crate::{
     model::SocketHolders,

@@ -3,7 +3,13 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{Ebpf, maps::Map};
 use netmon_common::{
-    MAX_DROP_KEYS, MAX_HANDSHAKE_KEYS, MAX_PROCESS_KEYS, MAX_TRANSITION_KEYS, SlotMasks, TABLE_MAPS,
+    TABLE_MAPS,
+    drops::{self, MAX_DROP_KEYS},
+    handshakes::{self, MAX_HANDSHAKE_KEYS},
+    processes::{self, MAX_PROCESS_KEYS},
+    slots::SlotMasks,
+    traffic,
+    transitions::{self, MAX_TRANSITION_KEYS},
 };
 
 use crate::probes::{ProbeSettings, process_io::ProcessCounts, slots::Tags};
@@ -56,16 +62,16 @@ pub(super) struct TableTags {
 impl TableTags {
     pub(super) fn map(ebpf: &Ebpf, sizes: TableSizes, cpus: u32) -> anyhow::Result<Self> {
         Ok(Self {
-            traffic: Tags::map(ebpf, "TRAFFIC_TAGS", "TRAFFIC_CLAIMS", sizes.traffic)?,
-            drops: Tags::map(ebpf, "DROP_TAGS", "DROP_CLAIMS", sizes.drops)?,
+            traffic: Tags::map(ebpf, traffic::TAGS, traffic::CLAIMS, sizes.traffic)?,
+            drops: Tags::map(ebpf, drops::TAGS, drops::CLAIMS, sizes.drops)?,
             transitions: Tags::map(
                 ebpf,
-                "TRANSITION_TAGS",
-                "TRANSITION_CLAIMS",
+                transitions::TAGS,
+                transitions::CLAIMS,
                 sizes.transitions,
             )?,
-            handshakes: Tags::map(ebpf, "HANDSHAKE_TAGS", "HANDSHAKE_CLAIMS", sizes.handshakes)?,
-            processes: Tags::map(ebpf, "PROCESS_TAGS", "PROCESS_CLAIMS", sizes.processes)?,
+            handshakes: Tags::map(ebpf, handshakes::TAGS, handshakes::CLAIMS, sizes.handshakes)?,
+            processes: Tags::map(ebpf, processes::TAGS, processes::CLAIMS, sizes.processes)?,
             process_io: ProcessCounts::map(ebpf, cpus)?,
             cpus,
         })

@@ -6,7 +6,7 @@ use aya::{
     Btf, Ebpf,
     maps::{Array, MapData},
 };
-use netmon_common::TcpSocketTally;
+use netmon_common::iterators::{SOCKET_TALLY, TcpSocketTally};
 
 use crate::probes::{Probes, iterators, slots::take_map};
 
@@ -18,7 +18,7 @@ pub(super) type Tally = Array<MapData, TcpSocketTally>;
 /// Loads the iterator and takes its map; an error says why the socket dump stays the way.
 pub(super) fn load(ebpf: &mut Ebpf, btf: Option<&Btf>) -> anyhow::Result<Tally> {
     iterators::load(ebpf, PROGRAM, "tcp", btf)?;
-    Ok(Array::try_from(take_map(ebpf, "SOCKET_TALLY")?)?)
+    Ok(Array::try_from(take_map(ebpf, SOCKET_TALLY)?)?)
 }
 
 impl Probes {

@@ -1,9 +1,9 @@
 //! Families about the agent itself: probes, build, collectors, reloads, findings.
 use prometheus::proto::{MetricFamily, MetricType};
 
-use crate::{export::metrics::Family, model::Snapshot, state::AgentState};
+use crate::{export::metrics::Family, model::Snapshot, state::AgentStatus};
 
-pub(super) fn families(snapshot: &Snapshot, agent: &AgentState, out: &mut Vec<MetricFamily>) {
+pub(super) fn families(snapshot: &Snapshot, agent: &AgentStatus, out: &mut Vec<MetricFamily>) {
     let mut push = |family: Family| out.push(family.0);
 
     // The agent itself.

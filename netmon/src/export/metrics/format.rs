@@ -1,10 +1,10 @@
 //! The two text formats: Prometheus 0.0.4 and OpenMetrics 1.0.
 use prometheus::proto::{LabelPair, MetricType};
 
-use crate::{export::metrics::families, model::Snapshot, state::AgentState};
+use crate::{export::metrics::families, model::Snapshot, state::AgentStatus};
 
 /// Renders the Prometheus text format 0.0.4.
-pub fn render_text(snapshot: &Snapshot, agent: &AgentState) -> anyhow::Result<String> {
+pub fn render_text(snapshot: &Snapshot, agent: &AgentStatus) -> anyhow::Result<String> {
     let mut out = String::new();
     prometheus::TextEncoder::new().encode_utf8(&families(snapshot, agent), &mut out)?;
     Ok(out)
@@ -61,7 +61,7 @@ fn labels_text(pairs: &[LabelPair], extra: Option<(&str, String)>) -> String {
 
 /// Renders OpenMetrics 1.0: counters are announced without `_total`, `_info` gauges are info
 /// metrics, and the exposition ends with `# EOF`.
-pub fn render_openmetrics(snapshot: &Snapshot, agent: &AgentState) -> String {
+pub fn render_openmetrics(snapshot: &Snapshot, agent: &AgentStatus) -> String {
     let mut out = String::new();
     for family in families(snapshot, agent) {
         let name = family.name();
@@ -165,7 +165,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let text = render_text(&snapshot, &AgentState::default()).unwrap();
+        let text = render_text(&snapshot, &AgentStatus::default()).unwrap();
         assert!(text.contains("# TYPE netmon_network_bytes_total counter"));
         assert!(
             text.contains("netmon_network_bytes_total{interface=\"eth0\",direction=\"rx\"} 1234")
@@ -186,7 +186,7 @@ mod tests {
             "netmon_tcp_handshake_duration_seconds_count{netns=\"7\",open=\"active\"} 4"
         ));
 
-        let om = render_openmetrics(&snapshot, &AgentState::default());
+        let om = render_openmetrics(&snapshot, &AgentStatus::default());
         assert!(om.ends_with("# EOF\n"));
         assert!(om.contains("# TYPE netmon_network_bytes counter\n"));
         assert!(

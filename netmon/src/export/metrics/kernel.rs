@@ -131,11 +131,23 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         "Events a kernel program could not record because its map was full.",
         MetricType::COUNTER,
     );
-    full.sample(&[("map", "traffic")], kernel.traffic_map_full as f64);
-    full.sample(&[("map", "drops")], kernel.drop_map_full as f64);
-    full.sample(&[("map", "handshakes")], kernel.handshake_map_full as f64);
-    full.sample(&[("map", "transitions")], kernel.transition_map_full as f64);
-    full.sample(&[("map", "processes")], kernel.process_map_full as f64);
+    full.sample(
+        &[("map", "traffic")],
+        kernel.programs.traffic_map_full as f64,
+    );
+    full.sample(&[("map", "drops")], kernel.programs.drop_map_full as f64);
+    full.sample(
+        &[("map", "handshakes")],
+        kernel.programs.handshake_map_full as f64,
+    );
+    full.sample(
+        &[("map", "transitions")],
+        kernel.programs.transition_map_full as f64,
+    );
+    full.sample(
+        &[("map", "processes")],
+        kernel.programs.process_map_full as f64,
+    );
     push(full);
 
     let mut entries = Family::new(
@@ -154,7 +166,7 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         "Kernel memory of each table's maps (tags and counts), as the kernel charges it.",
         MetricType::GAUGE,
     );
-    for (map, size) in &kernel.map_bytes {
+    for (map, size) in &kernel.programs.map_bytes {
         memory.sample(&[("map", map)], *size as f64);
     }
     push(memory);
@@ -164,7 +176,7 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         "Kernel memory reads that failed inside the programs.",
         MetricType::COUNTER,
     );
-    read_failures.sample(&[], kernel.read_failures as f64);
+    read_failures.sample(&[], kernel.programs.read_failures as f64);
     push(read_failures);
 
     let mut samples = Family::new(

@@ -14,7 +14,7 @@ use prometheus::proto::{
 
 use crate::{
     model::{HandshakeHistogram, Snapshot},
-    state::AgentState,
+    state::AgentStatus,
 };
 
 /// A metric family under construction.
@@ -83,7 +83,7 @@ impl Family {
 }
 
 /// Builds every metric family from the newest snapshot and the agent's state.
-pub fn families(snapshot: &Snapshot, agent: &AgentState) -> Vec<MetricFamily> {
+pub fn families(snapshot: &Snapshot, agent: &AgentStatus) -> Vec<MetricFamily> {
     let mut out = Vec::new();
     host::families(snapshot, &mut out);
     kernel::families(snapshot, &mut out);

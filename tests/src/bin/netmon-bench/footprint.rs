@@ -10,9 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmon_tests::{Metrics, Netns, free_port, netmon_bin, request, status_mib};
+use netmon_tests::{Metrics, Netns, free_port, request, status_mib};
 
-use crate::{cpu_seconds, peak_rss_mib, stop};
+use crate::process::{DEFAULT_POLL, cpu_seconds, peak_rss_mib, start_netmon, stop, wait_serving};
 
 /// Time between scrapes of the idle agents, and how many.
 const IDLE_SCRAPE: Duration = Duration::from_secs(3);
@@ -28,49 +28,6 @@ fn get(addr: SocketAddr, path: &str) -> String {
     request(&mut stream, addr, path, &[("Connection", "close")])
         .map(|r| r.body)
         .unwrap_or_default()
-}
-
-/// Waits until `addr` answers `/metrics`, from the bench's own namespace: netmon binds its
-/// port before it attaches its programs, and answers once they are attached and polled.
-fn wait_serving(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr)
-        .ok()
-        .and_then(|mut s| request(&mut s, addr, "/metrics", &[("Connection", "close")]).ok())
-        .is_none_or(|r| r.status != 200)
-    {
-        assert!(Instant::now() < deadline, "nothing answers on {addr}");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// netmon's default poll interval (`DEFAULT_POLL_INTERVAL` of its configuration): the agent
-/// as an operator runs it.
-pub(crate) const DEFAULT_POLL: &str = "2s";
-
-/// netmon in the bench's namespace (the host's), polling every `poll`.
-pub(crate) fn start_netmon(poll: &str) -> (Child, SocketAddr) {
-    start_netmon_with(poll, &[])
-}
-
-/// [`start_netmon`] with `extra` arguments (a `--config` file, for instance).
-pub(crate) fn start_netmon_with(poll: &str, extra: &[&str]) -> (Child, SocketAddr) {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(netmon_bin())
-        .args([
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--poll-interval",
-            poll,
-        ])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_serving(addr);
-    (child, addr)
 }
 
 /// CPU per second, resident MiB at the end and peak MiB of an agent scraped every few

@@ -1,7 +1,12 @@
-//! `netmon snapshot` as readable tables.
+//! The text report: what `netmon snapshot` saw and what `netmon diagnose` found, as
+//! readable tables.
 use std::fmt::Write as _;
 
-use crate::{diagnose::Diagnosis, model::Snapshot, rates::Summary};
+use crate::{
+    diagnose::Diagnosis,
+    model::{KernelCounters, Snapshot},
+    rates::Summary,
+};
 
 /// Left-aligned columns, each as wide as its widest cell.
 fn table(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
@@ -29,10 +34,27 @@ fn table(out: &mut String, title: &str, header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(out);
 }
 
+/// `-` for what is not known.
+fn or_dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".to_string())
+}
+
 /// The snapshot's tables; `rates` are the interfaces' over the sampled window.
 pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
     let mut out = String::new();
-    let optional = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
+    interfaces(&mut out, snapshot);
+    if let Some(rates) = rates {
+        interface_rates(&mut out, rates);
+    }
+    kernel_counts(&mut out, &snapshot.kernel);
+    addresses(&mut out, snapshot);
+    connections(&mut out, snapshot);
+    listening(&mut out, snapshot);
+    probes(&mut out, snapshot);
+    out
+}
+
+fn interfaces(out: &mut String, snapshot: &Snapshot) {
     let rows: Vec<Vec<String>> = snapshot
         .interfaces
         .iter()
@@ -42,8 +64,8 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
                 i.name.clone(),
                 i.operstate.clone(),
                 i.mtu.to_string(),
-                optional(i.speed_mbps.map(|s| s.to_string())),
-                optional(i.duplex.clone()),
+                or_dash(i.speed_mbps.map(|s| s.to_string())),
+                or_dash(i.duplex.clone()),
                 i.mac.clone(),
                 c.rx_bytes.to_string(),
                 c.rx_packets.to_string(),
@@ -57,7 +79,7 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         "INTERFACES",
         &[
             "NAME", "STATE", "MTU", "MBPS", "DUPLEX", "MAC", "RX_BYTES", "RX_PKTS", "RX_ERR",
@@ -65,44 +87,46 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
         ],
         &rows,
     );
+}
 
-    if let Some(rates) = rates {
-        let rows: Vec<Vec<String>> = rates
-            .per_interface
-            .iter()
-            .map(|r| {
-                vec![
-                    r.interface.clone(),
-                    format!("{:.0}", r.rx.bytes_per_second),
-                    format!("{:.1}", r.rx.packets_per_second),
-                    format!("{:.0}", r.tx.bytes_per_second),
-                    format!("{:.1}", r.tx.packets_per_second),
-                    format!(
-                        "{:.2}",
-                        r.rx.error_rate_percent.max(r.tx.error_rate_percent)
-                    ),
-                    format!("{:.2}", r.rx.drop_rate_percent.max(r.tx.drop_rate_percent)),
-                ]
-            })
-            .collect();
-        table(
-            &mut out,
-            &format!("RATES (over {:.1} s)", rates.window_seconds),
-            &[
-                "NAME", "RX_B/S", "RX_PKT/S", "TX_B/S", "TX_PKT/S", "ERR_%", "DROP_%",
-            ],
-            &rows,
-        );
-    }
+fn interface_rates(out: &mut String, rates: &Summary) {
+    let rows: Vec<Vec<String>> = rates
+        .per_interface
+        .iter()
+        .map(|r| {
+            vec![
+                r.interface.clone(),
+                format!("{:.0}", r.rx.bytes_per_second),
+                format!("{:.1}", r.rx.packets_per_second),
+                format!("{:.0}", r.tx.bytes_per_second),
+                format!("{:.1}", r.tx.packets_per_second),
+                format!(
+                    "{:.2}",
+                    r.rx.error_rate_percent.max(r.tx.error_rate_percent)
+                ),
+                format!("{:.2}", r.rx.drop_rate_percent.max(r.tx.drop_rate_percent)),
+            ]
+        })
+        .collect();
+    table(
+        out,
+        &format!("RATES (over {:.1} s)", rates.window_seconds),
+        &[
+            "NAME", "RX_B/S", "RX_PKT/S", "TX_B/S", "TX_PKT/S", "ERR_%", "DROP_%",
+        ],
+        &rows,
+    );
+}
 
-    let kernel = &snapshot.kernel;
+/// What the programs counted while sampling.
+fn kernel_counts(out: &mut String, kernel: &KernelCounters) {
     let rows: Vec<Vec<String>> = kernel
         .traffic
         .iter()
         .map(|t| {
             vec![
                 t.netns.to_string(),
-                optional((!t.interface.is_empty()).then(|| t.interface.clone())),
+                or_dash((!t.interface.is_empty()).then(|| t.interface.clone())),
                 t.rx_packets.to_string(),
                 t.rx_bytes.to_string(),
                 t.tx_packets.to_string(),
@@ -112,7 +136,7 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         "KERNEL TRAFFIC (counted by the programs while sampling, every namespace)",
         &[
             "NETNS",
@@ -131,7 +155,7 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
         .map(|d| {
             vec![
                 d.netns.to_string(),
-                optional((!d.interface.is_empty()).then(|| d.interface.clone())),
+                or_dash((!d.interface.is_empty()).then(|| d.interface.clone())),
                 d.reason.clone(),
                 d.protocol.clone(),
                 d.count.to_string(),
@@ -139,7 +163,7 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         "KERNEL DROPS",
         &["NETNS", "INTERFACE", "REASON", "PROTOCOL", "PACKETS"],
         &rows,
@@ -156,7 +180,9 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
             .map(|e| e.resets_received)
             .sum::<u64>()
     );
+}
 
+fn addresses(out: &mut String, snapshot: &Snapshot) {
     let rows: Vec<Vec<String>> = snapshot
         .interfaces
         .iter()
@@ -167,25 +193,29 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
                     a.family.to_string(),
                     format!("{}/{}", a.address, a.prefix_length),
                     a.netmask.clone(),
-                    optional(a.broadcast.clone()),
+                    or_dash(a.broadcast.clone()),
                 ]
             })
         })
         .collect();
     table(
-        &mut out,
+        out,
         "ADDRESSES",
         &["INTERFACE", "FAMILY", "ADDRESS", "NETMASK", "BROADCAST"],
         &rows,
     );
+}
 
+fn connections(out: &mut String, snapshot: &Snapshot) {
     let rows: Vec<Vec<String>> = snapshot
         .connections
         .iter()
         .map(|(state, count)| vec![state.to_string(), count.to_string()])
         .collect();
-    table(&mut out, "TCP CONNECTIONS", &["STATE", "COUNT"], &rows);
+    table(out, "TCP CONNECTIONS", &["STATE", "COUNT"], &rows);
+}
 
+fn listening(out: &mut String, snapshot: &Snapshot) {
     let rows: Vec<Vec<String>> = snapshot
         .listening
         .iter()
@@ -209,12 +239,14 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
         })
         .collect();
     table(
-        &mut out,
+        out,
         "LISTENING",
         &["PROTO", "ADDRESS", "PORT", "PROCESSES"],
         &rows,
     );
+}
 
+fn probes(out: &mut String, snapshot: &Snapshot) {
     let rows: Vec<Vec<String>> = snapshot
         .probes
         .iter()
@@ -229,13 +261,7 @@ pub fn render(snapshot: &Snapshot, rates: Option<&Summary>) -> String {
             ]
         })
         .collect();
-    table(
-        &mut out,
-        "PROBES",
-        &["PROBE", "METHOD", "LAST ERROR"],
-        &rows,
-    );
-    out
+    table(out, "PROBES", &["PROBE", "METHOD", "LAST ERROR"], &rows);
 }
 
 /// The diagnosis as text: one block per finding.

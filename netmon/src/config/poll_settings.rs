@@ -1,8 +1,9 @@
-//! What the configuration tells the collectors: which interfaces to report, the link
-//! capacities the kernel does not know and how many drops to sample. The configuration
-//! builds these; the poll uses them.
+//! What the configuration tells the poll: which interfaces to report, the link capacities
+//! the kernel does not know, how many drops to sample and how many processes to name. A
+//! reload hands the poll a new one (`netmon/src/serve.rs`).
 use std::collections::BTreeMap;
 
+use super::Config;
 use crate::probes::SampleBudget;
 
 /// What the operator can tell the collectors.
@@ -20,8 +21,37 @@ pub struct HostSettings {
     pub command_lines: bool,
 }
 
+impl Config {
+    /// What the poll takes of the groups a reload may change.
+    pub fn host_settings(&self) -> HostSettings {
+        HostSettings {
+            link_capacity_mbps: self.interfaces.link_capacity_mbps.clone(),
+            interfaces: self.interfaces.filter.clone(),
+            drop_sample_budget: self.samples.budget(),
+            top_processes: self.processes.top,
+            command_lines: self.processes.command_line,
+        }
+    }
+}
+
+/// The interfaces the operator wants reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceFilter {
+    /// Name patterns to report; empty means all.
+    pub include: Vec<String>,
+    /// Name patterns to leave out, applied after `include`.
+    pub exclude: Vec<String>,
+}
+
+impl InterfaceFilter {
+    pub fn allows(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name)))
+            && !self.exclude.iter().any(|p| glob_match(p, name))
+    }
+}
+
 /// Whether `name` matches a pattern with `*` (any run) and `?` (any one character).
-pub fn glob_match(pattern: &str, name: &str) -> bool {
+fn glob_match(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
     while ni < n.len() {
@@ -41,20 +71,6 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         }
     }
     p[pi..].iter().all(|c| *c == '*')
-}
-
-/// The interfaces the operator wants reported.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InterfaceFilter {
-    pub include: Vec<String>,
-    pub exclude: Vec<String>,
-}
-
-impl InterfaceFilter {
-    pub fn allows(&self, name: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name)))
-            && !self.exclude.iter().any(|p| glob_match(p, name))
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,64 @@
+//! What the diagnosis reports: its thresholds and the ports that should be listening (the
+//! file's `[thresholds]` and `[[expected_ports]]`).
+use serde::{Deserialize, Serialize};
+
+/// The diagnosis's part of the configuration; each rule takes its own piece of it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiagnosisSettings {
+    pub thresholds: Thresholds,
+    /// Ports that should be listening; when any is given, other listeners are reported.
+    pub expected_ports: Vec<ExpectedPort>,
+}
+
+/// Where the diagnosis starts to report.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    /// Errors as a percentage of packets in a direction (warning; 5x is critical).
+    pub error_rate_percent: f64,
+    /// Drops (device and kernel) as a percentage of packets (warning; 5x is critical).
+    pub drop_rate_percent: f64,
+    /// Utilization of link speed or configured capacity (warning; 95 % is critical).
+    pub saturation_percent: f64,
+    /// Sockets in these states above which the diagnosis reports a surge.
+    pub time_wait: u64,
+    pub close_wait: u64,
+    pub syn_sent: u64,
+    pub syn_recv: u64,
+    /// Ephemeral ports in use as a percentage of the range (warning; 95 % is critical).
+    pub ephemeral_ports_percent: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            error_rate_percent: 1.0,
+            drop_rate_percent: 1.0,
+            saturation_percent: 80.0,
+            time_wait: 5000,
+            close_wait: 200,
+            syn_sent: 100,
+            syn_recv: 100,
+            ephemeral_ports_percent: 80.0,
+        }
+    }
+}
+
+/// A port that should be listening.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedPort {
+    pub port: u16,
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    /// The process name that should hold it, if it matters.
+    #[serde(default)]
+    pub process: Option<String>,
+    /// Whether it should listen on loopback only (a database, a cache).
+    #[serde(default)]
+    pub local_only: bool,
+}
+
+fn tcp() -> String {
+    "tcp".to_string()
+}

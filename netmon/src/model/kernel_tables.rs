@@ -1,0 +1,215 @@
+//! The kernel's slot tables as the probes read them, before the poll names them: each row a
+//! key of the table, the cookie of the namespace it was counted in, and its counts summed over
+//! CPUs. Judging namespaces, merging and totals are written once, against [`TableKey`] and
+//! [`TableValue`]; a new table implements the two and is listed in [`TableRead::visit`].
+use std::collections::{BTreeSet, HashSet};
+
+use netmon_common::{
+    drops::DropKey,
+    handshakes::{HandshakeHistogram, HandshakeKey},
+    slots::NamespacedSlot,
+    tcp_events::TcpEventKey,
+    traffic::{InterfaceKey, InterfaceTraffic},
+    transitions::TransitionKey,
+};
+
+/// What the namespace judge needs of a table's key.
+pub trait TableKey: Ord + Copy {
+    /// Tables counted by device free only the slots the poll read and judged gone: a slot
+    /// claimed since may count an interface made after its namespace was listed. Tables
+    /// counted by namespace free every slot of a namespace that is gone.
+    const BY_DEVICE: bool;
+    /// The namespace inode; 0 when the program could not read it.
+    fn netns(&self) -> u32;
+    /// The interface index in its namespace; 0 for tables counted by namespace, and for
+    /// packets with no device.
+    fn ifindex(&self) -> u32 {
+        0
+    }
+}
+
+/// What merging and totals need of a table's counts.
+pub trait TableValue: Default {
+    /// Adds the counts of the same key read under another namespace cookie.
+    fn absorb(&mut self, other: &Self);
+    /// Everything counted, to tell whether a namespace's counts moved.
+    fn total(&self) -> u64;
+}
+
+/// One identity of a table and its counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespacedCount<K, V> {
+    pub key: K,
+    /// The namespace's cookie, which tells it from an earlier namespace that had its inode;
+    /// 0 when unknown.
+    pub netns_cookie: u64,
+    pub value: V,
+}
+
+impl<K: TableKey, V> NamespacedCount<K, V> {
+    pub fn identity(&self) -> SlotIdentity {
+        SlotIdentity {
+            netns: self.key.netns(),
+            ifindex: self.key.ifindex(),
+            netns_cookie: self.netns_cookie,
+        }
+    }
+}
+
+/// Where a count was counted: namespace, interface (0 for tables by namespace) and cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SlotIdentity {
+    pub netns: u32,
+    pub ifindex: u32,
+    pub netns_cookie: u64,
+}
+
+impl SlotIdentity {
+    pub fn of<K: TableKey>(slot: &NamespacedSlot<K>) -> Self {
+        Self {
+            netns: slot.key.netns(),
+            ifindex: slot.key.ifindex(),
+            netns_cookie: slot.netns_cookie,
+        }
+    }
+}
+
+/// Visits each table of a [`TableRead`] in turn.
+pub trait TableVisitor {
+    fn table<K: TableKey, V: TableValue>(&mut self, rows: &mut Vec<NamespacedCount<K, V>>);
+}
+
+/// Every slot table counted by namespace, as read in one poll.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TableRead {
+    pub traffic: Vec<NamespacedCount<InterfaceKey, InterfaceTraffic>>,
+    pub drops: Vec<NamespacedCount<DropKey, u64>>,
+    pub transitions: Vec<NamespacedCount<TransitionKey, u64>>,
+    pub tcp_events: Vec<NamespacedCount<TcpEventKey, u64>>,
+    pub handshakes: Vec<NamespacedCount<HandshakeKey, HandshakeHistogram>>,
+}
+
+impl TableRead {
+    /// The one list of the tables.
+    pub fn visit(&mut self, visitor: &mut impl TableVisitor) {
+        visitor.table(&mut self.traffic);
+        visitor.table(&mut self.drops);
+        visitor.table(&mut self.transitions);
+        visitor.table(&mut self.tcp_events);
+        visitor.table(&mut self.handshakes);
+    }
+
+    /// Every identity read, with its table's kind and its counts' total.
+    pub fn identities(&mut self) -> Vec<(SlotIdentity, bool, u64)> {
+        struct Collect(Vec<(SlotIdentity, bool, u64)>);
+        impl TableVisitor for Collect {
+            fn table<K: TableKey, V: TableValue>(&mut self, rows: &mut Vec<NamespacedCount<K, V>>) {
+                let rows = rows.iter();
+                self.0
+                    .extend(rows.map(|r| (r.identity(), K::BY_DEVICE, r.value.total())));
+            }
+        }
+        let mut collect = Collect(Vec::new());
+        self.visit(&mut collect);
+        collect.0
+    }
+}
+
+/// What the namespace judge found gone, for the probes to free.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Departures {
+    /// Identities read from tables counted by device and judged gone.
+    pub devices: HashSet<SlotIdentity>,
+    /// Identities read from tables counted by namespace and judged gone.
+    pub namespaces: HashSet<SlotIdentity>,
+    /// Namespaces that are gone: every slot of theirs in a table counted by namespace goes.
+    pub torn_down: BTreeSet<u32>,
+}
+
+impl Departures {
+    /// Whether the slot that counts `slot` is to be freed.
+    pub fn frees<K: TableKey>(&self, slot: &NamespacedSlot<K>) -> bool {
+        let identity = SlotIdentity::of(slot);
+        if K::BY_DEVICE {
+            self.devices.contains(&identity)
+        } else {
+            self.torn_down.contains(&identity.netns) || self.namespaces.contains(&identity)
+        }
+    }
+}
+
+impl TableKey for InterfaceKey {
+    const BY_DEVICE: bool = true;
+    fn netns(&self) -> u32 {
+        self.netns
+    }
+    fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+}
+
+impl TableKey for DropKey {
+    const BY_DEVICE: bool = true;
+    fn netns(&self) -> u32 {
+        self.interface.netns
+    }
+    fn ifindex(&self) -> u32 {
+        self.interface.ifindex
+    }
+}
+
+impl TableKey for TransitionKey {
+    const BY_DEVICE: bool = false;
+    fn netns(&self) -> u32 {
+        self.netns
+    }
+}
+
+impl TableKey for TcpEventKey {
+    const BY_DEVICE: bool = false;
+    fn netns(&self) -> u32 {
+        self.netns
+    }
+}
+
+impl TableKey for HandshakeKey {
+    const BY_DEVICE: bool = false;
+    fn netns(&self) -> u32 {
+        self.netns
+    }
+}
+
+impl TableValue for u64 {
+    fn absorb(&mut self, other: &Self) {
+        *self += other;
+    }
+    fn total(&self) -> u64 {
+        *self
+    }
+}
+
+impl TableValue for InterfaceTraffic {
+    fn absorb(&mut self, other: &Self) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.tx_failed += other.tx_failed;
+    }
+    /// Packets only: bytes move with them.
+    fn total(&self) -> u64 {
+        self.rx_packets + self.tx_packets + self.tx_failed
+    }
+}
+
+impl TableValue for HandshakeHistogram {
+    fn absorb(&mut self, other: &Self) {
+        for (total, count) in self.buckets.iter_mut().zip(other.buckets) {
+            *total += count;
+        }
+        self.sum_ns += other.sum_ns;
+    }
+    fn total(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
