@@ -11,7 +11,10 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use netmon_common::tcp_events::{TcpEvent, TcpEventKey};
+use netmon_common::{
+    samples::DropSample,
+    tcp_events::{TcpEvent, TcpEventKey},
+};
 
 use crate::{
     config::HostSettings,
@@ -35,7 +38,6 @@ use crate::{
 };
 use kernel_counts::Namer;
 use namespaces::{NamespaceJudge, Naming, Teardowns};
-use netmon_common::samples::DropSample;
 use runner::run;
 
 /// How long socket owners found in `/proc` are trusted before the descriptor tables are read

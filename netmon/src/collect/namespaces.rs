@@ -11,7 +11,8 @@ use std::{
 use crate::{
     host::netns::{self, InterfaceNames, Presence},
     model::kernel_tables::{
-        Departures, NamespacedCount, SlotIdentity, TableKey, TableRead, TableValue, TableVisitor,
+        Departures, IdentityRead, NamespacedCount, SlotIdentity, TableKey, TableRead, TableValue,
+        TableVisitor,
     },
 };
 
@@ -88,7 +89,7 @@ impl NamespaceJudge {
         teardowns: impl FnOnce() -> Teardowns,
     ) -> anyhow::Result<(Naming, Departures)> {
         let read = tables.identities();
-        let newest = newest_cookies(read.iter().map(|(identity, ..)| *identity));
+        let newest = newest_cookies(read.iter().map(|row| row.identity));
         // Counters in namespace 0 could not tell their namespace; they are never "gone". Each
         // namespace with the newest cookie read under its inode: a namespace that takes the
         // inode of one found without a holder is looked for at once.
@@ -129,7 +130,7 @@ impl NamespaceJudge {
     fn keep_unheld(
         &mut self,
         presence: &mut Presence,
-        read: &[(SlotIdentity, bool, u64)],
+        read: &[IdentityRead],
         teardowns: Teardowns,
     ) {
         let lost = teardowns.lost > self.notices_lost;
@@ -138,8 +139,8 @@ impl NamespaceJudge {
             return;
         };
         let mut totals: BTreeMap<u32, u64> = BTreeMap::new();
-        for (identity, _, total) in read {
-            *totals.entry(identity.netns).or_default() += total;
+        for row in read {
+            *totals.entry(row.identity.netns).or_default() += row.total;
         }
         let now = Instant::now();
         presence.gone.retain(|netns| {
@@ -165,13 +166,10 @@ fn newest_cookies(read: impl Iterator<Item = SlotIdentity>) -> HashMap<u32, u64>
 
 /// The poll listed the agent's own links before it read the maps: an interface made in
 /// between has counts but no name there, and is listed again rather than taken as gone.
-fn lists_every_counted(
-    (own, links): &(u32, Vec<(u32, String)>),
-    read: &[(SlotIdentity, bool, u64)],
-) -> bool {
+fn lists_every_counted((own, links): &(u32, Vec<(u32, String)>), read: &[IdentityRead]) -> bool {
     let indexes: HashSet<u32> = links.iter().map(|(ifindex, _)| *ifindex).collect();
     read.iter()
-        .map(|(identity, ..)| identity)
+        .map(|row| &row.identity)
         .filter(|identity| identity.netns == *own && identity.ifindex != 0)
         .all(|identity| indexes.contains(&identity.ifindex))
 }
@@ -210,16 +208,16 @@ impl Verdict<'_> {
 
     /// The slots to free: only those read were judged; a slot claimed since may count an
     /// interface made after its namespace was listed, and is judged by the next poll.
-    fn departures(&self, read: &[(SlotIdentity, bool, u64)]) -> Departures {
+    fn departures(&self, read: &[IdentityRead]) -> Departures {
         let mut departures = Departures {
             torn_down: self.gone.clone(),
             ..Departures::default()
         };
-        for (identity, by_device, _) in read.iter().filter(|(i, ..)| self.is_gone(i)) {
-            if *by_device {
-                departures.devices.insert(*identity);
+        for row in read.iter().filter(|row| self.is_gone(&row.identity)) {
+            if row.by_device {
+                departures.devices.insert(row.identity);
             } else {
-                departures.namespaces.insert(*identity);
+                departures.namespaces.insert(row.identity);
             }
         }
         departures

@@ -100,19 +100,31 @@ impl TableRead {
     }
 
     /// Every identity read, with its table's kind and its counts' total.
-    pub fn identities(&mut self) -> Vec<(SlotIdentity, bool, u64)> {
-        struct Collect(Vec<(SlotIdentity, bool, u64)>);
+    pub fn identities(&mut self) -> Vec<IdentityRead> {
+        struct Collect(Vec<IdentityRead>);
         impl TableVisitor for Collect {
             fn table<K: TableKey, V: TableValue>(&mut self, rows: &mut Vec<NamespacedCount<K, V>>) {
-                let rows = rows.iter();
-                self.0
-                    .extend(rows.map(|r| (r.identity(), K::BY_DEVICE, r.value.total())));
+                self.0.extend(rows.iter().map(|row| IdentityRead {
+                    identity: row.identity(),
+                    by_device: K::BY_DEVICE,
+                    total: row.value.total(),
+                }));
             }
         }
         let mut collect = Collect(Vec::new());
         self.visit(&mut collect);
         collect.0
     }
+}
+
+/// One row's identity as read, for the namespace judge.
+#[derive(Clone, Copy, Debug)]
+pub struct IdentityRead {
+    pub identity: SlotIdentity,
+    /// Whether its table is counted by device ([`TableKey::BY_DEVICE`]).
+    pub by_device: bool,
+    /// Its counts' total ([`TableValue::total`]).
+    pub total: u64,
 }
 
 /// What the namespace judge found gone, for the probes to free.
