@@ -116,7 +116,7 @@ impl NamespaceJudge {
             newest: &newest,
         };
         let departures = verdict.departures(&read);
-        tables.visit(&mut Keep(&verdict));
+        tables.visit(&mut Keep(&departures));
         let naming = Naming {
             names,
             found: presence.found,
@@ -226,11 +226,11 @@ impl Verdict<'_> {
 
 /// Drops the rows judged gone from each table, and sums the rows of one key read under more
 /// than one cookie (a cookie that could not be read is never judged replaced) into the first.
-struct Keep<'a, 'v>(&'a Verdict<'v>);
+struct Keep<'a>(&'a Departures);
 
-impl TableVisitor for Keep<'_, '_> {
+impl TableVisitor for Keep<'_> {
     fn table<K: TableKey, V: TableValue>(&mut self, rows: &mut Vec<NamespacedCount<K, V>>) {
-        rows.retain(|row| !self.0.is_gone(&row.identity()));
+        rows.retain(|row| !self.0.judged(&row.identity(), K::BY_DEVICE));
         rows.sort_by_key(|row| row.key);
         rows.dedup_by(|later, kept| {
             let same = later.key == kept.key;

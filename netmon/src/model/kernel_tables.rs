@@ -48,11 +48,7 @@ pub struct NamespacedCount<K, V> {
 
 impl<K: TableKey, V> NamespacedCount<K, V> {
     pub fn identity(&self) -> SlotIdentity {
-        SlotIdentity {
-            netns: self.key.netns(),
-            ifindex: self.key.ifindex(),
-            netns_cookie: self.netns_cookie,
-        }
+        SlotIdentity::new(&self.key, self.netns_cookie)
     }
 }
 
@@ -65,11 +61,11 @@ pub struct SlotIdentity {
 }
 
 impl SlotIdentity {
-    pub fn of<K: TableKey>(slot: &NamespacedSlot<K>) -> Self {
+    fn new<K: TableKey>(key: &K, netns_cookie: u64) -> Self {
         Self {
-            netns: slot.key.netns(),
-            ifindex: slot.key.ifindex(),
-            netns_cookie: slot.netns_cookie,
+            netns: key.netns(),
+            ifindex: key.ifindex(),
+            netns_cookie,
         }
     }
 }
@@ -141,11 +137,17 @@ pub struct Departures {
 impl Departures {
     /// Whether the slot that counts `slot` is to be freed.
     pub fn frees<K: TableKey>(&self, slot: &NamespacedSlot<K>) -> bool {
-        let identity = SlotIdentity::of(slot);
-        if K::BY_DEVICE {
-            self.devices.contains(&identity)
+        let identity = SlotIdentity::new(&slot.key, slot.netns_cookie);
+        let torn_down = !K::BY_DEVICE && self.torn_down.contains(&identity.netns);
+        torn_down || self.judged(&identity, K::BY_DEVICE)
+    }
+
+    /// Whether an identity read from a table of the kind `by_device` was judged gone.
+    pub fn judged(&self, identity: &SlotIdentity, by_device: bool) -> bool {
+        if by_device {
+            self.devices.contains(identity)
         } else {
-            self.torn_down.contains(&identity.netns) || self.namespaces.contains(&identity)
+            self.namespaces.contains(identity)
         }
     }
 }

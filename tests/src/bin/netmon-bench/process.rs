@@ -25,7 +25,15 @@ pub(crate) fn start_netmon(poll: &str) -> (Child, SocketAddr) {
 /// [`start_netmon`] with `extra` arguments (a `--config` file, for instance).
 pub(crate) fn start_netmon_with(poll: &str, extra: &[&str]) -> (Child, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new(netmon_bin())
+    let mut command = Command::new(netmon_bin());
+    let child = serve(&mut command, addr, poll).args(extra).spawn().unwrap();
+    wait_serving(addr);
+    (child, addr)
+}
+
+/// `command` (netmon, or what runs it) told to serve on `addr`, polling every `poll`, quietly.
+fn serve<'a>(command: &'a mut Command, addr: SocketAddr, poll: &str) -> &'a mut Command {
+    command
         .args([
             "serve",
             "--listen",
@@ -33,13 +41,8 @@ pub(crate) fn start_netmon_with(poll: &str, extra: &[&str]) -> (Child, SocketAdd
             "--poll-interval",
             poll,
         ])
-        .args(extra)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_serving(addr);
-    (child, addr)
 }
 
 /// Waits until `addr` answers `/metrics`, from the bench's own namespace: netmon binds its
@@ -65,20 +68,9 @@ pub(crate) struct NetmonInNs {
 /// netmon in `ns`, polling every `poll`.
 pub(crate) fn start_netmon_in(ns: &Netns, poll: &str) -> NetmonInNs {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", &ns.name])
-        .arg(netmon_bin())
-        .args([
-            "serve",
-            "--listen",
-            &addr.to_string(),
-            "--poll-interval",
-            poll,
-        ])
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", &ns.name]).arg(netmon_bin());
+    let child = serve(&mut command, addr, poll).spawn().unwrap();
     wait_port(ns, addr);
     NetmonInNs { child, addr }
 }
