@@ -1,7 +1,7 @@
 //! The drop table: packets the kernel freed as dropped, by (namespace, interface, reason,
 //! protocol).
 use crate::{
-    slots::{SlotKey, SlotTag},
+    slots::{CountsKept, SlotKey, SlotTableSpec, SlotTag},
     traffic::{DeviceIdentity, InterfaceKey},
 };
 
@@ -15,7 +15,16 @@ pub const DROP_REASON_UNKNOWN: u32 = u32::MAX;
 pub const TAGS: &str = "DROP_TAGS";
 pub const COUNTS: &str = "DROPS";
 pub const CLAIMS: &str = "DROP_CLAIMS";
-pub const MAPS: [&str; 3] = [TAGS, COUNTS, CLAIMS];
+pub const TABLE: SlotTableSpec = SlotTableSpec {
+    number: 1,
+    label: "drops",
+    slots: MAX_DROP_KEYS,
+    tags: TAGS,
+    counts: COUNTS,
+    claims: CLAIMS,
+    kept: CountsKept::PerCpu,
+    maps: &[TAGS, COUNTS, CLAIMS],
+};
 
 impl DeviceIdentity {
     /// The third word of a drop slot: index, reason (16 bits; [`DROP_REASON_UNKNOWN`] as
@@ -46,6 +55,8 @@ pub struct DropKey {
 /// A drop slot counts the drop its words name, once its claim is complete.
 /// (see [`DeviceIdentity::drop_extra2`]).
 impl SlotKey for DropKey {
+    const TABLE: &'static SlotTableSpec = &TABLE;
+    type Value = u64;
     fn from_tag(tag: &SlotTag) -> Option<Self> {
         if !tag.is_complete() {
             return None;

@@ -10,24 +10,21 @@ pub const GONE_NAMESPACES: &str = "GONE_NAMESPACES";
 pub const MAPS: [&str; 2] = [COUNTERS, GONE_NAMESPACES];
 
 /// Indices of the `EVENTS` per-CPU array: single counters of the programs' own failures.
+/// After them, one counter for each slot table ([`map_full`]).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// An interface entry could not be stored: the traffic map is full.
-    TrafficMapFull = 0,
-    /// A drop entry could not be stored: the drop map is full.
-    DropMapFull = 1,
-    /// A handshake histogram could not be stored: the handshake table is full.
-    HandshakeMapFull = 2,
     /// A kernel read failed (a pointer the program followed was not readable).
-    ReadFailed = 3,
-    /// A transition or TCP event could not be stored: the transition map is full.
-    TransitionMapFull = 4,
-    /// A process's socket I/O could not be stored: the process table is full.
-    ProcessMapFull = 5,
+    ReadFailed = 0,
     /// A namespace's teardown could not be told: the ring of them is full.
-    NamespaceNoticeLost = 6,
+    NamespaceNoticeLost = 1,
+}
+
+/// The index of the counter of what slot table `number` could not store: it had no free
+/// slot for a new identity.
+pub const fn map_full(number: u32) -> u32 {
+    2 + number
 }
 
 /// Entries of the `EVENTS` array.
-pub const EVENT_SLOTS: u32 = 7;
+pub const EVENT_SLOTS: u32 = map_full(crate::SLOT_TABLES.len() as u32);

@@ -1,5 +1,5 @@
 //! The handshake table: histograms of TCP handshake times by (namespace, open kind).
-use crate::slots::{CLAIMED, SlotKey, SlotTag};
+use crate::slots::{CLAIMED, CountsKept, SlotKey, SlotTableSpec, SlotTag};
 
 /// Capacity of the handshake histogram table: (namespace, open kind).
 pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
@@ -8,7 +8,16 @@ pub const MAX_HANDSHAKE_KEYS: u32 = 1024;
 pub const TAGS: &str = "HANDSHAKE_TAGS";
 pub const COUNTS: &str = "HANDSHAKES";
 pub const CLAIMS: &str = "HANDSHAKE_CLAIMS";
-pub const MAPS: [&str; 3] = [TAGS, COUNTS, CLAIMS];
+pub const TABLE: SlotTableSpec = SlotTableSpec {
+    number: 3,
+    label: "handshakes",
+    slots: MAX_HANDSHAKE_KEYS,
+    tags: TAGS,
+    counts: COUNTS,
+    claims: CLAIMS,
+    kept: CountsKept::Shared,
+    maps: &[TAGS, COUNTS, CLAIMS],
+};
 
 /// Handshake histogram buckets: bucket `i` holds round trips in `[2^i, 2^(i+1))`
 /// microseconds (bucket 0 also those under 1 us), the last bucket everything longer.
@@ -55,6 +64,8 @@ impl Default for HandshakeHistogram {
 
 /// A handshake slot counts the histogram its `id` names.
 impl SlotKey for HandshakeKey {
+    const TABLE: &'static SlotTableSpec = &TABLE;
+    type Value = HandshakeHistogram;
     fn from_tag(tag: &SlotTag) -> Option<Self> {
         Some(Self {
             netns: (tag.id >> 32) as u32,

@@ -25,18 +25,29 @@ pub mod tcp_events;
 pub mod traffic;
 pub mod transitions;
 
-/// The maps of each table in the object, by the label metrics and benchmarks give the table.
-pub const TABLE_MAPS: [(&str, &[&str]); 8] = [
-    ("traffic", &traffic::MAPS),
-    ("drops", &drops::MAPS),
-    // TCP events share the transitions' maps (see `tcp_events`).
-    ("transitions", &transitions::MAPS),
-    ("handshakes", &handshakes::MAPS),
-    ("processes", &processes::MAPS),
+/// The slot tables, each at the place its [`slots::SlotTableSpec::number`] names.
+pub const SLOT_TABLES: [&slots::SlotTableSpec; 6] = [
+    &traffic::TABLE,
+    &drops::TABLE,
+    &transitions::TABLE,
+    &handshakes::TABLE,
+    &processes::TABLE,
+    &tcp_events::TABLE,
+];
+
+/// The maps of the object that are no slot table's, by the label metrics and benchmarks give
+/// them.
+const OTHER_MAPS: [(&str, &[&str]); 3] = [
     ("drop_samples", &samples::MAPS),
     ("events", &events::MAPS),
     ("tcp_sockets", &[iterators::SOCKET_TALLY]),
 ];
+
+/// The maps of each table in the object, by the label metrics and benchmarks give the table.
+pub fn table_maps() -> impl Iterator<Item = (&'static str, &'static [&'static str])> {
+    let slot_tables = SLOT_TABLES.iter().map(|table| (table.label, table.maps));
+    slot_tables.chain(OTHER_MAPS)
+}
 
 /// Arrays that hold a region of values for each possible CPU, sized by the agent before it
 /// loads them: their names, and the values in a CPU's region.
@@ -44,3 +55,24 @@ pub const CPU_REGION_MAPS: [(&str, u32); 2] = [
     (processes::COUNTS, processes::MAX_PROCESS_KEYS),
     (socket_memo::SOCKET_MEMOS, socket_memo::SOCKET_MEMOS_PER_CPU),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_tables_sit_at_their_numbers_with_their_own_maps() {
+        for (place, table) in SLOT_TABLES.iter().enumerate() {
+            assert_eq!(table.number as usize, place, "{}", table.label);
+            assert!(table.slots.is_power_of_two(), "{}", table.label);
+            for map in [table.tags, table.counts, table.claims] {
+                assert!(table.maps.contains(&map), "{}: {map}", table.label);
+            }
+        }
+        let maps = || table_maps().flat_map(|(_, maps)| maps.iter());
+        for map in maps() {
+            let tables = maps().filter(|other| *other == map).count();
+            assert_eq!(tables, 1, "{map} belongs to one table");
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The socket I/O table: bytes and calls by (process, cgroup, protocol, direction), counted
 //! by the socket hooks; and the names of the processes that claimed its slots.
-use crate::slots::{CLAIMED, SlotTag};
+use crate::slots::{CLAIMED, CountsKept, SlotTableSpec, SlotTag};
 
 /// Capacity of the socket I/O table: (process, cgroup, protocol, direction). The agent frees
 /// the slots of processes that have exited at every poll.
@@ -12,13 +12,22 @@ pub const TAGS: &str = "PROCESS_TAGS";
 pub const COUNTS: &str = "PROCESS_IO";
 pub const CLAIMS: &str = "PROCESS_CLAIMS";
 pub const NAMES: &str = "PROCESS_NAMES";
-pub const MAPS: [&str; 5] = [
-    TAGS,
-    COUNTS,
-    CLAIMS,
-    NAMES,
-    crate::socket_memo::SOCKET_MEMOS,
-];
+pub const TABLE: SlotTableSpec = SlotTableSpec {
+    number: 4,
+    label: "processes",
+    slots: MAX_PROCESS_KEYS,
+    tags: TAGS,
+    counts: COUNTS,
+    claims: CLAIMS,
+    kept: CountsKept::CpuRegions,
+    maps: &[
+        TAGS,
+        COUNTS,
+        CLAIMS,
+        NAMES,
+        crate::socket_memo::SOCKET_MEMOS,
+    ],
+};
 
 /// Directions of socket I/O: data a process sent, and data it received.
 pub const IO_TX: u8 = 0;

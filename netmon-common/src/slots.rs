@@ -44,16 +44,57 @@ pub fn slot_hash(id: u64, extra: u64, extra2: u64) -> u32 {
 /// Set in every identity so that none is 0, the mark of a free slot.
 pub(crate) const CLAIMED: u64 = 1 << 31;
 
-/// Masks of the slot tables (slots - 1, each a power of two), written by the agent into the
-/// programs' read-only data before they load.
+/// A slot table as both sides of the ABI know it: the one description each table's file
+/// gives, which the programs, the agent, its metrics and the benchmarks read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotTableSpec {
+    /// Its place in [`crate::SLOT_TABLES`]: the index of its mask in [`SlotMasks`], of its
+    /// full counter among the programs' events, and of its claims in the bounded walk.
+    pub number: u32,
+    /// The `map` label of its metrics and benchmark rows.
+    pub label: &'static str,
+    /// Capacity, a power of two.
+    pub slots: u32,
+    /// The maps of its tags, counts and (in the bounded-walk build) claims.
+    pub tags: &'static str,
+    pub counts: &'static str,
+    pub claims: &'static str,
+    /// How its counts are kept.
+    pub kept: CountsKept,
+    /// Every map of the table, for its kernel memory.
+    pub maps: &'static [&'static str],
+}
+
+/// How a table keeps the counts of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountsKept {
+    /// A per-CPU array: one value for each CPU, for frequent events.
+    PerCpu,
+    /// One value added to atomically by all CPUs, for rare events with large values.
+    Shared,
+    /// One array holding a region of values for each CPU, mapped by the agent.
+    CpuRegions,
+}
+
+/// Masks of the slot tables (slots - 1, each a power of two) by table number, written by the
+/// agent into the programs' read-only data before they load.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SlotMasks {
-    pub traffic: u32,
-    pub drops: u32,
-    pub transitions: u32,
-    pub handshakes: u32,
-    pub processes: u32,
+    pub masks: [u32; crate::SLOT_TABLES.len()],
+}
+
+impl SlotMasks {
+    /// Every table at its full capacity.
+    pub const fn full() -> Self {
+        let mut masks = [0; crate::SLOT_TABLES.len()];
+        let mut number = 0;
+        while number < masks.len() {
+            masks[number] = crate::SLOT_TABLES[number].slots - 1;
+            number += 1;
+        }
+        Self { masks }
+    }
 }
 
 /// The third word of a transition or handshake slot, whose second is the namespace's cookie
@@ -63,6 +104,10 @@ pub const NAMESPACE_SLOT_EXTRA2: u64 = CLAIMED;
 /// What a complete slot of a table counts, read from its tag: the one place that knows which
 /// of the tag's words holds what for the table.
 pub trait SlotKey: Sized {
+    /// The table whose slots count keys of this type.
+    const TABLE: &'static SlotTableSpec;
+    /// What a slot counts (a CPU's share where the counts are per CPU).
+    type Value: Copy + Default;
     /// The key of the slot with `tag`; `None` when the slot counts something else (a table
     /// shared by two kinds of keys) or its claim is not complete.
     fn from_tag(tag: &SlotTag) -> Option<Self>;

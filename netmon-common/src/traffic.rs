@@ -1,6 +1,6 @@
 //! The traffic table: packets and bytes by (namespace, interface), counted at transmit and
 //! receive.
-use crate::slots::{CLAIMED, SlotKey, SlotTag};
+use crate::slots::{CLAIMED, CountsKept, SlotKey, SlotTableSpec, SlotTag};
 
 /// Capacity of the per-interface traffic table. One slot per (namespace, interface).
 pub const MAX_INTERFACES: u32 = 4096;
@@ -9,7 +9,16 @@ pub const MAX_INTERFACES: u32 = 4096;
 pub const TAGS: &str = "TRAFFIC_TAGS";
 pub const COUNTS: &str = "TRAFFIC";
 pub const CLAIMS: &str = "TRAFFIC_CLAIMS";
-pub const MAPS: [&str; 3] = [TAGS, COUNTS, CLAIMS];
+pub const TABLE: SlotTableSpec = SlotTableSpec {
+    number: 0,
+    label: "traffic",
+    slots: MAX_INTERFACES,
+    tags: TAGS,
+    counts: COUNTS,
+    claims: CLAIMS,
+    kept: CountsKept::PerCpu,
+    maps: &[TAGS, COUNTS, CLAIMS],
+};
 
 /// Identity of a device in a slot table: its `struct net_device` as a number (an address,
 /// or a distance from one fixed address; only equality matters), its namespace's cookie and
@@ -76,6 +85,8 @@ pub struct InterfaceTraffic {
 
 /// A traffic slot counts the interface its `meta` word names, once its claim is complete.
 impl SlotKey for InterfaceKey {
+    const TABLE: &'static SlotTableSpec = &TABLE;
+    type Value = InterfaceTraffic;
     fn from_tag(tag: &SlotTag) -> Option<Self> {
         tag.is_complete().then(|| Self::from_meta(tag.meta))
     }

@@ -1,9 +1,5 @@
-//! The TCP transition table: state changes by (namespace, family, from, to). The TCP events
-//! share its slots under keys of their own (`tcp_events`).
-use crate::{
-    slots::{CLAIMED, SlotKey, SlotTag},
-    tcp_events::TCP_EVENT_FAMILY,
-};
+//! The TCP transition table: state changes by (namespace, family, from, to).
+use crate::slots::{CLAIMED, CountsKept, SlotKey, SlotTableSpec, SlotTag};
 
 /// Capacity of the TCP transition table: (namespace, family, from, to).
 pub const MAX_TRANSITION_KEYS: u32 = 4096;
@@ -12,7 +8,16 @@ pub const MAX_TRANSITION_KEYS: u32 = 4096;
 pub const TAGS: &str = "TRANSITION_TAGS";
 pub const COUNTS: &str = "TCP_TRANSITIONS";
 pub const CLAIMS: &str = "TRANSITION_CLAIMS";
-pub const MAPS: [&str; 3] = [TAGS, COUNTS, CLAIMS];
+pub const TABLE: SlotTableSpec = SlotTableSpec {
+    number: 2,
+    label: "transitions",
+    slots: MAX_TRANSITION_KEYS,
+    tags: TAGS,
+    counts: COUNTS,
+    claims: CLAIMS,
+    kept: CountsKept::PerCpu,
+    maps: &[TAGS, COUNTS, CLAIMS],
+};
 
 /// Key of the TCP transition map.
 #[repr(C)]
@@ -50,12 +55,13 @@ impl TransitionKey {
     }
 }
 
-/// A transition slot counts the transition its `id` names; slots of TCP events are not
-/// transitions.
+/// A transition slot counts the transition its `id` names.
 impl SlotKey for TransitionKey {
+    const TABLE: &'static SlotTableSpec = &TABLE;
+    type Value = u64;
+
     fn from_tag(tag: &SlotTag) -> Option<Self> {
-        let key = Self::from_slot_id(tag.id);
-        (key.family != TCP_EVENT_FAMILY).then_some(key)
+        Some(Self::from_slot_id(tag.id))
     }
 }
 
@@ -66,17 +72,9 @@ unsafe impl aya::Pod for TransitionKey {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tcp_events::{TcpEvent, TcpEventKey};
-
-    fn tag(id: u64) -> SlotTag {
-        SlotTag {
-            id,
-            ..SlotTag::default()
-        }
-    }
 
     #[test]
-    fn transitions_and_tcp_events_share_slots_and_never_mix() {
+    fn transition_slots_round_trip_and_are_never_free() {
         let transition = TransitionKey {
             netns: 4_026_532_000,
             family: 10,
@@ -84,16 +82,11 @@ mod tests {
             new_state: 1,
             _pad: 0,
         };
-        assert_eq!(
-            TransitionKey::from_tag(&tag(transition.slot_id())),
-            Some(transition)
-        );
-        assert_eq!(TcpEventKey::from_tag(&tag(transition.slot_id())), None);
+        let tag = SlotTag {
+            id: transition.slot_id(),
+            ..SlotTag::default()
+        };
+        assert_eq!(TransitionKey::from_tag(&tag), Some(transition));
         assert_ne!(TransitionKey::default().slot_id(), 0);
-        for event in TcpEvent::ALL {
-            let key = TcpEventKey { netns: 7, event };
-            assert_eq!(TcpEventKey::from_tag(&tag(key.slot_id())), Some(key));
-            assert_eq!(TransitionKey::from_tag(&tag(key.slot_id())), None);
-        }
     }
 }

@@ -4,38 +4,18 @@
 //! slot by inserting its index into the table's claims, a hash map whose `BPF_NOEXIST` insert
 //! exactly one program wins; the agent, freeing the slot, clears its `id` and then removes
 //! the index.
-use aya_ebpf::{
-    macros::map,
-    maps::{Array, HashMap},
-};
-use netmon_common::{
-    drops::MAX_DROP_KEYS,
-    handshakes::MAX_HANDSHAKE_KEYS,
-    processes::MAX_PROCESS_KEYS,
-    slots::{SLOT_PROBES, SlotTag},
-    traffic::MAX_INTERFACES,
-    transitions::MAX_TRANSITION_KEYS,
-};
+use aya_ebpf::maps::{Array, HashMap};
+use netmon_common::slots::{SLOT_PROBES, SlotTag};
 
-use crate::slots::{Found, Identity, NO_SLOT, SlotTable, look_at};
-
-/// The claims of each table's slots: preallocated, with as many entries as the table has
-/// slots (the agent sizes the traffic table's), so never full.
-#[map]
-pub static TRAFFIC_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_INTERFACES, 0);
-#[map]
-pub static DROP_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_DROP_KEYS, 0);
-#[map]
-pub static TRANSITION_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_TRANSITION_KEYS, 0);
-#[map]
-pub static HANDSHAKE_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
-#[map]
-pub static PROCESS_CLAIMS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_PROCESS_KEYS, 0);
+use crate::{
+    maps::walked_table,
+    slots::{Found, Identity, NO_SLOT, look_at},
+};
 
 /// The flag of a map update that only inserts.
 const BPF_NOEXIST: u64 = 1;
 
-/// Walks the table numbered in the high word of `table_mask` (a [`SlotTable`]), whose mask is
+/// Walks the table numbered in the high word of `table_mask` (a table's number), whose mask is
 /// its low word, from slot `start` for the identity (`id`, `extra`, `extra2`): returns the
 /// slot that holds it or was claimed for it (1 in the high word), or [`NO_SLOT`]. Global,
 /// and so checked by the verifier once, with its arguments unknown: inlined or static, it
@@ -51,13 +31,8 @@ pub extern "C" fn netmon_slot_walk(
     extra2: u64,
 ) -> u64 {
     let mask = table_mask as u32;
-    let (tags, claims) = match table_mask >> 32 {
-        0 => (SlotTable::Traffic.tags(), &TRAFFIC_CLAIMS),
-        1 => (SlotTable::Drops.tags(), &DROP_CLAIMS),
-        2 => (SlotTable::Transitions.tags(), &TRANSITION_CLAIMS),
-        3 => (SlotTable::Handshakes.tags(), &HANDSHAKE_CLAIMS),
-        4 => (SlotTable::Processes.tags(), &PROCESS_CLAIMS),
-        _ => return u64::from(NO_SLOT),
+    let Some((tags, claims)) = walked_table(table_mask >> 32) else {
+        return u64::from(NO_SLOT);
     };
     let identity = Identity { id, extra, extra2 };
     // A table smaller than the probes is looked at once.

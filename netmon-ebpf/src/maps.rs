@@ -1,56 +1,84 @@
 //! The maps the programs count in, and the tables built from them.
+#[cfg(feature = "bounded-walk")]
+use aya_ebpf::maps::HashMap;
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
     maps::{Array, PerCpuArray, RingBuf},
 };
 use netmon_common::{
-    drops::MAX_DROP_KEYS,
-    events::{Event, GONE_NAMESPACE_RING_BYTES},
-    handshakes::{HandshakeHistogram, MAX_HANDSHAKE_KEYS},
+    drops,
+    events::GONE_NAMESPACE_RING_BYTES,
+    handshakes::{self, HandshakeHistogram},
     iterators::TcpSocketTally,
-    processes::{MAX_PROCESS_KEYS, ProcessName, SocketIo},
+    processes::{self, MAX_PROCESS_KEYS, ProcessName, SocketIo},
     samples::{DROP_SAMPLE_RING_BYTES, SAMPLE_BUDGET_SLOTS, SampleTally},
-    slots::SlotMasks,
+    slots::SlotTag,
     socket_memo::{SOCKET_MEMOS_PER_CPU, SocketMemo},
-    traffic::{InterfaceTraffic, MAX_INTERFACES},
-    transitions::MAX_TRANSITION_KEYS,
+    tcp_events,
+    traffic::{self, InterfaceTraffic},
+    transitions,
 };
 
-use crate::slots::{CpuRegions, SlotTable, Slots, Table};
+use crate::slots::{CpuRegions, Slots, Table};
 
-/// Sizes of the tables, set by the agent (which may shrink them) before loading.
-#[unsafe(no_mangle)]
-pub(crate) static SLOT_MASKS: SlotMasks = SlotMasks {
-    traffic: MAX_INTERFACES - 1,
-    drops: MAX_DROP_KEYS - 1,
-    transitions: MAX_TRANSITION_KEYS - 1,
-    handshakes: MAX_HANDSHAKE_KEYS - 1,
-    processes: MAX_PROCESS_KEYS - 1,
-};
+/// Declares each slot table's tags (memory-mapped by the agent, which reads them without a
+/// system call a slot) and, in the bounded-walk build, its claims (preallocated, one entry a
+/// slot, so never full); and the bounded walk's lookup of both by table number.
+macro_rules! slot_tables {
+    ($($table:path => $tags:ident, $claims:ident;)*) => {
+        $(
+            #[map]
+            pub static $tags: Array<SlotTag> = Array::with_max_entries($table.slots, BPF_F_MMAPABLE);
+            #[cfg(feature = "bounded-walk")]
+            #[map]
+            pub static $claims: HashMap<u32, u32> = HashMap::with_max_entries($table.slots, 0);
+        )*
 
-macro_rules! slot_mask {
-    ($field:ident) => {
-        // SAFETY: a read of a static the loader initialised; see `kernel::constant`.
-        unsafe { core::ptr::read_volatile(&raw const SLOT_MASKS.$field) }
+        /// The tags and claims of the table numbered `number`.
+        #[cfg(feature = "bounded-walk")]
+        #[inline(always)]
+        pub fn walked_table(
+            number: u64,
+        ) -> Option<(&'static Array<SlotTag>, &'static HashMap<u32, u32>)> {
+            $(
+                if number == u64::from($table.number) {
+                    return Some((&$tags, &$claims));
+                }
+            )*
+            None
+        }
     };
+}
+
+slot_tables! {
+    traffic::TABLE => TRAFFIC_TAGS, TRAFFIC_CLAIMS;
+    drops::TABLE => DROP_TAGS, DROP_CLAIMS;
+    transitions::TABLE => TRANSITION_TAGS, TRANSITION_CLAIMS;
+    handshakes::TABLE => HANDSHAKE_TAGS, HANDSHAKE_CLAIMS;
+    processes::TABLE => PROCESS_TAGS, PROCESS_CLAIMS;
+    tcp_events::TABLE => TCP_EVENT_TAGS, TCP_EVENT_CLAIMS;
 }
 
 #[map]
 pub static TRAFFIC: PerCpuArray<InterfaceTraffic> =
-    PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
+    PerCpuArray::with_max_entries(traffic::TABLE.slots, 0);
 
 #[map]
-pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_DROP_KEYS, 0);
+pub static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drops::TABLE.slots, 0);
 
 #[map]
 pub static TCP_TRANSITIONS: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(MAX_TRANSITION_KEYS, 0);
+    PerCpuArray::with_max_entries(transitions::TABLE.slots, 0);
+
+#[map]
+pub static TCP_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(tcp_events::TABLE.slots, 0);
 
 /// Shared by all CPUs and added to atomically: a handshake completes once per connection, and
 /// a copy per CPU of every histogram would cost more memory than the counts are worth.
 #[map]
-pub static HANDSHAKES: Array<HandshakeHistogram> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, 0);
+pub static HANDSHAKES: Array<HandshakeHistogram> =
+    Array::with_max_entries(handshakes::TABLE.slots, 0);
 
 /// A region of [`MAX_PROCESS_KEYS`] counts for each CPU (see `slots::CpuRegions`), which the
 /// agent sizes, maps and reads without a system call.
@@ -84,11 +112,7 @@ pub static SOCKET_TALLY: Array<TcpSocketTally> = Array::with_max_entries(1, 0);
 #[inline(always)]
 pub fn traffic() -> Table<&'static PerCpuArray<InterfaceTraffic>> {
     Table {
-        slots: Slots::of(
-            SlotTable::Traffic,
-            slot_mask!(traffic),
-            Event::TrafficMapFull,
-        ),
+        slots: Slots::of(&traffic::TABLE, &TRAFFIC_TAGS),
         counts: &TRAFFIC,
     }
 }
@@ -96,7 +120,7 @@ pub fn traffic() -> Table<&'static PerCpuArray<InterfaceTraffic>> {
 #[inline(always)]
 pub fn drops() -> Table<&'static PerCpuArray<u64>> {
     Table {
-        slots: Slots::of(SlotTable::Drops, slot_mask!(drops), Event::DropMapFull),
+        slots: Slots::of(&drops::TABLE, &DROP_TAGS),
         counts: &DROPS,
     }
 }
@@ -104,23 +128,23 @@ pub fn drops() -> Table<&'static PerCpuArray<u64>> {
 #[inline(always)]
 pub fn transitions() -> Table<&'static PerCpuArray<u64>> {
     Table {
-        slots: Slots::of(
-            SlotTable::Transitions,
-            slot_mask!(transitions),
-            Event::TransitionMapFull,
-        ),
+        slots: Slots::of(&transitions::TABLE, &TRANSITION_TAGS),
         counts: &TCP_TRANSITIONS,
+    }
+}
+
+#[inline(always)]
+pub fn tcp_events() -> Table<&'static PerCpuArray<u64>> {
+    Table {
+        slots: Slots::of(&tcp_events::TABLE, &TCP_EVENT_TAGS),
+        counts: &TCP_EVENTS,
     }
 }
 
 #[inline(always)]
 pub fn processes() -> Table<CpuRegions<SocketIo>> {
     Table {
-        slots: Slots::of(
-            SlotTable::Processes,
-            slot_mask!(processes),
-            Event::ProcessMapFull,
-        ),
+        slots: Slots::of(&processes::TABLE, &PROCESS_TAGS),
         counts: CpuRegions {
             array: &PROCESS_IO,
             slots: MAX_PROCESS_KEYS,
@@ -131,9 +155,5 @@ pub fn processes() -> Table<CpuRegions<SocketIo>> {
 /// The handshake histograms' slots; the histograms are in [`HANDSHAKES`].
 #[inline(always)]
 pub fn handshake_slots() -> Slots {
-    Slots::of(
-        SlotTable::Handshakes,
-        slot_mask!(handshakes),
-        Event::HandshakeMapFull,
-    )
+    Slots::of(&handshakes::TABLE, &HANDSHAKE_TAGS)
 }

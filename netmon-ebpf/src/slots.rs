@@ -11,76 +11,32 @@
 #[cfg(not(feature = "bounded-walk"))]
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_cxchg};
 
+#[cfg(not(feature = "bounded-walk"))]
+use aya_ebpf::{cty::c_void, helpers::generated::bpf_loop};
 use aya_ebpf::{
-    bindings::BPF_F_MMAPABLE,
     helpers::bpf_get_smp_processor_id,
-    macros::map,
     maps::{Array, PerCpuArray},
 };
 #[cfg(not(feature = "bounded-walk"))]
-use aya_ebpf::{cty::c_void, helpers::generated::bpf_loop};
-#[cfg(not(feature = "bounded-walk"))]
 use netmon_common::slots::SLOT_PROBES;
 use netmon_common::{
-    drops::MAX_DROP_KEYS,
-    events::Event,
-    handshakes::MAX_HANDSHAKE_KEYS,
-    processes::MAX_PROCESS_KEYS,
-    slots::{SlotTag, slot_hash},
-    traffic::MAX_INTERFACES,
-    transitions::MAX_TRANSITION_KEYS,
+    events::map_full,
+    slots::{SlotMasks, SlotTableSpec, SlotTag, slot_hash},
 };
 
-use crate::events::count_event;
+use crate::events::count;
 
-/// Tag arrays are memory-mapped by the agent, which reads them without a system call a slot.
-const TAGS: u32 = BPF_F_MMAPABLE;
-
-#[map]
-pub static TRAFFIC_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_INTERFACES, TAGS);
-#[map]
-pub static DROP_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_DROP_KEYS, TAGS);
-#[map]
-pub static TRANSITION_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_TRANSITION_KEYS, TAGS);
-#[map]
-pub static HANDSHAKE_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_HANDSHAKE_KEYS, TAGS);
-#[map]
-pub static PROCESS_TAGS: Array<SlotTag> = Array::with_max_entries(MAX_PROCESS_KEYS, TAGS);
-
-/// The slot tables, by the number the bounded walk (`bounded_walk`) knows them by.
-#[derive(Clone, Copy)]
-#[repr(u32)]
-pub enum SlotTable {
-    Traffic = 0,
-    Drops = 1,
-    Transitions = 2,
-    Handshakes = 3,
-    Processes = 4,
-}
-
-impl SlotTable {
-    /// The table's tags.
-    #[inline(always)]
-    pub fn tags(self) -> &'static Array<SlotTag> {
-        match self {
-            Self::Traffic => &TRAFFIC_TAGS,
-            Self::Drops => &DROP_TAGS,
-            Self::Transitions => &TRANSITION_TAGS,
-            Self::Handshakes => &HANDSHAKE_TAGS,
-            Self::Processes => &PROCESS_TAGS,
-        }
-    }
-}
+/// Sizes of the tables, set by the agent (which may shrink them) before loading.
+#[unsafe(no_mangle)]
+static SLOT_MASKS: SlotMasks = SlotMasks::full();
 
 /// The tags of a table and its size mask: which slot counts for which identity.
 pub struct Slots {
     pub tags: &'static Array<SlotTag>,
     pub mask: u32,
-    /// Counted when no slot could be had.
-    pub full: Event,
-    /// Which table, for the bounded walk.
-    #[cfg(feature = "bounded-walk")]
-    table: SlotTable,
+    /// The table's number: the index of its mask, of its full counter and, for the bounded
+    /// walk, of its claims.
+    number: u32,
 }
 
 #[cfg(feature = "bounded-walk")]
@@ -156,17 +112,20 @@ impl<C: Counts> Table<C> {
 }
 
 impl Slots {
-    /// The slots of `table`, of which there are `mask + 1`, counting `full` when none can
-    /// be had.
+    /// The slots of `table`, whose tags are `tags`, at the size the agent gave it.
     #[inline(always)]
-    pub fn of(table: SlotTable, mask: u32, full: Event) -> Self {
-        Self {
-            tags: table.tags(),
-            mask,
-            full,
-            #[cfg(feature = "bounded-walk")]
-            table,
-        }
+    pub fn of(table: &SlotTableSpec, tags: &'static Array<SlotTag>) -> Self {
+        let number = table.number;
+        // SAFETY: a read of a static the loader initialised (see `kernel::constant`); the
+        // number is the table's place in an array of one mask a table.
+        let mask = unsafe {
+            core::ptr::read_volatile(
+                (&raw const SLOT_MASKS.masks)
+                    .cast::<u32>()
+                    .add(number as usize),
+            )
+        };
+        Self { tags, mask, number }
     }
 
     /// Whether slot `index` counts for the identity (`id`, `extra`, `extra2`).
@@ -241,7 +200,7 @@ impl Slots {
     #[inline(never)]
     fn find_or_claim(&self, start: u32, identity: &Identity, meta: impl FnOnce(u32) -> u64) -> u32 {
         let Identity { id, extra, extra2 } = *identity;
-        let table_mask = ((self.table as u64) << 32) | u64::from(self.mask);
+        let table_mask = (u64::from(self.number) << 32) | u64::from(self.mask);
         // SAFETY: a BPF function of this object, which takes and returns numbers.
         let walked = unsafe { netmon_slot_walk(table_mask, start, id, extra, extra2) };
         self.complete(walked as u32, walked >> 32 != 0, identity, meta)
@@ -258,7 +217,7 @@ impl Slots {
         meta: impl FnOnce(u32) -> u64,
     ) -> u32 {
         if index == NO_SLOT {
-            count_event(self.full);
+            count(map_full(self.number));
             return NO_SLOT;
         }
         if claimed && let Some(tag) = self.tags.get_ptr_mut(index) {

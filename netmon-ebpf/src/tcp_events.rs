@@ -1,6 +1,6 @@
 //! `tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`: counted by the
-//! socket's namespace in the transition table's slots (`TcpEventKey`s). A reset sent in answer to a
-//! packet for no socket has no socket: it counts in the namespace of the packet's device.
+//! socket's namespace in the TCP event table. A reset sent in answer to a packet for no socket
+//! has no socket: it counts in the namespace of the packet's device.
 use aya_ebpf::{
     EbpfContext,
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
@@ -13,7 +13,7 @@ use netmon_common::{
 
 use crate::{
     kernel::{Btf, Memory, Probe, skb_namespace, socket_namespace, tp_field},
-    maps::transitions,
+    maps::tcp_events,
 };
 
 #[inline(always)]
@@ -27,7 +27,7 @@ fn count_tcp_event<M: Memory>(sk: u64, skb: u64, event: TcpEvent) {
         netns: netns.inode,
         event,
     };
-    let table = transitions();
+    let table = tcp_events();
     if let Some(count) = table.counts(key.slot_id(), netns.cookie, NAMESPACE_SLOT_EXTRA2, |_| 0) {
         *count += 1;
     }

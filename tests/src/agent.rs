@@ -253,8 +253,8 @@ impl Agent {
     }
 
     /// Waits until the agent reports no traffic, transitions or TCP events of namespace
-    /// `netns` (within 10 s).
-    pub fn wait_until_forgotten(&self, netns: &str) {
+    /// `netns` (within 10 s), and returns the metrics that show it gone.
+    pub fn wait_until_forgotten(&self, netns: &str) -> Metrics {
         let deadline = Instant::now() + Duration::from_secs(10);
         let reported = |m: &Metrics| {
             [
@@ -266,7 +266,11 @@ impl Agent {
             .iter()
             .any(|name| !m.find(name, &[("netns", netns)]).is_empty())
         };
-        while reported(&self.fresh_metrics()) {
+        loop {
+            let m = self.fresh_metrics();
+            if !reported(&m) {
+                return m;
+            }
             assert!(
                 Instant::now() < deadline,
                 "namespace {netns} is still reported"

@@ -127,6 +127,42 @@ fn counters_of_vanished_namespaces_are_removed() {
     );
 }
 
+/// The TCP events of a namespace have slots of their own (the `tcp_events` table), freed when
+/// the namespace goes: each connect to a closed port is a reset sent and one received.
+#[test]
+fn tcp_events_of_a_vanished_namespace_free_their_slots() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let ns = Netns::new("events-gone");
+    let netns = ns.inode().to_string();
+    ns.run(|| {
+        for _ in 0..4 {
+            assert!(TcpStream::connect("127.0.0.1:9").is_err());
+        }
+    });
+    let before = agent.fresh_metrics();
+    for direction in ["sent", "received"] {
+        let labels = [("netns", netns.as_str()), ("direction", direction)];
+        assert_eq!(before.counter("netmon_tcp_resets_total", &labels), 4);
+    }
+    let entries = |m: &Metrics| m.counter("netmon_probe_map_entries", &[("map", "tcp_events")]);
+    drop(ns);
+    let after = agent.wait_until_forgotten(&netns);
+    // Other namespaces (the host's) may have counted an event of a new kind meanwhile.
+    let counted_elsewhere = |m: &Metrics| {
+        let families = ["netmon_tcp_retransmits_total", "netmon_tcp_resets_total"];
+        let series = families.into_iter().flat_map(|family| m.find(family, &[]));
+        series
+            .filter(|(labels, value)| *value > 0.0 && labels["netns"] != netns)
+            .count() as u64
+    };
+    assert_eq!(
+        entries(&after) + 2,
+        entries(&before) + counted_elsewhere(&after) - counted_elsewhere(&before),
+        "the namespace's two slots are freed"
+    );
+}
+
 /// A namespace made just after another was deleted gets the dead one's inode (the kernel
 /// hands out the lowest free one), and often its address and its loopback's: it counts only
 /// its own packets, resets and TCP transitions, never the dead one's. The agent is stopped

@@ -11,7 +11,7 @@ use std::{
 use crate::{
     host::netns::{self, InterfaceNames, Presence},
     model::kernel_tables::{
-        Departures, IdentityRead, NamespacedCount, SlotIdentity, TableKey, TableRead, TableValue,
+        Departures, IdentityRead, Rows, SlotIdentity, TableKey, TableRead, TableValue as _,
         TableVisitor,
     },
 };
@@ -229,7 +229,7 @@ impl Verdict<'_> {
 struct Keep<'a>(&'a Departures);
 
 impl TableVisitor for Keep<'_> {
-    fn table<K: TableKey, V: TableValue>(&mut self, rows: &mut Vec<NamespacedCount<K, V>>) {
+    fn table<K: TableKey>(&mut self, rows: &mut Rows<K>) {
         rows.retain(|row| !self.0.judged(&row.identity(), K::BY_DEVICE));
         rows.sort_by_key(|row| row.key);
         rows.dedup_by(|later, kept| {

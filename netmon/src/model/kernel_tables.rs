@@ -1,20 +1,23 @@
 //! The kernel's slot tables as the probes read them, before the poll names them: each row a
 //! key of the table, the cookie of the namespace it was counted in, and its counts summed over
-//! CPUs. Judging namespaces, merging and totals are written once, against [`TableKey`] and
-//! [`TableValue`]; a new table implements the two and is listed in [`TableRead::visit`].
+//! CPUs. Reading, freeing, judging namespaces, merging and totals are written once, against
+//! [`TableKey`] and [`TableValue`]; a new table implements [`TableKey`] for its key (and
+//! [`TableValue`] for a new kind of counts) and is listed in [`TableRead`].
 use std::collections::{BTreeSet, HashSet};
 
 use netmon_common::{
     drops::DropKey,
     handshakes::{HandshakeHistogram, HandshakeKey},
-    slots::NamespacedSlot,
+    slots::{NamespacedSlot, SlotKey},
     tcp_events::TcpEventKey,
     traffic::{InterfaceKey, InterfaceTraffic},
     transitions::TransitionKey,
 };
 
-/// What the namespace judge needs of a table's key.
-pub trait TableKey: Ord + Copy {
+/// What the agent needs of a table's key, beyond the table and the slot words `netmon-common`
+/// gives ([`SlotKey`]): how the namespace judge treats its slots. Its counts are laid out as
+/// the kernel writes them ([`aya::Pod`]).
+pub trait TableKey: SlotKey<Value: TableValue + aya::Pod> + Ord + Copy {
     /// Tables counted by device free only the slots the poll read and judged gone: a slot
     /// claimed since may count an interface made after its namespace was listed. Tables
     /// counted by namespace free every slot of a namespace that is gone.
@@ -70,19 +73,22 @@ impl SlotIdentity {
     }
 }
 
+/// The rows of a table with keys `K`.
+pub type Rows<K> = Vec<NamespacedCount<K, <K as SlotKey>::Value>>;
+
 /// Visits each table of a [`TableRead`] in turn.
 pub trait TableVisitor {
-    fn table<K: TableKey, V: TableValue>(&mut self, rows: &mut Vec<NamespacedCount<K, V>>);
+    fn table<K: TableKey>(&mut self, rows: &mut Rows<K>);
 }
 
 /// Every slot table counted by namespace, as read in one poll.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TableRead {
-    pub traffic: Vec<NamespacedCount<InterfaceKey, InterfaceTraffic>>,
-    pub drops: Vec<NamespacedCount<DropKey, u64>>,
-    pub transitions: Vec<NamespacedCount<TransitionKey, u64>>,
-    pub tcp_events: Vec<NamespacedCount<TcpEventKey, u64>>,
-    pub handshakes: Vec<NamespacedCount<HandshakeKey, HandshakeHistogram>>,
+    pub traffic: Rows<InterfaceKey>,
+    pub drops: Rows<DropKey>,
+    pub transitions: Rows<TransitionKey>,
+    pub tcp_events: Rows<TcpEventKey>,
+    pub handshakes: Rows<HandshakeKey>,
 }
 
 impl TableRead {
@@ -95,11 +101,16 @@ impl TableRead {
         visitor.table(&mut self.handshakes);
     }
 
+    /// Visits every table, with no rows: for work done table by table, such as reading them.
+    pub fn each_table(visitor: &mut impl TableVisitor) {
+        Self::default().visit(visitor);
+    }
+
     /// Every identity read, with its table's kind and its counts' total.
     pub fn identities(&mut self) -> Vec<IdentityRead> {
         struct Collect(Vec<IdentityRead>);
         impl TableVisitor for Collect {
-            fn table<K: TableKey, V: TableValue>(&mut self, rows: &mut Vec<NamespacedCount<K, V>>) {
+            fn table<K: TableKey>(&mut self, rows: &mut Rows<K>) {
                 self.0.extend(rows.iter().map(|row| IdentityRead {
                     identity: row.identity(),
                     by_device: K::BY_DEVICE,

@@ -223,11 +223,8 @@ pub struct KernelCounters {
 /// The programs' counters of their own failures, and the kernel memory of their tables.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ProgramCounters {
-    pub traffic_map_full: u64,
-    pub drop_map_full: u64,
-    pub handshake_map_full: u64,
-    pub transition_map_full: u64,
-    pub process_map_full: u64,
+    /// What each table could not store, as it had no free slot for a new identity.
+    pub map_full: Vec<(&'static str, u64)>,
     /// Namespace teardowns the kernel could not tell the agent of (its ring was full).
     pub namespace_notices_lost: u64,
     /// Kernel memory of each table's maps, in bytes.

@@ -26,13 +26,13 @@ impl Probes {
         // The names of the slots to free first: a freed slot may be claimed again at once.
         let gone = |tag: &SlotTag| ProcessSlot::from_tag(tag).is_some_and(|s| exited(id(&s)));
         let mut named = BTreeMap::new();
-        for (index, tag) in tags.processes.claimed() {
+        for (index, tag) in tags.processes().claimed() {
             if gone(&tag) {
                 named.insert(index, name_of(ebpf, index)?);
             }
         }
-        let taken = tags.process_io.take_where(&tags.processes, &gone)?;
-        let live = tags.process_io.read(&tags.processes)?;
+        let taken = tags.process_io.take_where(tags.processes(), &gone)?;
+        let live = tags.process_io.read(tags.processes())?;
         for (index, tag, _) in &live {
             if tag.is_complete() {
                 named.insert(*index, name_of(ebpf, *index)?);

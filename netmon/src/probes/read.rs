@@ -2,28 +2,28 @@
 //! gone.
 use std::collections::BTreeMap;
 
+use anyhow::bail;
 use aya::{
     Ebpf, Pod,
     maps::{MapData, PerCpuArray, PerCpuValues},
 };
 use netmon_common::{
-    drops::{self, DropKey},
-    events::{self, EVENT_SLOTS, Event},
-    handshakes::{self, HandshakeHistogram, HandshakeKey},
-    slots::{NamespacedSlot, SlotKey, SlotTag},
-    tcp_events::TcpEventKey,
-    traffic::{self, InterfaceKey, InterfaceTraffic},
-    transitions::{self, TransitionKey},
+    SLOT_TABLES,
+    events::{self, EVENT_SLOTS, Event, map_full},
+    slots::{CountsKept, NamespacedSlot, SlotTag},
 };
 
 use crate::{
     model::{
         ProgramCounters,
-        kernel_tables::{Departures, NamespacedCount, TableKey, TableRead, TableValue},
+        kernel_tables::{
+            Departures, NamespacedCount, Rows, TableKey, TableRead, TableValue, TableVisitor,
+        },
     },
     probes::{
         Probes,
-        slots::{self, map},
+        slots::{self, Tags, map},
+        tables::TableTags,
     },
 };
 
@@ -34,23 +34,16 @@ impl Probes {
         let Some((ebpf, tags)) = &self.ebpf else {
             return Ok(Default::default());
         };
-        let traffic_rows = slots::read::<InterfaceTraffic>(ebpf, &tags.traffic, traffic::COUNTS)?;
-        let drop_rows = slots::read::<u64>(ebpf, &tags.drops, drops::COUNTS)?;
-        let transition_rows = slots::read::<u64>(ebpf, &tags.transitions, transitions::COUNTS)?;
-        let handshake_rows =
-            slots::read_shared::<HandshakeHistogram>(ebpf, &tags.handshakes, handshakes::COUNTS)?;
-        let tables = TableRead {
-            traffic: counted(per_cpu(&traffic_rows)),
-            drops: counted(per_cpu(&drop_rows)),
-            // TCP events count in the transition table's slots, under keys of their own.
-            transitions: counted(per_cpu(&transition_rows)),
-            tcp_events: counted(per_cpu(&transition_rows)),
-            handshakes: counted(
-                handshake_rows
-                    .iter()
-                    .map(|(tag, value)| (tag, std::slice::from_ref(value))),
-            ),
+        let mut reader = Reader {
+            ebpf,
+            tags,
+            failed: None,
         };
+        let mut tables = TableRead::default();
+        tables.visit(&mut reader);
+        if let Some(err) = reader.failed {
+            return Err(err);
+        }
         Ok((tables, self.program_counters(ebpf)?))
     }
 
@@ -62,12 +55,12 @@ impl Probes {
         for (slot, total) in totals.iter_mut().enumerate() {
             *total = counters.get(&(slot as u32), 0)?.iter().sum();
         }
+        let map_full = SLOT_TABLES
+            .iter()
+            .map(|table| (table.label, totals[map_full(table.number) as usize]))
+            .collect();
         Ok(ProgramCounters {
-            traffic_map_full: totals[Event::TrafficMapFull as usize],
-            drop_map_full: totals[Event::DropMapFull as usize],
-            handshake_map_full: totals[Event::HandshakeMapFull as usize],
-            transition_map_full: totals[Event::TransitionMapFull as usize],
-            process_map_full: totals[Event::ProcessMapFull as usize],
+            map_full,
             namespace_notices_lost: totals[Event::NamespaceNoticeLost as usize],
             read_failures: totals[Event::ReadFailed as usize],
             map_bytes: self.map_bytes.clone(),
@@ -83,49 +76,20 @@ impl Probes {
         let Some((ebpf, tags)) = &mut self.ebpf else {
             return Ok((0, Vec::new()));
         };
-        let cpus = tags.cpus;
-        let passes = [
-            (
-                "traffic",
-                slots::free_where::<InterfaceTraffic>(
-                    ebpf,
-                    &tags.traffic,
-                    traffic::COUNTS,
-                    cpus,
-                    &|tag| frees::<InterfaceKey>(departures, tag),
-                )?,
-            ),
-            (
-                "drops",
-                slots::free_where::<u64>(ebpf, &tags.drops, drops::COUNTS, cpus, &|tag| {
-                    frees::<DropKey>(departures, tag)
-                })?,
-            ),
-            (
-                "transitions",
-                slots::free_where::<u64>(
-                    ebpf,
-                    &tags.transitions,
-                    transitions::COUNTS,
-                    cpus,
-                    &|tag| {
-                        frees::<TransitionKey>(departures, tag)
-                            || frees::<TcpEventKey>(departures, tag)
-                    },
-                )?,
-            ),
-            (
-                "handshakes",
-                slots::free_shared_where::<HandshakeHistogram>(
-                    ebpf,
-                    &tags.handshakes,
-                    handshakes::COUNTS,
-                    &|tag| frees::<HandshakeKey>(departures, tag),
-                )?,
-            ),
-        ];
-        let removed = passes.iter().map(|(_, (removed, _))| removed).sum();
-        let entries = passes
+        let mut freer = Freer {
+            ebpf,
+            tags,
+            departures,
+            passes: Vec::new(),
+            failed: None,
+        };
+        TableRead::each_table(&mut freer);
+        if let Some(err) = freer.failed {
+            return Err(err);
+        }
+        let removed = freer.passes.iter().map(|(_, (removed, _))| removed).sum();
+        let entries = freer
+            .passes
             .iter()
             .map(|(map, (_, left))| (*map, *left))
             .collect();
@@ -133,12 +97,82 @@ impl Probes {
     }
 }
 
+/// Reads each table into its rows; the first failure stops the reading.
+struct Reader<'a> {
+    ebpf: &'a Ebpf,
+    tags: &'a TableTags,
+    failed: Option<anyhow::Error>,
+}
+
+impl TableVisitor for Reader<'_> {
+    fn table<K: TableKey>(&mut self, rows: &mut Rows<K>) {
+        if self.failed.is_some() {
+            return;
+        }
+        match read_rows::<K>(self.ebpf, self.tags.of(K::TABLE)) {
+            Ok(read) => *rows = read,
+            Err(err) => self.failed = Some(err),
+        }
+    }
+}
+
+/// The rows of the table of keys `K`, whose tags are `tags`.
+fn read_rows<K: TableKey>(ebpf: &Ebpf, tags: &Tags) -> anyhow::Result<Rows<K>> {
+    let table = K::TABLE;
+    Ok(match table.kept {
+        CountsKept::PerCpu => counted(per_cpu(&slots::read::<K::Value>(ebpf, tags, table.counts)?)),
+        CountsKept::Shared => {
+            let rows = slots::read_shared::<K::Value>(ebpf, tags, table.counts)?;
+            counted(
+                rows.iter()
+                    .map(|(tag, value)| (tag, std::slice::from_ref(value))),
+            )
+        }
+        CountsKept::CpuRegions => bail!("{} is read with its own reader", table.label),
+    })
+}
+
+/// Frees each table's slots the departures name; the first failure stops the freeing.
+struct Freer<'a> {
+    ebpf: &'a mut Ebpf,
+    tags: &'a TableTags,
+    departures: &'a Departures,
+    /// Each table's label, slots freed and slots left in use.
+    passes: Vec<(&'static str, (usize, usize))>,
+    failed: Option<anyhow::Error>,
+}
+
+impl TableVisitor for Freer<'_> {
+    fn table<K: TableKey>(&mut self, _: &mut Rows<K>) {
+        if self.failed.is_some() {
+            return;
+        }
+        let table = K::TABLE;
+        let (tags, departures) = (self.tags.of(table), self.departures);
+        let gone = |tag: &SlotTag| frees::<K>(departures, tag);
+        let pass = match table.kept {
+            CountsKept::PerCpu => {
+                slots::free_where::<K::Value>(self.ebpf, tags, table.counts, self.tags.cpus, &gone)
+            }
+            CountsKept::Shared => {
+                slots::free_shared_where::<K::Value>(self.ebpf, tags, table.counts, &gone)
+            }
+            CountsKept::CpuRegions => Err(anyhow::anyhow!(
+                "{} is freed with its own reader",
+                table.label
+            )),
+        };
+        match pass {
+            Ok(pass) => self.passes.push((table.label, pass)),
+            Err(err) => self.failed = Some(err),
+        }
+    }
+}
+
 /// The rows of a table by key and namespace cookie, the values of each summed over CPUs and
-/// over the slots one identity holds; rows of other keys (a shared table) are left out.
-fn counted<'a, K: SlotKey + TableKey, V: TableValue + 'a>(
-    rows: impl Iterator<Item = (&'a SlotTag, &'a [V])>,
-) -> Vec<NamespacedCount<K, V>> {
-    let mut sums: BTreeMap<(K, u64), V> = BTreeMap::new();
+/// over the slots one identity holds.
+fn counted<'a, K: TableKey>(rows: impl Iterator<Item = (&'a SlotTag, &'a [K::Value])>) -> Rows<K> {
+    let mut sums: BTreeMap<(K, u64), K::Value> = BTreeMap::new();
     for (tag, values) in rows {
         let Some(slot) = NamespacedSlot::<K>::from_tag(tag) else {
             continue;
@@ -163,6 +197,6 @@ fn per_cpu<V: Pod>(rows: &[(SlotTag, PerCpuValues<V>)]) -> impl Iterator<Item = 
 }
 
 /// Whether the slot with `tag`, read as a slot of keys `K`, is one `departures` frees.
-fn frees<K: SlotKey + TableKey>(departures: &Departures, tag: &SlotTag) -> bool {
+fn frees<K: TableKey>(departures: &Departures, tag: &SlotTag) -> bool {
     NamespacedSlot::<K>::from_tag(tag).is_some_and(|slot| departures.frees(&slot))
 }

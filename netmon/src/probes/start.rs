@@ -95,9 +95,9 @@ impl Probes {
                 .override_global("DROP_PROBE_ARGS", &drop_args, true)
                 .override_global("NORMAL_FREE", &normal, true)
                 .override_global("SLOT_MASKS", &masks, true)
-                .map_max_entries(traffic::TAGS, sizes.traffic)
-                .map_max_entries(traffic::COUNTS, sizes.traffic)
-                .map_max_entries(traffic::CLAIMS, sizes.traffic);
+                .map_max_entries(traffic::TAGS, sizes.of(&traffic::TABLE))
+                .map_max_entries(traffic::COUNTS, sizes.of(&traffic::TABLE))
+                .map_max_entries(traffic::CLAIMS, sizes.of(&traffic::TABLE));
             for (name, per_cpu) in CPU_REGION_MAPS {
                 loader.map_max_entries(name, per_cpu * cpus);
             }

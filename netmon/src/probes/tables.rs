@@ -3,45 +3,33 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 
 use aya::{Ebpf, maps::Map};
 use netmon_common::{
-    TABLE_MAPS,
-    drops::{self, MAX_DROP_KEYS},
-    handshakes::{self, MAX_HANDSHAKE_KEYS},
-    processes::{self, MAX_PROCESS_KEYS},
-    slots::SlotMasks,
-    traffic,
-    transitions::{self, MAX_TRANSITION_KEYS},
+    SLOT_TABLES, processes,
+    slots::{SlotMasks, SlotTableSpec},
+    table_maps, traffic,
 };
 
 use crate::probes::{ProbeSettings, process_io::ProcessCounts, slots::Tags};
 
-/// Slots of each table, as loaded (powers of two).
+/// Slots of each table as loaded (powers of two), by table number.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct TableSizes {
-    pub(super) traffic: u32,
-    pub(super) drops: u32,
-    pub(super) transitions: u32,
-    pub(super) handshakes: u32,
-    pub(super) processes: u32,
-}
+pub(super) struct TableSizes([u32; SLOT_TABLES.len()]);
 
 impl TableSizes {
+    /// Every table at its capacity but the traffic table, which the settings may shrink.
     pub(super) fn new(settings: &ProbeSettings) -> Self {
-        Self {
-            traffic: settings.max_tracked_interfaces.max(1).next_power_of_two(),
-            drops: MAX_DROP_KEYS,
-            transitions: MAX_TRANSITION_KEYS,
-            handshakes: MAX_HANDSHAKE_KEYS,
-            processes: MAX_PROCESS_KEYS,
-        }
+        let mut sizes = SLOT_TABLES.map(|table| table.slots);
+        sizes[traffic::TABLE.number as usize] =
+            settings.max_tracked_interfaces.max(1).next_power_of_two();
+        Self(sizes)
+    }
+
+    pub(super) fn of(&self, table: &SlotTableSpec) -> u32 {
+        self.0[table.number as usize]
     }
 
     pub(super) fn masks(self) -> SlotMasks {
         SlotMasks {
-            traffic: self.traffic - 1,
-            drops: self.drops - 1,
-            transitions: self.transitions - 1,
-            handshakes: self.handshakes - 1,
-            processes: self.processes - 1,
+            masks: self.0.map(|slots| slots - 1),
         }
     }
 }
@@ -49,11 +37,8 @@ impl TableSizes {
 /// The tag arrays of the tables the agent reads, and the socket I/O counts with the socket
 /// hooks' memos, memory-mapped.
 pub(super) struct TableTags {
-    pub(super) traffic: Tags,
-    pub(super) drops: Tags,
-    pub(super) transitions: Tags,
-    pub(super) handshakes: Tags,
-    pub(super) processes: Tags,
+    /// By table number.
+    tags: Vec<Tags>,
     pub(super) process_io: ProcessCounts,
     /// The possible CPUs, which the per-CPU maps hold a value for each of.
     pub(super) cpus: u32,
@@ -61,20 +46,25 @@ pub(super) struct TableTags {
 
 impl TableTags {
     pub(super) fn map(ebpf: &Ebpf, sizes: TableSizes, cpus: u32) -> anyhow::Result<Self> {
+        let tags = SLOT_TABLES
+            .iter()
+            .map(|table| Tags::map(ebpf, table.tags, table.claims, sizes.of(table)))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self {
-            traffic: Tags::map(ebpf, traffic::TAGS, traffic::CLAIMS, sizes.traffic)?,
-            drops: Tags::map(ebpf, drops::TAGS, drops::CLAIMS, sizes.drops)?,
-            transitions: Tags::map(
-                ebpf,
-                transitions::TAGS,
-                transitions::CLAIMS,
-                sizes.transitions,
-            )?,
-            handshakes: Tags::map(ebpf, handshakes::TAGS, handshakes::CLAIMS, sizes.handshakes)?,
-            processes: Tags::map(ebpf, processes::TAGS, processes::CLAIMS, sizes.processes)?,
+            tags,
             process_io: ProcessCounts::map(ebpf, cpus)?,
             cpus,
         })
+    }
+
+    /// The tags of `table`.
+    pub(super) fn of(&self, table: &SlotTableSpec) -> &Tags {
+        &self.tags[table.number as usize]
+    }
+
+    /// The tags of the socket I/O table.
+    pub(super) fn processes(&self) -> &Tags {
+        self.of(&processes::TABLE)
     }
 }
 
@@ -82,8 +72,7 @@ impl TableTags {
 /// descriptor's fdinfo); fixed once the maps exist, as every map is a preallocated array,
 /// ring or (the claims of the programs for kernels without `bpf_loop`) hash map.
 pub(super) fn map_bytes(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
-    TABLE_MAPS
-        .iter()
+    table_maps()
         .map(|(table, maps)| {
             let bytes = maps
                 .iter()
@@ -95,7 +84,7 @@ pub(super) fn map_bytes(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
                     _ => None,
                 })
                 .sum();
-            (*table, bytes)
+            (table, bytes)
         })
         .collect()
 }

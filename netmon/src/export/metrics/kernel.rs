@@ -131,23 +131,9 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         "Events a kernel program could not record because its map was full.",
         MetricType::COUNTER,
     );
-    full.sample(
-        &[("map", "traffic")],
-        kernel.programs.traffic_map_full as f64,
-    );
-    full.sample(&[("map", "drops")], kernel.programs.drop_map_full as f64);
-    full.sample(
-        &[("map", "handshakes")],
-        kernel.programs.handshake_map_full as f64,
-    );
-    full.sample(
-        &[("map", "transitions")],
-        kernel.programs.transition_map_full as f64,
-    );
-    full.sample(
-        &[("map", "processes")],
-        kernel.programs.process_map_full as f64,
-    );
+    for (map, count) in &kernel.programs.map_full {
+        full.sample(&[("map", map)], *count as f64);
+    }
     push(full);
 
     let mut entries = Family::new(

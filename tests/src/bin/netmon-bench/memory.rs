@@ -2,15 +2,17 @@
 //! larger hosts.
 use std::{fmt::Write as _, thread};
 
-use netmon_common::{CPU_REGION_MAPS, TABLE_MAPS};
+use netmon_common::{CPU_REGION_MAPS, table_maps};
 use netmon_tests::{Agent, sh};
 
 /// Bytes a map takes with `cpus` CPUs, from its definition: an array holds its values (a
 /// memory-mappable one in whole pages), a per-CPU array a copy per CPU (each value rounded up
 /// to 8 bytes) and a pointer per entry; an array of per-CPU regions a region per CPU.
 fn map_bytes_for(map: &serde_json::Value, cpus: u64) -> u64 {
-    let name = map["name"].as_str().unwrap_or_default();
-    let entries = match CPU_REGION_MAPS.iter().find(|(region, _)| *region == name) {
+    let entries = match CPU_REGION_MAPS
+        .iter()
+        .find(|(region, _)| is_named(map, region))
+    {
         Some((_, per_cpu)) => u64::from(*per_cpu) * cpus,
         None => map["max_entries"].as_u64().unwrap_or(0),
     };
@@ -36,6 +38,12 @@ fn table_bytes(maps: &[&serde_json::Value]) -> [u64; 4] {
     ]
 }
 
+/// Whether the kernel's map `map` is the object's map `name`, which the kernel keeps to its
+/// first 15 bytes (`BPF_OBJ_NAME_LEN`).
+fn is_named(map: &serde_json::Value, name: &str) -> bool {
+    map["name"].as_str() == Some(&name[..name.len().min(15)])
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -53,10 +61,10 @@ pub(crate) fn kernel_memory() -> String {
          | table | here (MiB) | 2 CPUs (MiB) | 16 CPUs (MiB) | 128 CPUs (MiB) |\n|---|---|---|---|---|\n"
     );
     let mut totals = [0u64; 4];
-    for (table, names) in TABLE_MAPS {
+    for (table, names) in table_maps() {
         let ours: Vec<&serde_json::Value> = maps
             .iter()
-            .filter(|m| names.contains(&m["name"].as_str().unwrap_or_default()))
+            .filter(|m| names.iter().any(|name| is_named(m, name)))
             .collect();
         let row = table_bytes(&ours);
         for (total, value) in totals.iter_mut().zip(row) {
