@@ -68,6 +68,13 @@ pub struct KernelOffsets {
     pub inode_ino: u32,
     /// `struct sock`: `sk_type` (`SOCK_RAW` is 3), beside `sk_protocol`.
     pub sk_type: u32,
+    /// `struct sock`: `sk_err` (the error a failed connect ends with); `struct sock_common`:
+    /// `skc_daddr`, `skc_dport` (network order) and `skc_v6_daddr` (0 where the kernel has no
+    /// IPv6, and so no IPv6 sockets), the remote end of a connection.
+    pub sk_err: u32,
+    pub sk_daddr: u32,
+    pub sk_dport: u32,
+    pub sk_v6_daddr: u32,
 }
 
 /// Offsets of the fields of classic (format-file) tracepoints, read from

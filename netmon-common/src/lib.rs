@@ -17,6 +17,7 @@ pub mod events;
 pub mod handshakes;
 pub mod iterators;
 pub mod kernel_layout;
+pub mod peers;
 pub mod processes;
 pub mod samples;
 pub mod slots;
@@ -26,13 +27,14 @@ pub mod traffic;
 pub mod transitions;
 
 /// The slot tables, each at the place its [`slots::SlotTableSpec::number`] names.
-pub const SLOT_TABLES: [&slots::SlotTableSpec; 6] = [
+pub const SLOT_TABLES: [&slots::SlotTableSpec; 7] = [
     &traffic::TABLE,
     &drops::TABLE,
     &transitions::TABLE,
     &handshakes::TABLE,
     &processes::TABLE,
     &tcp_events::TABLE,
+    &peers::TABLE,
 ];
 
 /// The maps of the object that are no slot table's, by the label metrics and benchmarks give

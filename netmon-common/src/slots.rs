@@ -111,6 +111,12 @@ pub trait SlotKey: Sized {
     /// The key of the slot with `tag`; `None` when the slot counts something else (a table
     /// shared by two kinds of keys) or its claim is not complete.
     fn from_tag(tag: &SlotTag) -> Option<Self>;
+
+    /// The cookie of the namespace the slot was counted in: its `extra` where the table
+    /// keeps it there, 0 (unknown) where the identity needs every word.
+    fn netns_cookie(tag: &SlotTag) -> u64 {
+        tag.extra
+    }
 }
 
 /// A slot of a table counted by namespace: what it counts, and the cookie of the namespace it
@@ -127,7 +133,7 @@ impl<K: SlotKey> NamespacedSlot<K> {
     pub fn from_tag(tag: &SlotTag) -> Option<Self> {
         K::from_tag(tag).map(|key| Self {
             key,
-            netns_cookie: tag.extra,
+            netns_cookie: K::netns_cookie(tag),
         })
     }
 }

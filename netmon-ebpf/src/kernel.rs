@@ -50,6 +50,10 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     inode_mode: 0,
     inode_ino: 0,
     sk_type: 0,
+    sk_err: 0,
+    sk_daddr: 0,
+    sk_dport: 0,
+    sk_v6_daddr: 0,
 };
 
 #[unsafe(no_mangle)]

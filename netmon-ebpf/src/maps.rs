@@ -11,6 +11,7 @@ use netmon_common::{
     events::GONE_NAMESPACE_RING_BYTES,
     handshakes::{self, HandshakeHistogram},
     iterators::TcpSocketTally,
+    peers::{self, PeerConnects},
     processes::{self, MAX_PROCESS_KEYS, ProcessName, SocketIo},
     samples::{DROP_SAMPLE_RING_BYTES, SAMPLE_BUDGET_SLOTS, SampleTally},
     slots::SlotTag,
@@ -58,6 +59,7 @@ slot_tables! {
     handshakes::TABLE => HANDSHAKE_TAGS, HANDSHAKE_CLAIMS;
     processes::TABLE => PROCESS_TAGS, PROCESS_CLAIMS;
     tcp_events::TABLE => TCP_EVENT_TAGS, TCP_EVENT_CLAIMS;
+    peers::TABLE => PEER_TAGS, PEER_CLAIMS;
 }
 
 #[map]
@@ -79,6 +81,10 @@ pub static TCP_EVENTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(tcp_even
 #[map]
 pub static HANDSHAKES: Array<HandshakeHistogram> =
     Array::with_max_entries(handshakes::TABLE.slots, 0);
+
+/// Shared by all CPUs and added to atomically, as the handshakes: once per connection.
+#[map]
+pub static PEERS: Array<PeerConnects> = Array::with_max_entries(peers::TABLE.slots, 0);
 
 /// A region of [`MAX_PROCESS_KEYS`] counts for each CPU (see `slots::CpuRegions`), which the
 /// agent sizes, maps and reads without a system call.
@@ -156,4 +162,10 @@ pub fn processes() -> Table<CpuRegions<SocketIo>> {
 #[inline(always)]
 pub fn handshake_slots() -> Slots {
     Slots::of(&handshakes::TABLE, &HANDSHAKE_TAGS)
+}
+
+/// The peer counts' slots; the counts are in [`PEERS`].
+#[inline(always)]
+pub fn peer_slots() -> Slots {
+    Slots::of(&peers::TABLE, &PEER_TAGS)
 }

@@ -1,6 +1,7 @@
-//! `sock:inet_sock_set_state` (TCP only): transitions per family, and the handshake times of
+//! `sock:inet_sock_set_state` (TCP only): transitions per family, the handshake times of
 //! active (`SYN_SENT` -> `ESTABLISHED`) and passive (`SYN_RECV` -> `ESTABLISHED`) opens, as the
-//! kernel measured them: nothing is remembered between two transitions.
+//! kernel measured them, and each open's result by peer (`ESTABLISHED`, or `CLOSE` with the
+//! socket's error): nothing is remembered between two transitions.
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
 
 use aya_ebpf::{
@@ -11,6 +12,7 @@ use aya_ebpf::{
 };
 use netmon_common::{
     handshakes::{HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS, HANDSHAKE_PASSIVE, HandshakeKey},
+    peers::{PeerKey, PeerResult, ROLE_CLIENT, ROLE_SERVER},
     slots::NAMESPACE_SLOT_EXTRA2,
     transitions::TransitionKey,
 };
@@ -20,12 +22,13 @@ use crate::{
         AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, Namespace, Probe, constant, socket_namespace,
         tp_field,
     },
-    maps::{HANDSHAKES, handshake_slots, transitions},
+    maps::{HANDSHAKES, PEERS, handshake_slots, peer_slots, transitions},
 };
 
 const TCP_ESTABLISHED: u32 = 1;
 const TCP_SYN_SENT: u32 = 2;
 const TCP_SYN_RECV: u32 = 3;
+const TCP_CLOSE: u32 = 7;
 
 /// floor(log2(v)) for v > 0, 0 for 0; BPF has no count-leading-zeros instruction.
 #[inline(always)]
@@ -112,6 +115,79 @@ fn count_transition(netns: Namespace, srtt_us: impl Fn() -> u32, family: u16, ol
     count_handshake(netns, srtt_us, old, new);
 }
 
+/// The remote address of a TCP socket as IPv6 (IPv4 mapped into it), in two big-endian
+/// halves.
+#[inline(always)]
+fn remote_address<M: Memory>(sk: u64, family: u16) -> Option<[u64; 2]> {
+    if family == AF_INET {
+        let address: u32 = M::read(sk, constant!(OFFSETS.sk_daddr))?;
+        return Some([0, 0xffff_0000_0000 | u64::from(u32::from_be(address))]);
+    }
+    let offset = constant!(OFFSETS.sk_v6_daddr);
+    let high: u64 = M::read(sk, offset)?;
+    let low: u64 = M::read(sk, offset + 8)?;
+    Some([u64::from_be(high), u64::from_be(low)])
+}
+
+/// Counts the result of an open, if this transition ends one: an active open leaves
+/// `SYN_SENT`, a passive one `SYN_RECV`, for `ESTABLISHED` or, failed, for `CLOSE` with the
+/// error the kernel set on the socket just before.
+#[inline(always)]
+fn count_peer<M: Memory>(sk: u64, netns: Namespace, family: u16, old: u32, new: u32) {
+    let result = match new {
+        TCP_ESTABLISHED => PeerResult::Ok,
+        TCP_CLOSE => PeerResult::of_error(M::read(sk, constant!(OFFSETS.sk_err)).unwrap_or(0)),
+        _ => return,
+    };
+    let (role, port) = match old {
+        TCP_SYN_SENT => {
+            let port: u16 = M::read(sk, constant!(OFFSETS.sk_dport)).unwrap_or(0);
+            (ROLE_CLIENT, u16::from_be(port))
+        }
+        TCP_SYN_RECV => (
+            ROLE_SERVER,
+            M::read(sk, constant!(OFFSETS.sk_num)).unwrap_or(0),
+        ),
+        _ => return,
+    };
+    let key = PeerKey {
+        netns: netns.inode,
+        role,
+        port,
+        address: [0; 2],
+    };
+    // An address that cannot be read, or whose low half is 0, counts under the overflow.
+    let key = match remote_address::<M>(sk, family) {
+        Some(address) if address[1] != 0 => PeerKey { address, ..key },
+        _ => key.overflow(),
+    };
+    add_peer_result(&key, result);
+}
+
+/// Adds one `result` to the peer `key`, or to its overflow identity where the table has no
+/// slot for the peer.
+#[inline(always)]
+fn add_peer_result(key: &PeerKey, result: PeerResult) {
+    let slots = peer_slots();
+    let [high, low] = key.address;
+    let slot = slots.find(key.slot_id(), high, low, |_| 0).or_else(|| {
+        let overflow = key.overflow();
+        let [high, low] = overflow.address;
+        slots.find(overflow.slot_id(), high, low, |_| 0)
+    });
+    let Some(index) = slot else {
+        return;
+    };
+    if let Some(counts) = PEERS.get_ptr_mut(index) {
+        // SAFETY: a map value shared by all CPUs, only ever added to atomically.
+        unsafe {
+            if let Some(count) = (*counts).results.get_mut(result as usize) {
+                atomic_xadd::<u64, u64, { SeqCst }>(count, 1);
+            }
+        }
+    }
+}
+
 /// Entry shared by the BTF-typed and raw tracepoints, which see the `struct sock *`.
 #[inline(always)]
 fn on_set_state<M: Memory>(sk: u64, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
@@ -122,7 +198,9 @@ fn on_set_state<M: Memory>(sk: u64, srtt_us: impl Fn() -> u32, old: u32, new: u3
         }
     }
     let family: u16 = M::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
-    count_transition(socket_namespace::<M>(sk), srtt_us, family, old, new);
+    let netns = socket_namespace::<M>(sk);
+    count_transition(netns, srtt_us, family, old, new);
+    count_peer::<M>(sk, netns, family, old, new);
 }
 
 /// `tcp_sock.srtt_us` of a socket given as a number.
@@ -164,6 +242,7 @@ pub fn nm_state_tp(ctx: TracePointContext) -> u32 {
     let family: u16 = Probe::read(base, tp_field!(state_family)).unwrap_or(0);
     let netns = socket_namespace::<Probe>(sk);
     count_transition(netns, || probe_srtt_us(sk), family, old as u32, new as u32);
+    count_peer::<Probe>(sk, netns, family, old as u32, new as u32);
     0
 }
 
@@ -177,5 +256,6 @@ pub fn nm_state_kprobe(ctx: ProbeContext) -> u32 {
     let family: u16 = Probe::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
     let netns = socket_namespace::<Probe>(sk);
     count_transition(netns, || probe_srtt_us(sk), family, old as u32, new as u32);
+    count_peer::<Probe>(sk, netns, family, old as u32, new as u32);
     0
 }

@@ -52,6 +52,8 @@ try {
   report.interface_count = await page.textContent("#interface-count");
   report.interface_more = await page.textContent("#interface-more");
   report.processes = await page.$$eval("#processes tbody tr td.name", (tds) => tds.map((td) => td.textContent));
+  await page.waitForFunction(() => document.querySelectorAll("#peers tbody tr").length > 0);
+  report.peers = await page.$$eval("#peers tbody tr td.name", (tds) => tds.map((td) => td.textContent));
   report.probes = await page.$$eval("#probes tbody tr", (trs) => trs.map((tr) => tr.textContent));
   report.markup = await page.evaluate(() => document.querySelectorAll("main b, main i, main script").length);
   report.connections = await page.$$eval("#connections tbody tr", (trs) => trs.length);

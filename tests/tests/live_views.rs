@@ -1,7 +1,8 @@
 //! The live views as a person uses them: the page at `/` in Debian's Chromium, and
 //! `netmon top` in a terminal under tmux, both against an agent with TLS and basic auth, in
-//! a namespace of the test's own with traffic across a veth, an interface named `<b>x` and a
-//! process whose name holds markup and a terminal escape sequence.
+//! a namespace of the test's own with traffic across a veth, an interface named `<b>x`, a
+//! process whose name holds markup and a terminal escape sequence, and a group of peers (the
+//! views' own connections on loopback) named the same way.
 use std::{
     path::PathBuf,
     process::{Child, Command},
@@ -16,6 +17,10 @@ const PASSWORD: &str = "s3cret-view";
 /// The hostile process's name: markup, and an escape sequence that would set a terminal's
 /// title to "pwn" (15 bytes at most: the kernel's limit for a name).
 const PROCESS_NAME: &str = "<i>\u{1b}]2;pwn\u{7}x";
+/// The hostile name of the loopback peers' group, and the configuration that gives it (TOML
+/// escapes).
+const PEER_GROUP: &str = "<b>lo\u{1b}]2;pwn\u{7}";
+const PEER_CONFIG: &str = "[peers.groups]\n\"127.0.0.0/8\" = \"<b>lo\\u001b]2;pwn\\u0007\"\n";
 
 /// What both views look at: an agent in a namespace of its own, reached over TLS with basic
 /// auth, a veth whose far end sends it datagrams all along (from the hostile process), and an
@@ -24,6 +29,7 @@ struct Scene {
     agent: Agent,
     pki: Pki,
     _web: ConfigFile,
+    _config: ConfigFile,
     ns: Netns,
     _peer: Netns,
     veth: Veth,
@@ -49,9 +55,15 @@ impl Scene {
             ),
             "yml",
         );
+        let config = ConfigFile::new(PEER_CONFIG);
         let agent = Agent::builder()
             .inside(&ns)
-            .args(&["--web-config", web.path_str()])
+            .args(&[
+                "--web-config",
+                web.path_str(),
+                "--config",
+                config.path_str(),
+            ])
             .ready_when_listening()
             .start();
         // At most 100 datagrams a second (100 kB/s, more than the views' own requests on
@@ -71,12 +83,24 @@ impl Scene {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>(),
         );
+        // The port accepts before the programs are attached: the views connect once they
+        // are, so that their own connections are counted (the peers panel shows them).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !agent.log().contains("serving /metrics") {
+            assert!(
+                Instant::now() < deadline,
+                "the agent never served:\n{}",
+                agent.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
         let (sender, ready) = spawn_python(&peer, &code);
         assert_eq!(ready, "ready");
         Self {
             agent,
             pki,
             _web: web,
+            _config: config,
             ns,
             _peer: peer,
             veth,
@@ -178,6 +202,10 @@ fn the_page_shows_the_host_live_in_chromium() {
     );
     assert!(
         strings("processes").contains(&PROCESS_NAME.to_string()),
+        "{report:#}"
+    );
+    assert!(
+        strings("peers").contains(&PEER_GROUP.to_string()),
         "{report:#}"
     );
     assert_eq!(report["markup"], 0);
@@ -332,11 +360,14 @@ fn netmon_top_shows_filters_and_quits_in_a_terminal() {
     let screen = tmux.wait_for("the hostile process", |s| s.contains("<i>x"));
     assert!(!screen.contains("pwn"), "{screen}");
     assert_ne!(tmux.format("#{pane_title}"), "pwn");
+    let screen = tmux.wait_for("the hostile peer group", |s| s.contains("<b>lo:"));
+    assert!(!screen.contains("pwn"), "{screen}");
     for section in [
         "Top processes",
         "Drops by reason",
         "Connections",
         "Findings",
+        "Peers",
     ] {
         assert!(screen.contains(section), "{section} missing:\n{screen}");
     }

@@ -291,6 +291,8 @@ fn make_activity_here() {
         s.write_all(b"x").unwrap();
     }
     server.join().unwrap();
+    // The listener is gone: a refused connect for the failing peers.
+    assert!(TcpStream::connect(addr).is_err());
 }
 
 #[test]
@@ -387,6 +389,8 @@ fn a_real_prometheus_answers_every_rule_and_panel_with_data() {
         "Interfaces",
         "Listening Sockets",
         "Top Talkers",
+        "Failing Peers",
+        "Connects by Peer",
     ] {
         assert!(
             panels.iter().any(|p| p["title"] == title),

@@ -187,6 +187,23 @@ fn check_tcp(agent: &Agent, pair: &LinkedNamespaces) {
         ],
         [1, 1, 0, 0]
     );
+    // Each open by peer: the client's to the server's address and port, the server's from
+    // the client's address to its listening port.
+    let peer = |netns: &str, role, peer: &str, port, result| {
+        let labels = [
+            ("netns", netns),
+            ("role", role),
+            ("peer", peer),
+            ("port", port),
+            ("result", result),
+        ];
+        m1.counter("netmon_tcp_peer_connects_total", &labels)
+            - m0.counter("netmon_tcp_peer_connects_total", &labels)
+    };
+    let (a_ip, b_ip) = (pair.veth.a_ip.as_str(), pair.veth.b_ip.as_str());
+    assert_eq!(peer(&na, "client", b_ip, "8000", "ok"), K);
+    assert_eq!(peer(&na, "client", b_ip, "8001", "refused"), 1);
+    assert_eq!(peer(&nb, "server", a_ip, "8000", "ok"), K);
     // No kernel structure read failed along the way.
     assert_eq!(m1.value("netmon_probe_read_failures_total", &[]), Some(0.0));
 }

@@ -31,6 +31,8 @@ impl Namer<'_> {
             transitions: transitions(&tables),
             handshakes: handshakes(&tables),
             tcp_events: tcp_events(&tables),
+            // Folded by the poll, which keeps the ledger of the names given.
+            peers: Vec::new(),
             programs,
             map_entries: Vec::new(),
         }

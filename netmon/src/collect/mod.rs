@@ -31,6 +31,7 @@ use crate::{
         KernelCounters, ListeningSocket, Owner, Snapshot, SocketHolders,
         drops::DropSampleRecord,
         kernel_tables::{NamespacedCount, TableRead},
+        peers::PeerLedger,
         probes::Hook,
         processes::ProcessLedger,
     },
@@ -74,6 +75,8 @@ pub struct Poller {
     drop_samples: u64,
     /// Socket I/O of processes from poll to poll, and the paths of their cgroups.
     ledger: ProcessLedger,
+    /// The peers each namespace has named, from poll to poll.
+    peers: PeerLedger,
     cgroups: CgroupPaths,
     started: Instant,
 }
@@ -92,6 +95,7 @@ impl Poller {
             symbols: KernelSymbols::open(),
             drop_samples: 0,
             ledger: ProcessLedger::default(),
+            peers: PeerLedger::default(),
             cgroups: CgroupPaths::open(),
             started: Instant::now(),
         }
@@ -237,7 +241,11 @@ impl Poller {
             reasons: self.probes.drop_reasons(),
             filter: &self.host.interfaces,
         };
+        let peers = self
+            .peers
+            .fold(&tables.peers, &self.host.peers, &snapshot.ephemeral_ports);
         snapshot.kernel = KernelCounters {
+            peers,
             map_entries: map_entries.unwrap_or_default(),
             ..namer.name(tables, programs)
         };

@@ -27,6 +27,9 @@ pub struct Thresholds {
     pub syn_recv: u64,
     /// Ephemeral ports in use as a percentage of the range (warning; 95 % is critical).
     pub ephemeral_ports_percent: f64,
+    /// Failed connects to or from one peer in the window from which it is reported (warning;
+    /// critical when none succeeded).
+    pub peer_failures: u64,
 }
 
 impl Default for Thresholds {
@@ -40,6 +43,7 @@ impl Default for Thresholds {
             syn_sent: 100,
             syn_recv: 100,
             ephemeral_ports_percent: 80.0,
+            peer_failures: 5,
         }
     }
 }

@@ -34,6 +34,16 @@ impl Config {
         lines.extend(probes(&self.probes));
         lines.push(thresholds(&self.diagnosis.thresholds));
         lines.push(drop_samples(&self.samples));
+        lines.push(format!(
+            "peers: {} named in each namespace, groups {:?}, public addresses {}",
+            self.peers.top,
+            self.peers.groups,
+            if self.peers.public {
+                "shown"
+            } else {
+                "folded into external"
+            }
+        ));
         lines.extend(expected_ports(&self.diagnosis));
         lines.join("\n")
     }
@@ -70,7 +80,7 @@ fn probes(probes: &ProbeSettings) -> [String; 4] {
 fn thresholds(t: &Thresholds) -> String {
     format!(
         "thresholds: error_rate {} %, drop_rate {} %, saturation {} %, ephemeral ports {} %, \
-         TIME_WAIT {}, CLOSE_WAIT {}, SYN_SENT {}, SYN_RECV {}",
+         TIME_WAIT {}, CLOSE_WAIT {}, SYN_SENT {}, SYN_RECV {}, failed connects to a peer {}",
         t.error_rate_percent,
         t.drop_rate_percent,
         t.saturation_percent,
@@ -78,7 +88,8 @@ fn thresholds(t: &Thresholds) -> String {
         t.time_wait,
         t.close_wait,
         t.syn_sent,
-        t.syn_recv
+        t.syn_recv,
+        t.peer_failures
     )
 }
 

@@ -17,6 +17,7 @@ use super::{
     PollSettings, Processes, ServerSettings, Thresholds,
 };
 use crate::{
+    model::peers::PeerFolding,
     model::probes::{AttachMethod, Hook, ProgramVariant},
     probes::ProbeSettings,
 };
@@ -71,6 +72,8 @@ pub(super) struct ConfigFile {
     drop_samples: DropSamples,
     /// Socket I/O by process: how many processes get series of their own.
     processes: Processes,
+    /// TCP peers: how many get series of their own, and what they are called.
+    peers: PeerFolding,
 }
 
 impl Default for ConfigFile {
@@ -94,6 +97,7 @@ impl Default for ConfigFile {
             expected_ports: Vec::new(),
             drop_samples: DropSamples::default(),
             processes: Processes::default(),
+            peers: PeerFolding::default(),
         }
     }
 }
@@ -119,6 +123,7 @@ impl From<ConfigFile> for Config {
             expected_ports,
             drop_samples,
             processes,
+            peers,
         } = file;
         Config {
             server: ServerSettings { listen, web_config },
@@ -142,6 +147,7 @@ impl From<ConfigFile> for Config {
             },
             samples: drop_samples,
             processes,
+            peers,
             diagnosis: DiagnosisSettings {
                 thresholds,
                 expected_ports,

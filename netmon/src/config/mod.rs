@@ -9,7 +9,10 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 
 use serde::Deserialize;
 
-use crate::probes::{ProbeSettings, SampleBudget};
+use crate::{
+    model::peers::PeerFolding,
+    probes::{ProbeSettings, SampleBudget},
+};
 
 mod diagnosis;
 mod explain;
@@ -42,6 +45,8 @@ pub struct Config {
     pub samples: DropSamples,
     /// Socket I/O by process: how many processes get series of their own.
     pub processes: Processes,
+    /// TCP peers: how many get series of their own, and what they are called.
+    pub peers: PeerFolding,
     /// What the diagnosis reports.
     pub diagnosis: DiagnosisSettings,
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::Config;
-use crate::probes::SampleBudget;
+use crate::{model::peers::PeerFolding, probes::SampleBudget};
 
 /// What the operator can tell the collectors.
 #[derive(Clone, Debug, PartialEq)]
@@ -19,6 +19,8 @@ pub struct HostSettings {
     pub top_processes: usize,
     /// Whether processes are shown with their command lines.
     pub command_lines: bool,
+    /// How peers are named and folded.
+    pub peers: PeerFolding,
 }
 
 impl Config {
@@ -30,6 +32,7 @@ impl Config {
             drop_sample_budget: self.samples.budget(),
             top_processes: self.processes.top,
             command_lines: self.processes.command_line,
+            peers: self.peers.clone(),
         }
     }
 }

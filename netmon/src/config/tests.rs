@@ -109,4 +109,19 @@ fn refuses_bad_input_with_a_clear_error() {
     assert!(err("[drop_samples]\nper_cpu_rate = -1.0").contains("from 0 to"));
     assert!(err("[drop_samples]\nper_cpu_burst = 100000").contains("at most 512"));
     assert!(err("[drop_samples]\nkeep = 0").contains("from 1 to"));
+    assert!(err("[peers]\ntop = 5000").contains("at most 1000"));
+    assert!(err("[peers.groups]\n\"10.0.0.0/33\" = \"x\"").contains("invalid"));
+    assert!(err("[peers.groups]\n\"10.0.0.0/8\" = \"other\"").contains("a name of its own"));
+}
+
+#[test]
+fn peer_groups_are_read_as_ranges() {
+    let config = Config::from_toml(
+        "[peers]\ntop = 5\npublic = true\n[peers.groups]\n\"10.96.0.0/12\" = \"cluster-services\"",
+    )
+    .unwrap();
+    assert_eq!(config.peers.top, 5);
+    assert!(config.peers.public);
+    let range: ipnet::IpNet = "10.96.0.0/12".parse().unwrap();
+    assert_eq!(config.peers.groups[&range], "cluster-services");
 }

@@ -6,15 +6,22 @@ use netmon_common::samples::{DROP_SAMPLE_RING_BYTES, DropSample};
 use super::{
     Config, DropSamples, ExpectedPort, InterfaceSettings, PollSettings, Processes, Thresholds,
 };
-use crate::{model::probes::AttachMethod, probes::ProbeSettings};
+use crate::{
+    model::{
+        peers::{EXTERNAL, OTHER, PeerFolding},
+        probes::AttachMethod,
+    },
+    probes::ProbeSettings,
+};
 
 /// Bounds of the drop sampling settings: a CPU's burst fills at most about three quarters
 /// of the ring of samples, and the agent keeps a bounded record.
 const MAX_SAMPLE_RATE: f64 = 10_000.0;
 const MAX_SAMPLE_BURST: u64 = 512;
 const MAX_SAMPLES_KEPT: usize = 100_000;
-/// The most processes with series of their own.
+/// The most processes with series of their own, and peers in each namespace.
 const MAX_TOP_PROCESSES: usize = 1000;
+const MAX_TOP_PEERS: usize = 1000;
 
 impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
@@ -28,6 +35,7 @@ impl Config {
         history_length(&self.poll)?;
         drop_samples(&self.samples)?;
         processes(&self.processes)?;
+        peers(&self.peers)?;
         probe_methods(&self.probes)
     }
 }
@@ -123,6 +131,18 @@ fn processes(processes: &Processes) -> anyhow::Result<()> {
             "processes.top = {}: at most {MAX_TOP_PROCESSES}",
             processes.top
         );
+    }
+    Ok(())
+}
+
+fn peers(peers: &PeerFolding) -> anyhow::Result<()> {
+    if peers.top > MAX_TOP_PEERS {
+        bail!("peers.top = {}: at most {MAX_TOP_PEERS}", peers.top);
+    }
+    for (range, name) in &peers.groups {
+        if name.is_empty() || name == OTHER || name == EXTERNAL {
+            bail!("peers.groups.\"{range}\" = {name:?}: a group needs a name of its own");
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod connections;
 mod ephemeral_ports;
 mod errors;
 mod packet_loss;
+mod peers;
 mod ports;
 mod saturation;
 
@@ -21,6 +22,7 @@ use connections::connection_states;
 use ephemeral_ports::ephemeral_ports;
 use errors::error_rates;
 use packet_loss::packet_loss;
+use peers::failing_peers;
 use ports::ports;
 use saturation::saturation;
 
@@ -132,6 +134,7 @@ pub fn diagnose_window(
         newest,
     );
     ephemeral_ports(&mut findings, thresholds, newest);
+    failing_peers(&mut findings, thresholds, (oldest, newest), window_seconds);
     connection_states(
         &mut findings,
         thresholds,

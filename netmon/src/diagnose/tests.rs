@@ -352,3 +352,45 @@ fn ephemeral_port_exhaustion() {
             .is_empty()
     );
 }
+
+#[test]
+fn failing_peers_are_named_with_their_result() {
+    let peer = |at: f64, ok: u64, refused: u64| {
+        let mut snapshot = snapshot(at, quiet());
+        snapshot.kernel.peers = vec![crate::model::peers::TcpPeer {
+            netns: 4_026_532_000,
+            role: "client",
+            peer: "10.0.3.7".to_string(),
+            port: "5432".to_string(),
+            results: [ok, refused, 0, 0, 0].into(),
+        }];
+        snapshot
+    };
+    let healthy = run(
+        &history(vec![peer(0.0, 3, 1), peer(10.0, 9, 2)]),
+        &Config::default(),
+    );
+    assert!(healthy.findings.is_empty(), "{healthy:?}");
+    let failing = run(
+        &history(vec![peer(0.0, 3, 1), peer(10.0, 15, 41)]),
+        &Config::default(),
+    );
+    let finding = &failing.findings[0];
+    assert_eq!(
+        (finding.id, finding.severity, finding.subject.as_str()),
+        (
+            "peer_connect_failures",
+            Severity::Warning,
+            "netns 4026532000 client 10.0.3.7:5432"
+        )
+    );
+    assert_eq!(
+        finding.summary,
+        "netns 4026532000: 40 of 52 connects to 10.0.3.7:5432 refused in 10 s"
+    );
+    let refused_only = run(
+        &history(vec![peer(0.0, 3, 1), peer(10.0, 3, 6)]),
+        &Config::default(),
+    );
+    assert_eq!(refused_only.findings[0].severity, Severity::Critical);
+}

@@ -15,7 +15,7 @@ use crate::{
     export::{
         drops,
         exposition::Expositions,
-        history, metrics, page, processes,
+        history, metrics, page, peers, processes,
         respond::{error, method_not_allowed},
     },
     model::{Interface, Snapshot},
@@ -63,6 +63,7 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/api/v1/tcp", get(tcp_handler))
         .route("/api/v1/tcp/transitions", get(transitions_handler))
         .route("/api/v1/tcp/handshakes", get(handshakes_handler))
+        .route("/api/v1/tcp/peers", get(peers::peers_handler))
         .route("/api/v1/processes", get(processes::processes_handler))
         .route("/api/v1/cgroups", get(processes::cgroups_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })

@@ -5,6 +5,7 @@ mod history;
 pub mod http;
 pub mod metrics;
 mod page;
+mod peers;
 mod processes;
 pub mod report;
 pub mod respond;

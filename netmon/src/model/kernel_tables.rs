@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use netmon_common::{
     drops::DropKey,
     handshakes::{HandshakeHistogram, HandshakeKey},
+    peers::{PeerConnects, PeerKey},
     slots::{NamespacedSlot, SlotKey},
     tcp_events::TcpEventKey,
     traffic::{InterfaceKey, InterfaceTraffic},
@@ -89,6 +90,7 @@ pub struct TableRead {
     pub transitions: Rows<TransitionKey>,
     pub tcp_events: Rows<TcpEventKey>,
     pub handshakes: Rows<HandshakeKey>,
+    pub peers: Rows<PeerKey>,
 }
 
 impl TableRead {
@@ -99,6 +101,7 @@ impl TableRead {
         visitor.table(&mut self.transitions);
         visitor.table(&mut self.tcp_events);
         visitor.table(&mut self.handshakes);
+        visitor.table(&mut self.peers);
     }
 
     /// Visits every table, with no rows: for work done table by table, such as reading them.
@@ -204,6 +207,13 @@ impl TableKey for HandshakeKey {
     }
 }
 
+impl TableKey for PeerKey {
+    const BY_DEVICE: bool = false;
+    fn netns(&self) -> u32 {
+        self.netns
+    }
+}
+
 impl TableValue for u64 {
     fn absorb(&mut self, other: &Self) {
         *self += other;
@@ -236,5 +246,16 @@ impl TableValue for HandshakeHistogram {
     }
     fn total(&self) -> u64 {
         self.buckets.iter().sum()
+    }
+}
+
+impl TableValue for PeerConnects {
+    fn absorb(&mut self, other: &Self) {
+        for (total, count) in self.results.iter_mut().zip(other.results) {
+            *total += count;
+        }
+    }
+    fn total(&self) -> u64 {
+        self.results.iter().sum()
     }
 }

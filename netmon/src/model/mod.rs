@@ -11,6 +11,7 @@ use serde::Serialize;
 
 pub mod drops;
 pub mod kernel_tables;
+pub mod peers;
 pub mod probes;
 pub mod processes;
 
@@ -214,6 +215,8 @@ pub struct KernelCounters {
     pub handshakes: Vec<HandshakeHistogram>,
     /// Retransmits and resets by namespace.
     pub tcp_events: Vec<TcpEvents>,
+    /// Connection results by namespace, role and peer, folded (`peers::PeerLedger`).
+    pub peers: Vec<peers::TcpPeer>,
     #[serde(flatten)]
     pub programs: ProgramCounters,
     /// Slots in use in each kernel table after the poll's clean-up.
@@ -225,6 +228,9 @@ pub struct KernelCounters {
 pub struct ProgramCounters {
     /// What each table could not store, as it had no free slot for a new identity.
     pub map_full: Vec<(&'static str, u64)>,
+    /// Events each hook's program did not see (the kernel skipped it, nested on a CPU), by
+    /// hook; empty before Linux 5.12, which does not count them.
+    pub missed: Vec<(&'static str, u64)>,
     /// Namespace teardowns the kernel could not tell the agent of (its ring was full).
     pub namespace_notices_lost: u64,
     /// Kernel memory of each table's maps, in bytes.

@@ -56,6 +56,12 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         inode_mode: btf.byte_offset("inode", "i_mode")?,
         inode_ino: btf.byte_offset("inode", "i_ino")?,
         sk_type: btf.member_offset("sock", "sk_type")?.byte_offset,
+        sk_err: btf.byte_offset("sock", "sk_err")?,
+        sk_daddr: btf.byte_offset("sock", "__sk_common.skc_daddr")?,
+        sk_dport: btf.byte_offset("sock", "__sk_common.skc_dport")?,
+        sk_v6_daddr: btf
+            .byte_offset("sock", "__sk_common.skc_v6_daddr")
+            .unwrap_or(0),
     })
 }
 

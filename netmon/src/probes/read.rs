@@ -1,6 +1,9 @@
 //! Reading the tables counted by namespace, and freeing the slots the namespace judge found
 //! gone.
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd as _, AsRawFd as _},
+};
 
 use anyhow::bail;
 use aya::{
@@ -23,7 +26,7 @@ use crate::{
     probes::{
         Probes,
         slots::{self, Tags, map},
-        tables::TableTags,
+        tables::{TableTags, fdinfo},
     },
 };
 
@@ -61,10 +64,29 @@ impl Probes {
             .collect();
         Ok(ProgramCounters {
             map_full,
+            missed: self.missed(ebpf),
             namespace_notices_lost: totals[Event::NamespaceNoticeLost as usize],
             read_failures: totals[Event::ReadFailed as usize],
             map_bytes: self.map_bytes.clone(),
         })
+    }
+
+    /// Events each attached hook's program did not see: the kernel skips a program that is
+    /// already running on the CPU (a softirq that interrupts it on the same hook), and counts
+    /// the skip (`recursion_misses` in the program's fdinfo, Linux 5.12 and later; absent
+    /// before, where nothing is counted).
+    fn missed(&self, ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
+        let attached = self
+            .status
+            .iter()
+            .filter_map(|s| Some((s.probe, s.method?)));
+        attached
+            .filter_map(|(hook, method)| {
+                let program = ebpf.program(&hook.program(method)?)?;
+                let fd = program.fd().ok()?.as_fd().as_raw_fd();
+                Some((hook.as_str(), fdinfo(fd, "recursion_misses:")?))
+            })
+            .collect()
     }
 
     /// Frees the slots `departures` names, in one pass over each table's tags. Returns how

@@ -80,7 +80,7 @@ pub(super) fn map_bytes(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
                     Map::Array(data)
                     | Map::PerCpuArray(data)
                     | Map::RingBuf(data)
-                    | Map::HashMap(data) => memlock(data.fd().as_fd().as_raw_fd()),
+                    | Map::HashMap(data) => fdinfo(data.fd().as_fd().as_raw_fd(), "memlock:"),
                     _ => None,
                 })
                 .sum();
@@ -89,11 +89,13 @@ pub(super) fn map_bytes(ebpf: &Ebpf) -> Vec<(&'static str, u64)> {
         .collect()
 }
 
-fn memlock(fd: i32) -> Option<u64> {
+/// A number the kernel shows of a BPF object in the descriptor's fdinfo (`memlock:` of a map,
+/// `recursion_misses:` of a program).
+pub(super) fn fdinfo(fd: i32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
         .ok()?
         .lines()
-        .find_map(|line| line.strip_prefix("memlock:"))?
+        .find_map(|line| line.strip_prefix(field))?
         .trim()
         .parse()
         .ok()

@@ -108,6 +108,25 @@ pub struct Sample {
     pub location: String,
 }
 
+/// A peer's connects (`/api/v1/tcp/peers`), as the agent orders them: failing first.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Peer {
+    pub role: String,
+    pub peer: String,
+    pub port: String,
+    pub results: BTreeMap<String, u64>,
+}
+
+impl Peer {
+    pub fn ok(&self) -> u64 {
+        self.results.get("ok").copied().unwrap_or(0)
+    }
+
+    pub fn failed(&self) -> u64 {
+        self.results.values().sum::<u64>() - self.ok()
+    }
+}
+
 /// One poll of the API.
 #[derive(Clone, Debug, Default)]
 pub struct Data {
@@ -115,6 +134,7 @@ pub struct Data {
     pub drops: Vec<KernelDrop>,
     pub connections: BTreeMap<String, u64>,
     pub processes: Vec<Process>,
+    pub peers: Vec<Peer>,
     pub findings: Vec<Finding>,
     pub recent_drops: Vec<Sample>,
     /// The selected interface's History.
@@ -143,6 +163,7 @@ impl Data {
                 .map(|c| (c.state, c.count))
                 .collect(),
             processes: client.get::<Items<Process>>("/api/v1/processes")?.items,
+            peers: client.get::<Items<Peer>>("/api/v1/tcp/peers")?.items,
             findings: client.get::<Diagnosis>("/api/v1/diagnosis")?.findings,
             recent_drops: client
                 .get::<Items<Sample>>("/api/v1/drops/recent?limit=10")?

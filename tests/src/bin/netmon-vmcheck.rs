@@ -324,6 +324,23 @@ fn main() {
         handshakes("passive") == CONNECTIONS,
         format!("{}", handshakes("passive")),
     );
+    // Each open by peer: the client's to 127.0.0.1:7000, the server's from 127.0.0.1 to its
+    // listening port.
+    for role in ["client", "server"] {
+        let labels = [
+            ("netns", ns.as_str()),
+            ("role", role),
+            ("peer", "127.0.0.1"),
+            ("port", "7000"),
+            ("result", "ok"),
+        ];
+        let n = m.counter("netmon_tcp_peer_connects_total", &labels);
+        all &= check(
+            &format!("{role} connects by peer"),
+            n == CONNECTIONS,
+            format!("{n} (expected {CONNECTIONS})"),
+        );
+    }
     let state_probe = probe("inet_sock_set_state");
     let limits = state_probe["limits"].as_str().unwrap_or_default();
     all &= check(

@@ -157,6 +157,18 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     }
     push(memory);
 
+    let mut missed = Family::new(
+        "netmon_probe_missed_total",
+        "Events a hook's program did not see: the kernel skips a program already running on \
+         the CPU (a softirq interrupting it on the same hook) and counts the skip \
+         (recursion_misses, Linux 5.12 and later).",
+        MetricType::COUNTER,
+    );
+    for (probe, count) in &kernel.programs.missed {
+        missed.sample(&[("probe", probe)], *count as f64);
+    }
+    push(missed);
+
     let mut read_failures = Family::new(
         "netmon_probe_read_failures_total",
         "Kernel memory reads that failed inside the programs.",

@@ -1,10 +1,11 @@
 //! Prometheus exposition of a Snapshot. Every family is named and described once, in the
-//! file of the part of the Snapshot it comes from: `host`, `kernel`, `processes`, `agent`; `format`
-//! writes them out.
+//! file of the part of the Snapshot it comes from: `host`, `kernel`, `peers`, `processes`,
+//! `agent`; `format` writes them out.
 mod agent;
 mod format;
 mod host;
 mod kernel;
+mod peers;
 mod processes;
 
 pub use format::{OPENMETRICS_FORMAT, render_openmetrics, render_text, wants_openmetrics};
@@ -87,6 +88,7 @@ pub fn families(snapshot: &Snapshot, agent: &AgentStatus) -> Vec<MetricFamily> {
     let mut out = Vec::new();
     host::families(snapshot, &mut out);
     kernel::families(snapshot, &mut out);
+    peers::families(snapshot, &mut out);
     processes::families(snapshot, &mut out);
     agent::families(snapshot, agent, &mut out);
     // Families with no sample are left out: the text format has nothing to say for them.

@@ -209,6 +209,16 @@ function renderProcesses(processes) {
   fill(document.querySelector("#processes tbody"), rows);
 }
 
+// Failing first, as the API orders them.
+function renderPeers(peers) {
+  const results = ["ok", "refused", "timeout", "unreachable", "other"];
+  const rows = peers.items.slice(0, 20).map((p) => row([
+    num(p.netns), p.role, el("td", p.peer, "name"), p.port,
+    ...results.map((r) => num(human(p.results[r]), r !== "ok" && p.results[r] > 0 ? "critical" : "")),
+  ]));
+  fill(document.querySelector("#peers tbody"), rows);
+}
+
 function renderStatus(status) {
   state.thresholds = status.thresholds;
   document.getElementById("agent").textContent = "agent " + status.version;
@@ -226,10 +236,10 @@ async function showHistory() {
 async function refresh() {
   const problem = document.getElementById("problem");
   try {
-    const [status, interfaces, diagnosis, drops, recent, connections, listening, processes] = await Promise.all([
+    const [status, interfaces, diagnosis, drops, recent, connections, listening, processes, peers] = await Promise.all([
       get("/api/v1/status"), get("/api/v1/interfaces"), get("/api/v1/diagnosis"), get("/api/v1/drops"),
       get("/api/v1/drops/recent?limit=15"), get("/api/v1/connections"), get("/api/v1/listening"),
-      get("/api/v1/processes"),
+      get("/api/v1/processes"), get("/api/v1/tcp/peers"),
     ]);
     renderStatus(status);
     state.interfaces = interfaces.items;
@@ -241,6 +251,7 @@ async function refresh() {
     renderConnections(connections);
     renderListening(listening);
     renderProcesses(processes);
+    renderPeers(peers);
     document.getElementById("updated").textContent =
       "updated " + new Date(status.snapshot_timestamp_ms).toLocaleTimeString();
     problem.hidden = true;

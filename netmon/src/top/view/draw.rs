@@ -1,5 +1,5 @@
 //! How the view is drawn with ratatui: the title, the interfaces with their trends, the
-//! selected one's history, processes, drops, connections and findings.
+//! selected one's history, processes, drops, connections, findings, peers and recent drops.
 use ratatui::{
     Frame,
     layout::{Constraint, Layout, Rect},
@@ -35,10 +35,14 @@ impl App {
         self.render_processes(frame, processes);
         self.render_drops(frame, drops);
         self.render_connections(frame, connections);
-        let [findings, recent] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
-                .areas(bottom);
+        let [findings, peers, recent] = Layout::horizontal([
+            Constraint::Percentage(35),
+            Constraint::Percentage(30),
+            Constraint::Percentage(35),
+        ])
+        .areas(bottom);
         self.render_findings(frame, findings);
+        self.render_peers(frame, peers);
         self.render_recent_drops(frame, recent);
         let keys = if self.editing_filter {
             "type a name  Enter keep  Esc clear"
@@ -203,6 +207,38 @@ impl App {
                 .borders(Borders::ALL)
                 .title("Top processes"),
         );
+        frame.render_widget(table, area);
+    }
+
+    /// The peers, failing first as the agent orders them.
+    fn render_peers(&self, frame: &mut Frame, area: Rect) {
+        let rows = self.data.peers.iter().map(|p| {
+            let failed = p.failed();
+            let style = if failed > 0 {
+                Style::default().fg(Color::Red)
+            } else {
+                Style::default()
+            };
+            Row::new(vec![
+                clean(&p.role),
+                format!("{}:{}", clean(&p.peer), clean(&p.port)),
+                human(p.ok() as f64),
+                human(failed as f64),
+            ])
+            .style(style)
+        });
+        let widths = [
+            Constraint::Length(6),
+            Constraint::Min(12),
+            Constraint::Length(6),
+            Constraint::Length(6),
+        ];
+        let table = Table::new(rows, widths)
+            .header(
+                Row::new(["role", "peer", "ok", "failed"])
+                    .style(Style::default().add_modifier(Modifier::BOLD)),
+            )
+            .block(Block::default().borders(Borders::ALL).title("Peers"));
         frame.render_widget(table, area);
     }
 

@@ -1,0 +1,195 @@
+//! The TCP peer table: connections opened and accepted by (namespace, role, remote address,
+//! port), each with its result, counted as the socket leaves `SYN_SENT` or `SYN_RECV`.
+use crate::slots::{CLAIMED, CountsKept, SlotKey, SlotTableSpec, SlotTag};
+
+/// Capacity of the TCP peer table: (namespace, role, remote address, port).
+pub const MAX_PEER_KEYS: u32 = 4096;
+
+/// The table's maps: tags, counts shared by all CPUs, and the claims of the bounded-walk
+/// build.
+pub const TAGS: &str = "PEER_TAGS";
+pub const COUNTS: &str = "PEERS";
+pub const CLAIMS: &str = "PEER_CLAIMS";
+pub const TABLE: SlotTableSpec = SlotTableSpec {
+    number: 6,
+    label: "peers",
+    slots: MAX_PEER_KEYS,
+    tags: TAGS,
+    counts: COUNTS,
+    claims: CLAIMS,
+    kept: CountsKept::Shared,
+    maps: &[TAGS, COUNTS, CLAIMS],
+};
+
+/// Roles: this host opened the connection (the port is the remote one), or accepted it (the
+/// port is the local, listening one).
+pub const ROLE_CLIENT: u8 = 0;
+pub const ROLE_SERVER: u8 = 1;
+
+/// Results of a connection attempt, the index of its count.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PeerResult {
+    /// The handshake completed.
+    Ok = 0,
+    /// A reset answered the SYN (`ECONNREFUSED`; an ICMP port unreachable gives the same).
+    Refused = 1,
+    /// No answer: the SYN retries ran out (`ETIMEDOUT`).
+    Timeout = 2,
+    /// An ICMP destination unreachable (`EHOSTUNREACH`, `ENETUNREACH`, `EACCES` for
+    /// administratively prohibited).
+    Unreachable = 3,
+    /// Any other error, or none (the socket was closed while connecting).
+    Other = 4,
+}
+
+impl PeerResult {
+    pub const ALL: [PeerResult; 5] = [
+        Self::Ok,
+        Self::Refused,
+        Self::Timeout,
+        Self::Unreachable,
+        Self::Other,
+    ];
+
+    /// The result of an attempt that ended in `CLOSE` with the socket's error `sk_err`.
+    #[inline(always)]
+    pub fn of_error(sk_err: i32) -> Self {
+        match sk_err {
+            ECONNREFUSED => Self::Refused,
+            ETIMEDOUT => Self::Timeout,
+            EHOSTUNREACH | ENETUNREACH | EACCES | EHOSTDOWN => Self::Unreachable,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::Timeout => "timeout",
+            Self::Unreachable => "unreachable",
+            Self::Other => "other",
+        }
+    }
+}
+
+// Linux's errno values (asm-generic/errno.h), the same on every architecture netmon runs on.
+const EACCES: i32 = 13;
+const ENETUNREACH: i32 = 101;
+const ETIMEDOUT: i32 = 110;
+const ECONNREFUSED: i32 = 111;
+const EHOSTDOWN: i32 = 112;
+const EHOSTUNREACH: i32 = 113;
+
+/// The remote address of the identity that counts what has no slot of its own: all ones,
+/// a multicast address no TCP connection has.
+pub const OVERFLOW_ADDRESS: [u64; 2] = [u64::MAX, u64::MAX];
+
+/// What a peer slot counts: the attempts of one role to or from one remote address and port
+/// in one namespace. The address is IPv6, an IPv4 address mapped into it (`::ffff:a.b.c.d`),
+/// as two big-endian halves: the slot's `extra` and `extra2`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey {
+    /// Namespace inode of the socket; 0 when it could not be read.
+    pub netns: u32,
+    /// [`ROLE_CLIENT`] or [`ROLE_SERVER`].
+    pub role: u8,
+    /// The remote port of a client, the local port of a server; 0 for the overflow identity.
+    pub port: u16,
+    /// The remote address, high and low halves; [`OVERFLOW_ADDRESS`] for the overflow.
+    pub address: [u64; 2],
+}
+
+impl PeerKey {
+    /// The first word of the slot identity; the address is the second and third. The low
+    /// half of an address is never 0 in a slot: such an address (a subnet-router anycast
+    /// address, no usual peer) counts under the overflow identity, as a complete claim needs
+    /// a third word that is not 0.
+    #[inline(always)]
+    pub fn slot_id(&self) -> u64 {
+        ((self.netns as u64) << 32) | CLAIMED | ((self.role as u64) << 16) | self.port as u64
+    }
+
+    /// The key of the slot that counts what this key cannot: the overflow identity of its
+    /// namespace and role.
+    #[inline(always)]
+    pub fn overflow(&self) -> Self {
+        Self {
+            port: 0,
+            address: OVERFLOW_ADDRESS,
+            ..*self
+        }
+    }
+
+    /// Whether this is an overflow identity.
+    pub fn is_overflow(&self) -> bool {
+        self.address == OVERFLOW_ADDRESS && self.port == 0
+    }
+}
+
+/// The counts of one peer slot, shared by all CPUs and added to atomically: attempts by
+/// result ([`PeerResult`] as index).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerConnects {
+    pub results: [u64; 5],
+}
+
+/// A peer slot counts the peer its words name, once its claim is complete. Its namespace has
+/// no cookie in the identity (the address takes the words): a namespace is told from an
+/// earlier one with its inode by the teardown notices, which free the earlier one's slots.
+impl SlotKey for PeerKey {
+    const TABLE: &'static SlotTableSpec = &TABLE;
+    type Value = PeerConnects;
+
+    fn from_tag(tag: &SlotTag) -> Option<Self> {
+        tag.is_complete().then_some(Self {
+            netns: (tag.id >> 32) as u32,
+            role: (tag.id >> 16) as u8,
+            port: tag.id as u16,
+            address: [tag.extra, tag.extra2],
+        })
+    }
+
+    fn netns_cookie(_: &SlotTag) -> u64 {
+        0
+    }
+}
+
+// SAFETY: `#[repr(C)]`, only integers, no implicit padding.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for PeerConnects {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_slots_round_trip_without_a_cookie() {
+        let key = PeerKey {
+            netns: 4_026_532_000,
+            role: ROLE_SERVER,
+            port: 5432,
+            address: [0, 0x0000_ffff_0a00_0307],
+        };
+        let tag = SlotTag {
+            id: key.slot_id(),
+            extra: key.address[0],
+            extra2: key.address[1],
+            meta: 0,
+        };
+        assert_eq!(PeerKey::from_tag(&tag), Some(key));
+        assert_eq!(PeerKey::netns_cookie(&tag), 0);
+        assert!(key.overflow().is_overflow());
+        assert!(!key.is_overflow());
+    }
+
+    #[test]
+    fn errors_name_results() {
+        assert_eq!(PeerResult::of_error(111), PeerResult::Refused);
+        assert_eq!(PeerResult::of_error(110), PeerResult::Timeout);
+        assert_eq!(PeerResult::of_error(113), PeerResult::Unreachable);
+        assert_eq!(PeerResult::of_error(0), PeerResult::Other);
+    }
+}
