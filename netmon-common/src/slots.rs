@@ -3,7 +3,7 @@
 
 // Capacities are powers of two. The per-CPU tables take their size times the CPUs: they are
 // sized for a busy host (hundreds of containers) and no more, so that a 128-CPU host pays
-// at most 32 MiB of kernel memory for all of them (BENCHMARKS.md, table 7).
+// about 32 MiB of kernel memory for all of them (BENCHMARKS.md, table 7).
 
 /// further, and they stop at their own slot; a full table costs each refused event 128.
 pub const SLOT_PROBES: u32 = 128;

@@ -19,8 +19,8 @@ use netmon_common::{
 
 use crate::{
     kernel::{
-        AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, Namespace, Probe, constant, socket_namespace,
-        tp_field,
+        AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, Namespace, Probe, constant, offsets_known,
+        socket_namespace, tp_field,
     },
     maps::{HANDSHAKES, PEERS, handshake_slots, peer_slots, transitions},
 };
@@ -134,6 +134,10 @@ fn remote_address<M: Memory>(sk: u64, family: u16) -> Option<[u64; 2]> {
 /// error the kernel set on the socket just before.
 #[inline(always)]
 fn count_peer<M: Memory>(sk: u64, netns: Namespace, family: u16, old: u32, new: u32) {
+    // The classic tracepoint also runs without BTF; the socket's fields need its offsets.
+    if !offsets_known() {
+        return;
+    }
     let result = match new {
         TCP_ESTABLISHED => PeerResult::Ok,
         TCP_CLOSE => PeerResult::of_error(M::read(sk, constant!(OFFSETS.sk_err)).unwrap_or(0)),

@@ -121,6 +121,12 @@ fn without_btf_the_hooks_that_need_it_are_reported_and_the_rest_count() {
             ]
         ) >= 1
     );
+    // Connections by peer need the socket's offsets: none counted, and the status says so.
+    let peers = m.find("netmon_tcp_peer_connects_total", &[]);
+    assert!(peers.is_empty(), "{peers:?}");
+    let state = probe_status(&s, "inet_sock_set_state");
+    let limits = state["limits"].as_str().unwrap_or_default();
+    assert!(limits.contains("not counted by peer"), "{state}");
     // Host statistics are complete.
     assert!(
         m.value("netmon_network_mtu_bytes", &[("interface", "lo")])

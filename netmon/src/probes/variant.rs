@@ -19,6 +19,8 @@ pub(super) struct KernelFeatures {
     /// Drop reasons: `enum skb_drop_reason`, which came with the reason argument of the
     /// `kfree_skb` tracepoint (Linux 5.17).
     pub(super) drop_reasons: bool,
+    /// BTF itself, which gives the offsets of the kernel's structures.
+    pub(super) btf: bool,
 }
 
 impl KernelFeatures {
@@ -28,6 +30,7 @@ impl KernelFeatures {
         Self {
             bpf_loop: helpers.is_some_and(|h| h.iter().any(|(name, _)| name == "BPF_FUNC_loop")),
             drop_reasons: btf.is_some_and(|btf| btf.enum_values("skb_drop_reason").is_some()),
+            btf: btf.is_some(),
         }
     }
 
@@ -49,6 +52,9 @@ impl KernelFeatures {
         if status.probe == Hook::KfreeSkb && !self.drop_reasons {
             status.limit(NO_DROP_REASON);
         }
+        if status.probe == Hook::InetSockSetState && !self.btf {
+            status.limit(NO_OFFSETS);
+        }
         let socket_hook = matches!(status.probe, Hook::SockSendLength | Hook::SockRecvLength);
         if socket_hook && variant == ProgramVariant::BoundedWalk {
             status.limit(NO_SOCKET_MEMO);
@@ -69,6 +75,11 @@ const NO_DROP_REASON: &str = "no drop reason (needs Linux >= 5.17): drops are co
      reason \"unknown\" by device and protocol, and their samples name the kernel function \
      that freed the packet";
 
+/// What the state hook's classic tracepoint cannot do without BTF.
+const NO_OFFSETS: &str = "no BTF, so no structure offsets (needs a kernel built with \
+     CONFIG_DEBUG_INFO_BTF): transitions count under namespace 0, and connections are not \
+     counted by peer";
+
 /// Why the socket memos are off in the programs for kernels without `bpf_loop`.
 pub(super) const NO_SOCKET_MEMO: &str = "no per-CPU memo of the calling thread (needs Linux >= \
      5.17, the programs with bpf_loop): each call counts in its process's slot, exactly and \
@@ -84,10 +95,12 @@ mod tests {
         let old = KernelFeatures {
             bpf_loop: false,
             drop_reasons: false,
+            btf: true,
         };
         let new = KernelFeatures {
             bpf_loop: true,
             drop_reasons: true,
+            btf: true,
         };
         assert_eq!(old.variant(None), ProgramVariant::BoundedWalk);
         assert_eq!(new.variant(None), ProgramVariant::BpfLoop);
@@ -102,6 +115,7 @@ mod tests {
         let old = KernelFeatures {
             bpf_loop: false,
             drop_reasons: false,
+            btf: true,
         };
         let variant = old.variant(None);
         let mut drop = ProbeStatus::new(Hook::KfreeSkb, Some(AttachMethod::TpBtf), vec![]);
@@ -113,5 +127,11 @@ mod tests {
         let mut xmit = ProbeStatus::new(Hook::NetDevXmit, Some(AttachMethod::TpBtf), vec![]);
         old.add_limits(variant, &mut xmit);
         assert_eq!(xmit.limits, None);
+        let mut state = ProbeStatus::new(Hook::InetSockSetState, Some(AttachMethod::TpBtf), vec![]);
+        old.add_limits(variant, &mut state);
+        assert_eq!(state.limits, None);
+        let no_btf = KernelFeatures { btf: false, ..old };
+        no_btf.add_limits(variant, &mut state);
+        assert!(state.limits.unwrap().contains("not counted by peer"));
     }
 }
