@@ -1,22 +1,27 @@
 //! `/api/v1/drops/recent` and `/api/v1/drops/top`: the sampled drops, newest first, and
 //! their aggregates by (reason, location, flow), filtered by the query.
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Json,
-    extract::{Query, State, rejection::QueryRejection},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use serde_json::json;
 
-use crate::{export::respond::error, model::drops::DropFilter, state::AgentState};
-
-type Parameters = Result<Query<HashMap<String, String>>, QueryRejection>;
+use crate::{
+    export::{
+        query::{Parameters, pairs},
+        respond::error,
+    },
+    model::drops::DropFilter,
+    state::AgentState,
+};
 
 /// What a request may ask for: the filter and how many items at most.
 fn parse(query: Parameters) -> Result<(DropFilter, Option<usize>), String> {
-    let Query(query) = query.map_err(|rejection| rejection.body_text())?;
+    let query = pairs(query)?;
     let mut filter = DropFilter::default();
     let mut limit = None;
     for (name, value) in &query {
@@ -89,15 +94,7 @@ pub(super) async fn top_handler(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn query(pairs: &[(&str, &str)]) -> Parameters {
-        Ok(Query(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ))
-    }
+    use crate::export::query::parameters as query;
 
     #[test]
     fn reads_filters_and_refuses_what_is_not_one() {

@@ -7,6 +7,7 @@ pub mod metrics;
 mod page;
 mod peers;
 mod processes;
+mod query;
 pub mod report;
 pub mod respond;
 pub mod server;

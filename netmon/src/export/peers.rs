@@ -1,19 +1,24 @@
 //! `/api/v1/tcp/peers`: connection results by namespace, role and remote endpoint, filtered
 //! and sorted by the query.
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Json,
-    extract::{Query, State, rejection::QueryRejection},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
 use netmon_common::peers::PeerResult;
 use serde_json::json;
 
-use crate::{export::respond::error, model::peers::TcpPeer, state::AgentState};
-
-type Parameters = Result<Query<HashMap<String, String>>, QueryRejection>;
+use crate::{
+    export::{
+        query::{Parameters, pairs},
+        respond::error,
+    },
+    model::peers::TcpPeer,
+    state::AgentState,
+};
 
 /// The orders a request may ask for; failures first by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,7 +41,7 @@ struct PeerQuery {
 
 impl PeerQuery {
     fn parse(query: Parameters) -> Result<Self, String> {
-        let Query(query) = query.map_err(|rejection| rejection.body_text())?;
+        let query = pairs(query)?;
         let mut parsed = Self::default();
         for (name, value) in &query {
             let invalid = |what: &str| format!("{name}={value:?}: {what}");
@@ -113,15 +118,7 @@ pub(super) async fn peers_handler(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn query(pairs: &[(&str, &str)]) -> Parameters {
-        Ok(Query(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ))
-    }
+    use crate::export::query::parameters as query;
 
     #[test]
     fn reads_filters_and_refuses_what_is_not_one() {
