@@ -202,6 +202,19 @@ fn on_set_state<M: Memory>(sk: u64, srtt_us: impl Fn() -> u32, old: u32, new: u3
         }
     }
     let family: u16 = M::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
+    count_state_change::<M>(sk, srtt_us, family, old, new);
+}
+
+/// Counts one state change of the TCP socket `sk`, which every entry of the hook sees: the
+/// transition, the handshake it completes, and the result of the open it ends.
+#[inline(always)]
+fn count_state_change<M: Memory>(
+    sk: u64,
+    srtt_us: impl Fn() -> u32,
+    family: u16,
+    old: u32,
+    new: u32,
+) {
     let netns = socket_namespace::<M>(sk);
     count_transition(netns, srtt_us, family, old, new);
     count_peer::<M>(sk, netns, family, old, new);
@@ -244,9 +257,7 @@ pub fn nm_state_tp(ctx: TracePointContext) -> u32 {
     let old: i32 = Probe::read(base, tp_field!(state_old)).unwrap_or(0);
     let new: i32 = Probe::read(base, tp_field!(state_new)).unwrap_or(0);
     let family: u16 = Probe::read(base, tp_field!(state_family)).unwrap_or(0);
-    let netns = socket_namespace::<Probe>(sk);
-    count_transition(netns, || probe_srtt_us(sk), family, old as u32, new as u32);
-    count_peer::<Probe>(sk, netns, family, old as u32, new as u32);
+    count_state_change::<Probe>(sk, || probe_srtt_us(sk), family, old as u32, new as u32);
     0
 }
 
@@ -258,8 +269,6 @@ pub fn nm_state_kprobe(ctx: ProbeContext) -> u32 {
     let new: i32 = ctx.arg(1).unwrap_or(0);
     let old: u8 = Probe::read(sk, constant!(OFFSETS.sk_state)).unwrap_or(0);
     let family: u16 = Probe::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
-    let netns = socket_namespace::<Probe>(sk);
-    count_transition(netns, || probe_srtt_us(sk), family, old as u32, new as u32);
-    count_peer::<Probe>(sk, netns, family, old as u32, new as u32);
+    count_state_change::<Probe>(sk, || probe_srtt_us(sk), family, old as u32, new as u32);
     0
 }
