@@ -3,10 +3,10 @@
 //! never go back. No I/O here.
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use netmon_common::peers::{PeerKey, PeerResult, ROLE_CLIENT};
 use serde::{Deserialize, Serialize};
 
@@ -236,10 +236,12 @@ fn peer_name(address: IpAddr, folding: &PeerFolding) -> String {
     address.to_string()
 }
 
+/// The shared address space of carrier-grade NAT (RFC 6598), which std does not name.
+const SHARED_ADDRESSES: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(100, 64, 0, 0), 10);
+
 /// Whether an address is reachable on the internet: not private, shared (carrier-grade NAT),
 /// loopback, link-local, unique local, documentation or unspecified.
 fn is_public(address: IpAddr) -> bool {
-    let shared: IpNet = "100.64.0.0/10".parse().expect("a valid range");
     match address {
         IpAddr::V4(v4) => {
             !(v4.is_private()
@@ -248,7 +250,7 @@ fn is_public(address: IpAddr) -> bool {
                 || v4.is_unspecified()
                 || v4.is_documentation()
                 || v4.is_broadcast()
-                || shared.contains(&address))
+                || SHARED_ADDRESSES.contains(&v4))
         }
         IpAddr::V6(v6) => {
             !(v6.is_loopback()
@@ -353,6 +355,20 @@ mod tests {
         // A namespace that is gone gives its names back.
         ledger.fold(&[], &folding, &EPHEMERAL_RANGE);
         assert!(ledger.named.is_empty());
+    }
+
+    #[test]
+    fn shared_addresses_are_not_public() {
+        for (address, public) in [
+            ("100.64.1.1", false),
+            ("100.127.255.254", false),
+            ("100.128.0.1", true),
+            ("10.1.2.3", false),
+            ("2001:4860::8888", true),
+            ("fe80::1", false),
+        ] {
+            assert_eq!(is_public(address.parse().unwrap()), public, "{address}");
+        }
     }
 
     #[test]
