@@ -75,6 +75,16 @@ pub struct KernelOffsets {
     pub sk_daddr: u32,
     pub sk_dport: u32,
     pub sk_v6_daddr: u32,
+    /// `struct tcp_sock`: `bytes_acked`, `bytes_received` and `total_retrans`, a connection's
+    /// totals; `struct sock`: `sk_max_ack_backlog`, which an accepted connection copies from
+    /// its listener and an opened one leaves 0 (its role as it closes); `struct inet_sock`:
+    /// `inet_sport` (network order), the local port, which stays as the socket closes when
+    /// `skc_num` is already 0.
+    pub tcp_bytes_acked: u32,
+    pub tcp_bytes_received: u32,
+    pub tcp_total_retrans: u32,
+    pub sk_max_ack_backlog: u32,
+    pub inet_sport: u32,
 }
 
 /// Offsets of the fields of classic (format-file) tracepoints, read from

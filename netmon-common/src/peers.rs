@@ -1,5 +1,6 @@
 //! The TCP peer table: connections opened and accepted by (namespace, role, remote address,
-//! port), each with its result, counted as the socket leaves `SYN_SENT` or `SYN_RECV`.
+//! port): each open's result and time, counted as the socket leaves `SYN_SENT` or
+//! `SYN_RECV`, and each connection's totals, counted as it closes.
 use crate::slots::{CLAIMED, CountsKept, SlotKey, SlotTableSpec, SlotTag};
 
 /// Capacity of the TCP peer table: (namespace, role, remote address, port).
@@ -10,6 +11,11 @@ pub const MAX_PEER_KEYS: u32 = 4096;
 pub const TAGS: &str = "PEER_TAGS";
 pub const COUNTS: &str = "PEERS";
 pub const CLAIMS: &str = "PEER_CLAIMS";
+/// When each pending active open sent its SYN, by socket: a least-recently-used hash, so that
+/// a full one forgets the oldest (counted, see `events::Event::ConnectStartLost`).
+pub const CONNECT_STARTS: &str = "CONNECT_STARTS";
+/// Active opens whose start is remembered at once.
+pub const MAX_PENDING_CONNECTS: u32 = 16384;
 pub const TABLE: SlotTableSpec = SlotTableSpec {
     number: 6,
     label: "peers",
@@ -18,7 +24,7 @@ pub const TABLE: SlotTableSpec = SlotTableSpec {
     counts: COUNTS,
     claims: CLAIMS,
     kept: CountsKept::Shared,
-    maps: &[TAGS, COUNTS, CLAIMS],
+    maps: &[TAGS, COUNTS, CLAIMS, CONNECT_STARTS],
 };
 
 /// Roles: this host opened the connection (the port is the remote one), or accepted it (the
@@ -128,12 +134,43 @@ impl PeerKey {
     }
 }
 
-/// The counts of one peer slot, shared by all CPUs and added to atomically: attempts by
-/// result ([`PeerResult`] as index).
+/// Buckets of the peer histograms: bucket `i` holds `[2^i, 2^(i+1))` microseconds (bucket 0
+/// also what is under 1 us), the last everything from 2^23 us (8.4 s) on.
+pub const PEER_BUCKETS: usize = 24;
+
+/// The counts of one peer slot, shared by all CPUs and added to atomically.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PeerConnects {
+pub struct PeerCounts {
+    /// Attempts by result ([`PeerResult`] as index).
     pub results: [u64; 5],
+    /// Times of the opens that succeeded: for a client, from its SYN to `ESTABLISHED`; for a
+    /// server, the kernel's sample of its SYN-ACK's round trip.
+    pub connect_time: [u64; PEER_BUCKETS],
+    pub connect_time_sum_ns: u64,
+    /// Totals of the connections as they closed (failed opens included): bytes the peer
+    /// acknowledged (`tcp_sock.bytes_acked`), bytes received (`bytes_received`), segments
+    /// retransmitted (`total_retrans`, SYNs included).
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub retransmits: u64,
+    /// Smoothed round-trip time of the connections that closed with one (`srtt_us`).
+    pub rtt: [u64; PEER_BUCKETS],
+    pub rtt_sum_ns: u64,
+}
+
+/// The bucket of a duration in microseconds: floor(log2), 0 for 0, the last for what is
+/// longer. BPF has no count-leading-zeros instruction.
+#[inline(always)]
+pub fn peer_bucket(mut us: u64) -> usize {
+    let mut log = 0;
+    for shift in [16, 8, 4, 2, 1] {
+        if us >= 1 << shift {
+            us >>= shift;
+            log += shift;
+        }
+    }
+    log.min(PEER_BUCKETS - 1)
 }
 
 /// A peer slot counts the peer its words name, once its claim is complete. Its namespace has
@@ -141,7 +178,7 @@ pub struct PeerConnects {
 /// earlier one with its inode by the teardown notices, which free the earlier one's slots.
 impl SlotKey for PeerKey {
     const TABLE: &'static SlotTableSpec = &TABLE;
-    type Value = PeerConnects;
+    type Value = PeerCounts;
 
     fn from_tag(tag: &SlotTag) -> Option<Self> {
         tag.is_complete().then_some(Self {
@@ -159,7 +196,7 @@ impl SlotKey for PeerKey {
 
 // SAFETY: `#[repr(C)]`, only integers, no implicit padding.
 #[cfg(feature = "user")]
-unsafe impl aya::Pod for PeerConnects {}
+unsafe impl aya::Pod for PeerCounts {}
 
 #[cfg(test)]
 mod tests {
@@ -183,6 +220,18 @@ mod tests {
         assert_eq!(PeerKey::netns_cookie(&tag), 0);
         assert!(key.overflow().is_overflow());
         assert!(!key.is_overflow());
+    }
+
+    #[test]
+    fn buckets_are_powers_of_two_of_microseconds() {
+        assert_eq!(peer_bucket(0), 0);
+        assert_eq!(peer_bucket(1), 0);
+        assert_eq!(peer_bucket(2), 1);
+        assert_eq!(peer_bucket(1023), 9);
+        assert_eq!(peer_bucket(1024), 10);
+        assert_eq!(peer_bucket((1 << 23) - 1), 22);
+        assert_eq!(peer_bucket(1 << 23), 23);
+        assert_eq!(peer_bucket(u64::MAX), 23);
     }
 
     #[test]

@@ -54,6 +54,11 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     sk_daddr: 0,
     sk_dport: 0,
     sk_v6_daddr: 0,
+    tcp_bytes_acked: 0,
+    tcp_bytes_received: 0,
+    tcp_total_retrans: 0,
+    sk_max_ack_backlog: 0,
+    inet_sport: 0,
 };
 
 #[unsafe(no_mangle)]

@@ -19,6 +19,7 @@ mod socket_caller;
 mod socket_io;
 #[cfg(not(feature = "bounded-walk"))]
 mod socket_memo;
+mod tcp_peers;
 
 mod cgroup_move;
 mod drop;

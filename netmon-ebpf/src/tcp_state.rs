@@ -1,7 +1,8 @@
 //! `sock:inet_sock_set_state` (TCP only): transitions per family, the handshake times of
 //! active (`SYN_SENT` -> `ESTABLISHED`) and passive (`SYN_RECV` -> `ESTABLISHED`) opens, as the
-//! kernel measured them, and each open's result by peer (`ESTABLISHED`, or `CLOSE` with the
-//! socket's error): nothing is remembered between two transitions.
+//! kernel measured them, and by peer (`tcp_peers.rs`) each open's result and time and each
+//! connection's totals as it closes. Only an active open's start is remembered between two
+//! transitions.
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
 
 use aya_ebpf::{
@@ -12,23 +13,18 @@ use aya_ebpf::{
 };
 use netmon_common::{
     handshakes::{HANDSHAKE_ACTIVE, HANDSHAKE_BUCKETS, HANDSHAKE_PASSIVE, HandshakeKey},
-    peers::{PeerKey, PeerResult, ROLE_CLIENT, ROLE_SERVER},
     slots::NAMESPACE_SLOT_EXTRA2,
     transitions::TransitionKey,
 };
 
 use crate::{
     kernel::{
-        AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, Namespace, Probe, constant, offsets_known,
-        socket_namespace, tp_field,
+        AF_INET, AF_INET6, Btf, IPPROTO_TCP, Memory, Namespace, Probe, constant, socket_namespace,
+        tp_field,
     },
-    maps::{HANDSHAKES, PEERS, handshake_slots, peer_slots, transitions},
+    maps::{HANDSHAKES, handshake_slots, transitions},
+    tcp_peers::{Change, TCP_ESTABLISHED, TCP_SYN_RECV, TCP_SYN_SENT, count_peer},
 };
-
-const TCP_ESTABLISHED: u32 = 1;
-const TCP_SYN_SENT: u32 = 2;
-const TCP_SYN_RECV: u32 = 3;
-const TCP_CLOSE: u32 = 7;
 
 /// floor(log2(v)) for v > 0, 0 for 0; BPF has no count-leading-zeros instruction.
 #[inline(always)]
@@ -115,86 +111,10 @@ fn count_transition(netns: Namespace, srtt_us: impl Fn() -> u32, family: u16, ol
     count_handshake(netns, srtt_us, old, new);
 }
 
-/// The remote address of a TCP socket as IPv6 (IPv4 mapped into it), in two big-endian
-/// halves.
+/// Entry shared by the BTF-typed and raw tracepoints, which see the `struct sock *`; `tcp()`
+/// gives the same socket as a `struct tcp_sock *`.
 #[inline(always)]
-fn remote_address<M: Memory>(sk: u64, family: u16) -> Option<[u64; 2]> {
-    if family == AF_INET {
-        let address: u32 = M::read(sk, constant!(OFFSETS.sk_daddr))?;
-        return Some([0, 0xffff_0000_0000 | u64::from(u32::from_be(address))]);
-    }
-    let offset = constant!(OFFSETS.sk_v6_daddr);
-    let high: u64 = M::read(sk, offset)?;
-    let low: u64 = M::read(sk, offset + 8)?;
-    Some([u64::from_be(high), u64::from_be(low)])
-}
-
-/// Counts the result of an open, if this transition ends one: an active open leaves
-/// `SYN_SENT`, a passive one `SYN_RECV`, for `ESTABLISHED` or, failed, for `CLOSE` with the
-/// error the kernel set on the socket just before.
-#[inline(always)]
-fn count_peer<M: Memory>(sk: u64, netns: Namespace, family: u16, old: u32, new: u32) {
-    // The classic tracepoint also runs without BTF; the socket's fields need its offsets.
-    if !offsets_known() {
-        return;
-    }
-    let result = match new {
-        TCP_ESTABLISHED => PeerResult::Ok,
-        TCP_CLOSE => PeerResult::of_error(M::read(sk, constant!(OFFSETS.sk_err)).unwrap_or(0)),
-        _ => return,
-    };
-    let (role, port) = match old {
-        TCP_SYN_SENT => {
-            let port: u16 = M::read(sk, constant!(OFFSETS.sk_dport)).unwrap_or(0);
-            (ROLE_CLIENT, u16::from_be(port))
-        }
-        TCP_SYN_RECV => (
-            ROLE_SERVER,
-            M::read(sk, constant!(OFFSETS.sk_num)).unwrap_or(0),
-        ),
-        _ => return,
-    };
-    let key = PeerKey {
-        netns: netns.inode,
-        role,
-        port,
-        address: [0; 2],
-    };
-    // An address that cannot be read, or whose low half is 0, counts under the overflow.
-    let key = match remote_address::<M>(sk, family) {
-        Some(address) if address[1] != 0 => PeerKey { address, ..key },
-        _ => key.overflow(),
-    };
-    add_peer_result(&key, result);
-}
-
-/// Adds one `result` to the peer `key`, or to its overflow identity where the table has no
-/// slot for the peer.
-#[inline(always)]
-fn add_peer_result(key: &PeerKey, result: PeerResult) {
-    let slots = peer_slots();
-    let [high, low] = key.address;
-    let slot = slots.find(key.slot_id(), high, low, |_| 0).or_else(|| {
-        let overflow = key.overflow();
-        let [high, low] = overflow.address;
-        slots.find(overflow.slot_id(), high, low, |_| 0)
-    });
-    let Some(index) = slot else {
-        return;
-    };
-    if let Some(counts) = PEERS.get_ptr_mut(index) {
-        // SAFETY: a map value shared by all CPUs, only ever added to atomically.
-        unsafe {
-            if let Some(count) = (*counts).results.get_mut(result as usize) {
-                atomic_xadd::<u64, u64, { SeqCst }>(count, 1);
-            }
-        }
-    }
-}
-
-/// Entry shared by the BTF-typed and raw tracepoints, which see the `struct sock *`.
-#[inline(always)]
-fn on_set_state<M: Memory>(sk: u64, srtt_us: impl Fn() -> u32, old: u32, new: u32) {
+fn on_set_state<M: Memory>(sk: u64, tcp: impl Fn() -> u64, old: u32, new: u32) {
     if constant!(OFFSETS.sk_protocol_readable) != 0 {
         match M::read::<u16>(sk, constant!(OFFSETS.sk_protocol)) {
             Some(IPPROTO_TCP) => {}
@@ -202,28 +122,25 @@ fn on_set_state<M: Memory>(sk: u64, srtt_us: impl Fn() -> u32, old: u32, new: u3
         }
     }
     let family: u16 = M::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
-    count_state_change::<M>(sk, srtt_us, family, old, new);
+    count_state_change::<M>(sk, tcp, family, old, new);
 }
 
 /// Counts one state change of the TCP socket `sk`, which every entry of the hook sees: the
-/// transition, the handshake it completes, and the result of the open it ends.
+/// transition, the handshake it completes, and what it tells of the socket's peer.
 #[inline(always)]
-fn count_state_change<M: Memory>(
-    sk: u64,
-    srtt_us: impl Fn() -> u32,
-    family: u16,
-    old: u32,
-    new: u32,
-) {
+fn count_state_change<M: Memory>(sk: u64, tcp: impl Fn() -> u64, family: u16, old: u32, new: u32) {
     let netns = socket_namespace::<M>(sk);
+    let srtt_us = || M::read::<u32>(tcp(), constant!(OFFSETS.tcp_srtt_us)).unwrap_or(0);
     count_transition(netns, srtt_us, family, old, new);
-    count_peer::<M>(sk, netns, family, old, new);
-}
-
-/// `tcp_sock.srtt_us` of a socket given as a number.
-#[inline(always)]
-fn probe_srtt_us(sk: u64) -> u32 {
-    Probe::read(sk, constant!(OFFSETS.tcp_srtt_us)).unwrap_or(0)
+    let change = Change {
+        sk,
+        tcp,
+        netns,
+        family,
+        old,
+        new,
+    };
+    count_peer::<M, _>(&change);
 }
 
 // TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)
@@ -231,19 +148,16 @@ fn probe_srtt_us(sk: u64) -> u32 {
 pub fn nm_state_btf(ctx: BtfTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
     // The argument is typed `struct sock *`: the kernel gives it as a `struct tcp_sock *`.
-    let srtt_us = || {
-        // SAFETY: `sk` is the tracepoint's socket; the helper checks that it is TCP.
-        let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut _) } as u64;
-        Btf::read::<u32>(tcp, constant!(OFFSETS.tcp_srtt_us)).unwrap_or(0)
-    };
-    on_set_state::<Btf>(sk, srtt_us, ctx.arg(1), ctx.arg(2));
+    // SAFETY: `sk` is the tracepoint's socket; the helper checks that it is TCP.
+    let tcp = || unsafe { bpf_skc_to_tcp_sock(sk as *mut _) } as u64;
+    on_set_state::<Btf>(sk, tcp, ctx.arg(1), ctx.arg(2));
     0
 }
 
 #[raw_tracepoint(tracepoint = "inet_sock_set_state")]
 pub fn nm_state_raw(ctx: RawTracePointContext) -> i32 {
     let sk: u64 = ctx.arg(0);
-    on_set_state::<Probe>(sk, || probe_srtt_us(sk), ctx.arg(1), ctx.arg(2));
+    on_set_state::<Probe>(sk, || sk, ctx.arg(1), ctx.arg(2));
     0
 }
 
@@ -257,7 +171,7 @@ pub fn nm_state_tp(ctx: TracePointContext) -> u32 {
     let old: i32 = Probe::read(base, tp_field!(state_old)).unwrap_or(0);
     let new: i32 = Probe::read(base, tp_field!(state_new)).unwrap_or(0);
     let family: u16 = Probe::read(base, tp_field!(state_family)).unwrap_or(0);
-    count_state_change::<Probe>(sk, || probe_srtt_us(sk), family, old as u32, new as u32);
+    count_state_change::<Probe>(sk, || sk, family, old as u32, new as u32);
     0
 }
 
@@ -269,6 +183,6 @@ pub fn nm_state_kprobe(ctx: ProbeContext) -> u32 {
     let new: i32 = ctx.arg(1).unwrap_or(0);
     let old: u8 = Probe::read(sk, constant!(OFFSETS.sk_state)).unwrap_or(0);
     let family: u16 = Probe::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
-    count_state_change::<Probe>(sk, || probe_srtt_us(sk), family, old as u32, new as u32);
+    count_state_change::<Probe>(sk, || sk, family, old as u32, new as u32);
     0
 }

@@ -2,10 +2,11 @@
 //! connecting application was told and what the kernel's own SNMP counters say, with every
 //! method the state hook has; and the folding that keeps a busy namespace's series bounded.
 use std::{
-    io::ErrorKind,
-    net::{TcpListener, TcpStream},
+    io::{ErrorKind, Read, Write},
+    net::{Shutdown, TcpListener, TcpStream},
+    os::fd::AsRawFd,
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use netmon_tests::{Agent, ConfigFile, LinkedNamespaces, Metrics, Netns, require_root, sh};
@@ -192,6 +193,21 @@ fn results_match_the_kernel(method: Option<&str>, tag: &str, subnet: u8) {
     ];
     exact(m.counter("netmon_tcp_peer_connects_total", &server), OK);
     assert_eq!(OK, nstat(&pair.b, "TcpPassiveOpens"));
+    // Every retransmit of `a` is a SYN (how many a failing open takes is the kernel's
+    // choice: an ICMP unreachable may bring one at once), counted as its socket closed.
+    let retransmits = m.find(
+        "netmon_tcp_peer_retransmits_total",
+        &[("netns", na.as_str())],
+    );
+    let retransmits = retransmits.iter().map(|(_, v)| *v as u64).sum();
+    exact(retransmits, nstat(&pair.a, "TcpRetransSegs"));
+    let to_dropped = [("netns", na.as_str()), ("port", "5433")];
+    assert!(m.counter("netmon_tcp_peer_retransmits_total", &to_dropped) >= TIMEOUT);
+    let times = [("netns", na.as_str()), ("port", "5432")];
+    exact(
+        m.counter("netmon_tcp_peer_connect_duration_seconds_count", &times),
+        OK,
+    );
 }
 
 #[test]
@@ -271,4 +287,113 @@ fn check_api(agent: &Agent, netns: &str, m: &Metrics) {
     }
     let refused = agent.get("/api/v1/tcp/peers?result=lost");
     assert_eq!(refused.status, 400, "{}", refused.body);
+}
+
+/// The kernel's `tcp_info` of a socket, and its state.
+fn tcp_info(socket: &TcpStream) -> libc::tcp_info {
+    // SAFETY: all-zero bytes are a valid `tcp_info`, which the kernel fills up to `len`.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid descriptor, and a buffer of `len` bytes.
+    let done = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
+    info
+}
+
+/// The `tcp_info` of a socket once the kernel has closed it (both ends shut down and
+/// acknowledged), as its descriptor still holds it.
+fn closed_info(socket: &TcpStream) -> libc::tcp_info {
+    const TCP_CLOSE: u8 = 7;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = tcp_info(socket);
+        if info.tcpi_state == TCP_CLOSE {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "state {}", info.tcpi_state);
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bytes each way of the connection whose totals are checked.
+const REQUEST: usize = 70_000;
+const RESPONSE: usize = 123_456;
+
+/// One connection from `a` to `b` carrying a request and a response, both ends shut down
+/// and held open until the kernel has closed them: the `tcp_info` of client and server.
+fn exchange(pair: &LinkedNamespaces, port: u16) -> (libc::tcp_info, libc::tcp_info) {
+    let address = format!("{}:{port}", pair.veth.b_ip);
+    let listener = pair.b.run({
+        let address = address.clone();
+        move || TcpListener::bind(address).unwrap()
+    });
+    let server = thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut request = vec![0; REQUEST];
+        socket.read_exact(&mut request).unwrap();
+        socket.write_all(&vec![7; RESPONSE]).unwrap();
+        assert_eq!(socket.read(&mut [0; 1]).unwrap(), 0);
+        socket.shutdown(Shutdown::Write).unwrap();
+        closed_info(&socket)
+    });
+    let client = pair.a.run(move || {
+        let mut socket = TcpStream::connect(address).unwrap();
+        socket.write_all(&vec![1; REQUEST]).unwrap();
+        let mut response = vec![0; RESPONSE];
+        socket.read_exact(&mut response).unwrap();
+        socket.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(socket.read(&mut [0; 1]).unwrap(), 0);
+        closed_info(&socket)
+    });
+    (client, server.join().unwrap())
+}
+
+/// A closed connection's totals, by peer on both ends, equal the kernel's `tcp_info` of its
+/// socket as it closed: bytes acknowledged and received, retransmits, smoothed round trip.
+#[test]
+fn totals_of_a_closed_connection_equal_its_tcp_info() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let pair = LinkedNamespaces::new("peers-totals", 238);
+    let (client, server) = exchange(&pair, 7000);
+    let m = agent.fresh_metrics();
+    let (na, nb) = (pair.netns_a(), pair.netns_b());
+    let ends = [
+        (na.as_str(), "client", pair.veth.b_ip.as_str(), client),
+        (nb.as_str(), "server", pair.veth.a_ip.as_str(), server),
+    ];
+    for (netns, role, peer, info) in ends {
+        let series = [
+            ("netns", netns),
+            ("role", role),
+            ("peer", peer),
+            ("port", "7000"),
+        ];
+        let bytes = |direction: &'static str| {
+            let labels = [&series[..], &[("direction", direction)]].concat();
+            m.counter("netmon_tcp_peer_bytes_total", &labels)
+        };
+        assert_eq!(bytes("sent"), info.tcpi_bytes_acked, "{role}");
+        assert_eq!(bytes("received"), info.tcpi_bytes_received, "{role}");
+        let retransmits = m.counter("netmon_tcp_peer_retransmits_total", &series);
+        assert_eq!(retransmits, u64::from(info.tcpi_total_retrans), "{role}");
+        assert_eq!(m.counter("netmon_tcp_peer_rtt_seconds_count", &series), 1);
+        let rtt = m.value("netmon_tcp_peer_rtt_seconds_sum", &series).unwrap();
+        assert_eq!((rtt * 1e6).round() as u32, info.tcpi_rtt, "{role}");
+        let opened = m.counter("netmon_tcp_peer_connect_duration_seconds_count", &series);
+        assert_eq!(opened, 1, "{role}");
+    }
+    // The request and the response, and what the kernel counts beside them (SYN and FIN).
+    assert!(client.tcpi_bytes_acked >= REQUEST as u64);
+    assert!(client.tcpi_bytes_received >= RESPONSE as u64);
+    let lost = [("map", "connect_starts")];
+    assert_eq!(m.counter("netmon_probe_map_full_total", &lost), 0);
 }

@@ -363,6 +363,7 @@ fn failing_peers_are_named_with_their_result() {
             peer: "10.0.3.7".to_string(),
             port: "5432".to_string(),
             results: [ok, refused, 0, 0, 0].into(),
+            ..Default::default()
         }];
         snapshot
     };

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use netmon_common::{
     drops::DropKey,
     handshakes::{HandshakeHistogram, HandshakeKey},
-    peers::{PeerConnects, PeerKey},
+    peers::{PeerCounts, PeerKey},
     slots::{NamespacedSlot, SlotKey},
     tcp_events::TcpEventKey,
     traffic::{InterfaceKey, InterfaceTraffic},
@@ -249,13 +249,22 @@ impl TableValue for HandshakeHistogram {
     }
 }
 
-impl TableValue for PeerConnects {
+impl TableValue for PeerCounts {
     fn absorb(&mut self, other: &Self) {
-        for (total, count) in self.results.iter_mut().zip(other.results) {
+        let pairs = (self.results.iter_mut().zip(other.results))
+            .chain(self.connect_time.iter_mut().zip(other.connect_time))
+            .chain(self.rtt.iter_mut().zip(other.rtt));
+        for (total, count) in pairs {
             *total += count;
         }
+        self.connect_time_sum_ns += other.connect_time_sum_ns;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.retransmits += other.retransmits;
+        self.rtt_sum_ns += other.rtt_sum_ns;
     }
     fn total(&self) -> u64 {
-        self.results.iter().sum()
+        let closes = self.rtt.iter().sum::<u64>() + self.retransmits;
+        self.results.iter().sum::<u64>() + closes + self.bytes_sent + self.bytes_received
     }
 }

@@ -7,13 +7,16 @@ use std::{
 };
 
 use ipnet::{IpNet, Ipv4Net};
-use netmon_common::peers::{PeerKey, PeerResult, ROLE_CLIENT};
+use netmon_common::peers::{PeerCounts, PeerKey, PeerResult, ROLE_CLIENT};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EphemeralPorts, kernel_tables::NamespacedCount};
+use crate::model::{
+    EphemeralPorts,
+    kernel_tables::{NamespacedCount, TableValue as _},
+};
 
 /// The peer table's rows as the probes read them.
-type PeerRows = [NamespacedCount<PeerKey, netmon_common::peers::PeerConnects>];
+type PeerRows = [NamespacedCount<PeerKey, PeerCounts>];
 
 /// The peer and port of what is folded.
 pub const OTHER: &str = "other";
@@ -62,12 +65,6 @@ impl PeerResults {
     pub fn failures(&self) -> u64 {
         self.total() - self.get(PeerResult::Ok)
     }
-
-    fn add(&mut self, other: &[u64; 5]) {
-        for (total, count) in self.0.iter_mut().zip(other) {
-            *total += count;
-        }
-    }
 }
 
 impl From<[u64; 5]> for PeerResults {
@@ -88,9 +85,30 @@ impl Serialize for PeerResults {
     }
 }
 
+/// Durations in microseconds by power of two: bucket `i` counts `[2^i, 2^(i+1))` (see
+/// `netmon_common::peers::PEER_BUCKETS`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PeerHistogram {
+    pub buckets: Vec<u64>,
+    pub sum_ns: u64,
+}
+
+impl PeerHistogram {
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    fn of(buckets: &[u64], sum_ns: u64) -> Self {
+        Self {
+            buckets: buckets.to_vec(),
+            sum_ns,
+        }
+    }
+}
+
 /// One series of peer results: a namespace's connections of one role to or from one peer
 /// and port.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TcpPeer {
     pub netns: u32,
     /// `client` (this host opened the connection) or `server` (it accepted it).
@@ -102,6 +120,32 @@ pub struct TcpPeer {
     pub port: String,
     /// Attempts by result.
     pub results: PeerResults,
+    /// Times of the opens that succeeded.
+    pub connect_time: PeerHistogram,
+    /// Totals of the connections that closed: bytes the peer acknowledged, bytes received,
+    /// segments retransmitted.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub retransmits: u64,
+    /// Smoothed round-trip times of the connections that closed.
+    pub rtt: PeerHistogram,
+}
+
+impl TcpPeer {
+    fn new(netns: u32, (role, peer, port): Series, counts: &PeerCounts) -> Self {
+        Self {
+            netns,
+            role,
+            peer,
+            port,
+            results: counts.results.into(),
+            connect_time: PeerHistogram::of(&counts.connect_time, counts.connect_time_sum_ns),
+            bytes_sent: counts.bytes_sent,
+            bytes_received: counts.bytes_received,
+            retransmits: counts.retransmits,
+            rtt: PeerHistogram::of(&counts.rtt, counts.rtt_sum_ns),
+        }
+    }
 }
 
 /// What identifies a series within its namespace: role, peer and port.
@@ -128,38 +172,32 @@ impl PeerLedger {
         self.named
             .retain(|netns, _| labelled.keys().any(|(counted, _)| counted == netns));
         self.name_new(&labelled, folding.top);
-        let mut folded: BTreeMap<(u32, Series), PeerResults> = BTreeMap::new();
-        for ((netns, series), results) in labelled {
+        let mut folded: BTreeMap<(u32, Series), PeerCounts> = BTreeMap::new();
+        for ((netns, series), counts) in labelled {
             let named = self.named.get(&netns).is_some_and(|s| s.contains(&series));
             let series = if named {
                 series
             } else {
                 (series.0, OTHER.to_string(), OTHER.to_string())
             };
-            folded.entry((netns, series)).or_default().add(&results.0);
+            folded.entry((netns, series)).or_default().absorb(&counts);
         }
         let peers = folded.into_iter();
         peers
-            .map(|((netns, (role, peer, port)), results)| TcpPeer {
-                netns,
-                role,
-                peer,
-                port,
-                results,
-            })
+            .map(|((netns, series), counts)| TcpPeer::new(netns, series, &counts))
             .collect()
     }
 
     /// Names the series of each namespace not yet full, failing ones first, then the busiest.
-    fn name_new(&mut self, labelled: &BTreeMap<(u32, Series), PeerResults>, top: usize) {
-        let mut candidates: BTreeMap<u32, Vec<(&Series, &PeerResults)>> = BTreeMap::new();
-        for ((netns, series), results) in labelled {
+    fn name_new(&mut self, labelled: &BTreeMap<(u32, Series), PeerCounts>, top: usize) {
+        let mut candidates: BTreeMap<u32, Vec<(&Series, PeerResults)>> = BTreeMap::new();
+        for ((netns, series), counts) in labelled {
             let named = self.named.entry(*netns).or_default();
             if named.len() < top && series.1 != OTHER && !named.contains(series) {
                 candidates
                     .entry(*netns)
                     .or_default()
-                    .push((series, results));
+                    .push((series, counts.results.into()));
             }
         }
         for (netns, mut found) in candidates {
@@ -183,8 +221,8 @@ fn label(
     rows: &PeerRows,
     folding: &PeerFolding,
     ephemeral: &EphemeralPorts,
-) -> BTreeMap<(u32, Series), PeerResults> {
-    let mut labelled: BTreeMap<(u32, Series), PeerResults> = BTreeMap::new();
+) -> BTreeMap<(u32, Series), PeerCounts> {
+    let mut labelled: BTreeMap<(u32, Series), PeerCounts> = BTreeMap::new();
     for row in rows {
         let key = &row.key;
         let role = if key.role == ROLE_CLIENT {
@@ -204,8 +242,8 @@ fn label(
             };
             (peer_name(address, folding), port)
         };
-        let results = labelled.entry((key.netns, (role, peer, port))).or_default();
-        results.add(&row.value.results);
+        let counts = labelled.entry((key.netns, (role, peer, port))).or_default();
+        counts.absorb(&row.value);
     }
     labelled
 }
@@ -263,7 +301,7 @@ fn is_public(address: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use netmon_common::peers::{PeerConnects, ROLE_SERVER};
+    use netmon_common::peers::ROLE_SERVER;
 
     use super::*;
 
@@ -273,7 +311,7 @@ mod tests {
         v4: [u8; 4],
         port: u16,
         results: [u64; 5],
-    ) -> NamespacedCount<PeerKey, PeerConnects> {
+    ) -> NamespacedCount<PeerKey, PeerCounts> {
         let mapped = u64::from(u32::from_be_bytes(v4)) | 0xffff_0000_0000;
         NamespacedCount {
             key: PeerKey {
@@ -283,7 +321,10 @@ mod tests {
                 address: [0, mapped],
             },
             netns_cookie: 0,
-            value: PeerConnects { results },
+            value: PeerCounts {
+                results,
+                ..PeerCounts::default()
+            },
         }
     }
 

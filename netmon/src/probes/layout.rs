@@ -62,6 +62,11 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         sk_v6_daddr: btf
             .byte_offset("sock", "__sk_common.skc_v6_daddr")
             .unwrap_or(0),
+        tcp_bytes_acked: btf.byte_offset("tcp_sock", "bytes_acked")?,
+        tcp_bytes_received: btf.byte_offset("tcp_sock", "bytes_received")?,
+        tcp_total_retrans: btf.byte_offset("tcp_sock", "total_retrans")?,
+        sk_max_ack_backlog: btf.byte_offset("sock", "sk_max_ack_backlog")?,
+        inet_sport: btf.byte_offset("inet_sock", "inet_sport")?,
     })
 }
 

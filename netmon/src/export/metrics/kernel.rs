@@ -95,7 +95,9 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
                 ("netns", &histogram.netns.to_string()),
                 ("open", histogram.open),
             ],
-            histogram,
+            &histogram.buckets,
+            histogram.sum_ns,
+            |_| true,
         );
     }
     push(handshake);

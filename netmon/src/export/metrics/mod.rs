@@ -63,21 +63,33 @@ impl Family {
         self.0.mut_metric().push(metric);
     }
 
-    fn histogram(&mut self, labels: &[(&str, &str)], histogram: &HandshakeHistogram) {
+    /// A histogram of microseconds by power of two (bucket `i` counts `[2^i, 2^(i+1))`),
+    /// shown with the upper bounds of the buckets `shown` admits: the counts up to any
+    /// bound are exact, so leaving bounds out loses nothing but detail.
+    fn histogram(
+        &mut self,
+        labels: &[(&str, &str)],
+        buckets: &[u64],
+        sum_ns: u64,
+        shown: impl Fn(usize) -> bool,
+    ) {
         let mut metric = Self::labelled(labels);
         let mut proto = Histogram::default();
         let mut cumulative = 0;
-        let mut buckets = Vec::with_capacity(histogram.buckets.len());
-        for (i, count) in histogram.buckets.iter().enumerate() {
+        let mut bounds = Vec::with_capacity(buckets.len());
+        for (i, count) in buckets.iter().enumerate() {
             cumulative += count;
+            if !shown(i) {
+                continue;
+            }
             let mut bucket = Bucket::default();
             bucket.set_upper_bound(HandshakeHistogram::upper_bound_seconds(i));
             bucket.set_cumulative_count(cumulative);
-            buckets.push(bucket);
+            bounds.push(bucket);
         }
-        proto.set_bucket(buckets);
+        proto.set_bucket(bounds);
         proto.set_sample_count(cumulative);
-        proto.set_sample_sum(histogram.sum_ns as f64 / 1e9);
+        proto.set_sample_sum(sum_ns as f64 / 1e9);
         metric.set_histogram(proto);
         self.0.mut_metric().push(metric);
     }

@@ -1,31 +1,96 @@
-//! The family of TCP connection results by peer (`KernelCounters::peers`).
-use netmon_common::peers::PeerResult;
+//! The families of TCP peers (`KernelCounters::peers`): connection results and times, and the
+//! totals of the connections, by namespace, role and remote endpoint.
+use netmon_common::peers::{PEER_BUCKETS, PeerResult};
 use prometheus::proto::{MetricFamily, MetricType};
 
 use crate::{export::metrics::Family, model::Snapshot};
 
+/// What a peer series is: which namespace, role, peer and port.
+const SERIES: &str = "role=\"client\" for connections this host opened (port is the remote \
+     one), \"server\" for those it accepted (port is the listening one); peer is the remote \
+     address, its configured group, \"external\" or, past peers.top in a namespace, \"other\".";
+
+/// The peer histograms show every other power of two from 128 us to 8.4 s (bucket `i`
+/// ends at 2^(i+1) us): ten buckets a series rather than twenty-four.
+fn shown(bucket: usize) -> bool {
+    (6..PEER_BUCKETS - 1).contains(&bucket) && bucket.is_multiple_of(2)
+}
+
 pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     let mut connects = Family::new(
         "netmon_tcp_peer_connects_total",
-        "TCP connections opened (role=\"client\": the remote port) and accepted \
-         (role=\"server\": the listening port) by namespace and remote endpoint, by result \
-         (ok, refused, timeout, unreachable, other) as the socket left SYN_SENT or SYN_RECV. \
-         peer is the remote address, its configured group, \"external\" or, past peers.top \
-         in a namespace, \"other\".",
+        &format!(
+            "TCP connection attempts by namespace and remote endpoint, by result (ok, refused, \
+             timeout, unreachable, other) as the socket left SYN_SENT or SYN_RECV. {SERIES}"
+        ),
         MetricType::COUNTER,
+    );
+    let mut connect_time = Family::new(
+        "netmon_tcp_peer_connect_duration_seconds",
+        &format!(
+            "Time of the TCP opens that succeeded: a client's from its SYN to ESTABLISHED, a \
+             server's the kernel's round-trip sample of its SYN-ACK. {SERIES}"
+        ),
+        MetricType::HISTOGRAM,
+    );
+    let mut retransmits = Family::new(
+        "netmon_tcp_peer_retransmits_total",
+        &format!(
+            "Segments the TCP connections retransmitted (SYNs included), counted as each \
+             connection closed. {SERIES}"
+        ),
+        MetricType::COUNTER,
+    );
+    let mut bytes = Family::new(
+        "netmon_tcp_peer_bytes_total",
+        &format!(
+            "Bytes of the TCP connections, counted as each closed: sent (acknowledged by the \
+             peer) and received. {SERIES}"
+        ),
+        MetricType::COUNTER,
+    );
+    let mut rtt = Family::new(
+        "netmon_tcp_peer_rtt_seconds",
+        &format!("Smoothed round-trip time of the TCP connections as they closed. {SERIES}"),
+        MetricType::HISTOGRAM,
     );
     for peer in &snapshot.kernel.peers {
         let netns = peer.netns.to_string();
+        let series = [
+            ("netns", netns.as_str()),
+            ("role", peer.role),
+            ("peer", &peer.peer),
+            ("port", &peer.port),
+        ];
         for result in PeerResult::ALL {
-            let labels = [
-                ("netns", netns.as_str()),
-                ("role", peer.role),
-                ("peer", &peer.peer),
-                ("port", &peer.port),
-                ("result", result.as_str()),
-            ];
+            let labels = [&series[..], &[("result", result.as_str())]].concat();
             connects.sample(&labels, peer.results.get(result) as f64);
         }
+        for (direction, total) in [("sent", peer.bytes_sent), ("received", peer.bytes_received)] {
+            let labels = [&series[..], &[("direction", direction)]].concat();
+            bytes.sample(&labels, total as f64);
+        }
+        retransmits.sample(&series, peer.retransmits as f64);
+        // A series that never completed an open, or closed a connection, has no times.
+        for (family, histogram) in [
+            (&mut connect_time, &peer.connect_time),
+            (&mut rtt, &peer.rtt),
+        ] {
+            if histogram.count() > 0 {
+                family.histogram(&series, &histogram.buckets, histogram.sum_ns, shown);
+            }
+        }
     }
-    out.push(connects.0);
+    out.extend([connects.0, connect_time.0, retransmits.0, bytes.0, rtt.0]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_histograms_end_at_every_other_power_of_two() {
+        let bounds: Vec<usize> = (0..PEER_BUCKETS).filter(|i| shown(*i)).collect();
+        assert_eq!(bounds, [6, 8, 10, 12, 14, 16, 18, 20, 22]);
+    }
 }

@@ -1,0 +1,220 @@
+//! The peer part of the TCP state hook (`tcp_state.rs`): each open's result and time as the
+//! socket leaves `SYN_SENT` or `SYN_RECV`, and each connection's totals as it closes, by
+//! namespace, role and remote endpoint.
+use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use netmon_common::{
+    events::Event,
+    peers::{PeerCounts, PeerKey, PeerResult, ROLE_CLIENT, ROLE_SERVER, peer_bucket},
+};
+
+use crate::{
+    events::count_event,
+    kernel::{AF_INET, Memory, Namespace, constant, offsets_known},
+    maps::{CONNECT_STARTS, PEERS, peer_slots},
+};
+
+pub const TCP_ESTABLISHED: u32 = 1;
+pub const TCP_SYN_SENT: u32 = 2;
+pub const TCP_SYN_RECV: u32 = 3;
+pub const TCP_CLOSE: u32 = 7;
+const TCP_LISTEN: u32 = 10;
+
+/// One state change of a TCP socket: `sk`, and `tcp()` the same socket as a `struct tcp_sock`
+/// (BTF-typed loads reach its TCP fields only through that type).
+pub struct Change<F> {
+    pub sk: u64,
+    pub tcp: F,
+    pub netns: Namespace,
+    pub family: u16,
+    pub old: u32,
+    pub new: u32,
+}
+
+/// Counts what this change tells of the socket's peer: an active open starting, an open
+/// ending (its result and, if it succeeded, its time), a connection closing (its totals).
+#[inline(always)]
+pub fn count_peer<M: Memory, F: Fn() -> u64>(change: &Change<F>) {
+    // The classic tracepoint also runs without BTF; the socket's fields need its offsets.
+    if !offsets_known() {
+        return;
+    }
+    let (old, new) = (change.old, change.new);
+    let opening = old == TCP_SYN_SENT || old == TCP_SYN_RECV;
+    match new {
+        TCP_SYN_SENT => return remember_start::<M>(change.sk),
+        TCP_ESTABLISHED if opening => {}
+        TCP_CLOSE if old != TCP_LISTEN && old != TCP_CLOSE => {}
+        _ => return,
+    }
+    let started = if old == TCP_SYN_SENT {
+        take_start::<M>(change.sk)
+    } else {
+        None
+    };
+    let Some(counts) = peer_counts(&peer_key::<M, F>(change)) else {
+        return;
+    };
+    if opening {
+        count_open::<M, F>(change, started, counts);
+    }
+    if new == TCP_CLOSE {
+        count_close::<M>((change.tcp)(), counts);
+    }
+}
+
+/// Remembers when an active open sent its SYN: the socket enters `SYN_SENT` just before.
+#[inline(always)]
+fn remember_start<M: Memory>(sk: u64) {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = CONNECT_STARTS.insert(&M::number(sk), &now, 0);
+}
+
+/// When the active open of `sk` began, forgotten as the socket leaves `SYN_SENT`.
+#[inline(always)]
+fn take_start<M: Memory>(sk: u64) -> Option<u64> {
+    let socket = M::number(sk);
+    // SAFETY: the value is copied out before the entry is removed.
+    let started = unsafe { CONNECT_STARTS.get(&socket) }.copied();
+    let _ = CONNECT_STARTS.remove(&socket);
+    started
+}
+
+/// Counts an open's result and, where it succeeded, its time: a client's from its SYN (from
+/// `started`), a server's the kernel's round-trip sample of its SYN-ACK.
+#[inline(always)]
+fn count_open<M: Memory, F: Fn() -> u64>(
+    change: &Change<F>,
+    started: Option<u64>,
+    counts: *mut PeerCounts,
+) {
+    let result = if change.new == TCP_ESTABLISHED {
+        PeerResult::Ok
+    } else {
+        PeerResult::of_error(M::read(change.sk, constant!(OFFSETS.sk_err)).unwrap_or(0))
+    };
+    // SAFETY: a map value shared by all CPUs, only ever added to.
+    let counts = unsafe { &mut *counts };
+    if let Some(count) = counts.results.get_mut(result as usize) {
+        add(count, 1);
+    }
+    if result != PeerResult::Ok {
+        return;
+    }
+    let elapsed_us = if change.old == TCP_SYN_RECV {
+        srtt_us::<M>((change.tcp)())
+    } else if let Some(started) = started {
+        // SAFETY: a helper without arguments.
+        (unsafe { bpf_ktime_get_ns() }).saturating_sub(started) / 1000
+    } else {
+        count_event(Event::ConnectStartLost);
+        return;
+    };
+    observe(
+        &mut counts.connect_time,
+        &mut counts.connect_time_sum_ns,
+        elapsed_us,
+    );
+}
+
+/// Adds a closing connection's totals, read from its `struct tcp_sock` `tcp`.
+#[inline(always)]
+fn count_close<M: Memory>(tcp: u64, counts: *mut PeerCounts) {
+    let acked: u64 = M::read(tcp, constant!(OFFSETS.tcp_bytes_acked)).unwrap_or(0);
+    let received: u64 = M::read(tcp, constant!(OFFSETS.tcp_bytes_received)).unwrap_or(0);
+    let retransmits: u32 = M::read(tcp, constant!(OFFSETS.tcp_total_retrans)).unwrap_or(0);
+    let rtt_us = srtt_us::<M>(tcp);
+    // SAFETY: a map value shared by all CPUs, only ever added to.
+    let counts = unsafe { &mut *counts };
+    add(&mut counts.bytes_sent, acked);
+    add(&mut counts.bytes_received, received);
+    add(&mut counts.retransmits, u64::from(retransmits));
+    // A connection that never measured a round trip (a failed open) has none to show.
+    if rtt_us != 0 {
+        observe(&mut counts.rtt, &mut counts.rtt_sum_ns, rtt_us);
+    }
+}
+
+/// The smoothed round-trip time in microseconds (`srtt_us` holds it times 8).
+#[inline(always)]
+fn srtt_us<M: Memory>(tcp: u64) -> u64 {
+    let srtt: u32 = M::read(tcp, constant!(OFFSETS.tcp_srtt_us)).unwrap_or(0);
+    u64::from(srtt >> 3)
+}
+
+/// Adds one observation of `us` microseconds to a histogram and its sum.
+#[inline(always)]
+fn observe(buckets: &mut [u64], sum_ns: &mut u64, us: u64) {
+    if let Some(count) = buckets.get_mut(peer_bucket(us)) {
+        add(count, 1);
+    }
+    add(sum_ns, us * 1000);
+}
+
+#[inline(always)]
+fn add(count: &mut u64, value: u64) {
+    // SAFETY: a counter in a map value shared by all CPUs, changed only atomically.
+    unsafe { atomic_xadd::<u64, u64, { SeqCst }>(count, value) };
+}
+
+/// The peer of a changing socket: a client's remote port, a server's local one. The role
+/// comes from the state an open leaves, or, as a connection closes, from the listen backlog,
+/// which an accepted connection copied from its listener.
+#[inline(always)]
+fn peer_key<M: Memory, F: Fn() -> u64>(change: &Change<F>) -> PeerKey {
+    let sk = change.sk;
+    let server = match change.old {
+        TCP_SYN_SENT => false,
+        TCP_SYN_RECV => true,
+        _ => M::read::<u32>(sk, constant!(OFFSETS.sk_max_ack_backlog)).unwrap_or(0) != 0,
+    };
+    let (role, port) = if server {
+        // `inet_sport` is a member of `struct inet_sock`, which a `struct tcp_sock` begins with.
+        let port: u16 = M::read((change.tcp)(), constant!(OFFSETS.inet_sport)).unwrap_or(0);
+        (ROLE_SERVER, u16::from_be(port))
+    } else {
+        let port: u16 = M::read(sk, constant!(OFFSETS.sk_dport)).unwrap_or(0);
+        (ROLE_CLIENT, u16::from_be(port))
+    };
+    let key = PeerKey {
+        netns: change.netns.inode,
+        role,
+        port,
+        address: [0; 2],
+    };
+    // An address that cannot be read, or whose low half is 0, counts under the overflow.
+    match remote_address::<M>(sk, change.family) {
+        Some(address) if address[1] != 0 => PeerKey { address, ..key },
+        _ => key.overflow(),
+    }
+}
+
+/// The remote address of a TCP socket as IPv6 (IPv4 mapped into it), in two big-endian
+/// halves.
+#[inline(always)]
+fn remote_address<M: Memory>(sk: u64, family: u16) -> Option<[u64; 2]> {
+    if family == AF_INET {
+        let address: u32 = M::read(sk, constant!(OFFSETS.sk_daddr))?;
+        return Some([0, 0xffff_0000_0000 | u64::from(u32::from_be(address))]);
+    }
+    let offset = constant!(OFFSETS.sk_v6_daddr);
+    let high: u64 = M::read(sk, offset)?;
+    let low: u64 = M::read(sk, offset + 8)?;
+    Some([u64::from_be(high), u64::from_be(low)])
+}
+
+/// The counts of the peer `key`, or of its overflow identity where the table has no slot for
+/// the peer.
+#[inline(always)]
+fn peer_counts(key: &PeerKey) -> Option<*mut PeerCounts> {
+    let slots = peer_slots();
+    let [high, low] = key.address;
+    let slot = slots.find(key.slot_id(), high, low, |_| 0).or_else(|| {
+        let overflow = key.overflow();
+        let [high, low] = overflow.address;
+        slots.find(overflow.slot_id(), high, low, |_| 0)
+    })?;
+    PEERS.get_ptr_mut(slot)
+}
