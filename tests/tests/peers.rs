@@ -323,77 +323,122 @@ fn closed_info(socket: &TcpStream) -> libc::tcp_info {
     }
 }
 
-/// Bytes each way of the connection whose totals are checked.
+/// The `tcp_info` of an open socket once everything it sent is acknowledged (the peer may
+/// delay its last ACK): it does not change while the connection is idle.
+fn idle_info(socket: &TcpStream) -> libc::tcp_info {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = tcp_info(socket);
+        if info.tcpi_unacked == 0 {
+            return info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} unacknowledged",
+            info.tcpi_unacked
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Bytes each way of the connections whose totals are checked.
 const REQUEST: usize = 70_000;
 const RESPONSE: usize = 123_456;
 
-/// One connection from `a` to `b` carrying a request and a response, both ends shut down
-/// and held open until the kernel has closed them: the `tcp_info` of client and server.
-fn exchange(pair: &LinkedNamespaces, port: u16) -> (libc::tcp_info, libc::tcp_info) {
+/// A connection from `a` to port `port` of `b` that carried a request and a response: its
+/// client and server ends, and the listener, which tells the server end from a client.
+fn exchange(pair: &LinkedNamespaces, port: u16) -> (TcpStream, TcpStream, TcpListener) {
     let address = format!("{}:{port}", pair.veth.b_ip);
     let listener = pair.b.run({
         let address = address.clone();
         move || TcpListener::bind(address).unwrap()
     });
-    let server = thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
-        let mut request = vec![0; REQUEST];
-        socket.read_exact(&mut request).unwrap();
-        socket.write_all(&vec![7; RESPONSE]).unwrap();
-        assert_eq!(socket.read(&mut [0; 1]).unwrap(), 0);
-        socket.shutdown(Shutdown::Write).unwrap();
-        closed_info(&socket)
-    });
-    let client = pair.a.run(move || {
-        let mut socket = TcpStream::connect(address).unwrap();
-        socket.write_all(&vec![1; REQUEST]).unwrap();
-        let mut response = vec![0; RESPONSE];
-        socket.read_exact(&mut response).unwrap();
-        socket.shutdown(Shutdown::Write).unwrap();
-        assert_eq!(socket.read(&mut [0; 1]).unwrap(), 0);
-        closed_info(&socket)
-    });
-    (client, server.join().unwrap())
+    let mut client = pair.a.run(move || TcpStream::connect(address).unwrap());
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(&vec![1; REQUEST]).unwrap();
+    server.read_exact(&mut vec![0; REQUEST]).unwrap();
+    server.write_all(&vec![7; RESPONSE]).unwrap();
+    client.read_exact(&mut vec![0; RESPONSE]).unwrap();
+    (client, server, listener)
 }
 
-/// A closed connection's totals, by peer on both ends, equal the kernel's `tcp_info` of its
-/// socket as it closed: bytes acknowledged and received, retransmits, smoothed round trip.
+/// Closes both ends of a connection, the client first, and holds them until the kernel has
+/// closed them: their `tcp_info` as they closed.
+fn close(client: &TcpStream, server: &mut TcpStream) -> (libc::tcp_info, libc::tcp_info) {
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(server.read(&mut [0; 1]).unwrap(), 0);
+    server.shutdown(Shutdown::Write).unwrap();
+    (closed_info(client), closed_info(server))
+}
+
+/// Checks one end's series against its socket's `tcp_info`; `sockets` says whether the
+/// connection is open or closed.
+fn check_totals(m: &Metrics, series: [(&str, &str); 4], info: &libc::tcp_info, sockets: &str) {
+    let role = series[1].1;
+    let bytes = |direction: &'static str| {
+        let labels = [&series[..], &[("direction", direction)]].concat();
+        m.counter("netmon_tcp_peer_bytes_total", &labels)
+    };
+    assert_eq!(bytes("sent"), info.tcpi_bytes_acked, "{role} {sockets}");
+    assert_eq!(
+        bytes("received"),
+        info.tcpi_bytes_received,
+        "{role} {sockets}"
+    );
+    let retransmits = m.counter("netmon_tcp_peer_retransmits_total", &series);
+    assert_eq!(retransmits, u64::from(info.tcpi_total_retrans), "{role}");
+    let rtt = [&series[..], &[("sockets", sockets)]].concat();
+    assert_eq!(m.counter("netmon_tcp_peer_rtt_seconds_count", &rtt), 1);
+    let rtt = m.value("netmon_tcp_peer_rtt_seconds_sum", &rtt).unwrap();
+    assert_eq!(
+        (rtt * 1e6).round() as u32,
+        info.tcpi_rtt,
+        "{role} {sockets}"
+    );
+    let opened = m.counter("netmon_tcp_peer_connect_duration_seconds_count", &series);
+    assert_eq!(opened, 1, "{role} {sockets}");
+    let open = u64::from(sockets == "open");
+    assert_eq!(
+        m.counter("netmon_tcp_peer_connections", &series),
+        open,
+        "{role}"
+    );
+}
+
+/// The totals of a closed connection (from the state hook as it closed) and of an open one
+/// (from the socket dump), by peer on both ends, equal the kernel's `tcp_info` of their
+/// sockets: bytes acknowledged and received, retransmits, smoothed round trip.
 #[test]
-fn totals_of_a_closed_connection_equal_its_tcp_info() {
+fn totals_of_closed_and_open_connections_equal_their_tcp_info() {
     require_root();
     let agent = Agent::start(&[]);
     let pair = LinkedNamespaces::new("peers-totals", 238);
-    let (client, server) = exchange(&pair, 7000);
+    let (client, mut server, _listener) = exchange(&pair, 7000);
+    let (client_closed, server_closed) = close(&client, &mut server);
+    let (open_client, open_server, _listening) = exchange(&pair, 7001);
+    let (client_open, server_open) = (idle_info(&open_client), idle_info(&open_server));
     let m = agent.fresh_metrics();
     let (na, nb) = (pair.netns_a(), pair.netns_b());
+    let (a_ip, b_ip) = (pair.veth.a_ip.as_str(), pair.veth.b_ip.as_str());
     let ends = [
-        (na.as_str(), "client", pair.veth.b_ip.as_str(), client),
-        (nb.as_str(), "server", pair.veth.a_ip.as_str(), server),
+        (na.as_str(), "client", b_ip, [&client_closed, &client_open]),
+        (nb.as_str(), "server", a_ip, [&server_closed, &server_open]),
     ];
-    for (netns, role, peer, info) in ends {
-        let series = [
-            ("netns", netns),
-            ("role", role),
-            ("peer", peer),
-            ("port", "7000"),
-        ];
-        let bytes = |direction: &'static str| {
-            let labels = [&series[..], &[("direction", direction)]].concat();
-            m.counter("netmon_tcp_peer_bytes_total", &labels)
+    for (netns, role, peer, [closed, open]) in ends {
+        let series = |port| {
+            [
+                ("netns", netns),
+                ("role", role),
+                ("peer", peer),
+                ("port", port),
+            ]
         };
-        assert_eq!(bytes("sent"), info.tcpi_bytes_acked, "{role}");
-        assert_eq!(bytes("received"), info.tcpi_bytes_received, "{role}");
-        let retransmits = m.counter("netmon_tcp_peer_retransmits_total", &series);
-        assert_eq!(retransmits, u64::from(info.tcpi_total_retrans), "{role}");
-        assert_eq!(m.counter("netmon_tcp_peer_rtt_seconds_count", &series), 1);
-        let rtt = m.value("netmon_tcp_peer_rtt_seconds_sum", &series).unwrap();
-        assert_eq!((rtt * 1e6).round() as u32, info.tcpi_rtt, "{role}");
-        let opened = m.counter("netmon_tcp_peer_connect_duration_seconds_count", &series);
-        assert_eq!(opened, 1, "{role}");
+        check_totals(&m, series("7000"), closed, "closed");
+        check_totals(&m, series("7001"), open, "open");
     }
     // The request and the response, and what the kernel counts beside them (SYN and FIN).
-    assert!(client.tcpi_bytes_acked >= REQUEST as u64);
-    assert!(client.tcpi_bytes_received >= RESPONSE as u64);
+    assert!(client_closed.tcpi_bytes_acked >= REQUEST as u64);
+    assert!(client_closed.tcpi_bytes_received >= RESPONSE as u64);
     let lost = [("map", "connect_starts")];
     assert_eq!(m.counter("netmon_probe_map_full_total", &lost), 0);
 }

@@ -24,6 +24,7 @@ use crate::{
         interfaces::{LinkDetails, OwnLinks},
         kallsyms::KernelSymbols,
         netlink::RouteChanges,
+        peer_sockets,
         socket_owners::{self, SocketOwners},
         sockets::{self, TcpSummary, TcpTally},
     },
@@ -241,9 +242,21 @@ impl Poller {
             reasons: self.probes.drop_reasons(),
             filter: &self.host.interfaces,
         };
-        let peers = self
-            .peers
-            .fold(&tables.peers, &self.host.peers, &snapshot.ephemeral_ports);
+        let mut live = naming
+            .as_ref()
+            .map(|naming| naming.names().live_peers().clone())
+            .unwrap_or_default();
+        let own = snapshot.netns;
+        if let Some(own) = run(&mut snapshot.collectors, "tcp_peers", || {
+            peer_sockets::live_peers(own)
+        }) {
+            live.extend(own);
+        }
+        let peers = self.peers.fold(
+            (&tables.peers, &live),
+            &self.host.peers,
+            &snapshot.ephemeral_ports,
+        );
         snapshot.kernel = KernelCounters {
             peers,
             map_entries: map_entries.unwrap_or_default(),

@@ -17,7 +17,7 @@ use super::{
     PollSettings, Processes, ServerSettings, Thresholds,
 };
 use crate::{
-    model::peers::PeerFolding,
+    model::peer_names::PeerFolding,
     model::probes::{AttachMethod, Hook, ProgramVariant},
     probes::ProbeSettings,
 };

@@ -10,7 +10,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration}
 use serde::Deserialize;
 
 use crate::{
-    model::peers::PeerFolding,
+    model::peer_names::PeerFolding,
     probes::{ProbeSettings, SampleBudget},
 };
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::Config;
-use crate::{model::peers::PeerFolding, probes::SampleBudget};
+use crate::{model::peer_names::PeerFolding, probes::SampleBudget};
 
 /// What the operator can tell the collectors.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,7 +8,8 @@ use super::{
 };
 use crate::{
     model::{
-        peers::{EXTERNAL, OTHER, PeerFolding},
+        peer_names::{EXTERNAL, PeerFolding},
+        peers::OTHER,
         probes::AttachMethod,
     },
     probes::ProbeSettings,

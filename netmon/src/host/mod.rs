@@ -6,6 +6,7 @@ pub mod interfaces;
 pub mod kallsyms;
 pub mod netlink;
 pub mod netns;
+pub mod peer_sockets;
 pub mod process_details;
 pub mod socket_owners;
 pub mod sockets;

@@ -15,7 +15,11 @@ use std::{
 
 use anyhow::{Context as _, anyhow};
 
-use crate::{host::netlink, privileges};
+use crate::{
+    host::{netlink, peer_sockets},
+    model::peers::LivePeers,
+    privileges,
+};
 
 /// Where namespaces made with `ip netns add` are mounted.
 const NAMED_NAMESPACES: &str = "/run/netns";
@@ -194,7 +198,8 @@ fn inode(path: &Path) -> Option<u32> {
     std::fs::metadata(path).ok().map(|meta| meta.ino() as u32)
 }
 
-/// Interface names per namespace: (namespace inode, ifindex) -> name.
+/// Interface names per namespace: (namespace inode, ifindex) -> name; and the connections
+/// of the namespaces the thread listed.
 #[derive(Clone, Debug, Default)]
 pub struct InterfaceNames {
     names: HashMap<(u32, u32), String>,
@@ -202,6 +207,8 @@ pub struct InterfaceNames {
     listed: Vec<u32>,
     /// The cookie of each namespace listed where the kernel tells it.
     cookies: HashMap<u32, u64>,
+    /// The TCP connections not yet closed of the namespaces the thread listed, by peer.
+    peers: LivePeers,
 }
 
 impl InterfaceNames {
@@ -220,8 +227,19 @@ impl InterfaceNames {
         self.cookies.get(&netns).copied()
     }
 
-    /// Every link of `netns`, and its cookie where known.
-    fn add_listing(&mut self, netns: u32, Listing { links, cookie }: Listing) {
+    /// The TCP connections of the namespaces the thread listed (not the agent's own).
+    pub fn live_peers(&self) -> &LivePeers {
+        &self.peers
+    }
+
+    /// Every link of `netns`, its cookie where known, and its connections.
+    fn add_listing(&mut self, netns: u32, listing: Listing) {
+        let Listing {
+            links,
+            cookie,
+            peers,
+        } = listing;
+        self.peers.extend(peers);
         self.listed.push(netns);
         if let Some(cookie) = cookie {
             self.cookies.insert(netns, cookie);
@@ -237,6 +255,8 @@ struct Listing {
     /// (ifindex, name) of every link.
     links: Vec<(u32, String)>,
     cookie: Option<u64>,
+    /// Its TCP connections by peer; none where the dump failed.
+    peers: LivePeers,
 }
 
 /// The listings of some namespaces, by namespace.
@@ -275,7 +295,7 @@ impl NamespaceLister {
                 for (namespaces, answer) in queue {
                     let listings = namespaces
                         .into_iter()
-                        .filter_map(|(netns, path)| match list(&path) {
+                        .filter_map(|(netns, path)| match list(netns, &path) {
                             Ok(listing) => Some((netns, listing)),
                             Err(err) => {
                                 tracing::debug!(netns, "cannot list links: {err:#}");
@@ -320,6 +340,7 @@ impl NamespaceLister {
                 Listing {
                     links,
                     cookie: None,
+                    peers: LivePeers::new(),
                 },
             );
         }
@@ -369,12 +390,17 @@ fn enter(file: &File) -> Result<(), String> {
     Ok(())
 }
 
-fn list(path: &Path) -> anyhow::Result<Listing> {
+fn list(netns: u32, path: &Path) -> anyhow::Result<Listing> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     enter(&file).map_err(|e| anyhow!("entering {}: {e}", path.display()))?;
+    let peers = peer_sockets::live_peers(netns).unwrap_or_else(|err| {
+        tracing::debug!(netns, "cannot dump the TCP connections: {err:#}");
+        LivePeers::new()
+    });
     Ok(Listing {
         links: netlink::links()?,
         cookie: own_cookie(),
+        peers,
     })
 }
 

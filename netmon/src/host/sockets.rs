@@ -31,11 +31,36 @@ fn dump(
     states: StateFlags,
     mut each: impl FnMut(DumpedSocket),
 ) -> anyhow::Result<()> {
+    // Only the fixed header: the attributes the kernel adds to every socket are not needed,
+    // and decoding them was most of the agent's time on a busy host.
+    dump_raw(protocol, states, ExtensionFlags::empty(), |header, _| {
+        each(DumpedSocket {
+            state: header.state,
+            local: header.socket_id.source_address,
+            local_port: header.socket_id.source_port,
+            remote_port: header.socket_id.destination_port,
+            inode: header.inode,
+        });
+    })
+}
+
+/// Bytes of the fixed header of each socket of the dump (`struct inet_diag_msg`); its
+/// attributes follow.
+const INET_DIAG_MSG_LEN: usize = 72;
+
+/// Hands each socket of the dump to `each`, IPv4 then IPv6: its header, and its attributes
+/// undecoded (those of `extensions`, and what the kernel adds to every socket).
+pub(super) fn dump_raw(
+    protocol: u8,
+    states: StateFlags,
+    extensions: ExtensionFlags,
+    mut each: impl FnMut(&InetResponseHeader, &[u8]),
+) -> anyhow::Result<()> {
     for family in [AF_INET, AF_INET6] {
         let request = SockDiagMessage::InetRequest(InetRequest {
             family,
             protocol,
-            extensions: ExtensionFlags::empty(),
+            extensions: extensions.clone(),
             states: states.clone(),
             socket_id: if family == AF_INET {
                 SocketId::new_v4()
@@ -43,18 +68,13 @@ fn dump(
                 SocketId::new_v6()
             },
         });
-        // Only the fixed header: the attributes the kernel adds to every socket are not
-        // needed, and decoding them was most of the agent's time on a busy host.
         netlink::dump_payloads(NETLINK_SOCK_DIAG, request, |_, payload| {
             let header =
                 InetResponseHeader::parse(payload).context("decoding a socket of the dump")?;
-            each(DumpedSocket {
-                state: header.state,
-                local: header.socket_id.source_address,
-                local_port: header.socket_id.source_port,
-                remote_port: header.socket_id.destination_port,
-                inode: header.inode,
-            });
+            each(
+                &header,
+                payload.get(INET_DIAG_MSG_LEN..).unwrap_or_default(),
+            );
             Ok(())
         })?;
     }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 pub mod drops;
 pub mod kernel_tables;
+pub mod peer_names;
 pub mod peers;
 pub mod probes;
 pub mod processes;

@@ -1,18 +1,15 @@
 //! Who cannot reach whom: the results of the TCP connections each namespace opened and
 //! accepted, by remote endpoint, folded so that their series stay bounded and their counters
 //! never go back. No I/O here.
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::collections::{BTreeMap, BTreeSet};
 
-use ipnet::{IpNet, Ipv4Net};
-use netmon_common::peers::{PeerCounts, PeerKey, PeerResult, ROLE_CLIENT};
-use serde::{Deserialize, Serialize};
+use netmon_common::peers::{PEER_BUCKETS, PeerCounts, PeerKey, PeerResult, ROLE_CLIENT};
+use serde::Serialize;
 
 use crate::model::{
     EphemeralPorts,
     kernel_tables::{NamespacedCount, TableValue as _},
+    peer_names::{PeerFolding, address_of, peer_name},
 };
 
 /// The peer table's rows as the probes read them.
@@ -20,34 +17,8 @@ type PeerRows = [NamespacedCount<PeerKey, PeerCounts>];
 
 /// The peer and port of what is folded.
 pub const OTHER: &str = "other";
-/// The peer of public addresses, unless they are shown.
-pub const EXTERNAL: &str = "external";
 /// The port of a client's connection to a port in the ephemeral range.
 pub const EPHEMERAL: &str = "ephemeral";
-
-/// How peers are named and folded; the configuration file's `[peers]` section.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PeerFolding {
-    /// Peers (with their port and role) with series of their own in each namespace, the
-    /// first seen failing or busiest; the rest are summed in `peer="other"`.
-    pub top: usize,
-    /// Names of address ranges (`"10.96.0.0/12" = "cluster-services"`): a peer in one is
-    /// shown by its name, the longest range first.
-    pub groups: BTreeMap<IpNet, String>,
-    /// Whether public addresses are shown; by default they are all `external`.
-    pub public: bool,
-}
-
-impl Default for PeerFolding {
-    fn default() -> Self {
-        Self {
-            top: 20,
-            groups: BTreeMap::new(),
-            public: false,
-        }
-    }
-}
 
 /// Attempts by result, in the order of [`PeerResult::ALL`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -106,6 +77,43 @@ impl PeerHistogram {
     }
 }
 
+/// What the socket dump shows of the connections to or from one peer that have not closed:
+/// how many are established, their totals so far (`tcp_info`), and their smoothed round
+/// trips now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveTotals {
+    pub established: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub retransmits: u64,
+    pub rtt: [u64; PEER_BUCKETS],
+    pub rtt_sum_ns: u64,
+}
+
+impl LiveTotals {
+    fn absorb(&mut self, other: &Self) {
+        self.established += other.established;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.retransmits += other.retransmits;
+        for (total, count) in self.rtt.iter_mut().zip(other.rtt) {
+            *total += count;
+        }
+        self.rtt_sum_ns += other.rtt_sum_ns;
+    }
+}
+
+/// The connections not yet closed, by namespace and peer, as the socket dumps show them.
+pub type LivePeers = BTreeMap<PeerKey, LiveTotals>;
+
+/// What one series sums: the kernel's counts (opens, and connections as they closed) and the
+/// connections still open.
+#[derive(Clone, Debug, Default)]
+struct SeriesCounts {
+    counted: PeerCounts,
+    live: LiveTotals,
+}
+
 /// One series of peer results: a namespace's connections of one role to or from one peer
 /// and port.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -122,28 +130,49 @@ pub struct TcpPeer {
     pub results: PeerResults,
     /// Times of the opens that succeeded.
     pub connect_time: PeerHistogram,
-    /// Totals of the connections that closed: bytes the peer acknowledged, bytes received,
-    /// segments retransmitted.
+    /// Connections established now.
+    pub connections: u64,
+    /// Totals of the connections, those closed and those still open: bytes the peer
+    /// acknowledged, bytes received, segments retransmitted. They never go back: where a
+    /// connection closed between the table's read and the dump, the poll shows the last.
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub retransmits: u64,
-    /// Smoothed round-trip times of the connections that closed.
+    /// Smoothed round-trip times of the connections as they closed.
     pub rtt: PeerHistogram,
+    /// Smoothed round-trip times of the connections open now.
+    pub open_rtt: PeerHistogram,
 }
 
 impl TcpPeer {
-    fn new(netns: u32, (role, peer, port): Series, counts: &PeerCounts) -> Self {
+    fn new(netns: u32, (role, peer, port): Series, series: &SeriesCounts) -> Self {
+        let (counted, live) = (&series.counted, &series.live);
         Self {
             netns,
             role,
             peer,
             port,
-            results: counts.results.into(),
-            connect_time: PeerHistogram::of(&counts.connect_time, counts.connect_time_sum_ns),
-            bytes_sent: counts.bytes_sent,
-            bytes_received: counts.bytes_received,
-            retransmits: counts.retransmits,
-            rtt: PeerHistogram::of(&counts.rtt, counts.rtt_sum_ns),
+            results: counted.results.into(),
+            connect_time: PeerHistogram::of(&counted.connect_time, counted.connect_time_sum_ns),
+            connections: live.established,
+            bytes_sent: counted.bytes_sent + live.bytes_sent,
+            bytes_received: counted.bytes_received + live.bytes_received,
+            retransmits: counted.retransmits + live.retransmits,
+            rtt: PeerHistogram::of(&counted.rtt, counted.rtt_sum_ns),
+            open_rtt: PeerHistogram::of(&live.rtt, live.rtt_sum_ns),
+        }
+    }
+
+    /// The totals, the last shown where they went back.
+    fn hold(&mut self, last: &mut [u64; 3]) {
+        let totals = [
+            &mut self.bytes_sent,
+            &mut self.bytes_received,
+            &mut self.retransmits,
+        ];
+        for (total, last) in totals.into_iter().zip(last.iter_mut()) {
+            *total = (*total).max(*last);
+            *last = *total;
         }
     }
 }
@@ -157,22 +186,25 @@ type Series = (&'static str, String, String);
 #[derive(Debug, Default)]
 pub struct PeerLedger {
     named: BTreeMap<u32, BTreeSet<Series>>,
+    /// The totals each series showed last (see [`TcpPeer::hold`]).
+    shown: BTreeMap<(u32, Series), [u64; 3]>,
 }
 
 impl PeerLedger {
-    /// The peer series of this poll's `rows`, folded: the sum over a namespace's series is
-    /// always its total.
+    /// The peer series of this poll's `rows` and `live` connections, folded: the sum over a
+    /// namespace's series is always its total.
     pub fn fold(
         &mut self,
-        rows: &PeerRows,
+        (rows, live): (&PeerRows, &LivePeers),
         folding: &PeerFolding,
         ephemeral: &EphemeralPorts,
     ) -> Vec<TcpPeer> {
-        let labelled = label(rows, folding, ephemeral);
-        self.named
-            .retain(|netns, _| labelled.keys().any(|(counted, _)| counted == netns));
+        let labelled = label(rows, live, folding, ephemeral);
+        let counted = |netns: &u32| labelled.keys().any(|(counted, _)| counted == netns);
+        self.named.retain(|netns, _| counted(netns));
+        self.shown.retain(|(netns, _), _| counted(netns));
         self.name_new(&labelled, folding.top);
-        let mut folded: BTreeMap<(u32, Series), PeerCounts> = BTreeMap::new();
+        let mut folded: BTreeMap<(u32, Series), SeriesCounts> = BTreeMap::new();
         for ((netns, series), counts) in labelled {
             let named = self.named.get(&netns).is_some_and(|s| s.contains(&series));
             let series = if named {
@@ -180,16 +212,23 @@ impl PeerLedger {
             } else {
                 (series.0, OTHER.to_string(), OTHER.to_string())
             };
-            folded.entry((netns, series)).or_default().absorb(&counts);
+            let sum = folded.entry((netns, series)).or_default();
+            sum.counted.absorb(&counts.counted);
+            sum.live.absorb(&counts.live);
         }
         let peers = folded.into_iter();
         peers
-            .map(|((netns, series), counts)| TcpPeer::new(netns, series, &counts))
+            .map(|((netns, series), counts)| {
+                let last = self.shown.entry((netns, series.clone())).or_default();
+                let mut peer = TcpPeer::new(netns, series, &counts);
+                peer.hold(last);
+                peer
+            })
             .collect()
     }
 
     /// Names the series of each namespace not yet full, failing ones first, then the busiest.
-    fn name_new(&mut self, labelled: &BTreeMap<(u32, Series), PeerCounts>, top: usize) {
+    fn name_new(&mut self, labelled: &BTreeMap<(u32, Series), SeriesCounts>, top: usize) {
         let mut candidates: BTreeMap<u32, Vec<(&Series, PeerResults)>> = BTreeMap::new();
         for ((netns, series), counts) in labelled {
             let named = self.named.entry(*netns).or_default();
@@ -197,7 +236,7 @@ impl PeerLedger {
                 candidates
                     .entry(*netns)
                     .or_default()
-                    .push((series, counts.results.into()));
+                    .push((series, counts.counted.results.into()));
             }
         }
         for (netns, mut found) in candidates {
@@ -215,88 +254,44 @@ impl PeerLedger {
     }
 }
 
-/// The rows by namespace and series, with peers and ports named and summed where they share
-/// a name.
+/// The rows and live connections by namespace and series, with peers and ports named and
+/// summed where they share a name.
 fn label(
     rows: &PeerRows,
+    live: &LivePeers,
     folding: &PeerFolding,
     ephemeral: &EphemeralPorts,
-) -> BTreeMap<(u32, Series), PeerCounts> {
-    let mut labelled: BTreeMap<(u32, Series), PeerCounts> = BTreeMap::new();
+) -> BTreeMap<(u32, Series), SeriesCounts> {
+    let mut labelled: BTreeMap<(u32, Series), SeriesCounts> = BTreeMap::new();
+    let series = |key: &PeerKey| (key.netns, series_of(key, folding, ephemeral));
     for row in rows {
-        let key = &row.key;
-        let role = if key.role == ROLE_CLIENT {
-            "client"
-        } else {
-            "server"
-        };
-        let (peer, port) = if key.is_overflow() {
-            (OTHER.to_string(), OTHER.to_string())
-        } else {
-            let address = address_of(key.address);
-            let in_range = (ephemeral.first..=ephemeral.last).contains(&key.port);
-            let port = if key.role == ROLE_CLIENT && in_range {
-                EPHEMERAL.to_string()
-            } else {
-                key.port.to_string()
-            };
-            (peer_name(address, folding), port)
-        };
-        let counts = labelled.entry((key.netns, (role, peer, port))).or_default();
-        counts.absorb(&row.value);
+        let counts = labelled.entry(series(&row.key)).or_default();
+        counts.counted.absorb(&row.value);
+    }
+    for (key, totals) in live {
+        labelled.entry(series(key)).or_default().live.absorb(totals);
     }
     labelled
 }
 
-/// An address from the table's two big-endian halves; IPv4 where it is mapped.
-pub fn address_of([high, low]: [u64; 2]) -> IpAddr {
-    let v6 = Ipv6Addr::from((u128::from(high) << 64) | u128::from(low));
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
+/// The series a peer key is shown in, before folding.
+fn series_of(key: &PeerKey, folding: &PeerFolding, ephemeral: &EphemeralPorts) -> Series {
+    let role = if key.role == ROLE_CLIENT {
+        "client"
+    } else {
+        "server"
+    };
+    if key.is_overflow() {
+        return (role, OTHER.to_string(), OTHER.to_string());
     }
-}
-
-/// The name a peer is shown by: its group's (the longest range that holds it), `external`
-/// for a public address unless public ones are shown, or the address.
-fn peer_name(address: IpAddr, folding: &PeerFolding) -> String {
-    let group = folding
-        .groups
-        .iter()
-        .filter(|(range, _)| range.contains(&address))
-        .max_by_key(|(range, _)| range.prefix_len());
-    if let Some((_, name)) = group {
-        return name.clone();
-    }
-    if !folding.public && is_public(address) {
-        return EXTERNAL.to_string();
-    }
-    address.to_string()
-}
-
-/// The shared address space of carrier-grade NAT (RFC 6598), which std does not name.
-const SHARED_ADDRESSES: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(100, 64, 0, 0), 10);
-
-/// Whether an address is reachable on the internet: not private, shared (carrier-grade NAT),
-/// loopback, link-local, unique local, documentation or unspecified.
-fn is_public(address: IpAddr) -> bool {
-    match address {
-        IpAddr::V4(v4) => {
-            !(v4.is_private()
-                || v4.is_loopback()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_documentation()
-                || v4.is_broadcast()
-                || SHARED_ADDRESSES.contains(&v4))
-        }
-        IpAddr::V6(v6) => {
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_unique_local()
-                || v6.is_unicast_link_local())
-        }
-    }
+    let address = address_of(key.address);
+    let in_range = (ephemeral.first..=ephemeral.last).contains(&key.port);
+    let port = if key.role == ROLE_CLIENT && in_range {
+        EPHEMERAL.to_string()
+    } else {
+        key.port.to_string()
+    };
+    (role, peer_name(address, folding), port)
 }
 
 #[cfg(test)]
@@ -351,7 +346,8 @@ mod tests {
             row(1, ROLE_CLIENT, [10, 0, 3, 8], 40000, [1, 0, 0, 0, 0]),
             row(1, ROLE_SERVER, [10, 0, 3, 9], 80, [2, 0, 0, 0, 0]),
         ];
-        let peers = PeerLedger::default().fold(&rows, &folding, &EPHEMERAL_RANGE);
+        let peers =
+            PeerLedger::default().fold((&rows, &LivePeers::new()), &folding, &EPHEMERAL_RANGE);
         let named: Vec<(&str, &str, &str, u64)> = peers
             .iter()
             .map(|p| (p.role, p.peer.as_str(), p.port.as_str(), p.results.total()))
@@ -381,7 +377,7 @@ mod tests {
             row(1, ROLE_CLIENT, [10, 0, 0, 2], 80, [0, 1, 0, 0, 0]),
             row(1, ROLE_CLIENT, [10, 0, 0, 3], 80, [9, 0, 0, 0, 0]),
         ];
-        let peers = ledger.fold(&first, &folding, &EPHEMERAL_RANGE);
+        let peers = ledger.fold((&first, &LivePeers::new()), &folding, &EPHEMERAL_RANGE);
         let names: Vec<&str> = peers.iter().map(|p| p.peer.as_str()).collect();
         // The failing peer first, then the busiest; the third folds.
         assert_eq!(names, ["10.0.0.2", "10.0.0.3", "other"]);
@@ -389,27 +385,36 @@ mod tests {
         // A busier newcomer stays in `other`, which only grows.
         let mut second = first.clone();
         second.push(row(1, ROLE_CLIENT, [10, 0, 0, 4], 80, [0, 0, 7, 0, 0]));
-        let peers = ledger.fold(&second, &folding, &EPHEMERAL_RANGE);
+        let peers = ledger.fold((&second, &LivePeers::new()), &folding, &EPHEMERAL_RANGE);
         let other = peers.iter().find(|p| p.peer == OTHER).unwrap();
         assert_eq!(other.results.total(), 12);
         assert_eq!(peers.iter().map(|p| p.results.total()).sum::<u64>(), 22);
         // A namespace that is gone gives its names back.
-        ledger.fold(&[], &folding, &EPHEMERAL_RANGE);
+        ledger.fold((&[], &LivePeers::new()), &folding, &EPHEMERAL_RANGE);
         assert!(ledger.named.is_empty());
     }
 
     #[test]
-    fn shared_addresses_are_not_public() {
-        for (address, public) in [
-            ("100.64.1.1", false),
-            ("100.127.255.254", false),
-            ("100.128.0.1", true),
-            ("10.1.2.3", false),
-            ("2001:4860::8888", true),
-            ("fe80::1", false),
-        ] {
-            assert_eq!(is_public(address.parse().unwrap()), public, "{address}");
-        }
+    fn open_connections_add_to_their_peer_and_totals_never_go_back() {
+        let folding = PeerFolding::default();
+        let mut ledger = PeerLedger::default();
+        let mut closed = row(1, ROLE_CLIENT, [10, 0, 0, 1], 80, [1, 0, 0, 0, 0]);
+        closed.value.bytes_sent = 100;
+        let open = LiveTotals {
+            established: 1,
+            bytes_sent: 50,
+            ..LiveTotals::default()
+        };
+        let live = LivePeers::from([(closed.key, open)]);
+        let rows = [closed.clone()];
+        let peers = ledger.fold((&rows, &live), &folding, &EPHEMERAL_RANGE);
+        assert_eq!((peers[0].connections, peers[0].bytes_sent), (1, 150));
+        // The open connection closed after the table was read: it is in neither.
+        let peers = ledger.fold((&rows, &LivePeers::new()), &folding, &EPHEMERAL_RANGE);
+        assert_eq!((peers[0].connections, peers[0].bytes_sent), (0, 150));
+        closed.value.bytes_sent = 160;
+        let peers = ledger.fold((&[closed], &LivePeers::new()), &folding, &EPHEMERAL_RANGE);
+        assert_eq!(peers[0].bytes_sent, 160);
     }
 
     #[test]
@@ -418,8 +423,11 @@ mod tests {
         overflow.key = overflow.key.overflow();
         let mut v6 = row(1, ROLE_CLIENT, [0; 4], 443, [1, 0, 0, 0, 0]);
         v6.key.address = [0xfd00_0000_0000_0000, 7];
-        let peers =
-            PeerLedger::default().fold(&[overflow, v6], &PeerFolding::default(), &EPHEMERAL_RANGE);
+        let peers = PeerLedger::default().fold(
+            (&[overflow, v6], &LivePeers::new()),
+            &PeerFolding::default(),
+            &EPHEMERAL_RANGE,
+        );
         let named: Vec<(&str, &str)> = peers
             .iter()
             .map(|p| (p.peer.as_str(), p.port.as_str()))

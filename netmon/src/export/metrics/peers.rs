@@ -3,7 +3,10 @@
 use netmon_common::peers::{PEER_BUCKETS, PeerResult};
 use prometheus::proto::{MetricFamily, MetricType};
 
-use crate::{export::metrics::Family, model::Snapshot};
+use crate::{
+    export::metrics::Family,
+    model::{Snapshot, peers::PeerHistogram},
+};
 
 /// What a peer series is: which namespace, role, peer and port.
 const SERIES: &str = "role=\"client\" for connections this host opened (port is the remote \
@@ -33,25 +36,33 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         ),
         MetricType::HISTOGRAM,
     );
+    let mut connections = Family::new(
+        "netmon_tcp_peer_connections",
+        &format!("TCP connections established now, from the socket dump. {SERIES}"),
+        MetricType::GAUGE,
+    );
     let mut retransmits = Family::new(
         "netmon_tcp_peer_retransmits_total",
         &format!(
-            "Segments the TCP connections retransmitted (SYNs included), counted as each \
-             connection closed. {SERIES}"
+            "Segments the TCP connections retransmitted (SYNs included): of those closed, as \
+             each closed, and of those open, so far. {SERIES}"
         ),
         MetricType::COUNTER,
     );
     let mut bytes = Family::new(
         "netmon_tcp_peer_bytes_total",
         &format!(
-            "Bytes of the TCP connections, counted as each closed: sent (acknowledged by the \
-             peer) and received. {SERIES}"
+            "Bytes of the TCP connections, sent (acknowledged by the peer) and received: of \
+             those closed, as each closed, and of those open, so far. {SERIES}"
         ),
         MetricType::COUNTER,
     );
     let mut rtt = Family::new(
         "netmon_tcp_peer_rtt_seconds",
-        &format!("Smoothed round-trip time of the TCP connections as they closed. {SERIES}"),
+        &format!(
+            "Smoothed round-trip time of the TCP connections: sockets=\"closed\" of each as it \
+             closed (a counter), sockets=\"open\" of those open now (a gauge). {SERIES}"
+        ),
         MetricType::HISTOGRAM,
     );
     for peer in &snapshot.kernel.peers {
@@ -71,17 +82,20 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
             bytes.sample(&labels, total as f64);
         }
         retransmits.sample(&series, peer.retransmits as f64);
-        // A series that never completed an open, or closed a connection, has no times.
-        for (family, histogram) in [
-            (&mut connect_time, &peer.connect_time),
-            (&mut rtt, &peer.rtt),
-        ] {
+        connections.sample(&series, peer.connections as f64);
+        // A series that never completed an open, or had a round trip, has no times.
+        let observe = |family: &mut Family, histogram: &PeerHistogram, sockets: Option<&str>| {
             if histogram.count() > 0 {
-                family.histogram(&series, &histogram.buckets, histogram.sum_ns, shown);
+                let mut labels = series.to_vec();
+                labels.extend(sockets.map(|sockets| ("sockets", sockets)));
+                family.histogram(&labels, &histogram.buckets, histogram.sum_ns, shown);
             }
-        }
+        };
+        observe(&mut connect_time, &peer.connect_time, None);
+        observe(&mut rtt, &peer.rtt, Some("closed"));
+        observe(&mut rtt, &peer.open_rtt, Some("open"));
     }
-    out.extend([connects.0, connect_time.0, retransmits.0, bytes.0, rtt.0]);
+    out.extend([connects, connect_time, connections, retransmits, bytes, rtt].map(|f| f.0));
 }
 
 #[cfg(test)]
