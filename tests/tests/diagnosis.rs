@@ -304,6 +304,56 @@ fn half_open_connections() {
     assert_eq!(evidence(finding, "now"), 6.0);
     assert_eq!(evidence(finding, "threshold"), 3.0);
     assert_eq!(finding["severity"], "warning");
+    // The peer the handshakes wait on is named.
+    let source = format!("{}:7300", s.veth.b_ip);
+    assert_eq!(evidence(finding, &source), 6.0, "{finding}");
+    let summary = finding["summary"].as_str().unwrap();
+    assert!(
+        summary.ends_with(&format!("; most from {source} (6)")),
+        "{summary}"
+    );
+}
+
+#[test]
+fn syn_sent_surge_names_the_peer_that_does_not_answer() {
+    require_root();
+    let s = setup("synsent", 245);
+    let config = ConfigFile::new(&format!("{WINDOW}[thresholds]\nsyn_sent = 3\n"));
+    let agent = Agent::builder()
+        .inside(&s.x)
+        .args(&["--config", config.path_str()])
+        .start();
+    // `y` drops the SYNs to port 7400: `x`'s connects wait in SYN_SENT.
+    s.y.exec(&[
+        "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "7400", "-j", "DROP",
+    ]);
+    let to = format!("{}:7400", s.veth.b_ip);
+    let address: std::net::SocketAddr = to.parse().unwrap();
+    // Threads made in `x` stay there; each gives up after a bounded wait.
+    let waits = s.x.run(move || {
+        (0..5)
+            .map(|_| {
+                thread::spawn(move || {
+                    TcpStream::connect_timeout(&address, Duration::from_secs(10)).unwrap_err()
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let d = wait_for(&agent, "syn_sent_surge", |d| {
+        findings(d, "syn_sent_surge")
+            .first()
+            .is_some_and(|f| evidence(f, "now") == 5.0)
+    });
+    let finding = findings(&d, "syn_sent_surge")[0];
+    assert_eq!(evidence(finding, &to), 5.0, "{finding}");
+    let summary = finding["summary"].as_str().unwrap();
+    assert!(
+        summary.ends_with(&format!("; most to {to} (5)")),
+        "{summary}"
+    );
+    for wait in waits {
+        assert_eq!(wait.join().unwrap().kind(), std::io::ErrorKind::TimedOut);
+    }
 }
 
 #[test]

@@ -1,6 +1,9 @@
-//! Connections piling up in one TCP state.
-use super::{Finding, Severity, evidence};
+//! Connections piling up in one TCP state, with the peers most of the opens wait on.
+use super::{Evidence, Finding, Severity, evidence};
 use crate::{config::Thresholds, model::Snapshot};
+
+/// Peers a finding of waiting opens names, at most.
+const NAMED_PEERS: usize = 3;
 
 pub(super) fn connection_states(
     findings: &mut Vec<Finding>,
@@ -57,6 +60,13 @@ pub(super) fn connection_states(
             .map(|s| s.connections.get(state).copied().unwrap_or(0))
             .collect();
         let average = counts.iter().sum::<u64>() as f64 / counts.len().max(1) as f64;
+        let (waited_on, mut named) = waiting_peers(newest, state);
+        let mut evidence_items = vec![
+            evidence("now", now as f64, "sockets"),
+            evidence("average", average, "sockets"),
+            evidence("threshold", threshold as f64, "sockets"),
+        ];
+        evidence_items.append(&mut named);
         findings.push(Finding {
             id,
             severity: if now > threshold * 5 {
@@ -67,15 +77,44 @@ pub(super) fn connection_states(
             subject: state.to_string(),
             summary: format!(
                 "{now} TCP sockets in {state}, over the threshold of {threshold} (average \
-                 {average:.0} over {window_seconds:.0} s)"
+                 {average:.0} over {window_seconds:.0} s){waited_on}"
             ),
             window_seconds,
-            evidence: vec![
-                evidence("now", now as f64, "sockets"),
-                evidence("average", average, "sockets"),
-                evidence("threshold", threshold as f64, "sockets"),
-            ],
+            evidence: evidence_items,
             next_steps: next.iter().map(|s| s.to_string()).collect(),
         });
     }
+}
+
+/// For the states of an open (`SYN_SENT`: this host's connects, `SYN_RECV`: those it
+/// accepts), the peers of the agent's namespace with the most opens waiting now: the words
+/// the summary ends with, and an evidence item for each.
+fn waiting_peers(newest: &Snapshot, state: &str) -> (String, Vec<Evidence>) {
+    let (role, direction) = match state {
+        "SYN_SENT" => ("client", "to"),
+        "SYN_RECV" => ("server", "from"),
+        _ => return (String::new(), Vec::new()),
+    };
+    let mut waiting: Vec<_> = newest
+        .kernel
+        .peers
+        .iter()
+        .filter(|p| p.netns == newest.netns && p.role == role && p.opening > 0)
+        .collect();
+    waiting.sort_by_key(|p| (std::cmp::Reverse(p.opening), &p.peer, &p.port));
+    waiting.truncate(NAMED_PEERS);
+    if waiting.is_empty() {
+        return (String::new(), Vec::new());
+    }
+    let endpoint = |p: &crate::model::peers::TcpPeer| format!("{}:{}", p.peer, p.port);
+    let listed: Vec<String> = waiting
+        .iter()
+        .map(|p| format!("{} ({})", endpoint(p), p.opening))
+        .collect();
+    let words = format!("; most {direction} {}", listed.join(", "));
+    let items = waiting
+        .iter()
+        .map(|p| evidence(endpoint(p), p.opening as f64, "sockets"))
+        .collect();
+    (words, items)
 }

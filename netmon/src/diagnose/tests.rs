@@ -317,6 +317,20 @@ fn connection_state_surges() {
     let mut snapshot = snapshot(0.0, quiet());
     snapshot.connections.insert("SYN_SENT", 5);
     snapshot.connections.insert("CLOSE_WAIT", 10);
+    let waiting = |peer: &str, opening: u64, netns: u32| crate::model::peers::TcpPeer {
+        netns,
+        role: "client",
+        peer: peer.to_string(),
+        port: "5432".to_string(),
+        opening,
+        ..Default::default()
+    };
+    let own = snapshot.netns;
+    snapshot.kernel.peers = vec![
+        waiting("10.0.3.7", 4, own),
+        waiting("10.0.3.8", 1, own),
+        waiting("10.0.3.9", 9, own + 1),
+    ];
     let diagnosis = run(&history(vec![snapshot]), &config);
     assert_eq!(diagnosis.findings.len(), 1);
     let finding = &diagnosis.findings[0];
@@ -325,6 +339,15 @@ fn connection_state_surges() {
         ("syn_sent_surge", "SYN_SENT")
     );
     assert_eq!(finding.evidence[0].value, 5.0);
+    // The peers of the agent's namespace the connects wait on, the most first.
+    assert!(
+        finding
+            .summary
+            .ends_with("; most to 10.0.3.7:5432 (4), 10.0.3.8:5432 (1)"),
+        "{}",
+        finding.summary
+    );
+    assert_eq!(finding.evidence[3].name, "10.0.3.7:5432");
 }
 
 #[test]

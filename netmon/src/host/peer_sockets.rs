@@ -5,7 +5,9 @@ use std::{collections::BTreeSet, net::IpAddr};
 
 use netlink_packet_core::NlasIterator;
 use netlink_packet_sock_diag::{
-    constants::{INET_DIAG_INFO, IPPROTO_TCP, TCP_ESTABLISHED, TCP_LISTEN},
+    constants::{
+        INET_DIAG_INFO, IPPROTO_TCP, TCP_ESTABLISHED, TCP_LISTEN, TCP_SYN_RECV, TCP_SYN_SENT,
+    },
     inet::{ExtensionFlags, StateFlags},
 };
 use netmon_common::peers::{PeerKey, ROLE_CLIENT, ROLE_SERVER, peer_bucket};
@@ -75,6 +77,8 @@ pub fn live_peers(netns: u32) -> anyhow::Result<LivePeers> {
 /// Adds one connection to its peer's totals.
 fn add(totals: &mut LiveTotals, connection: &Connection) {
     totals.established += u64::from(connection.state == TCP_ESTABLISHED);
+    let opening = [TCP_SYN_SENT, TCP_SYN_RECV].contains(&connection.state);
+    totals.opening += u64::from(opening);
     let Some(info) = &connection.info else {
         return;
     };

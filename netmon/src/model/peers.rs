@@ -83,6 +83,8 @@ impl PeerHistogram {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LiveTotals {
     pub established: u64,
+    /// Opens waiting for their handshake: a client's in `SYN_SENT`, a server's in `SYN_RECV`.
+    pub opening: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub retransmits: u64,
@@ -93,6 +95,7 @@ pub struct LiveTotals {
 impl LiveTotals {
     fn absorb(&mut self, other: &Self) {
         self.established += other.established;
+        self.opening += other.opening;
         self.bytes_sent += other.bytes_sent;
         self.bytes_received += other.bytes_received;
         self.retransmits += other.retransmits;
@@ -132,6 +135,8 @@ pub struct TcpPeer {
     pub connect_time: PeerHistogram,
     /// Connections established now.
     pub connections: u64,
+    /// Opens waiting for their handshake now: SYN sent (client), SYN received (server).
+    pub opening: u64,
     /// Totals of the connections, those closed and those still open: bytes the peer
     /// acknowledged, bytes received, segments retransmitted. They never go back: where a
     /// connection closed between the table's read and the dump, the poll shows the last.
@@ -155,6 +160,7 @@ impl TcpPeer {
             results: counted.results.into(),
             connect_time: PeerHistogram::of(&counted.connect_time, counted.connect_time_sum_ns),
             connections: live.established,
+            opening: live.opening,
             bytes_sent: counted.bytes_sent + live.bytes_sent,
             bytes_received: counted.bytes_received + live.bytes_received,
             retransmits: counted.retransmits + live.retransmits,
