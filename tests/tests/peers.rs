@@ -442,3 +442,93 @@ fn totals_of_closed_and_open_connections_equal_their_tcp_info() {
     let lost = [("map", "connect_starts")];
     assert_eq!(m.counter("netmon_probe_map_full_total", &lost), 0);
 }
+
+/// `b`'s IPv6 filter: connects to one port rejected with an ICMPv6 address unreachable.
+const RULES_V6: &str = "table ip6 netmon_peers_v6 {
+    chain input {
+        type filter hook input priority 0;
+        tcp dport 6002 reject with icmpv6 type addr-unreachable
+    }
+}
+";
+
+/// IPv6 peers are counted by their address, each result exact against the application and
+/// the kernel, and a closed connection's totals equal its `tcp_info`.
+#[test]
+fn ipv6_peers_are_counted_by_their_address() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let before = missed(&agent.fresh_metrics(), "nm_state_btf");
+    let pair = LinkedNamespaces::new("peers-v6", 239);
+    let (a_ip, b_ip) = ("fd00:239::1", "fd00:239::2");
+    for (ns, dev, ip) in [
+        (&pair.a, &pair.veth.a_dev, a_ip),
+        (&pair.b, &pair.veth.b_dev, b_ip),
+    ] {
+        // Test namespaces start without IPv6 (no router solicitations on their links).
+        let enable = format!("net.ipv6.conf.{dev}.disable_ipv6=0");
+        ns.exec(&["sysctl", "-qw", &enable]);
+        let address = format!("{ip}/64");
+        ns.ip(&["-6", "addr", "add", &address, "dev", dev, "nodad"]);
+    }
+    let rules = ConfigFile::with_extension(RULES_V6, "nft");
+    pair.b.exec(&["nft", "-f", rules.path_str()]);
+    let listener = pair.b.run(move || TcpListener::bind((b_ip, 6000)).unwrap());
+    let (mut client, mut server) = pair.a.run(move || {
+        for _ in 0..2 {
+            let err = TcpStream::connect((b_ip, 6001)).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+        }
+        for _ in 0..2 {
+            let err = TcpStream::connect((b_ip, 6002)).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH), "{err}");
+        }
+        let client = TcpStream::connect((b_ip, 6000)).unwrap();
+        (client, listener.accept().unwrap().0)
+    });
+    client.write_all(&[1; 5000]).unwrap();
+    server.read_exact(&mut [0; 5000]).unwrap();
+    let (closed, _) = close(&client, &mut server);
+    let m = agent.fresh_metrics();
+    let na = pair.netns_a();
+    let to = |port: &'static str| {
+        [
+            ("netns", na.as_str()),
+            ("role", "client"),
+            ("peer", b_ip),
+            ("port", port),
+        ]
+    };
+    let result = |port, result| {
+        let labels = [&to(port)[..], &[("result", result)]].concat();
+        m.counter("netmon_tcp_peer_connects_total", &labels)
+    };
+    // Exact, but for what the kernel skipped and counted (see `results_match_the_kernel`).
+    let lost = missed(&m, "nm_state_btf") - before;
+    let exact = |count: u64, expected: u64| {
+        assert!(
+            count <= expected && count + lost >= expected,
+            "{count} of {expected}"
+        );
+    };
+    exact(result("6001", "refused"), 2);
+    exact(result("6002", "unreachable"), 2);
+    exact(result("6000", "ok"), 1);
+    let all = m.find("netmon_tcp_peer_connects_total", &[("netns", na.as_str())]);
+    exact(
+        all.iter().map(|(_, v)| *v as u64).sum(),
+        nstat(&pair.a, "TcpActiveOpens"),
+    );
+    let sent = [&to("6000")[..], &[("direction", "sent")]].concat();
+    let sent = m.counter("netmon_tcp_peer_bytes_total", &sent);
+    assert_eq!(sent, closed.tcpi_bytes_acked);
+    let server = [
+        ("netns", pair.netns_b()),
+        ("role", "server".to_string()),
+        ("peer", a_ip.to_string()),
+        ("port", "6000".to_string()),
+        ("result", "ok".to_string()),
+    ];
+    let server: Vec<(&str, &str)> = server.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(m.counter("netmon_tcp_peer_connects_total", &server), 1);
+}
