@@ -7,7 +7,7 @@
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
-    os::unix::fs::MetadataExt as _,
+    os::{fd::AsRawFd as _, unix::fs::MetadataExt as _},
     thread,
     time::{Duration, Instant},
 };
@@ -108,6 +108,132 @@ fn workload(done: std::sync::mpsc::Receiver<()>) -> (u32, u64) {
         let _ = done.recv();
     });
     result_rx.recv().unwrap()
+}
+
+/// Opens that fail, and are refused or time out.
+const REFUSED: u64 = 3;
+const TIMEOUTS: u64 = 2;
+
+/// The kernel's `tcp_info` of a socket.
+fn tcp_info(socket: &TcpStream) -> libc::tcp_info {
+    // SAFETY: all-zero bytes are a valid `tcp_info`, which the kernel fills up to `len`.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: a valid descriptor, and a buffer of `len` bytes.
+    unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    };
+    info
+}
+
+/// One connection to port 7003 carrying data both ways, closed on both ends: the client's
+/// `tcp_info` once the kernel has closed it.
+fn closed_connection() -> libc::tcp_info {
+    let listener = TcpListener::bind("127.0.0.1:7003").unwrap();
+    let mut client = TcpStream::connect("127.0.0.1:7003").unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(&[1; 3000]).unwrap();
+    server.read_exact(&mut [0; 3000]).unwrap();
+    server.write_all(&[2; 1500]).unwrap();
+    client.read_exact(&mut [0; 1500]).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(server.read(&mut [0; 1]).unwrap(), 0);
+    server.shutdown(std::net::Shutdown::Write).unwrap();
+    const TCP_CLOSE: u8 = 7;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tcp_info(&client).tcpi_state != TCP_CLOSE && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(50));
+    }
+    tcp_info(&client)
+}
+
+/// Opens by peer, in a new namespace held by a thread until `done` is dropped: refused by a
+/// closed port (7001), timed out on a listener whose accept queue is full (7002: one open
+/// fills it, the SYNs after it are dropped), and a closed connection (7003). Returns the
+/// namespace's inode and that connection's client `tcp_info`.
+fn peer_workload(done: std::sync::mpsc::Receiver<()>) -> (u32, libc::tcp_info) {
+    let (result_tx, result_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        // SAFETY: a new network namespace for this thread only.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+        loopback_up();
+        // One SYN retry: a timeout takes seconds, not two minutes.
+        std::fs::write("/proc/sys/net/ipv4/tcp_syn_retries", "1").unwrap();
+        let inode = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino() as u32;
+        for _ in 0..REFUSED {
+            let err = TcpStream::connect("127.0.0.1:7001").unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        let full = TcpListener::bind("127.0.0.1:7002").unwrap();
+        // SAFETY: a listening socket of our own; a backlog of 0 holds one connection.
+        assert_eq!(unsafe { libc::listen(full.as_raw_fd(), 0) }, 0);
+        let queued = TcpStream::connect("127.0.0.1:7002").unwrap();
+        // Threads made here stay in this namespace.
+        let waits: Vec<_> = (0..TIMEOUTS)
+            .map(|_| thread::spawn(|| TcpStream::connect("127.0.0.1:7002").unwrap_err()))
+            .collect();
+        for wait in waits {
+            assert_eq!(wait.join().unwrap().kind(), std::io::ErrorKind::TimedOut);
+        }
+        drop((queued, full));
+        result_tx.send((inode, closed_connection())).unwrap();
+        let _ = done.recv();
+    });
+    result_rx.recv().unwrap()
+}
+
+/// Checks the peer workload's counts by peer; whether all hold.
+fn check_peers(m: &Metrics, netns: u32, closed: &libc::tcp_info) -> bool {
+    let ns = netns.to_string();
+    let count = |port: &str, result: &str| {
+        let labels = [
+            ("netns", ns.as_str()),
+            ("role", "client"),
+            ("peer", "127.0.0.1"),
+            ("port", port),
+            ("result", result),
+        ];
+        m.counter("netmon_tcp_peer_connects_total", &labels)
+    };
+    let mut all = true;
+    for (port, result, expected) in [
+        ("7001", "refused", REFUSED),
+        ("7002", "ok", 1),
+        ("7002", "timeout", TIMEOUTS),
+        ("7003", "ok", 1),
+    ] {
+        let n = count(port, result);
+        all &= check(
+            &format!("connects to {port} {result}"),
+            n == expected,
+            format!("{n} (expected {expected})"),
+        );
+    }
+    for (direction, expected) in [
+        ("sent", closed.tcpi_bytes_acked),
+        ("received", closed.tcpi_bytes_received),
+    ] {
+        let labels = [
+            ("netns", ns.as_str()),
+            ("role", "client"),
+            ("peer", "127.0.0.1"),
+            ("port", "7003"),
+            ("direction", direction),
+        ];
+        let n = m.counter("netmon_tcp_peer_bytes_total", &labels);
+        all &= check(
+            &format!("bytes {direction} of a closed connection"),
+            n == expected && expected > 0,
+            format!("{n} (tcp_info {expected})"),
+        );
+    }
+    all
 }
 
 /// Waits until no traffic of namespace `ns` is reported; whether that came within 60 s.
@@ -256,8 +382,10 @@ fn main() {
     let kernel = kernel_version();
     let (done, hold) = std::sync::mpsc::channel();
     let (netns, kernel_lo_tx) = workload(hold);
+    let (peers_done, peers_hold) = std::sync::mpsc::channel();
+    let (peers_netns, closed) = peer_workload(peers_hold);
     let m = fresh(agent);
-    drop(done);
+    drop((done, peers_done));
     let ns = netns.to_string();
     println!(
         "VMCHECK slots in use: {:?}",
@@ -341,6 +469,7 @@ fn main() {
             format!("{n} (expected {CONNECTIONS})"),
         );
     }
+    all &= check_peers(&m, peers_netns, &closed);
     let state_probe = probe("inet_sock_set_state");
     let limits = state_probe["limits"].as_str().unwrap_or_default();
     all &= check(
