@@ -134,9 +134,10 @@ impl PeerKey {
     }
 }
 
-/// Buckets of the peer histograms: bucket `i` holds `[2^i, 2^(i+1))` microseconds (bucket 0
-/// also what is under 1 us), the last everything from 2^23 us (8.4 s) on.
-pub const PEER_BUCKETS: usize = 24;
+/// Buckets of the peer histograms, by powers of four: bucket 0 holds what is under 128 us,
+/// bucket `i` then `[2^(5+2i), 2^(7+2i))` microseconds, the last everything from 2^23 us
+/// (8.4 s) on.
+pub const PEER_BUCKETS: usize = 10;
 
 /// The counts of one peer slot, shared by all CPUs and added to atomically.
 #[repr(C)]
@@ -159,10 +160,13 @@ pub struct PeerCounts {
     pub rtt_sum_ns: u64,
 }
 
-/// The bucket of a duration in microseconds: floor(log2), 0 for 0, the last for what is
-/// longer. BPF has no count-leading-zeros instruction.
+/// The bucket of a duration in microseconds (see [`PEER_BUCKETS`]). BPF has no
+/// count-leading-zeros instruction: floor(log2) in five steps.
 #[inline(always)]
 pub fn peer_bucket(mut us: u64) -> usize {
+    if us >= 1 << 32 {
+        return PEER_BUCKETS - 1;
+    }
     let mut log = 0;
     for shift in [16, 8, 4, 2, 1] {
         if us >= 1 << shift {
@@ -170,7 +174,15 @@ pub fn peer_bucket(mut us: u64) -> usize {
             log += shift;
         }
     }
-    log.min(PEER_BUCKETS - 1)
+    if log < 7 {
+        return 0;
+    }
+    ((log - 7) / 2 + 1).min(PEER_BUCKETS - 1)
+}
+
+/// The upper bound of a peer histogram's bucket in microseconds; none for the last.
+pub fn peer_bucket_bound_us(bucket: usize) -> Option<u64> {
+    (bucket < PEER_BUCKETS - 1).then(|| 1 << (7 + 2 * bucket))
 }
 
 /// A peer slot counts the peer its words name, once its claim is complete. Its namespace has
@@ -223,15 +235,28 @@ mod tests {
     }
 
     #[test]
-    fn buckets_are_powers_of_two_of_microseconds() {
-        assert_eq!(peer_bucket(0), 0);
-        assert_eq!(peer_bucket(1), 0);
-        assert_eq!(peer_bucket(2), 1);
-        assert_eq!(peer_bucket(1023), 9);
-        assert_eq!(peer_bucket(1024), 10);
-        assert_eq!(peer_bucket((1 << 23) - 1), 22);
-        assert_eq!(peer_bucket(1 << 23), 23);
-        assert_eq!(peer_bucket(u64::MAX), 23);
+    fn buckets_are_powers_of_four_of_microseconds() {
+        for (us, bucket) in [
+            (0, 0),
+            (127, 0),
+            (128, 1),
+            (511, 1),
+            (512, 2),
+            ((1 << 21) - 1, 7),
+            (1 << 21, 8),
+            ((1 << 23) - 1, 8),
+            (1 << 23, 9),
+            (u64::MAX, 9),
+        ] {
+            assert_eq!(peer_bucket(us), bucket, "{us}");
+        }
+        // Each bucket ends where the next begins.
+        for bucket in 0..PEER_BUCKETS - 1 {
+            let bound = peer_bucket_bound_us(bucket).unwrap();
+            assert_eq!(peer_bucket(bound - 1), bucket);
+            assert_eq!(peer_bucket(bound), bucket + 1);
+        }
+        assert_eq!(peer_bucket_bound_us(PEER_BUCKETS - 1), None);
     }
 
     #[test]

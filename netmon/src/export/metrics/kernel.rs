@@ -1,7 +1,10 @@
 //! Families counted by the kernel programs, in every namespace, and the tables' health.
 use prometheus::proto::{MetricFamily, MetricType};
 
-use crate::{export::metrics::Family, model::Snapshot};
+use crate::{
+    export::metrics::Family,
+    model::{HandshakeHistogram, Snapshot},
+};
 
 pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     let mut push = |family: Family| out.push(family.0);
@@ -97,7 +100,7 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
             ],
             &histogram.buckets,
             histogram.sum_ns,
-            |_| true,
+            |i| Some(HandshakeHistogram::upper_bound_seconds(i)),
         );
     }
     push(handshake);

@@ -13,10 +13,7 @@ use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
 
-use crate::{
-    model::{HandshakeHistogram, Snapshot},
-    state::AgentStatus,
-};
+use crate::{model::Snapshot, state::AgentStatus};
 
 /// A metric family under construction.
 struct Family(MetricFamily);
@@ -63,15 +60,15 @@ impl Family {
         self.0.mut_metric().push(metric);
     }
 
-    /// A histogram of microseconds by power of two (bucket `i` counts `[2^i, 2^(i+1))`),
-    /// shown with the upper bounds of the buckets `shown` admits: the counts up to any
-    /// bound are exact, so leaving bounds out loses nothing but detail.
+    /// A histogram of buckets of microseconds, shown with the upper bounds (in seconds) that
+    /// `bound` gives: the counts up to any bound are exact, so a bucket without one (the
+    /// last, or one left out for brevity) loses nothing but detail.
     fn histogram(
         &mut self,
         labels: &[(&str, &str)],
         buckets: &[u64],
         sum_ns: u64,
-        shown: impl Fn(usize) -> bool,
+        bound: impl Fn(usize) -> Option<f64>,
     ) {
         let mut metric = Self::labelled(labels);
         let mut proto = Histogram::default();
@@ -79,11 +76,11 @@ impl Family {
         let mut bounds = Vec::with_capacity(buckets.len());
         for (i, count) in buckets.iter().enumerate() {
             cumulative += count;
-            if !shown(i) {
+            let Some(upper) = bound(i) else {
                 continue;
-            }
+            };
             let mut bucket = Bucket::default();
-            bucket.set_upper_bound(HandshakeHistogram::upper_bound_seconds(i));
+            bucket.set_upper_bound(upper);
             bucket.set_cumulative_count(cumulative);
             bounds.push(bucket);
         }

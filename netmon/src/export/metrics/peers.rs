@@ -1,6 +1,6 @@
 //! The families of TCP peers (`KernelCounters::peers`): connection results and times, and the
 //! totals of the connections, by namespace, role and remote endpoint.
-use netmon_common::peers::{PEER_BUCKETS, PeerResult};
+use netmon_common::peers::{PeerResult, peer_bucket_bound_us};
 use prometheus::proto::{MetricFamily, MetricType};
 
 use crate::{
@@ -13,10 +13,9 @@ const SERIES: &str = "role=\"client\" for connections this host opened (port is 
      one), \"server\" for those it accepted (port is the listening one); peer is the remote \
      address, its configured group, \"external\" or, past peers.top in a namespace, \"other\".";
 
-/// The peer histograms show every other power of two from 128 us to 8.4 s (bucket `i`
-/// ends at 2^(i+1) us): ten buckets a series rather than twenty-four.
-fn shown(bucket: usize) -> bool {
-    (6..PEER_BUCKETS - 1).contains(&bucket) && bucket.is_multiple_of(2)
+/// The upper bound of a peer histogram's bucket in seconds; none for the last.
+fn bound(bucket: usize) -> Option<f64> {
+    peer_bucket_bound_us(bucket).map(|us| us as f64 / 1e6)
 }
 
 pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
@@ -88,7 +87,7 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
             if histogram.count() > 0 {
                 let mut labels = series.to_vec();
                 labels.extend(sockets.map(|sockets| ("sockets", sockets)));
-                family.histogram(&labels, &histogram.buckets, histogram.sum_ns, shown);
+                family.histogram(&labels, &histogram.buckets, histogram.sum_ns, bound);
             }
         };
         observe(&mut connect_time, &peer.connect_time, None);
@@ -96,15 +95,4 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
         observe(&mut rtt, &peer.open_rtt, Some("open"));
     }
     out.extend([connects, connect_time, connections, retransmits, bytes, rtt].map(|f| f.0));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_histograms_end_at_every_other_power_of_two() {
-        let bounds: Vec<usize> = (0..PEER_BUCKETS).filter(|i| shown(*i)).collect();
-        assert_eq!(bounds, [6, 8, 10, 12, 14, 16, 18, 20, 22]);
-    }
 }
