@@ -13,12 +13,16 @@ pub const SOCKET_TALLY: &str = "SOCKET_TALLY";
 pub struct TcpSocketTally {
     pub states: [u64; 16],
     pub ports: [u64; 1024],
+    /// The walk's number, which the agent sets: the open connections it counts by peer
+    /// (`peers::OpenConnections`) are those of this walk.
+    pub walk: u64,
 }
 
 impl TcpSocketTally {
     pub const ZERO: Self = Self {
         states: [0; 16],
         ports: [0; 1024],
+        walk: 0,
     };
 }
 

@@ -158,6 +158,41 @@ pub struct PeerCounts {
     /// Smoothed round-trip time of the connections that closed with one (`srtt_us`).
     pub rtt: [u64; PEER_BUCKETS],
     pub rtt_sum_ns: u64,
+    /// The connections not yet closed, as the socket iterator's last walk of the agent's
+    /// namespace found them.
+    pub open: OpenConnections,
+}
+
+/// What the socket iterator counts of a peer's connections not yet closed, in one walk: only
+/// the walk writes it, and a walk numbered other than `walk` starts it again from zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenConnections {
+    pub walk: u64,
+    /// Established, and opens waiting for their handshake (`SYN_SENT`, `SYN_RECV`).
+    pub established: u64,
+    pub opening: u64,
+    /// Their `tcp_sock` totals so far, as in [`PeerCounts`], and smoothed round trips now.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub retransmits: u64,
+    pub rtt: [u64; PEER_BUCKETS],
+    pub rtt_sum_ns: u64,
+}
+
+impl OpenConnections {
+    /// Adds the counts of `other` (its walk aside).
+    pub fn add(&mut self, other: &Self) {
+        self.established += other.established;
+        self.opening += other.opening;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.retransmits += other.retransmits;
+        for (total, count) in self.rtt.iter_mut().zip(other.rtt) {
+            *total += count;
+        }
+        self.rtt_sum_ns += other.rtt_sum_ns;
+    }
 }
 
 /// The bucket of a duration in microseconds (see [`PEER_BUCKETS`]). BPF has no

@@ -1,15 +1,17 @@
 //! `iter/tcp`: every TCP socket of the reading thread's namespace, counted by state and with
 //! the local ports in use into `SOCKET_TALLY`, for the connections by state and the
-//! ephemeral ports in use. One walk of the kernel's socket tables a poll, which writes
+//! ephemeral ports in use; and each connection not yet closed with its peer
+//! (`tcp_peers.rs`). One walk of the kernel's socket tables a poll, which writes
 //! nothing out: the socket dump builds and the agent decodes a netlink message for each
 //! socket.
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::bpf_skc_to_tcp_timewait_sock;
+use aya_ebpf::helpers::generated::{bpf_skc_to_tcp_sock, bpf_skc_to_tcp_timewait_sock};
 
 use crate::{
     kernel::{Btf, Memory, constant},
     maps::SOCKET_TALLY,
+    tcp_peers::count_open_connection,
 };
 
 const TCP_TIME_WAIT: u8 = 6;
@@ -24,12 +26,13 @@ pub fn nm_sockets_iter(ctx: *mut c_void) -> i32 {
     let Some(sk) = Btf::read::<u64>(ctx as u64, 8) else {
         return 0;
     };
-    let (Some(mut state), Some(local_port)) = (
+    let (Some(socket_state), Some(local_port)) = (
         Btf::read::<u8>(sk, constant!(OFFSETS.sk_state)),
         Btf::read::<u16>(sk, constant!(OFFSETS.sk_num)),
     ) else {
         return 0;
     };
+    let mut state = socket_state;
     // A closed connection waits as a time-wait socket, in the state it closed in: the socket
     // dump (and `ss`) shows that one.
     if state == TCP_TIME_WAIT {
@@ -41,11 +44,15 @@ pub fn nm_sockets_iter(ctx: *mut c_void) -> i32 {
         return 0;
     };
     // SAFETY: map memory that only the agent's walk, on one CPU at a time, writes.
-    unsafe {
+    let walk = unsafe {
         (*tally).states[usize::from(state & 15)] += 1;
         if state != TCP_LISTEN {
             (*tally).ports[usize::from(local_port >> 6)] |= 1 << (local_port & 63);
         }
-    }
+        (*tally).walk
+    };
+    // SAFETY: the helper checks what the socket is and gives null when it is no full one.
+    let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut c_void) } as u64;
+    count_open_connection(sk, tcp, socket_state, walk);
     0
 }

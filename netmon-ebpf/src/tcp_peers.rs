@@ -1,17 +1,20 @@
 //! The peer part of the TCP state hook (`tcp_state.rs`): each open's result and time as the
 //! socket leaves `SYN_SENT` or `SYN_RECV`, and each connection's totals as it closes, by
-//! namespace, role and remote endpoint.
+//! namespace, role and remote endpoint; and of the socket iterator (`sockets.rs`): the
+//! connections not yet closed.
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
 use netmon_common::{
     events::Event,
-    peers::{PeerCounts, PeerKey, PeerResult, ROLE_CLIENT, ROLE_SERVER, peer_bucket},
+    peers::{
+        OpenConnections, PeerCounts, PeerKey, PeerResult, ROLE_CLIENT, ROLE_SERVER, peer_bucket,
+    },
 };
 
 use crate::{
     events::count_event,
-    kernel::{AF_INET, Memory, Namespace, constant, offsets_known},
+    kernel::{AF_INET, Btf, Memory, Namespace, constant, offsets_known, socket_namespace},
     maps::{CONNECT_STARTS, PEERS, peer_slots},
 };
 
@@ -19,7 +22,10 @@ pub const TCP_ESTABLISHED: u32 = 1;
 pub const TCP_SYN_SENT: u32 = 2;
 pub const TCP_SYN_RECV: u32 = 3;
 pub const TCP_CLOSE: u32 = 7;
+const TCP_TIME_WAIT: u32 = 6;
 const TCP_LISTEN: u32 = 10;
+/// A connection request (`struct request_sock`), which the socket iterator also walks.
+const TCP_NEW_SYN_RECV: u32 = 12;
 
 /// One state change of a TCP socket: `sk`, and `tcp()` the same socket as a `struct tcp_sock`
 /// (BTF-typed loads reach its TCP fields only through that type).
@@ -171,23 +177,92 @@ fn peer_key<M: Memory, F: Fn() -> u64>(change: &Change<F>) -> PeerKey {
         _ => M::read::<u32>(sk, constant!(OFFSETS.sk_max_ack_backlog)).unwrap_or(0) != 0,
     };
     let (role, port) = if server {
-        // `inet_sport` is a member of `struct inet_sock`, which a `struct tcp_sock` begins with.
+        // `inet_sport` is a member of `struct inet_sock`, which a `struct tcp_sock` begins with;
+        // `skc_num` is 0 already as the socket closes.
         let port: u16 = M::read((change.tcp)(), constant!(OFFSETS.inet_sport)).unwrap_or(0);
         (ROLE_SERVER, u16::from_be(port))
     } else {
-        let port: u16 = M::read(sk, constant!(OFFSETS.sk_dport)).unwrap_or(0);
-        (ROLE_CLIENT, u16::from_be(port))
+        (ROLE_CLIENT, remote_port::<M>(sk))
     };
+    endpoint::<M>(sk, change.netns, change.family, role, port)
+}
+
+/// The remote port of a socket, in host order.
+#[inline(always)]
+fn remote_port<M: Memory>(sk: u64) -> u16 {
+    u16::from_be(M::read(sk, constant!(OFFSETS.sk_dport)).unwrap_or(0))
+}
+
+/// The peer key of socket `sk` with its role and port.
+#[inline(always)]
+fn endpoint<M: Memory>(sk: u64, netns: Namespace, family: u16, role: u8, port: u16) -> PeerKey {
     let key = PeerKey {
-        netns: change.netns.inode,
+        netns: netns.inode,
         role,
         port,
         address: [0; 2],
     };
     // An address that cannot be read, or whose low half is 0, counts under the overflow.
-    match remote_address::<M>(sk, change.family) {
+    match remote_address::<M>(sk, family) {
         Some(address) if address[1] != 0 => PeerKey { address, ..key },
         _ => key.overflow(),
+    }
+}
+
+/// Counts one socket of the socket iterator's walk numbered `walk` with its peer's open
+/// connections: `sk` the walked socket, `tcp` the same as a `struct tcp_sock` (0 for a
+/// connection request, which has none), `state` its state.
+#[inline(always)]
+pub fn count_open_connection(sk: u64, tcp: u64, state: u8, walk: u64) {
+    let state = u32::from(state);
+    // A listener, or a connection the kernel has closed (its time-wait socket is no full one).
+    let request = state == TCP_NEW_SYN_RECV;
+    if state == TCP_LISTEN || state == TCP_CLOSE || state == TCP_TIME_WAIT || (tcp == 0 && !request)
+    {
+        return;
+    }
+    let server = request
+        || (state != TCP_SYN_SENT
+            && Btf::read::<u32>(tcp, constant!(OFFSETS.sk_max_ack_backlog)).unwrap_or(0) != 0);
+    let (role, port) = if server {
+        (
+            ROLE_SERVER,
+            Btf::read(sk, constant!(OFFSETS.sk_num)).unwrap_or(0),
+        )
+    } else {
+        (ROLE_CLIENT, remote_port::<Btf>(sk))
+    };
+    let family: u16 = Btf::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
+    let netns = socket_namespace::<Btf>(sk);
+    let Some(counts) = peer_counts(&endpoint::<Btf>(sk, netns, family, role, port)) else {
+        return;
+    };
+    // SAFETY: the walk is the only writer of `open`, on one CPU at a time.
+    let open = unsafe { &mut (*counts).open };
+    if open.walk != walk {
+        *open = OpenConnections {
+            walk,
+            ..OpenConnections::default()
+        };
+    }
+    open.established += u64::from(state == TCP_ESTABLISHED);
+    let opening = state == TCP_SYN_SENT || state == TCP_SYN_RECV || request;
+    open.opening += u64::from(opening);
+    if tcp == 0 {
+        return;
+    }
+    let acked: u64 = Btf::read(tcp, constant!(OFFSETS.tcp_bytes_acked)).unwrap_or(0);
+    let received: u64 = Btf::read(tcp, constant!(OFFSETS.tcp_bytes_received)).unwrap_or(0);
+    let retransmits: u32 = Btf::read(tcp, constant!(OFFSETS.tcp_total_retrans)).unwrap_or(0);
+    open.bytes_sent += acked;
+    open.bytes_received += received;
+    open.retransmits += u64::from(retransmits);
+    let rtt_us = srtt_us::<Btf>(tcp);
+    if rtt_us != 0 {
+        if let Some(count) = open.rtt.get_mut(peer_bucket(rtt_us)) {
+            *count += 1;
+        }
+        open.rtt_sum_ns += rtt_us * 1000;
     }
 }
 

@@ -405,14 +405,16 @@ fn check_totals(m: &Metrics, series: [(&str, &str); 4], info: &libc::tcp_info, s
     );
 }
 
-/// The totals of a closed connection (from the state hook as it closed) and of an open one
-/// (from the socket dump), by peer on both ends, equal the kernel's `tcp_info` of their
-/// sockets: bytes acknowledged and received, retransmits, smoothed round trip.
+/// The totals of a closed connection (from the state hook as it closed) and of an open one,
+/// by peer on both ends, equal the kernel's `tcp_info` of their sockets: bytes acknowledged
+/// and received, retransmits, smoothed round trip. The agent runs in `a`, whose open
+/// connections the socket iterator counts; those of `b` come from the socket dump.
 #[test]
 fn totals_of_closed_and_open_connections_equal_their_tcp_info() {
     require_root();
-    let agent = Agent::start(&[]);
     let pair = LinkedNamespaces::new("peers-totals", 238);
+    let agent = Agent::builder().inside(&pair.a).start();
+    assert_eq!(agent.status()["connections_source"], "socket_iterator");
     let (client, mut server, _listener) = exchange(&pair, 7000);
     let (client_closed, server_closed) = close(&client, &mut server);
     let (open_client, open_server, _listening) = exchange(&pair, 7001);

@@ -12,6 +12,7 @@ use std::{
 };
 
 use netmon_common::{
+    peers::{PeerCounts, PeerKey},
     samples::DropSample,
     tcp_events::{TcpEvent, TcpEventKey},
 };
@@ -32,7 +33,7 @@ use crate::{
         KernelCounters, ListeningSocket, Owner, Snapshot, SocketHolders,
         drops::DropSampleRecord,
         kernel_tables::{NamespacedCount, TableRead},
-        peers::PeerLedger,
+        peers::{LivePeers, PeerLedger},
         probes::Hook,
         processes::ProcessLedger,
     },
@@ -78,6 +79,9 @@ pub struct Poller {
     ledger: ProcessLedger,
     /// The peers each namespace has named, from poll to poll.
     peers: PeerLedger,
+    /// The number of this poll's walk of the socket iterator, which also counts the agent's
+    /// namespace's open connections by peer; none where the socket dump counted them.
+    socket_walk: Option<u64>,
     cgroups: CgroupPaths,
     started: Instant,
 }
@@ -97,6 +101,7 @@ impl Poller {
             drop_samples: 0,
             ledger: ProcessLedger::default(),
             peers: PeerLedger::default(),
+            socket_walk: None,
             cgroups: CgroupPaths::open(),
             started: Instant::now(),
         }
@@ -246,12 +251,7 @@ impl Poller {
             .as_ref()
             .map(|naming| naming.names().live_peers().clone())
             .unwrap_or_default();
-        let own = snapshot.netns;
-        if let Some(own) = run(&mut snapshot.collectors, "tcp_peers", || {
-            peer_sockets::live_peers(own)
-        }) {
-            live.extend(own);
-        }
+        live.extend(self.own_open_connections(&tables.peers, snapshot));
         let peers = self.peers.fold(
             (&tables.peers, &live),
             &self.host.peers,
@@ -263,6 +263,24 @@ impl Poller {
             ..namer.name(tables, programs)
         };
         naming
+    }
+
+    /// The open connections of the agent's namespace by peer: those the socket iterator
+    /// counted in the peer table in this poll's walk, or else the socket dump's.
+    fn own_open_connections(
+        &self,
+        rows: &[NamespacedCount<PeerKey, PeerCounts>],
+        snapshot: &mut Snapshot,
+    ) -> LivePeers {
+        if let Some(walk) = self.socket_walk {
+            let walked = rows.iter().filter(|row| row.value.open.walk == walk);
+            return walked.map(|row| (row.key, row.value.open)).collect();
+        }
+        let own = snapshot.netns;
+        run(&mut snapshot.collectors, "tcp_peers", || {
+            peer_sockets::live_peers(own)
+        })
+        .unwrap_or_default()
     }
 
     /// The agent's own namespace always shows its TCP events where their hooks are
@@ -315,8 +333,12 @@ impl Poller {
     /// Connections by state from the socket iterator where it is loaded, else (or when a walk
     /// fails) from the socket dump.
     fn tcp_summary(&mut self) -> anyhow::Result<(TcpSummary, &'static str)> {
+        self.socket_walk = None;
         match self.probes.tcp_sockets() {
-            Some(Ok(tally)) => return Ok((TcpTally::from(tally).finish(), "socket_iterator")),
+            Some(Ok(tally)) => {
+                self.socket_walk = Some(tally.walk);
+                return Ok((TcpTally::from(tally).finish(), "socket_iterator"));
+            }
             Some(Err(err)) => tracing::warn!("socket iterator: {err:#}; reading the socket dump"),
             None => {}
         }

@@ -10,14 +10,11 @@ use netlink_packet_sock_diag::{
     },
     inet::{ExtensionFlags, StateFlags},
 };
-use netmon_common::peers::{PeerKey, ROLE_CLIENT, ROLE_SERVER, peer_bucket};
+use netmon_common::peers::{OpenConnections, PeerKey, ROLE_CLIENT, ROLE_SERVER, peer_bucket};
 
 use crate::{
     host::sockets,
-    model::{
-        peer_names::address_words,
-        peers::{LivePeers, LiveTotals},
-    },
+    model::{peer_names::address_words, peers::LivePeers},
 };
 
 /// One connection of the dump: its ends, and its `tcp_info` where the kernel gave one.
@@ -75,7 +72,7 @@ pub fn live_peers(netns: u32) -> anyhow::Result<LivePeers> {
 }
 
 /// Adds one connection to its peer's totals.
-fn add(totals: &mut LiveTotals, connection: &Connection) {
+fn add(totals: &mut OpenConnections, connection: &Connection) {
     totals.established += u64::from(connection.state == TCP_ESTABLISHED);
     let opening = [TCP_SYN_SENT, TCP_SYN_RECV].contains(&connection.state);
     totals.opening += u64::from(opening);

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashSet};
 use netmon_common::{
     drops::DropKey,
     handshakes::{HandshakeHistogram, HandshakeKey},
-    peers::{PeerCounts, PeerKey},
+    peers::{OpenConnections, PeerCounts, PeerKey},
     slots::{NamespacedSlot, SlotKey},
     tcp_events::TcpEventKey,
     traffic::{InterfaceKey, InterfaceTraffic},
@@ -249,6 +249,15 @@ impl TableValue for HandshakeHistogram {
     }
 }
 
+/// The open connections of the newer walk; of the same walk, both.
+fn absorb_open(open: &mut OpenConnections, other: &OpenConnections) {
+    if other.walk > open.walk {
+        *open = *other;
+    } else if other.walk == open.walk {
+        open.add(other);
+    }
+}
+
 impl TableValue for PeerCounts {
     fn absorb(&mut self, other: &Self) {
         let pairs = (self.results.iter_mut().zip(other.results))
@@ -262,6 +271,7 @@ impl TableValue for PeerCounts {
         self.bytes_received += other.bytes_received;
         self.retransmits += other.retransmits;
         self.rtt_sum_ns += other.rtt_sum_ns;
+        absorb_open(&mut self.open, &other.open);
     }
     fn total(&self) -> u64 {
         let closes = self.rtt.iter().sum::<u64>() + self.retransmits;

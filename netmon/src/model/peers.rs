@@ -3,7 +3,7 @@
 //! never go back. No I/O here.
 use std::collections::{BTreeMap, BTreeSet};
 
-use netmon_common::peers::{PEER_BUCKETS, PeerCounts, PeerKey, PeerResult, ROLE_CLIENT};
+use netmon_common::peers::{OpenConnections, PeerCounts, PeerKey, PeerResult, ROLE_CLIENT};
 use serde::Serialize;
 
 use crate::model::{
@@ -56,8 +56,7 @@ impl Serialize for PeerResults {
     }
 }
 
-/// Durations in microseconds by power of two: bucket `i` counts `[2^i, 2^(i+1))` (see
-/// `netmon_common::peers::PEER_BUCKETS`).
+/// Durations in microseconds by power of four (see `netmon_common::peers::PEER_BUCKETS`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PeerHistogram {
     pub buckets: Vec<u64>,
@@ -77,44 +76,15 @@ impl PeerHistogram {
     }
 }
 
-/// What the socket dump shows of the connections to or from one peer that have not closed:
-/// how many are established, their totals so far (`tcp_info`), and their smoothed round
-/// trips now.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LiveTotals {
-    pub established: u64,
-    /// Opens waiting for their handshake: a client's in `SYN_SENT`, a server's in `SYN_RECV`.
-    pub opening: u64,
-    pub bytes_sent: u64,
-    pub bytes_received: u64,
-    pub retransmits: u64,
-    pub rtt: [u64; PEER_BUCKETS],
-    pub rtt_sum_ns: u64,
-}
-
-impl LiveTotals {
-    fn absorb(&mut self, other: &Self) {
-        self.established += other.established;
-        self.opening += other.opening;
-        self.bytes_sent += other.bytes_sent;
-        self.bytes_received += other.bytes_received;
-        self.retransmits += other.retransmits;
-        for (total, count) in self.rtt.iter_mut().zip(other.rtt) {
-            *total += count;
-        }
-        self.rtt_sum_ns += other.rtt_sum_ns;
-    }
-}
-
-/// The connections not yet closed, by namespace and peer, as the socket dumps show them.
-pub type LivePeers = BTreeMap<PeerKey, LiveTotals>;
+/// The connections not yet closed, by namespace and peer, as the socket walks show them.
+pub type LivePeers = BTreeMap<PeerKey, OpenConnections>;
 
 /// What one series sums: the kernel's counts (opens, and connections as they closed) and the
 /// connections still open.
 #[derive(Clone, Debug, Default)]
 struct SeriesCounts {
     counted: PeerCounts,
-    live: LiveTotals,
+    live: OpenConnections,
 }
 
 /// One series of peer results: a namespace's connections of one role to or from one peer
@@ -220,7 +190,7 @@ impl PeerLedger {
             };
             let sum = folded.entry((netns, series)).or_default();
             sum.counted.absorb(&counts.counted);
-            sum.live.absorb(&counts.live);
+            sum.live.add(&counts.live);
         }
         let peers = folded.into_iter();
         peers
@@ -275,7 +245,7 @@ fn label(
         counts.counted.absorb(&row.value);
     }
     for (key, totals) in live {
-        labelled.entry(series(key)).or_default().live.absorb(totals);
+        labelled.entry(series(key)).or_default().live.add(totals);
     }
     labelled
 }
@@ -406,10 +376,10 @@ mod tests {
         let mut ledger = PeerLedger::default();
         let mut closed = row(1, ROLE_CLIENT, [10, 0, 0, 1], 80, [1, 0, 0, 0, 0]);
         closed.value.bytes_sent = 100;
-        let open = LiveTotals {
+        let open = OpenConnections {
             established: 1,
             bytes_sent: 50,
-            ..LiveTotals::default()
+            ..OpenConnections::default()
         };
         let live = LivePeers::from([(closed.key, open)]);
         let rows = [closed.clone()];

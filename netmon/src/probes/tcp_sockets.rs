@@ -28,7 +28,7 @@ impl Probes {
     pub fn tcp_sockets(&mut self) -> Option<anyhow::Result<TcpSocketTally>> {
         let ebpf = self.ebpf.as_mut().map(|(ebpf, _)| ebpf);
         if let Ok(tally) = &mut self.socket_iterator
-            && let Err(err) = tally.set(0, TcpSocketTally::ZERO, 0)
+            && let Err(err) = next_walk(tally)
         {
             let err = format!("clearing SOCKET_TALLY: {err}");
             self.socket_iterator = Err(err.clone());
@@ -45,4 +45,17 @@ impl Probes {
     pub fn socket_iterator_error(&self) -> Option<&str> {
         self.socket_iterator.as_ref().err().map(String::as_str)
     }
+}
+
+/// Zeroes the tally for the next walk, numbered one past the last.
+fn next_walk(tally: &mut Tally) -> Result<(), aya::maps::MapError> {
+    let walk = tally.get(&0, 0)?.walk + 1;
+    tally.set(
+        0,
+        TcpSocketTally {
+            walk,
+            ..TcpSocketTally::ZERO
+        },
+        0,
+    )
 }
