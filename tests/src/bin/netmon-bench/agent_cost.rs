@@ -8,24 +8,31 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmon_tests::{Metrics, Netns, request};
+use netmon_tests::{Metrics, Netns, netmon_bin, request};
 
 use crate::{
     bpf::EmptyTcpIterator,
     busy_host::Busy,
-    process::{NetmonInNs, measure, start_netmon_in, stop},
+    process::{NetmonInNs, measure, start_binary_in, start_netmon_in, stop},
     workload::{add_interfaces, hold_sockets},
 };
 
 /// The rows of table 6: interfaces and TCP sockets in the namespace.
-const STEPS: [(usize, usize); 6] = [
+const STEPS: [(usize, usize); 7] = [
     (10, 1000),
     (100, 1000),
     (1000, 1000),
     (1000, 10_000),
+    (1000, 20_000),
     (1000, 50_000),
     (1000, 100_000),
 ];
+
+/// The sockets of the row measured beside the previous version's agent: 10,000 connections,
+/// both their ends in the namespace.
+const COMPARED_SOCKETS: usize = 20_000;
+/// Turns each agent takes at that row: CPU time is counted in ticks of 10 ms.
+const COMPARED_TURNS: usize = 2;
 
 /// The sockets of the row that is also the busy host.
 const BUSY_SOCKETS: usize = 50_000;
@@ -82,10 +89,14 @@ pub(crate) fn agent_cost() -> String {
         holders: Vec::new(),
     };
     let mut busy = None;
+    let mut compared = String::new();
     let empty_walk = EmptyTcpIterator::load();
     for (interfaces, sockets) in STEPS {
         crowd.grow(interfaces, sockets);
         let floor = empty_walk.walk_ms(&x, 15);
+        if sockets == COMPARED_SOCKETS {
+            compared = beside_before(&x);
+        }
         let netmon = start_netmon_in(&x, "1s");
         let (cpu, rss, size) = measure(&x, netmon.child.id(), netmon.addr, "/metrics");
         row(&mut out, &x, &netmon, (cpu, rss, size), floor);
@@ -99,7 +110,34 @@ pub(crate) fn agent_cost() -> String {
     for child in crowd.holders {
         stop(child);
     }
-    format!("{comparison}\n{out}")
+    format!("{comparison}\n{out}\n{compared}")
+}
+
+/// The agent's CPU with 10,000 connections in its namespace beside the previous version's
+/// (`--before`), taking turns; a note that it was not measured without one.
+fn beside_before(x: &Netns) -> String {
+    let Some(before) = std::env::var_os("NETMON_BEFORE_BIN") else {
+        return "The cost of 10,000 connections beside the previous version is measured by \
+                `cargo xtask bench --before REV`.\n"
+            .to_string();
+    };
+    let mut cpu = [0.0; 2];
+    for _ in 0..COMPARED_TURNS {
+        for (turn, binary) in [netmon_bin(), before.clone().into()].iter().enumerate() {
+            let netmon = start_binary_in(x, binary, "1s");
+            cpu[turn] += measure(x, netmon.child.id(), netmon.addr, "/metrics").0;
+            stop(netmon.child);
+        }
+    }
+    let [after, before] = cpu.map(|total| total / COMPARED_TURNS as f64);
+    let more = (after / before - 1.0) * 100.0;
+    format!(
+        "10,000 connections (20,000 sockets with 1,000 interfaces, the row above), poll 1 s, \
+         the two agents taking turns, {COMPARED_TURNS} turns of 10 s each: this build \
+         {after:.4} s/s, the previous version {before:.4} s/s: **{more:+.1}%** (target at \
+         most +10%: {}).\n",
+        if more <= 10.0 { "met" } else { "missed" }
+    )
 }
 
 /// Writes the row of the namespace as it is now, with what `measure` found of the agent and

@@ -7,7 +7,8 @@ use netmon_tests::{Agent, sh};
 
 /// Bytes a map takes with `cpus` CPUs, from its definition: an array holds its values (a
 /// memory-mappable one in whole pages), a per-CPU array a copy per CPU (each value rounded up
-/// to 8 bytes) and a pointer per entry; an array of per-CPU regions a region per CPU.
+/// to 8 bytes) and a pointer per entry; an array of per-CPU regions a region per CPU; a hash
+/// its elements and buckets.
 fn map_bytes_for(map: &serde_json::Value, cpus: u64) -> u64 {
     let entries = match CPU_REGION_MAPS
         .iter()
@@ -17,8 +18,14 @@ fn map_bytes_for(map: &serde_json::Value, cpus: u64) -> u64 {
         None => map["max_entries"].as_u64().unwrap_or(0),
     };
     let value = map["bytes_value"].as_u64().unwrap_or(0).div_ceil(8) * 8;
+    let key = map["bytes_key"].as_u64().unwrap_or(0).div_ceil(8) * 8;
     match map["type"].as_str() {
         Some("percpu_array") => entries * (value * cpus + 8),
+        // Preallocated elements (a 48-byte header, the key and the value) and a bucket of 16
+        // bytes for each power of two up to the entries, whatever the CPUs.
+        Some("hash" | "lru_hash") => {
+            entries * (48 + key + value) + entries.next_power_of_two() * 16
+        }
         // The data pages, and about four pages of header and positions, whatever the CPUs.
         Some("ringbuf") => entries + 4 * 4096,
         _ => (entries * value).div_ceil(4096) * 4096,

@@ -2,6 +2,7 @@
 //! until they answer, measuring what they use and stopping them.
 use std::{
     net::{SocketAddr, TcpStream},
+    path::Path,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -67,9 +68,15 @@ pub(crate) struct NetmonInNs {
 
 /// netmon in `ns`, polling every `poll`.
 pub(crate) fn start_netmon_in(ns: &Netns, poll: &str) -> NetmonInNs {
+    start_binary_in(ns, &netmon_bin(), poll)
+}
+
+/// The netmon binary `binary` (this build's, or the one `--before` built) in `ns`, polling
+/// every `poll`.
+pub(crate) fn start_binary_in(ns: &Netns, binary: &Path, poll: &str) -> NetmonInNs {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut command = Command::new("ip");
-    command.args(["netns", "exec", &ns.name]).arg(netmon_bin());
+    command.args(["netns", "exec", &ns.name]).arg(binary);
     let child = serve(&mut command, addr, poll).spawn().unwrap();
     wait_port(ns, addr);
     NetmonInNs { child, addr }
