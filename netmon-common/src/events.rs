@@ -18,15 +18,12 @@ pub enum Event {
     ReadFailed = 0,
     /// A namespace's teardown could not be told: the ring of them is full.
     NamespaceNoticeLost = 1,
-    /// An active open's start was not found as it completed: the map of pending opens was
-    /// full and forgot it, or the open began before the programs were loaded.
-    ConnectStartLost = 2,
 }
 
 /// The index of the counter of what slot table `number` could not store: it had no free
 /// slot for a new identity.
 pub const fn map_full(number: u32) -> u32 {
-    3 + number
+    2 + number
 }
 
 /// Entries of the `EVENTS` array.

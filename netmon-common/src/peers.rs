@@ -11,11 +11,8 @@ pub const MAX_PEER_KEYS: u32 = 4096;
 pub const TAGS: &str = "PEER_TAGS";
 pub const COUNTS: &str = "PEERS";
 pub const CLAIMS: &str = "PEER_CLAIMS";
-/// When each pending active open sent its SYN, by socket: a least-recently-used hash, so that
-/// a full one forgets the oldest (counted, see `events::Event::ConnectStartLost`).
-pub const CONNECT_STARTS: &str = "CONNECT_STARTS";
-/// Active opens whose start is remembered at once.
-pub const MAX_PENDING_CONNECTS: u32 = 16384;
+/// The socket iterator's memo of the last slot of each role (see [`WalkMemo`]).
+pub const WALK_MEMO: &str = "PEER_WALK_MEMO";
 pub const TABLE: SlotTableSpec = SlotTableSpec {
     number: 6,
     label: "peers",
@@ -24,7 +21,7 @@ pub const TABLE: SlotTableSpec = SlotTableSpec {
     counts: COUNTS,
     claims: CLAIMS,
     kept: CountsKept::Shared,
-    maps: &[TAGS, COUNTS, CLAIMS, CONNECT_STARTS],
+    maps: &[TAGS, COUNTS, CLAIMS, WALK_MEMO],
 };
 
 /// Roles: this host opened the connection (the port is the remote one), or accepted it (the
@@ -145,8 +142,8 @@ pub const PEER_BUCKETS: usize = 10;
 pub struct PeerCounts {
     /// Attempts by result ([`PeerResult`] as index).
     pub results: [u64; 5],
-    /// Times of the opens that succeeded: for a client, from its SYN to `ESTABLISHED`; for a
-    /// server, the kernel's sample of its SYN-ACK's round trip.
+    /// Times of the opens that succeeded: the kernel's round-trip sample of the last SYN (a
+    /// client) or SYN-ACK (a server).
     pub connect_time: [u64; PEER_BUCKETS],
     pub connect_time_sum_ns: u64,
     /// Totals of the connections as they closed (failed opens included): bytes the peer
@@ -178,6 +175,18 @@ pub struct OpenConnections {
     pub retransmits: u64,
     pub rtt: [u64; PEER_BUCKETS],
     pub rtt_sum_ns: u64,
+}
+
+/// The slot a walk of the socket iterator last counted one role's connections in, and that
+/// slot's identity: many connections in a row share their peer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkMemo {
+    pub walk: u64,
+    pub id: u64,
+    pub high: u64,
+    pub low: u64,
+    pub slot: u64,
 }
 
 impl OpenConnections {

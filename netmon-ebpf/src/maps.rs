@@ -4,14 +4,14 @@ use aya_ebpf::maps::HashMap;
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
 };
 use netmon_common::{
     drops,
     events::GONE_NAMESPACE_RING_BYTES,
     handshakes::{self, HandshakeHistogram},
     iterators::TcpSocketTally,
-    peers::{self, MAX_PENDING_CONNECTS, PeerCounts},
+    peers::{self, PeerCounts, WalkMemo},
     processes::{self, MAX_PROCESS_KEYS, ProcessName, SocketIo},
     samples::{DROP_SAMPLE_RING_BYTES, SAMPLE_BUDGET_SLOTS, SampleTally},
     slots::SlotTag,
@@ -85,10 +85,9 @@ pub static HANDSHAKES: Array<HandshakeHistogram> =
 /// Shared by all CPUs and added to atomically, as the handshakes: once per connection.
 #[map]
 pub static PEERS: Array<PeerCounts> = Array::with_max_entries(peers::TABLE.slots, 0);
-/// When each pending active open began (`bpf_ktime_get_ns`), by socket.
+/// The socket iterator's last slot of each role, client and server.
 #[map]
-pub static CONNECT_STARTS: LruHashMap<u64, u64> =
-    LruHashMap::with_max_entries(MAX_PENDING_CONNECTS, 0);
+pub static PEER_WALK_MEMO: Array<WalkMemo> = Array::with_max_entries(2, 0);
 
 /// A region of [`MAX_PROCESS_KEYS`] counts for each CPU (see `slots::CpuRegions`), which the
 /// agent sizes, maps and reads without a system call.

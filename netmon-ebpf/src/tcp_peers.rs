@@ -4,18 +4,14 @@
 //! connections not yet closed.
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
-use netmon_common::{
-    events::Event,
-    peers::{
-        OpenConnections, PeerCounts, PeerKey, PeerResult, ROLE_CLIENT, ROLE_SERVER, peer_bucket,
-    },
+use netmon_common::peers::{
+    OpenConnections, PeerCounts, PeerKey, PeerResult, ROLE_CLIENT, ROLE_SERVER, WalkMemo,
+    peer_bucket,
 };
 
 use crate::{
-    events::count_event,
     kernel::{AF_INET, Btf, Memory, Namespace, constant, offsets_known, socket_namespace},
-    maps::{CONNECT_STARTS, PEERS, peer_slots},
+    maps::{PEER_WALK_MEMO, PEERS, peer_slots},
 };
 
 pub const TCP_ESTABLISHED: u32 = 1;
@@ -38,8 +34,8 @@ pub struct Change<F> {
     pub new: u32,
 }
 
-/// Counts what this change tells of the socket's peer: an active open starting, an open
-/// ending (its result and, if it succeeded, its time), a connection closing (its totals).
+/// Counts what this change tells of the socket's peer: an open ending (its result and, if it
+/// succeeded, its time), a connection closing (its totals).
 #[inline(always)]
 pub fn count_peer<M: Memory, F: Fn() -> u64>(change: &Change<F>) {
     // The classic tracepoint also runs without BTF; the socket's fields need its offsets.
@@ -49,53 +45,24 @@ pub fn count_peer<M: Memory, F: Fn() -> u64>(change: &Change<F>) {
     let (old, new) = (change.old, change.new);
     let opening = old == TCP_SYN_SENT || old == TCP_SYN_RECV;
     match new {
-        TCP_SYN_SENT => return remember_start::<M>(change.sk),
         TCP_ESTABLISHED if opening => {}
         TCP_CLOSE if old != TCP_LISTEN && old != TCP_CLOSE => {}
         _ => return,
     }
-    let started = if old == TCP_SYN_SENT {
-        take_start::<M>(change.sk)
-    } else {
-        None
-    };
     let Some(counts) = peer_counts(&peer_key::<M, F>(change)) else {
         return;
     };
     if opening {
-        count_open::<M, F>(change, started, counts);
+        count_open::<M, F>(change, counts);
     }
     if new == TCP_CLOSE {
         count_close::<M>((change.tcp)(), counts);
     }
 }
 
-/// Remembers when an active open sent its SYN: the socket enters `SYN_SENT` just before.
+/// Counts an open's result and, where it succeeded, its time.
 #[inline(always)]
-fn remember_start<M: Memory>(sk: u64) {
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let _ = CONNECT_STARTS.insert(&M::number(sk), &now, 0);
-}
-
-/// When the active open of `sk` began, forgotten as the socket leaves `SYN_SENT`.
-#[inline(always)]
-fn take_start<M: Memory>(sk: u64) -> Option<u64> {
-    let socket = M::number(sk);
-    // SAFETY: the value is copied out before the entry is removed.
-    let started = unsafe { CONNECT_STARTS.get(&socket) }.copied();
-    let _ = CONNECT_STARTS.remove(&socket);
-    started
-}
-
-/// Counts an open's result and, where it succeeded, its time: a client's from its SYN (from
-/// `started`), a server's the kernel's round-trip sample of its SYN-ACK.
-#[inline(always)]
-fn count_open<M: Memory, F: Fn() -> u64>(
-    change: &Change<F>,
-    started: Option<u64>,
-    counts: *mut PeerCounts,
-) {
+fn count_open<M: Memory, F: Fn() -> u64>(change: &Change<F>, counts: *mut PeerCounts) {
     let result = if change.new == TCP_ESTABLISHED {
         PeerResult::Ok
     } else {
@@ -109,15 +76,9 @@ fn count_open<M: Memory, F: Fn() -> u64>(
     if result != PeerResult::Ok {
         return;
     }
-    let elapsed_us = if change.old == TCP_SYN_RECV {
-        srtt_us::<M>((change.tcp)())
-    } else if let Some(started) = started {
-        // SAFETY: a helper without arguments.
-        (unsafe { bpf_ktime_get_ns() }).saturating_sub(started) / 1000
-    } else {
-        count_event(Event::ConnectStartLost);
-        return;
-    };
+    // The kernel's round-trip sample of the last SYN (client) or SYN-ACK (server): the first
+    // sample is the smoothed round trip itself.
+    let elapsed_us = srtt_us::<M>((change.tcp)());
     observe(
         &mut counts.connect_time,
         &mut counts.connect_time_sum_ns,
@@ -234,7 +195,9 @@ pub fn count_open_connection(sk: u64, tcp: u64, state: u8, walk: u64) {
     };
     let family: u16 = Btf::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
     let netns = socket_namespace::<Btf>(sk);
-    let Some(counts) = peer_counts(&endpoint::<Btf>(sk, netns, family, role, port)) else {
+    let key = endpoint::<Btf>(sk, netns, family, role, port);
+    let Some(counts) = walked_slot(&key, walk).and_then(|slot| PEERS.get_ptr_mut(slot as u32))
+    else {
         return;
     };
     // SAFETY: the walk is the only writer of `open`, on one CPU at a time.
@@ -284,12 +247,41 @@ fn remote_address<M: Memory>(sk: u64, family: u16) -> Option<[u64; 2]> {
 /// the peer.
 #[inline(always)]
 fn peer_counts(key: &PeerKey) -> Option<*mut PeerCounts> {
+    PEERS.get_ptr_mut(peer_slot(key)?)
+}
+
+/// The slot of the peer `key`, or of its overflow identity.
+#[inline(always)]
+fn peer_slot(key: &PeerKey) -> Option<u32> {
     let slots = peer_slots();
     let [high, low] = key.address;
-    let slot = slots.find(key.slot_id(), high, low, |_| 0).or_else(|| {
+    slots.find(key.slot_id(), high, low, |_| 0).or_else(|| {
         let overflow = key.overflow();
         let [high, low] = overflow.address;
         slots.find(overflow.slot_id(), high, low, |_| 0)
-    })?;
-    PEERS.get_ptr_mut(slot)
+    })
+}
+
+/// The slot of the peer `key` in the walk numbered `walk`: many connections in a row share
+/// their peer (a pool of clients to one service), and the walk remembers the last slot of
+/// each role rather than look it up again.
+#[inline(always)]
+fn walked_slot(key: &PeerKey, walk: u64) -> Option<u64> {
+    let memo = PEER_WALK_MEMO.get_ptr_mut(u32::from(key.role))?;
+    // SAFETY: map memory that only the walk, on one CPU at a time, uses.
+    let memo = unsafe { &mut *memo };
+    let id = key.slot_id();
+    let [high, low] = key.address;
+    if memo.walk == walk && memo.id == id && memo.high == high && memo.low == low {
+        return Some(memo.slot);
+    }
+    let slot = u64::from(peer_slot(key)?);
+    *memo = WalkMemo {
+        walk,
+        id,
+        high,
+        low,
+        slot,
+    };
+    Some(slot)
 }

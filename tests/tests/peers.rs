@@ -441,8 +441,6 @@ fn totals_of_closed_and_open_connections_equal_their_tcp_info() {
     // The request and the response, and what the kernel counts beside them (SYN and FIN).
     assert!(client_closed.tcpi_bytes_acked >= REQUEST as u64);
     assert!(client_closed.tcpi_bytes_received >= RESPONSE as u64);
-    let lost = [("map", "connect_starts")];
-    assert_eq!(m.counter("netmon_probe_map_full_total", &lost), 0);
 }
 
 /// `b`'s IPv6 filter: connects to one port rejected with an ICMPv6 address unreachable.
@@ -533,4 +531,48 @@ fn ipv6_peers_are_counted_by_their_address() {
     ];
     let server: Vec<(&str, &str)> = server.iter().map(|(k, v)| (*k, v.as_str())).collect();
     assert_eq!(m.counter("netmon_tcp_peer_connects_total", &server), 1);
+}
+
+/// A connect whose first SYN the listener drops (its accept queue is full until the
+/// application accepts) succeeds on the retransmitted SYN: its time is the round trip of the
+/// SYN that was answered, and its retry is counted as the peer's retransmit.
+#[test]
+fn a_retransmitted_syn_is_a_retransmit_of_its_peer() {
+    require_root();
+    let agent = Agent::start(&[]);
+    let pair = LinkedNamespaces::new("peers-retry", 236);
+    let address: std::net::SocketAddr = format!("{}:7100", pair.veth.b_ip).parse().unwrap();
+    let listener = pair.b.run(move || TcpListener::bind(address).unwrap());
+    // SAFETY: a listening socket of the test's own; a backlog of 0 holds one connection.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let (first, second) = pair.a.run(move || {
+        let first = TcpStream::connect(address).unwrap();
+        let second = thread::spawn(move || {
+            let begin = Instant::now();
+            (TcpStream::connect(address).unwrap(), begin.elapsed())
+        });
+        (first, second)
+    });
+    // The second connect's SYN finds the queue full; its retry finds room.
+    thread::sleep(Duration::from_millis(300));
+    let accepted = listener.accept().unwrap();
+    let (second, waited) = second.join().unwrap();
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+    let retried = idle_info(&second);
+    assert_eq!(retried.tcpi_total_retrans, 1);
+    let m = agent.fresh_metrics();
+    let na = pair.netns_a();
+    let series = [
+        ("netns", na.as_str()),
+        ("role", "client"),
+        ("peer", pair.veth.b_ip.as_str()),
+        ("port", "7100"),
+    ];
+    let name = "netmon_tcp_peer_connect_duration_seconds";
+    assert_eq!(m.counter(&format!("{name}_count"), &series), 2);
+    // Both round trips on a veth are well under a second.
+    let fast = [&series[..], &[("le", "0.524288")]].concat();
+    assert_eq!(m.counter(&format!("{name}_bucket"), &fast), 2);
+    assert_eq!(m.counter("netmon_tcp_peer_retransmits_total", &series), 1);
+    drop((first, second, accepted));
 }

@@ -107,7 +107,10 @@ impl NamespaceJudge {
         });
         let own_links = own_links.filter(|links| lists_every_counted(links, &read));
         let names = match &self.lister {
-            Some(lister) => lister.interface_names(&presence.found, own_links)?,
+            Some(lister) => {
+                let tcp = tables.peers.iter().map(|row| row.key.netns).collect();
+                lister.interface_names(&presence.found, own_links, &tcp)?
+            }
             None => anyhow::bail!("the namespace lister starts with the first poll"),
         };
         let verdict = Verdict {

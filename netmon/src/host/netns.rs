@@ -262,7 +262,9 @@ struct Listing {
 /// The listings of some namespaces, by namespace.
 type Listings = Vec<(u32, Listing)>;
 /// Namespaces to list, and where to send the listings.
-type Job = (Vec<(u32, PathBuf)>, mpsc::Sender<Listings>);
+/// Namespaces to list (with whether to dump their TCP connections), and where to send the
+/// listings.
+type Job = (Vec<(u32, PathBuf, bool)>, mpsc::Sender<Listings>);
 
 /// What the namespace thread keeps: opening another process's `/proc/<pid>/ns/net` takes
 /// `CAP_SYS_PTRACE`, entering the namespace `CAP_SYS_ADMIN`, listing its links nothing.
@@ -295,7 +297,7 @@ impl NamespaceLister {
                 for (namespaces, answer) in queue {
                     let listings = namespaces
                         .into_iter()
-                        .filter_map(|(netns, path)| match list(netns, &path) {
+                        .filter_map(|(netns, path, tcp)| match list(netns, &path, tcp) {
                             Ok(listing) => Some((netns, listing)),
                             Err(err) => {
                                 tracing::debug!(netns, "cannot list links: {err:#}");
@@ -325,11 +327,14 @@ impl NamespaceLister {
     }
 
     /// Names the links of each namespace in `found`: those of `own` (the agent's namespace,
-    /// whose links the poll listed already) as given, the others listed by the thread.
+    /// whose links the poll listed already) as given, the others listed by the thread, which
+    /// also dumps the TCP connections of those in `tcp` (a dump walks every socket table
+    /// of the host, however few sockets the namespace has: only where TCP was counted).
     pub fn interface_names(
         &self,
         found: &BTreeMap<u32, PathBuf>,
         own: Option<(u32, Vec<(u32, String)>)>,
+        tcp: &BTreeSet<u32>,
     ) -> anyhow::Result<InterfaceNames> {
         let mut names = InterfaceNames::default();
         let own_netns = own.as_ref().map(|(netns, _)| *netns);
@@ -344,10 +349,10 @@ impl NamespaceLister {
                 },
             );
         }
-        let jobs: Vec<(u32, PathBuf)> = found
+        let jobs: Vec<(u32, PathBuf, bool)> = found
             .iter()
             .filter(|(netns, _)| Some(**netns) != own_netns)
-            .map(|(netns, path)| (*netns, path.clone()))
+            .map(|(netns, path)| (*netns, path.clone(), tcp.contains(netns)))
             .collect();
         if jobs.is_empty() {
             return Ok(names);
@@ -390,13 +395,19 @@ fn enter(file: &File) -> Result<(), String> {
     Ok(())
 }
 
-fn list(netns: u32, path: &Path) -> anyhow::Result<Listing> {
+/// Lists the links of the namespace at `path`, from inside it, and its TCP connections where
+/// `tcp` asks.
+fn list(netns: u32, path: &Path, tcp: bool) -> anyhow::Result<Listing> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     enter(&file).map_err(|e| anyhow!("entering {}: {e}", path.display()))?;
-    let peers = peer_sockets::live_peers(netns).unwrap_or_else(|err| {
-        tracing::debug!(netns, "cannot dump the TCP connections: {err:#}");
+    let peers = if tcp {
+        peer_sockets::live_peers(netns).unwrap_or_else(|err| {
+            tracing::debug!(netns, "cannot dump the TCP connections: {err:#}");
+            LivePeers::new()
+        })
+    } else {
         LivePeers::new()
-    });
+    };
     Ok(Listing {
         links: netlink::links()?,
         cookie: own_cookie(),
@@ -442,12 +453,18 @@ mod tests {
         assert!(presence.found.contains_key(&own));
         assert_eq!(presence.gone, BTreeSet::from([unknown]));
         let lister = NamespaceLister::start();
-        let names = lister.interface_names(&presence.found, None).unwrap();
+        let names = lister
+            .interface_names(&presence.found, None, &BTreeSet::new())
+            .unwrap();
         assert_eq!(names.get(own, 1), Some("lo"));
         assert!(!names.is_gone(own, 1));
         assert!(names.is_gone(own, 999_999));
         let given = lister
-            .interface_names(&presence.found, Some((own, vec![(1, "lo".into())])))
+            .interface_names(
+                &presence.found,
+                Some((own, vec![(1, "lo".into())])),
+                &BTreeSet::new(),
+            )
             .unwrap();
         assert_eq!(given.get(own, 1), Some("lo"));
     }

@@ -58,11 +58,9 @@ impl Probes {
         for (slot, total) in totals.iter_mut().enumerate() {
             *total = counters.get(&(slot as u32), 0)?.iter().sum();
         }
-        let pending_connects = ("connect_starts", totals[Event::ConnectStartLost as usize]);
         let map_full = SLOT_TABLES
             .iter()
             .map(|table| (table.label, totals[map_full(table.number) as usize]))
-            .chain([pending_connects])
             .collect();
         Ok(ProgramCounters {
             map_full,

@@ -30,8 +30,9 @@ pub(super) fn families(snapshot: &Snapshot, out: &mut Vec<MetricFamily>) {
     let mut connect_time = Family::new(
         "netmon_tcp_peer_connect_duration_seconds",
         &format!(
-            "Time of the TCP opens that succeeded: a client's from its SYN to ESTABLISHED, a \
-             server's the kernel's round-trip sample of its SYN-ACK. {SERIES}"
+            "Time of the TCP opens that succeeded: the kernel's round-trip sample of the \
+             answered SYN (client) or SYN-ACK (server); SYN retries show in \
+             netmon_tcp_peer_retransmits_total. {SERIES}"
         ),
         MetricType::HISTOGRAM,
     );
