@@ -54,6 +54,11 @@ try {
   report.processes = await page.$$eval("#processes tbody tr td.name", (tds) => tds.map((td) => td.textContent));
   await page.waitForFunction(() => document.querySelectorAll("#peers tbody tr").length > 0);
   report.peers = await page.$$eval("#peers tbody tr td.name", (tds) => tds.map((td) => td.textContent));
+  // Each peer row's open connections, by the column the header names "open".
+  report.peers_open = await page.$$eval("#peers", ([table]) => {
+    const column = [...table.querySelectorAll("thead th")].findIndex((th) => th.textContent === "open");
+    return [...table.querySelectorAll("tbody tr")].map((tr) => tr.children[column].textContent);
+  });
   report.probes = await page.$$eval("#probes tbody tr", (trs) => trs.map((tr) => tr.textContent));
   report.markup = await page.evaluate(() => document.querySelectorAll("main b, main i, main script").length);
   report.connections = await page.$$eval("#connections tbody tr", (trs) => trs.length);

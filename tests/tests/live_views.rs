@@ -208,6 +208,12 @@ fn the_page_shows_the_host_live_in_chromium() {
         strings("peers").contains(&PEER_GROUP.to_string()),
         "{report:#}"
     );
+    // The views' own connections to the agent are open ones of a loopback peer.
+    let open = strings("peers_open");
+    assert!(
+        open.iter().any(|count| count.parse().is_ok_and(|n: u64| n >= 1)),
+        "{report:#}"
+    );
     assert_eq!(report["markup"], 0);
 
     // The rest of what the page shows.
@@ -362,6 +368,10 @@ fn netmon_top_shows_filters_and_quits_in_a_terminal() {
     assert_ne!(tmux.format("#{pane_title}"), "pwn");
     let screen = tmux.wait_for("the hostile peer group", |s| s.contains("<b>lo:"));
     assert!(!screen.contains("pwn"), "{screen}");
+    let header = screen
+        .lines()
+        .any(|line| line.contains("failed") && line.contains("open"));
+    assert!(header, "the peers' open connections:\n{screen}");
     for section in [
         "Top processes",
         "Drops by reason",

@@ -115,6 +115,8 @@ pub struct Peer {
     pub peer: String,
     pub port: String,
     pub results: BTreeMap<String, u64>,
+    /// Connections established now.
+    pub connections: u64,
 }
 
 impl Peer {

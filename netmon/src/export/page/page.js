@@ -215,6 +215,7 @@ function renderPeers(peers) {
   const rows = peers.items.slice(0, 20).map((p) => row([
     num(p.netns), p.role, el("td", p.peer, "name"), p.port,
     ...results.map((r) => num(human(p.results[r]), r !== "ok" && p.results[r] > 0 ? "critical" : "")),
+    num(human(p.connections)), num(human(p.bytes_sent)), num(human(p.bytes_received)),
   ]));
   fill(document.querySelector("#peers tbody"), rows);
 }

@@ -224,6 +224,7 @@ impl App {
                 format!("{}:{}", clean(&p.peer), clean(&p.port)),
                 human(p.ok() as f64),
                 human(failed as f64),
+                human(p.connections as f64),
             ])
             .style(style)
         });
@@ -232,10 +233,11 @@ impl App {
             Constraint::Min(12),
             Constraint::Length(6),
             Constraint::Length(6),
+            Constraint::Length(6),
         ];
         let table = Table::new(rows, widths)
             .header(
-                Row::new(["role", "peer", "ok", "failed"])
+                Row::new(["role", "peer", "ok", "failed", "open"])
                     .style(Style::default().add_modifier(Modifier::BOLD)),
             )
             .block(Block::default().borders(Borders::ALL).title("Peers"));
