@@ -211,7 +211,8 @@ fn the_page_shows_the_host_live_in_chromium() {
     // The views' own connections to the agent are open ones of a loopback peer.
     let open = strings("peers_open");
     assert!(
-        open.iter().any(|count| count.parse().is_ok_and(|n: u64| n >= 1)),
+        open.iter()
+            .any(|count| count.parse().is_ok_and(|n: u64| n >= 1)),
         "{report:#}"
     );
     assert_eq!(report["markup"], 0);
