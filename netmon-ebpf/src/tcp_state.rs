@@ -1,8 +1,7 @@
 //! `sock:inet_sock_set_state` (TCP only): transitions per family, the handshake times of
 //! active (`SYN_SENT` -> `ESTABLISHED`) and passive (`SYN_RECV` -> `ESTABLISHED`) opens, as the
 //! kernel measured them, and by peer (`tcp_peers.rs`) each open's result and time and each
-//! connection's totals as it closes. Only an active open's start is remembered between two
-//! transitions.
+//! connection's totals as it closes. Nothing is remembered between two transitions.
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
 
 use aya_ebpf::{
