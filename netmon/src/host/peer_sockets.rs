@@ -30,8 +30,9 @@ struct Connection {
 /// connection from a port something listens on is accepted (`server`, the listening port),
 /// any other one opened (`client`, the remote port).
 pub fn live_peers(netns: u32) -> anyhow::Result<LivePeers> {
-    // Every state of a full socket that has not closed: TIME_WAIT is a socket the kernel
-    // already closed (and counted), a request socket (NEW_SYN_RECV) no connection yet.
+    // Every state of a socket that has not closed: TIME_WAIT is one the kernel already
+    // closed (and the state hook counted); connection requests show as SYN_RECV, opens that
+    // wait for their handshake.
     let states = StateFlags::all() - StateFlags::TIME_WAIT - StateFlags::CLOSE;
     let mut listening = BTreeSet::new();
     let mut connections = Vec::new();
