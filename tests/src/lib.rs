@@ -13,6 +13,7 @@ mod metrics;
 mod netns;
 mod pki;
 mod programs;
+mod tcp_info;
 mod veth;
 
 pub use agent::{Agent, AgentBuilder, netmon_bin, probe_status};
@@ -24,4 +25,5 @@ pub use metrics::Metrics;
 pub use netns::{LinkStats, Netns, spawn_python};
 pub use pki::Pki;
 pub use programs::{loaded_netmon_programs, wait_for_unload};
+pub use tcp_info::{closed_info, tcp_info};
 pub use veth::{LinkedNamespaces, Veth, send_udp};

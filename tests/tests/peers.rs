@@ -9,7 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use netmon_tests::{Agent, ConfigFile, LinkedNamespaces, Metrics, Netns, require_root, sh};
+use netmon_tests::{
+    Agent, ConfigFile, LinkedNamespaces, Metrics, Netns, closed_info, require_root, sh, tcp_info,
+};
 
 /// The ports of `b` the workload connects to: a listener, a closed port, one whose SYNs are
 /// dropped and one that answers with an ICMP host unreachable.
@@ -289,40 +291,6 @@ fn check_api(agent: &Agent, netns: &str, m: &Metrics) {
     assert_eq!(refused.status, 400, "{}", refused.body);
 }
 
-/// The kernel's `tcp_info` of a socket, and its state.
-fn tcp_info(socket: &TcpStream) -> libc::tcp_info {
-    // SAFETY: all-zero bytes are a valid `tcp_info`, which the kernel fills up to `len`.
-    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-    // SAFETY: a valid descriptor, and a buffer of `len` bytes.
-    let done = unsafe {
-        libc::getsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            (&raw mut info).cast(),
-            &mut len,
-        )
-    };
-    assert_eq!(done, 0, "{}", std::io::Error::last_os_error());
-    info
-}
-
-/// The `tcp_info` of a socket once the kernel has closed it (both ends shut down and
-/// acknowledged), as its descriptor still holds it.
-fn closed_info(socket: &TcpStream) -> libc::tcp_info {
-    const TCP_CLOSE: u8 = 7;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let info = tcp_info(socket);
-        if info.tcpi_state == TCP_CLOSE {
-            return info;
-        }
-        assert!(Instant::now() < deadline, "state {}", info.tcpi_state);
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The `tcp_info` of an open socket once everything it sent is acknowledged (the peer may
 /// delay its last ACK): it does not change while the connection is idle.
 fn idle_info(socket: &TcpStream) -> libc::tcp_info {
@@ -340,6 +308,9 @@ fn idle_info(socket: &TcpStream) -> libc::tcp_info {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// How long a closing connection may take to be closed on both ends.
+const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Bytes each way of the connections whose totals are checked.
 const REQUEST: usize = 70_000;
@@ -368,7 +339,10 @@ fn close(client: &TcpStream, server: &mut TcpStream) -> (libc::tcp_info, libc::t
     client.shutdown(Shutdown::Write).unwrap();
     assert_eq!(server.read(&mut [0; 1]).unwrap(), 0);
     server.shutdown(Shutdown::Write).unwrap();
-    (closed_info(client), closed_info(server))
+    (
+        closed_info(client, CLOSE_LIMIT),
+        closed_info(server, CLOSE_LIMIT),
+    )
 }
 
 /// Checks one end's series against its socket's `tcp_info`; `sockets` says whether the
