@@ -38,6 +38,9 @@ pub struct NamespaceJudge {
     /// Teardown notices lost so far (a full ring): a poll that sees more lost falls back to
     /// taking every namespace without a holder as gone.
     notices_lost: u64,
+    /// Namespaces told of as torn down in the last poll while it still found their holder:
+    /// the holder went between the search for holders and the reading of the notices.
+    told_while_held: BTreeSet<u32>,
     /// Started by the first poll: after the caller has settled its thread's user and
     /// capabilities, which the lister's thread inherits.
     lister: Option<netns::NamespaceLister>,
@@ -138,9 +141,17 @@ impl NamespaceJudge {
     ) {
         let lost = teardowns.lost > self.notices_lost;
         self.notices_lost = teardowns.lost;
+        let told_before = std::mem::take(&mut self.told_while_held);
         let Some(notices) = teardowns.notices.filter(|_| !lost) else {
             return;
         };
+        // A notice is kept for one poll only: an inode taken again by a namespace that is
+        // held does not carry it on.
+        self.told_while_held = notices
+            .iter()
+            .filter(|netns| presence.found.contains_key(netns))
+            .copied()
+            .collect();
         let mut totals: BTreeMap<u32, u64> = BTreeMap::new();
         for row in read {
             *totals.entry(row.identity.netns).or_default() += row.total;
@@ -152,7 +163,9 @@ impl NamespaceJudge {
             if seen.0 != total {
                 *seen = (total, now);
             }
-            notices.contains(netns) || now.duration_since(seen.1) >= UNHELD_IDLE
+            notices.contains(netns)
+                || told_before.contains(netns)
+                || now.duration_since(seen.1) >= UNHELD_IDLE
         });
     }
 }
@@ -242,5 +255,40 @@ impl TableVisitor for Keep<'_> {
             }
             same
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presence(found: &[u32], gone: &[u32]) -> Presence {
+        Presence {
+            found: found.iter().map(|netns| (*netns, PathBuf::new())).collect(),
+            gone: gone.iter().copied().collect(),
+        }
+    }
+
+    fn told(notices: &[u32]) -> Teardowns {
+        Teardowns {
+            notices: Some(notices.iter().copied().collect()),
+            lost: 0,
+        }
+    }
+
+    /// The thread that held a namespace ends after the poll found it and before the poll read
+    /// the notices: the next poll, which finds no holder, still knows it torn down.
+    #[test]
+    fn a_teardown_told_while_the_holder_was_found_counts_next_poll() {
+        let mut judge = NamespaceJudge::default();
+        let mut first = presence(&[7], &[]);
+        judge.keep_unheld(&mut first, &[], told(&[7]));
+        let mut second = presence(&[], &[7, 8]);
+        judge.keep_unheld(&mut second, &[], told(&[]));
+        // 8 has no holder and no notice: a socket may keep it alive.
+        assert_eq!(second.gone, BTreeSet::from([7]));
+        let mut third = presence(&[], &[7]);
+        judge.keep_unheld(&mut third, &[], told(&[]));
+        assert!(third.gone.is_empty(), "a notice counts for one poll after");
     }
 }
