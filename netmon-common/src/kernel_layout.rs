@@ -85,6 +85,14 @@ pub struct KernelOffsets {
     pub tcp_total_retrans: u32,
     pub sk_max_ack_backlog: u32,
     pub inet_sport: u32,
+    /// `struct tcp_sock`: `retrans_stamp` (while the socket is in `SYN_SENT`, when its first
+    /// SYN left: in milliseconds, or in microseconds where `tcp_usec_ts` is set) and
+    /// `tcp_mstamp` (the socket's clock, in microseconds); the byte and the mask of the bit
+    /// field `tcp_usec_ts` (Linux 6.7; the mask is 0 before).
+    pub tcp_retrans_stamp: u32,
+    pub tcp_mstamp: u32,
+    pub tcp_usec_ts: u32,
+    pub tcp_usec_ts_mask: u32,
 }
 
 /// Offsets of the fields of classic (format-file) tracepoints, read from

@@ -13,6 +13,8 @@ pub const COUNTS: &str = "PEERS";
 pub const CLAIMS: &str = "PEER_CLAIMS";
 /// The socket iterator's memo of the last slot of each role (see [`WalkMemo`]).
 pub const WALK_MEMO: &str = "PEER_WALK_MEMO";
+/// When the first SYN of each connect whose SYN was retried left (see [`RetriedSyn`]).
+pub const RETRIED_SYNS: &str = "RETRIED_SYNS";
 pub const TABLE: SlotTableSpec = SlotTableSpec {
     number: 6,
     label: "peers",
@@ -21,7 +23,7 @@ pub const TABLE: SlotTableSpec = SlotTableSpec {
     counts: COUNTS,
     claims: CLAIMS,
     kept: CountsKept::Shared,
-    maps: &[TAGS, COUNTS, CLAIMS, WALK_MEMO],
+    maps: &[TAGS, COUNTS, CLAIMS, WALK_MEMO, RETRIED_SYNS],
 };
 
 /// Roles: this host opened the connection (the port is the remote one), or accepted it (the
@@ -129,6 +131,24 @@ impl PeerKey {
     pub fn is_overflow(&self) -> bool {
         self.address == OVERFLOW_ADDRESS && self.port == 0
     }
+}
+
+/// Connects whose SYN was retried and that have not yet ended, at most: a connect time is
+/// the time since the first SYN, which the kernel forgets as the handshake completes. A
+/// retry that finds the map full is counted in the table's `map_full`, and its connect is
+/// timed by the last SYN's round trip.
+pub const MAX_RETRIED_SYNS: u32 = 1024;
+
+/// A connect in `SYN_SENT` whose SYN was retried: its namespace and both ends (a connecting
+/// socket's four ports and addresses are its own in the namespace).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetriedSyn {
+    /// The remote address, as in [`PeerKey`].
+    pub address: [u64; 2],
+    pub netns: u32,
+    pub local_port: u16,
+    pub remote_port: u16,
 }
 
 /// Buckets of the peer histograms, by powers of four: bucket 0 holds what is under 128 us,

@@ -59,6 +59,10 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     tcp_total_retrans: 0,
     sk_max_ack_backlog: 0,
     inet_sport: 0,
+    tcp_retrans_stamp: 0,
+    tcp_mstamp: 0,
+    tcp_usec_ts: 0,
+    tcp_usec_ts_mask: 0,
 };
 
 #[unsafe(no_mangle)]

@@ -1,17 +1,15 @@
 //! The maps the programs count in, and the tables built from them.
-#[cfg(feature = "bounded-walk")]
-use aya_ebpf::maps::HashMap;
 use aya_ebpf::{
     bindings::BPF_F_MMAPABLE,
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
 };
 use netmon_common::{
     drops,
     events::GONE_NAMESPACE_RING_BYTES,
     handshakes::{self, HandshakeHistogram},
     iterators::TcpSocketTally,
-    peers::{self, PeerCounts, WalkMemo},
+    peers::{self, MAX_RETRIED_SYNS, PeerCounts, RetriedSyn, WalkMemo},
     processes::{self, MAX_PROCESS_KEYS, ProcessName, SocketIo},
     samples::{DROP_SAMPLE_RING_BYTES, SAMPLE_BUDGET_SLOTS, SampleTally},
     slots::SlotTag,
@@ -88,6 +86,10 @@ pub static PEERS: Array<PeerCounts> = Array::with_max_entries(peers::TABLE.slots
 /// The socket iterator's last slot of each role, client and server.
 #[map]
 pub static PEER_WALK_MEMO: Array<WalkMemo> = Array::with_max_entries(2, 0);
+/// When the first SYN of each connect whose SYN was retried left, in the socket's clock
+/// (microseconds).
+#[map]
+pub static RETRIED_SYNS: HashMap<RetriedSyn, u64> = HashMap::with_max_entries(MAX_RETRIED_SYNS, 0);
 
 /// A region of [`MAX_PROCESS_KEYS`] counts for each CPU (see `slots::CpuRegions`), which the
 /// agent sizes, maps and reads without a system call.

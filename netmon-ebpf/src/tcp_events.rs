@@ -1,8 +1,10 @@
 //! `tcp:tcp_retransmit_skb`, `tcp:tcp_send_reset`, `tcp:tcp_receive_reset`: counted by the
-//! socket's namespace in the TCP event table. A reset sent in answer to a packet for no socket
+//! socket's namespace in the TCP event table; a retransmitted SYN is also remembered for its
+//! peer's connect time. A reset sent in answer to a packet for no socket
 //! has no socket: it counts in the namespace of the packet's device.
 use aya_ebpf::{
     EbpfContext,
+    helpers::generated::bpf_skc_to_tcp_sock,
     macros::{btf_tracepoint, raw_tracepoint, tracepoint},
     programs::{BtfTracePointContext, RawTracePointContext, TracePointContext},
 };
@@ -14,6 +16,7 @@ use netmon_common::{
 use crate::{
     kernel::{Btf, Memory, Probe, skb_namespace, socket_namespace, tp_field},
     maps::tcp_events,
+    tcp_peers::note_syn_retry,
 };
 
 #[inline(always)]
@@ -40,15 +43,22 @@ fn record_pointer(ctx: &TracePointContext, offset: u32) -> u64 {
 }
 
 // TP_PROTO(const struct sock *sk, const struct sk_buff *skb)
+// A retransmitted SYN also tells the peers when its connect began (`tcp_peers.rs`).
 #[btf_tracepoint(function = "tcp_retransmit_skb")]
 pub fn nm_retrans_btf(ctx: BtfTracePointContext) -> i32 {
-    count_tcp_event::<Btf>(ctx.arg(0), 0, TcpEvent::Retransmit);
+    let sk: u64 = ctx.arg(0);
+    count_tcp_event::<Btf>(sk, 0, TcpEvent::Retransmit);
+    // SAFETY: `sk` is the tracepoint's socket; the helper checks that it is TCP.
+    let tcp = unsafe { bpf_skc_to_tcp_sock(sk as *mut _) } as u64;
+    note_syn_retry::<Btf>(sk, tcp);
     0
 }
 
 #[raw_tracepoint(tracepoint = "tcp_retransmit_skb")]
 pub fn nm_retrans_raw(ctx: RawTracePointContext) -> i32 {
-    count_tcp_event::<Probe>(ctx.arg(0), 0, TcpEvent::Retransmit);
+    let sk: u64 = ctx.arg(0);
+    count_tcp_event::<Probe>(sk, 0, TcpEvent::Retransmit);
+    note_syn_retry::<Probe>(sk, sk);
     0
 }
 
@@ -56,6 +66,7 @@ pub fn nm_retrans_raw(ctx: RawTracePointContext) -> i32 {
 pub fn nm_retrans_tp(ctx: TracePointContext) -> u32 {
     let sk = record_pointer(&ctx, tp_field!(retransmit_sk));
     count_tcp_event::<Probe>(sk, 0, TcpEvent::Retransmit);
+    note_syn_retry::<Probe>(sk, sk);
     0
 }
 

@@ -4,14 +4,19 @@
 //! connections not yet closed.
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
 
-use netmon_common::peers::{
-    OpenConnections, PeerCounts, PeerKey, PeerResult, ROLE_CLIENT, ROLE_SERVER, WalkMemo,
-    peer_bucket,
+use aya_ebpf::bindings::BPF_NOEXIST;
+use netmon_common::{
+    events::map_full,
+    peers::{
+        self, OpenConnections, PeerCounts, PeerKey, PeerResult, ROLE_CLIENT, ROLE_SERVER,
+        RetriedSyn, WalkMemo, peer_bucket,
+    },
 };
 
 use crate::{
+    events::count,
     kernel::{AF_INET, Btf, Memory, Namespace, constant, offsets_known, socket_namespace},
-    maps::{PEER_WALK_MEMO, PEERS, peer_slots},
+    maps::{PEER_WALK_MEMO, PEERS, RETRIED_SYNS, peer_slots},
 };
 
 pub const TCP_ESTABLISHED: u32 = 1;
@@ -22,6 +27,8 @@ const TCP_TIME_WAIT: u32 = 6;
 const TCP_LISTEN: u32 = 10;
 /// A connection request (`struct request_sock`), which the socket iterator also walks.
 const TCP_NEW_SYN_RECV: u32 = 12;
+/// The error of a map insert that found the map full.
+const E2BIG: i32 = 7;
 
 /// One state change of a TCP socket: `sk`, and `tcp()` the same socket as a `struct tcp_sock`
 /// (BTF-typed loads reach its TCP fields only through that type).
@@ -68,6 +75,12 @@ fn count_open<M: Memory, F: Fn() -> u64>(change: &Change<F>, counts: *mut PeerCo
     } else {
         PeerResult::of_error(M::read(change.sk, constant!(OFFSETS.sk_err)).unwrap_or(0))
     };
+    // A connect's retried SYN is forgotten as the open ends, whatever its result.
+    let since_first_syn = if change.old == TCP_SYN_SENT {
+        forget_retried_syn::<M, F>(change)
+    } else {
+        None
+    };
     // SAFETY: a map value shared by all CPUs, only ever added to.
     let counts = unsafe { &mut *counts };
     if let Some(count) = counts.results.get_mut(result as usize) {
@@ -76,14 +89,87 @@ fn count_open<M: Memory, F: Fn() -> u64>(change: &Change<F>, counts: *mut PeerCo
     if result != PeerResult::Ok {
         return;
     }
-    // The kernel's round-trip sample of the last SYN (client) or SYN-ACK (server): the first
-    // sample is the smoothed round trip itself.
-    let elapsed_us = srtt_us::<M>((change.tcp)());
+    // The time since the first SYN where it was retried; else the kernel's round-trip sample
+    // of the SYN (client) or SYN-ACK (server): the first sample is the smoothed round trip.
+    let elapsed_us = since_first_syn.unwrap_or_else(|| srtt_us::<M>((change.tcp)()));
     observe(
         &mut counts.connect_time,
         &mut counts.connect_time_sum_ns,
         elapsed_us,
     );
+}
+
+/// Remembers when a connect's first SYN left, as the SYN is sent again: the kernel keeps
+/// that time (`retrans_stamp`) only until the handshake completes. `sk` is the retransmitting
+/// socket, `tcp` the same as a `struct tcp_sock`.
+#[inline(always)]
+pub fn note_syn_retry<M: Memory>(sk: u64, tcp: u64) {
+    if !offsets_known() {
+        return;
+    }
+    let state: u8 = M::read(sk, constant!(OFFSETS.sk_state)).unwrap_or(0);
+    if u32::from(state) != TCP_SYN_SENT {
+        return;
+    }
+    let Some(first_us) = first_syn_us::<M>(tcp) else {
+        return;
+    };
+    let family: u16 = M::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
+    let key = retried_syn::<M>(sk, tcp, socket_namespace::<M>(sk), family);
+    // Only the first retry stores: the later ones find their connect there.
+    if let Err(err) = RETRIED_SYNS.insert(&key, &first_us, BPF_NOEXIST as u64) {
+        if err == -E2BIG {
+            count(map_full(peers::TABLE.number));
+        }
+    }
+}
+
+/// When the first SYN of a connect in `SYN_SENT` left, in its clock (`tcp_mstamp`, in
+/// microseconds): `retrans_stamp` holds the low 32 bits of that clock in milliseconds, or in
+/// microseconds on a connection with `tcp_usec_ts`.
+#[inline(always)]
+fn first_syn_us<M: Memory>(tcp: u64) -> Option<u64> {
+    let now_us: u64 = M::read(tcp, constant!(OFFSETS.tcp_mstamp))?;
+    let stamp: u32 = M::read(tcp, constant!(OFFSETS.tcp_retrans_stamp))?;
+    let mask = constant!(OFFSETS.tcp_usec_ts_mask) as u8;
+    let usec =
+        mask != 0 && M::read::<u8>(tcp, constant!(OFFSETS.tcp_usec_ts)).unwrap_or(0) & mask != 0;
+    let elapsed_us = if usec {
+        u64::from((now_us as u32).wrapping_sub(stamp))
+    } else {
+        u64::from(((now_us / 1000) as u32).wrapping_sub(stamp)) * 1000
+    };
+    now_us.checked_sub(elapsed_us)
+}
+
+/// The time since the first SYN of a connect leaving `SYN_SENT`, if its SYN was retried, and
+/// forgets it.
+#[inline(always)]
+fn forget_retried_syn<M: Memory, F: Fn() -> u64>(change: &Change<F>) -> Option<u64> {
+    let tcp = (change.tcp)();
+    let retransmits: u32 = M::read(tcp, constant!(OFFSETS.tcp_total_retrans))?;
+    if retransmits == 0 {
+        return None;
+    }
+    let key = retried_syn::<M>(change.sk, tcp, change.netns, change.family);
+    // SAFETY: the value is copied out before the entry is removed.
+    let first_us = unsafe { RETRIED_SYNS.get(&key) }.copied()?;
+    let _ = RETRIED_SYNS.remove(&key);
+    let now_us: u64 = M::read(tcp, constant!(OFFSETS.tcp_mstamp))?;
+    Some(now_us.saturating_sub(first_us))
+}
+
+/// The identity of a connecting socket: its namespace and both ends. The local port is
+/// `inet_sport`, which stays as the socket closes.
+#[inline(always)]
+fn retried_syn<M: Memory>(sk: u64, tcp: u64, netns: Namespace, family: u16) -> RetriedSyn {
+    let local_port: u16 = M::read(tcp, constant!(OFFSETS.inet_sport)).unwrap_or(0);
+    RetriedSyn {
+        address: remote_address::<M>(sk, family).unwrap_or([0; 2]),
+        netns: netns.inode,
+        local_port: u16::from_be(local_port),
+        remote_port: remote_port::<M>(sk),
+    }
 }
 
 /// Adds a closing connection's totals, read from its `struct tcp_sock` `tcp`.

@@ -1,7 +1,8 @@
 //! `sock:inet_sock_set_state` (TCP only): transitions per family, the handshake times of
 //! active (`SYN_SENT` -> `ESTABLISHED`) and passive (`SYN_RECV` -> `ESTABLISHED`) opens, as the
 //! kernel measured them, and by peer (`tcp_peers.rs`) each open's result and time and each
-//! connection's totals as it closes. Nothing is remembered between two transitions.
+//! connection's totals as it closes. Nothing is remembered between two transitions but the
+//! start of a connect whose SYN was retried, which the retransmit hook notes.
 use core::intrinsics::{AtomicOrdering::SeqCst, atomic_xadd};
 
 use aya_ebpf::{

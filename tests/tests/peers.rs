@@ -508,13 +508,18 @@ fn ipv6_peers_are_counted_by_their_address() {
 }
 
 /// A connect whose first SYN the listener drops (its accept queue is full until the
-/// application accepts) succeeds on the retransmitted SYN: its time is the round trip of the
-/// SYN that was answered, and its retry is counted as the peer's retransmit.
-#[test]
-fn a_retransmitted_syn_is_a_retransmit_of_its_peer() {
+/// application accepts) succeeds on the retransmitted SYN: its time runs from the first SYN,
+/// as the application waited, and its retry is counted as the peer's retransmit.
+/// `method` pins the attach method of both hooks it takes: the retransmit hook notes when the
+/// first SYN left, the state hook times the open.
+fn a_retried_syn_is_timed_from_the_first(method: Option<&str>, tag: &str, subnet: u8) {
     require_root();
-    let agent = Agent::start(&[]);
-    let pair = LinkedNamespaces::new("peers-retry", 236);
+    let text = method.map_or(String::new(), |m| {
+        format!("[probe_methods]\ninet_sock_set_state = \"{m}\"\ntcp_retransmit_skb = \"{m}\"\n")
+    });
+    let config = ConfigFile::new(&text);
+    let agent = Agent::start(&["--config", config.path_str()]);
+    let pair = LinkedNamespaces::new(tag, subnet);
     let address: std::net::SocketAddr = format!("{}:7100", pair.veth.b_ip).parse().unwrap();
     let listener = pair.b.run(move || TcpListener::bind(address).unwrap());
     // SAFETY: a listening socket of the test's own; a backlog of 0 holds one connection.
@@ -544,9 +549,34 @@ fn a_retransmitted_syn_is_a_retransmit_of_its_peer() {
     ];
     let name = "netmon_tcp_peer_connect_duration_seconds";
     assert_eq!(m.counter(&format!("{name}_count"), &series), 2);
-    // Both round trips on a veth are well under a second.
+    // The first connect takes a round trip on a veth; the second waited for its retry.
     let fast = [&series[..], &[("le", "0.524288")]].concat();
-    assert_eq!(m.counter(&format!("{name}_bucket"), &fast), 2);
+    assert_eq!(m.counter(&format!("{name}_bucket"), &fast), 1);
+    let slow = [&series[..], &[("le", "2.097152")]].concat();
+    assert_eq!(m.counter(&format!("{name}_bucket"), &slow), 2);
+    // The sum is the retried connect's time, within the kernel's millisecond stamp and the
+    // first connect's round trip, of the time the application waited.
+    let sum = m.value(&format!("{name}_sum"), &series).unwrap();
+    let waited = waited.as_secs_f64();
+    assert!(
+        (sum - waited).abs() < 0.005,
+        "{sum} s timed, {waited} s waited"
+    );
     assert_eq!(m.counter("netmon_tcp_peer_retransmits_total", &series), 1);
     drop((first, second, accepted));
+}
+
+#[test]
+fn a_retried_syn_is_timed_from_the_first_and_is_a_retransmit() {
+    a_retried_syn_is_timed_from_the_first(None, "peers-retry", 236);
+}
+
+#[test]
+fn a_retried_syn_is_timed_from_the_first_with_raw_tracepoints() {
+    a_retried_syn_is_timed_from_the_first(Some("raw_tp"), "peers-retry-raw", 247);
+}
+
+#[test]
+fn a_retried_syn_is_timed_from_the_first_with_classic_tracepoints() {
+    a_retried_syn_is_timed_from_the_first(Some("tracepoint"), "peers-retry-tp", 252);
 }

@@ -59,6 +59,8 @@ enum Type {
 pub struct MemberLocation {
     pub byte_offset: u32,
     pub is_bitfield: bool,
+    /// The first bit of a bit field within its byte (little-endian); 0 for other members.
+    pub bit: u32,
 }
 
 /// Parsed BTF: types by id and named composite and enum types by name.
@@ -176,6 +178,7 @@ impl Btf {
         Ok(MemberLocation {
             byte_offset: bits / 8,
             is_bitfield,
+            bit: bits % 8,
         })
     }
 

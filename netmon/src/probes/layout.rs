@@ -20,6 +20,8 @@ use crate::{
 /// Offsets of the kernel struct members the programs read, from BTF.
 pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
     let protocol = btf.member_offset("sock", "sk_protocol")?;
+    // Linux 6.7 and later: a connection's TCP timestamps may count microseconds.
+    let usec_ts = btf.member_offset("tcp_sock", "tcp_usec_ts").ok();
     Ok(KernelOffsets {
         skb_dev: btf.byte_offset("sk_buff", "dev")?,
         skb_len: btf.byte_offset("sk_buff", "len")?,
@@ -67,6 +69,10 @@ pub(super) fn kernel_offsets(btf: &Btf) -> anyhow::Result<KernelOffsets> {
         tcp_total_retrans: btf.byte_offset("tcp_sock", "total_retrans")?,
         sk_max_ack_backlog: btf.byte_offset("sock", "sk_max_ack_backlog")?,
         inet_sport: btf.byte_offset("inet_sock", "inet_sport")?,
+        tcp_retrans_stamp: btf.byte_offset("tcp_sock", "retrans_stamp")?,
+        tcp_mstamp: btf.byte_offset("tcp_sock", "tcp_mstamp")?,
+        tcp_usec_ts: usec_ts.map_or(0, |field| field.byte_offset),
+        tcp_usec_ts_mask: usec_ts.map_or(0, |field| 1 << field.bit),
     })
 }
 
