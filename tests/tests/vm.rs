@@ -79,9 +79,10 @@ fn copy_with_libraries(binary: &Path, root: &Path, name: &str) {
     }
 }
 
-/// The socket dump's modules: copied from the kernel package, uncompressed where it packs
-/// them with xz (trixie's), since busybox `insmod` reads only plain `.ko` files.
-const MODULES: [&str; 3] = ["inet_diag", "tcp_diag", "udp_diag"];
+/// The socket dump's modules and the dummy device's (a host that no neighbour answers for):
+/// copied from the kernel package, uncompressed where it packs them with xz (trixie's), since
+/// busybox `insmod` reads only plain `.ko` files.
+const MODULES: [&str; 4] = ["inet_diag", "tcp_diag", "udp_diag", "dummy"];
 
 fn copy_modules(suite: &str, root: &Path) {
     std::fs::create_dir_all(root.join("modules")).unwrap();
@@ -122,8 +123,9 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t tmpfs tmp /tmp
 mount -t bpf bpf /sys/fs/bpf 2>/dev/null
-# The socket dump needs the diag modules; a host loads them on demand, this VM has no modprobe.
-for module in inet_diag tcp_diag udp_diag; do insmod /modules/$module.ko; done
+# The socket dump needs the diag modules, the peer check a dummy device; a host loads them on
+# demand, this VM has no modprobe.
+for module in inet_diag tcp_diag udp_diag dummy; do insmod /modules/$module.ko; done
 ip link set lo up
 echo "VMCHECK kernel $(uname -r)"
 export RUST_LOG=warn

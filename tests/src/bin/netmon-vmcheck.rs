@@ -110,9 +110,52 @@ fn workload(done: std::sync::mpsc::Receiver<()>) -> (u32, u64) {
     result_rx.recv().unwrap()
 }
 
-/// Opens that fail, and are refused or time out.
+/// Opens that fail, and are refused, time out, or find no host.
 const REFUSED: u64 = 3;
 const TIMEOUTS: u64 = 2;
+const UNREACHABLE: u64 = 2;
+/// An address on a device whose neighbours never answer: the kernel's neighbour lookup fails
+/// and it answers each SYN with an ICMP host unreachable.
+const NO_HOST: &str = "10.66.0.2:7005";
+
+/// A device with ARP on which nothing answers (a dummy device drops what it sends), and an
+/// address on it, in the calling thread's namespace; one neighbour probe, so that the lookup
+/// fails in 200 ms rather than 3 s.
+fn silent_subnet() {
+    for args in [
+        &["link", "add", "nohost0", "type", "dummy"][..],
+        &["link", "set", "nohost0", "arp", "on", "up"],
+        &["addr", "add", "10.66.0.1/24", "dev", "nohost0"],
+    ] {
+        let status = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "ip {args:?}");
+    }
+    let neigh = "/proc/sys/net/ipv4/neigh/nohost0";
+    std::fs::write(format!("{neigh}/mcast_solicit"), "1").unwrap();
+    std::fs::write(format!("{neigh}/retrans_time_ms"), "200").unwrap();
+}
+
+/// A connect whose first SYN a full accept queue (port 7004) drops and whose retry succeeds;
+/// returns how long the application waited for it.
+fn retried_connect() -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:7004").unwrap();
+    // SAFETY: a listening socket of our own; a backlog of 0 holds one connection.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 0) }, 0);
+    let queued = TcpStream::connect("127.0.0.1:7004").unwrap();
+    let retried = thread::spawn(|| {
+        let begin = Instant::now();
+        let stream = TcpStream::connect("127.0.0.1:7004").unwrap();
+        (stream, begin.elapsed())
+    });
+    thread::sleep(Duration::from_millis(300));
+    let accepted = listener.accept().unwrap();
+    let (stream, waited) = retried.join().unwrap();
+    drop((queued, accepted, stream));
+    waited
+}
 
 /// One connection to port 7003 carrying data both ways, closed on both ends: the client's
 /// `tcp_info` once the kernel has closed it.
@@ -131,11 +174,20 @@ fn closed_connection() -> libc::tcp_info {
     closed_info(&client, Duration::from_secs(30))
 }
 
+/// What the peer workload did that the checks compare with.
+struct PeerWork {
+    netns: u32,
+    /// The closed connection's client `tcp_info`.
+    closed: libc::tcp_info,
+    /// How long the retried connect waited.
+    retried: Duration,
+}
+
 /// Opens by peer, in a new namespace held by a thread until `done` is dropped: refused by a
 /// closed port (7001), timed out on a listener whose accept queue is full (7002: one open
-/// fills it, the SYNs after it are dropped), and a closed connection (7003). Returns the
-/// namespace's inode and that connection's client `tcp_info`.
-fn peer_workload(done: std::sync::mpsc::Receiver<()>) -> (u32, libc::tcp_info) {
+/// fills it, the SYNs after it are dropped), a closed connection (7003), a retried one (7004)
+/// and opens to a host that is not there.
+fn peer_workload(done: std::sync::mpsc::Receiver<()>) -> PeerWork {
     let (result_tx, result_rx) = std::sync::mpsc::channel();
     thread::spawn(move || {
         // SAFETY: a new network namespace for this thread only.
@@ -147,6 +199,11 @@ fn peer_workload(done: std::sync::mpsc::Receiver<()>) -> (u32, libc::tcp_info) {
         for _ in 0..REFUSED {
             let err = TcpStream::connect("127.0.0.1:7001").unwrap_err();
             assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
+        silent_subnet();
+        for _ in 0..UNREACHABLE {
+            let err = TcpStream::connect(NO_HOST).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH), "{err}");
         }
         let full = TcpListener::bind("127.0.0.1:7002").unwrap();
         // SAFETY: a listening socket of our own; a backlog of 0 holds one connection.
@@ -160,33 +217,43 @@ fn peer_workload(done: std::sync::mpsc::Receiver<()>) -> (u32, libc::tcp_info) {
             assert_eq!(wait.join().unwrap().kind(), std::io::ErrorKind::TimedOut);
         }
         drop((queued, full));
-        result_tx.send((inode, closed_connection())).unwrap();
+        let retried = retried_connect();
+        let work = PeerWork {
+            netns: inode,
+            closed: closed_connection(),
+            retried,
+        };
+        result_tx.send(work).unwrap();
         let _ = done.recv();
     });
     result_rx.recv().unwrap()
 }
 
 /// Checks the peer workload's counts by peer; whether all hold.
-fn check_peers(m: &Metrics, netns: u32, closed: &libc::tcp_info) -> bool {
-    let ns = netns.to_string();
-    let count = |port: &str, result: &str| {
+fn check_peers(m: &Metrics, work: &PeerWork) -> bool {
+    let ns = work.netns.to_string();
+    let closed = &work.closed;
+    let count = |peer: &str, port: &str, result: &str| {
         let labels = [
             ("netns", ns.as_str()),
             ("role", "client"),
-            ("peer", "127.0.0.1"),
+            ("peer", peer),
             ("port", port),
             ("result", result),
         ];
         m.counter("netmon_tcp_peer_connects_total", &labels)
     };
     let mut all = true;
-    for (port, result, expected) in [
-        ("7001", "refused", REFUSED),
-        ("7002", "ok", 1),
-        ("7002", "timeout", TIMEOUTS),
-        ("7003", "ok", 1),
+    let (no_host, _) = NO_HOST.split_once(':').unwrap();
+    for (peer, port, result, expected) in [
+        ("127.0.0.1", "7001", "refused", REFUSED),
+        ("127.0.0.1", "7002", "ok", 1),
+        ("127.0.0.1", "7002", "timeout", TIMEOUTS),
+        ("127.0.0.1", "7003", "ok", 1),
+        ("127.0.0.1", "7004", "ok", 2),
+        (no_host, "7005", "unreachable", UNREACHABLE),
     ] {
-        let n = count(port, result);
+        let n = count(peer, port, result);
         all &= check(
             &format!("connects to {port} {result}"),
             n == expected,
@@ -211,7 +278,28 @@ fn check_peers(m: &Metrics, netns: u32, closed: &libc::tcp_info) -> bool {
             format!("{n} (tcp_info {expected})"),
         );
     }
-    all
+    all & check_retried(m, &ns, work.retried)
+}
+
+/// The retried connect is timed from its first SYN: the time the application waited, within
+/// the kernel's millisecond stamp and the other connect's round trip.
+fn check_retried(m: &Metrics, ns: &str, waited: Duration) -> bool {
+    let series = [
+        ("netns", ns),
+        ("role", "client"),
+        ("peer", "127.0.0.1"),
+        ("port", "7004"),
+    ];
+    let name = "netmon_tcp_peer_connect_duration_seconds";
+    let fast = [&series[..], &[("le", "0.524288")]].concat();
+    let fast = m.counter(&format!("{name}_bucket"), &fast);
+    let sum = m.value(&format!("{name}_sum"), &series).unwrap_or(0.0);
+    let waited = waited.as_secs_f64();
+    check(
+        "a retried connect timed from its first SYN",
+        fast == 1 && (sum - waited).abs() < 0.05,
+        format!("{fast} under 0.52 s, {sum} s timed, {waited} s waited"),
+    )
 }
 
 /// Waits until no traffic of namespace `ns` is reported; whether that came within 60 s.
@@ -361,7 +449,7 @@ fn main() {
     let (done, hold) = std::sync::mpsc::channel();
     let (netns, kernel_lo_tx) = workload(hold);
     let (peers_done, peers_hold) = std::sync::mpsc::channel();
-    let (peers_netns, closed) = peer_workload(peers_hold);
+    let peer_work = peer_workload(peers_hold);
     let m = fresh(agent);
     drop((done, peers_done));
     let ns = netns.to_string();
@@ -447,7 +535,7 @@ fn main() {
             format!("{n} (expected {CONNECTIONS})"),
         );
     }
-    all &= check_peers(&m, peers_netns, &closed);
+    all &= check_peers(&m, &peer_work);
     let state_probe = probe("inet_sock_set_state");
     let limits = state_probe["limits"].as_str().unwrap_or_default();
     all &= check(
