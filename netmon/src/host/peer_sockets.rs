@@ -10,25 +10,37 @@ use netlink_packet_sock_diag::{
     },
     inet::{ExtensionFlags, StateFlags},
 };
-use netmon_common::peers::{OpenConnections, PeerKey, ROLE_CLIENT, ROLE_SERVER, peer_bucket};
+use netmon_common::peers::{
+    MAX_PEER_KEYS, OpenConnections, PeerKey, ROLE_CLIENT, ROLE_SERVER, peer_bucket,
+};
 
 use crate::{
     host::sockets,
     model::{peer_names::address_words, peers::LivePeers},
 };
 
-/// One connection of the dump: its ends, and its `tcp_info` where the kernel gave one.
+/// One connection of the dump: its ends, and its totals where the kernel gave its
+/// `tcp_info`.
 struct Connection {
     state: u8,
     local_port: u16,
     remote: IpAddr,
     remote_port: u16,
-    info: Option<libc::tcp_info>,
+    totals: Option<Totals>,
+}
+
+/// What a connection's `tcp_info` adds to its peer's.
+struct Totals {
+    bytes_sent: u64,
+    bytes_received: u64,
+    retransmits: u32,
+    rtt_us: u32,
 }
 
 /// The connections of the calling thread's namespace, whose inode is `netns`, by peer: a
 /// connection from a port something listens on is accepted (`server`, the listening port),
-/// any other one opened (`client`, the remote port).
+/// any other one opened (`client`, the remote port). At most [`MAX_PEER_KEYS`] peers, as in
+/// the kernel's table: the connections of the others count under the overflow identity.
 pub fn live_peers(netns: u32) -> anyhow::Result<LivePeers> {
     // Every state of a socket that has not closed: TIME_WAIT is one the kernel already
     // closed (and the state hook counted); connection requests show as SYN_RECV, opens that
@@ -50,7 +62,12 @@ pub fn live_peers(netns: u32) -> anyhow::Result<LivePeers> {
                 local_port: header.socket_id.source_port,
                 remote: header.socket_id.destination_address,
                 remote_port: header.socket_id.destination_port,
-                info: tcp_info(attributes),
+                totals: tcp_info(attributes).map(|info| Totals {
+                    bytes_sent: info.tcpi_bytes_acked,
+                    bytes_received: info.tcpi_bytes_received,
+                    retransmits: info.tcpi_total_retrans,
+                    rtt_us: info.tcpi_rtt,
+                }),
             });
         },
     )?;
@@ -67,9 +84,17 @@ pub fn live_peers(netns: u32) -> anyhow::Result<LivePeers> {
             },
             address: address_words(connection.remote),
         };
-        add(peers.entry(key).or_default(), &connection);
+        add_bounded(&mut peers, key, &connection);
     }
     Ok(peers)
+}
+
+/// Adds a connection to its peer's totals, or to the overflow identity's where the peers are
+/// at their bound and its peer is not among them.
+fn add_bounded(peers: &mut LivePeers, key: PeerKey, connection: &Connection) {
+    let full = peers.len() >= MAX_PEER_KEYS as usize && !peers.contains_key(&key);
+    let key = if full { key.overflow() } else { key };
+    add(peers.entry(key).or_default(), connection);
 }
 
 /// Adds one connection to its peer's totals.
@@ -77,14 +102,14 @@ fn add(totals: &mut OpenConnections, connection: &Connection) {
     totals.established += u64::from(connection.state == TCP_ESTABLISHED);
     let opening = [TCP_SYN_SENT, TCP_SYN_RECV].contains(&connection.state);
     totals.opening += u64::from(opening);
-    let Some(info) = &connection.info else {
+    let Some(info) = &connection.totals else {
         return;
     };
-    totals.bytes_sent += info.tcpi_bytes_acked;
-    totals.bytes_received += info.tcpi_bytes_received;
-    totals.retransmits += u64::from(info.tcpi_total_retrans);
-    if info.tcpi_rtt != 0 {
-        let rtt_us = u64::from(info.tcpi_rtt);
+    totals.bytes_sent += info.bytes_sent;
+    totals.bytes_received += info.bytes_received;
+    totals.retransmits += u64::from(info.retransmits);
+    if info.rtt_us != 0 {
+        let rtt_us = u64::from(info.rtt_us);
         totals.rtt[peer_bucket(rtt_us)] += 1;
         totals.rtt_sum_ns += rtt_us * 1000;
     }
@@ -117,6 +142,33 @@ mod tests {
 
     use super::*;
     use crate::collect::own_netns;
+
+    #[test]
+    fn peers_past_the_bound_count_under_the_overflow_identity() {
+        let connection = Connection {
+            state: TCP_ESTABLISHED,
+            local_port: 40000,
+            remote: "10.0.0.1".parse().unwrap(),
+            remote_port: 80,
+            totals: None,
+        };
+        let key = |port: u16| PeerKey {
+            netns: 1,
+            role: ROLE_CLIENT,
+            port,
+            address: address_words(connection.remote),
+        };
+        let mut peers = LivePeers::new();
+        for port in 1..=MAX_PEER_KEYS as u16 {
+            add_bounded(&mut peers, key(port), &connection);
+        }
+        add_bounded(&mut peers, key(1), &connection);
+        add_bounded(&mut peers, key(9999), &connection);
+        assert_eq!(peers.len(), MAX_PEER_KEYS as usize + 1);
+        assert_eq!(peers[&key(1)].established, 2);
+        assert_eq!(peers[&key(9999).overflow()].established, 1);
+        assert!(!peers.contains_key(&key(9999)));
+    }
 
     #[test]
     fn a_connection_of_this_process_shows_on_both_ends() {
