@@ -150,11 +150,13 @@ fn every_endpoint_matches_the_openapi_document() {
     );
     // One list shape: an answer that lists anything lists it as `items`, and nothing else
     // in it is a list or a map of names to values; only the answers that describe one thing
-    // (the agent, its diagnosis, the summary, an interface) have lists among their fields.
+    // (the agent, its diagnosis, the summary, the host's pressure, an interface) have lists
+    // among their fields.
     let single_things = [
         "/api/v1/status",
         "/api/v1/diagnosis",
         "/api/v1/summary",
+        "/api/v1/pressure",
         "/api/v1/interfaces/{name}",
     ];
     let schemas = &document["components"]["schemas"];

@@ -2,7 +2,9 @@
 mod drop_samples;
 mod kernel_counts;
 mod namespaces;
+mod pressure;
 mod process_io;
+mod rotation;
 mod runner;
 
 use std::{
@@ -140,6 +142,10 @@ impl Poller {
         snapshot.socket_owners_source = self.owners.source();
         let sampled = drop_samples::namespaces(&samples).collect();
         let naming = self.kernel_counters(&mut snapshot, own_links, sampled);
+        let (socket_owners, probes) = (&mut self.owners, &mut self.probes);
+        snapshot.pressure = pressure::pressure(&mut snapshot, naming.as_ref(), |inodes| {
+            socket_owners.owners(inodes, |wanted| socket_holders(probes, wanted))
+        });
         let now = snapshot.monotonic_seconds;
         if let Some((processes, in_use)) = run(&mut snapshot.collectors, "process_io", || {
             self.process_io(now)

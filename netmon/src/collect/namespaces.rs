@@ -9,10 +9,14 @@ use std::{
 };
 
 use crate::{
-    host::netns::{self, InterfaceNames, Presence},
-    model::kernel_tables::{
-        Departures, IdentityRead, Rows, SlotIdentity, TableKey, TableRead, TableValue as _,
-        TableVisitor,
+    collect::rotation::PressureRotation,
+    host::netns::{self, InterfaceNames, Presence, Wanted},
+    model::{
+        kernel_tables::{
+            Departures, IdentityRead, Rows, SlotIdentity, TableKey, TableRead, TableValue as _,
+            TableVisitor,
+        },
+        pressure::NamespacePressure,
     },
 };
 
@@ -44,6 +48,8 @@ pub struct NamespaceJudge {
     /// Started by the first poll: after the caller has settled its thread's user and
     /// capabilities, which the lister's thread inherits.
     lister: Option<netns::NamespaceLister>,
+    /// The other namespaces' pressure, which the lister reads in turn.
+    pressure: PressureRotation,
 }
 
 /// The names of the interfaces counted, by namespace.
@@ -51,6 +57,8 @@ pub struct NamespaceJudge {
 pub struct Naming {
     names: InterfaceNames,
     found: BTreeMap<u32, PathBuf>,
+    /// The last pressure read of each namespace found but the agent's own.
+    pressure: Vec<NamespacePressure>,
 }
 
 impl Naming {
@@ -68,6 +76,10 @@ impl Naming {
 
     pub fn names(&self) -> &InterfaceNames {
         &self.names
+    }
+
+    pub fn pressure(&self) -> &[NamespacePressure] {
+        &self.pressure
     }
 }
 
@@ -111,8 +123,11 @@ impl NamespaceJudge {
         let own_links = own_links.filter(|links| lists_every_counted(links, &read));
         let names = match &self.lister {
             Some(lister) => {
-                let tcp = tables.peers.iter().map(|row| row.key.netns).collect();
-                lister.interface_names(&presence.found, own_links, &tcp)?
+                let wanted = Wanted {
+                    tcp: tables.peers.iter().map(|row| row.key.netns).collect(),
+                    pressure: self.pressure.order(&presence.found),
+                };
+                lister.interface_names(&presence.found, own_links, &wanted)?
             }
             None => anyhow::bail!("the namespace lister starts with the first poll"),
         };
@@ -123,9 +138,13 @@ impl NamespaceJudge {
         };
         let departures = verdict.departures(&read);
         tables.visit(&mut Keep(&departures));
+        let pressure = self
+            .pressure
+            .keep(names.pressure(), &presence.found, Instant::now());
         let naming = Naming {
             names,
             found: presence.found,
+            pressure,
         };
         Ok((naming, departures))
     }

@@ -30,6 +30,21 @@ pub struct Thresholds {
     /// Failed connects to or from one peer in the window from which it is reported (warning;
     /// critical when none succeeded).
     pub peer_failures: u64,
+    /// Connections a namespace's listeners dropped as their accept queues overflowed in the
+    /// window (`ListenOverflows`), from which it is reported (critical with a queue full).
+    pub listen_overflows: u64,
+    /// Connection tracking entries as a percentage of the limit (warning; critical when
+    /// inserts fail or packets are dropped for want of an entry).
+    pub conntrack_percent: f64,
+    /// Packets a CPU's full backlog dropped in the window (warning; critical at 100x).
+    pub softnet_drops: u64,
+    /// Times a CPU's receive processing ran out of budget with work left in the window.
+    pub softnet_squeezes: u64,
+    /// Packets a queueing discipline dropped in the window (warning; critical at 100x).
+    pub qdisc_drops: u64,
+    /// Datagrams a namespace's UDP sockets dropped as their receive buffers were full in the
+    /// window (warning; critical at 100x).
+    pub udp_receive_buffer_errors: u64,
 }
 
 impl Default for Thresholds {
@@ -44,6 +59,12 @@ impl Default for Thresholds {
             syn_recv: 100,
             ephemeral_ports_percent: 80.0,
             peer_failures: 5,
+            listen_overflows: 1,
+            conntrack_percent: 90.0,
+            softnet_drops: 1,
+            softnet_squeezes: 1000,
+            qdisc_drops: 100,
+            udp_receive_buffer_errors: 1,
         }
     }
 }

@@ -80,7 +80,9 @@ fn probes(probes: &ProbeSettings) -> [String; 4] {
 fn thresholds(t: &Thresholds) -> String {
     format!(
         "thresholds: error_rate {} %, drop_rate {} %, saturation {} %, ephemeral ports {} %, \
-         TIME_WAIT {}, CLOSE_WAIT {}, SYN_SENT {}, SYN_RECV {}, failed connects to a peer {}",
+         TIME_WAIT {}, CLOSE_WAIT {}, SYN_SENT {}, SYN_RECV {}, failed connects to a peer {}, \
+         listen overflows {}, conntrack {} %, backlog drops {}, squeezes {}, qdisc drops {}, \
+         UDP receive buffer errors {}",
         t.error_rate_percent,
         t.drop_rate_percent,
         t.saturation_percent,
@@ -89,7 +91,13 @@ fn thresholds(t: &Thresholds) -> String {
         t.close_wait,
         t.syn_sent,
         t.syn_recv,
-        t.peer_failures
+        t.peer_failures,
+        t.listen_overflows,
+        t.conntrack_percent,
+        t.softnet_drops,
+        t.softnet_squeezes,
+        t.qdisc_drops,
+        t.udp_receive_buffer_errors
     )
 }
 

@@ -54,6 +54,7 @@ fn thresholds(t: &Thresholds) -> anyhow::Result<()> {
         ("drop_rate_percent", t.drop_rate_percent),
         ("saturation_percent", t.saturation_percent),
         ("ephemeral_ports_percent", t.ephemeral_ports_percent),
+        ("conntrack_percent", t.conntrack_percent),
     ] {
         if !(value > 0.0 && value <= 100.0) {
             bail!("thresholds.{name} = {value}: must be more than 0 and at most 100");

@@ -5,26 +5,36 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod accept_queues;
 mod connections;
+mod conntrack;
 mod ephemeral_ports;
 mod errors;
 mod packet_loss;
 mod peers;
 mod ports;
+mod qdisc_drops;
 mod saturation;
+mod softnet;
+mod udp_buffers;
 
 use crate::{
     config::{Config, DiagnosisSettings},
-    model::{History, drops::RecentDrops},
+    model::{History, Snapshot, drops::RecentDrops, pressure::NamespacePressure},
     rates::{self, Summary},
 };
+use accept_queues::accept_queues;
 use connections::connection_states;
+use conntrack::conntrack;
 use ephemeral_ports::ephemeral_ports;
 use errors::error_rates;
 use packet_loss::packet_loss;
 use peers::failing_peers;
 use ports::ports;
+use qdisc_drops::qdisc_drops;
 use saturation::saturation;
+use softnet::softnet;
+use udp_buffers::udp_buffers;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -135,6 +145,12 @@ pub fn diagnose_window(
     );
     ephemeral_ports(&mut findings, thresholds, newest);
     failing_peers(&mut findings, thresholds, (oldest, newest), window_seconds);
+    let ends: (&Snapshot, &Snapshot) = (oldest, newest);
+    accept_queues(&mut findings, thresholds, ends, window_seconds);
+    conntrack(&mut findings, thresholds, ends, window_seconds);
+    softnet(&mut findings, thresholds, ends, window_seconds);
+    qdisc_drops(&mut findings, thresholds, ends, window_seconds);
+    udp_buffers(&mut findings, thresholds, ends, window_seconds);
     connection_states(
         &mut findings,
         thresholds,
@@ -155,6 +171,30 @@ pub fn diagnose_window(
         findings,
     };
     (diagnosis, summary)
+}
+
+/// Drops the kernel gave `reason` over the window, in namespace `netns` (all where `None`)
+/// and on `interface` (any where `None`).
+fn reason_drops(
+    (oldest, newest): (&Snapshot, &Snapshot),
+    reason: &str,
+    netns: Option<u32>,
+    interface: Option<&str>,
+) -> u64 {
+    let total = |snapshot: &Snapshot| -> u64 {
+        let drops = snapshot.kernel.drops.iter().filter(|d| {
+            d.reason == reason
+                && netns.is_none_or(|n| d.netns == n)
+                && interface.is_none_or(|i| d.interface == i)
+        });
+        drops.map(|d| d.count).sum()
+    };
+    total(newest).saturating_sub(total(oldest))
+}
+
+/// A namespace's pressure in the oldest snapshot of the window, if it was read then.
+fn pressure_before(oldest: &Snapshot, netns: u32) -> Option<&NamespacePressure> {
+    oldest.pressure.namespaces.iter().find(|n| n.netns == netns)
 }
 
 /// Warning at the threshold, critical at `factor` times it.

@@ -418,3 +418,207 @@ fn failing_peers_are_named_with_their_result() {
     );
     assert_eq!(refused_only.findings[0].severity, Severity::Critical);
 }
+
+mod pressure {
+    use super::*;
+    use crate::model::pressure::{
+        Conntrack, ListenQueue, NamespacePressure, Pressure, Qdisc, SoftnetCpu,
+    };
+
+    const NS: u32 = 4_026_532_000;
+
+    /// A snapshot at `at` whose namespace `NS` has `pressure` and whose CPU 3 has `softnet`.
+    fn under(at: f64, pressure: NamespacePressure, softnet: SoftnetCpu) -> Snapshot {
+        let mut snapshot = snapshot(at, quiet());
+        snapshot.pressure = Pressure {
+            namespaces: vec![NamespacePressure {
+                netns: NS,
+                ..pressure
+            }],
+            softnet: vec![SoftnetCpu { cpu: 3, ..softnet }],
+            tcp_memory: None,
+        };
+        snapshot
+    }
+
+    fn drop_count(reason: &str, interface: &str, count: u64) -> DropCount {
+        DropCount {
+            key: DropKey::default(),
+            netns: NS,
+            netns_cookie: 0,
+            ifindex: 2,
+            interface: interface.into(),
+            protocol: "ipv4".into(),
+            reason: reason.into(),
+            count,
+        }
+    }
+
+    fn findings(oldest: Snapshot, newest: Snapshot) -> Vec<Finding> {
+        run(&history(vec![oldest, newest]), &Config::default()).findings
+    }
+
+    fn counters(pairs: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn a_full_accept_queue_names_its_listener_and_process() {
+        let listener = ListenQueue {
+            address: "10.0.3.7".into(),
+            port: 7500,
+            length: 2,
+            limit: 1,
+            drops: 0,
+            inode: 9,
+            processes: vec![Owner {
+                pid: 4242,
+                name: "server".into(),
+            }],
+        };
+        let at = |overflows| NamespacePressure {
+            counters: counters(&[("TcpExt_ListenOverflows", overflows)]),
+            listeners: vec![listener.clone()],
+            ..NamespacePressure::default()
+        };
+        let quiet = findings(
+            under(0.0, at(5), SoftnetCpu::default()),
+            under(10.0, at(5), SoftnetCpu::default()),
+        );
+        assert!(quiet.is_empty(), "{quiet:?}");
+        let mut newest = under(10.0, at(23), SoftnetCpu::default());
+        newest.kernel.drops = vec![drop_count("TCP_LISTEN_OVERFLOW", "", 7)];
+        let found = findings(under(0.0, at(5), SoftnetCpu::default()), newest);
+        let finding = &found[0];
+        assert_eq!(
+            (finding.id, finding.severity, finding.subject.as_str()),
+            (
+                "accept_queue_overflow",
+                Severity::Critical,
+                "netns 4026532000"
+            )
+        );
+        assert_eq!(
+            finding.summary,
+            "netns 4026532000: 18 drops at full accept queues in 10 s: full accept queue of \
+             10.0.3.7:7500 (2 of 1), held by server (pid 4242)"
+        );
+        assert_eq!(finding.evidence[1].name, "TCP_LISTEN_OVERFLOW");
+        assert_eq!(finding.evidence[1].value, 7.0);
+    }
+
+    #[test]
+    fn conntrack_near_its_limit_or_failing() {
+        let at = |entries, drop| NamespacePressure {
+            conntrack: Some(Conntrack {
+                entries,
+                limit: 1000,
+                insert_failed: 0,
+                drop,
+                early_drop: 0,
+            }),
+            ..NamespacePressure::default()
+        };
+        let calm = SoftnetCpu::default;
+        assert!(
+            findings(
+                under(0.0, at(500, 0), calm()),
+                under(9.0, at(899, 0), calm())
+            )
+            .is_empty()
+        );
+        let full = findings(
+            under(0.0, at(500, 0), calm()),
+            under(9.0, at(950, 0), calm()),
+        );
+        assert_eq!(
+            (full[0].id, full[0].severity),
+            ("conntrack_full", Severity::Warning)
+        );
+        let failing = findings(
+            under(0.0, at(500, 2), calm()),
+            under(9.0, at(600, 5), calm()),
+        );
+        assert_eq!(failing[0].severity, Severity::Critical);
+        assert_eq!(
+            failing[0].summary,
+            "netns 4026532000: connection tracking 60 % full (600 of 1000), 3 failed inserts \
+             and drops in 9 s"
+        );
+    }
+
+    #[test]
+    fn a_cpu_whose_backlog_overflows_is_named() {
+        let cpu = |dropped, times_squeezed| SoftnetCpu {
+            dropped,
+            times_squeezed,
+            ..SoftnetCpu::default()
+        };
+        let none = NamespacePressure::default;
+        assert!(
+            findings(
+                under(0.0, none(), cpu(4, 10)),
+                under(5.0, none(), cpu(4, 900))
+            )
+            .is_empty()
+        );
+        let found = findings(
+            under(0.0, none(), cpu(4, 10)),
+            under(5.0, none(), cpu(10, 10)),
+        );
+        assert_eq!(
+            (found[0].id, found[0].subject.as_str()),
+            ("cpu_backlog", "cpu 3")
+        );
+        assert_eq!(
+            found[0].summary,
+            "cpu 3: 6 packets dropped at its full backlog and 0 times out of budget in 5 s"
+        );
+    }
+
+    #[test]
+    fn a_dropping_queueing_discipline_names_its_interface() {
+        let at = |drops| NamespacePressure {
+            qdiscs: vec![Qdisc {
+                ifindex: 2,
+                interface: "eth0".into(),
+                kind: "tbf".into(),
+                handle: "8001:".into(),
+                drops,
+                overlimits: 400,
+                ..Qdisc::default()
+            }],
+            ..NamespacePressure::default()
+        };
+        let calm = SoftnetCpu::default;
+        assert!(findings(under(0.0, at(10), calm()), under(5.0, at(99), calm())).is_empty());
+        let found = findings(under(0.0, at(10), calm()), under(5.0, at(310), calm()));
+        assert_eq!(
+            (found[0].id, found[0].subject.as_str()),
+            ("qdisc_drops", "netns 4026532000 eth0 tbf 8001:")
+        );
+        assert!(
+            found[0].summary.contains("dropped 300 packets in 5 s"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn udp_receive_buffer_errors_name_their_namespace() {
+        let at = |errors| NamespacePressure {
+            counters: counters(&[("Udp_RcvbufErrors", errors)]),
+            ..NamespacePressure::default()
+        };
+        let calm = SoftnetCpu::default;
+        assert!(findings(under(0.0, at(3), calm()), under(5.0, at(3), calm())).is_empty());
+        let found = findings(under(0.0, at(3), calm()), under(5.0, at(150), calm()));
+        assert_eq!(
+            (found[0].id, found[0].severity, found[0].subject.as_str()),
+            (
+                "udp_receive_buffer_errors",
+                Severity::Critical,
+                "netns 4026532000 udp"
+            )
+        );
+    }
+}

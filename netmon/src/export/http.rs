@@ -15,7 +15,7 @@ use crate::{
     export::{
         drops,
         exposition::Expositions,
-        history, metrics, page, peers, processes,
+        history, metrics, page, peers, pressure, processes,
         respond::{error, method_not_allowed},
     },
     model::{Interface, Snapshot},
@@ -64,6 +64,7 @@ pub fn router(state: Arc<AgentState>) -> Router {
         .route("/api/v1/tcp/transitions", get(transitions_handler))
         .route("/api/v1/tcp/handshakes", get(handshakes_handler))
         .route("/api/v1/tcp/peers", get(peers::peers_handler))
+        .route("/api/v1/pressure", get(pressure::pressure_handler))
         .route("/api/v1/processes", get(processes::processes_handler))
         .route("/api/v1/cgroups", get(processes::cgroups_handler))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })

@@ -6,6 +6,7 @@ pub mod http;
 pub mod metrics;
 mod page;
 mod peers;
+mod pressure;
 mod processes;
 mod query;
 pub mod report;

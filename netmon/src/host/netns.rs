@@ -16,8 +16,8 @@ use std::{
 use anyhow::{Context as _, anyhow};
 
 use crate::{
-    host::{netlink, peer_sockets},
-    model::peers::LivePeers,
+    host::{netlink, peer_sockets, pressure},
+    model::{peers::LivePeers, pressure::NamespacePressure},
     privileges,
 };
 
@@ -209,6 +209,10 @@ pub struct InterfaceNames {
     cookies: HashMap<u32, u64>,
     /// The TCP connections not yet closed of the namespaces the thread listed, by peer.
     peers: LivePeers,
+    /// What fills up in each namespace the thread listed.
+    pressure: Vec<NamespacePressure>,
+    /// The time the thread spent reading it.
+    pressure_seconds: f64,
 }
 
 impl InterfaceNames {
@@ -232,14 +236,26 @@ impl InterfaceNames {
         &self.peers
     }
 
+    /// What fills up in each namespace the thread listed (not the agent's own).
+    pub fn pressure(&self) -> &[NamespacePressure] {
+        &self.pressure
+    }
+
+    /// The time the thread spent reading the namespaces' pressure.
+    pub fn pressure_seconds(&self) -> f64 {
+        self.pressure_seconds
+    }
+
     /// Every link of `netns`, its cookie where known, and its connections.
     fn add_listing(&mut self, netns: u32, listing: Listing) {
         let Listing {
             links,
             cookie,
             peers,
+            pressure,
         } = listing;
         self.peers.extend(peers);
+        self.pressure.extend(pressure);
         self.listed.push(netns);
         if let Some(cookie) = cookie {
             self.cookies.insert(netns, cookie);
@@ -257,14 +273,36 @@ struct Listing {
     cookie: Option<u64>,
     /// Its TCP connections by peer; none where the dump failed.
     peers: LivePeers,
+    /// What fills up in it; none for the agent's own, which the poll reads.
+    pressure: Option<NamespacePressure>,
 }
 
-/// The listings of some namespaces, by namespace.
-type Listings = Vec<(u32, Listing)>;
-/// Namespaces to list, and where to send the listings.
-/// Namespaces to list (with whether to dump their TCP connections), and where to send the
-/// listings.
-type Job = (Vec<(u32, PathBuf, bool)>, mpsc::Sender<Listings>);
+/// The listings of some namespaces, by namespace, and the time spent reading their pressure.
+type Listings = (Vec<(u32, Listing)>, Duration);
+/// Namespaces to list (with what else to read there), and where to send the listings.
+type Job = (Vec<(u32, PathBuf, Extras)>, mpsc::Sender<Listings>);
+
+/// What the thread reads in a namespace besides its links.
+#[derive(Clone, Copy, Debug)]
+struct Extras {
+    /// Its TCP connections by peer.
+    tcp: bool,
+    /// What fills up in it.
+    pressure: bool,
+}
+
+/// The namespaces to read more of than their links (see [`NamespaceLister::interface_names`]).
+#[derive(Clone, Debug, Default)]
+pub struct Wanted {
+    /// Namespaces whose TCP connections to dump.
+    pub tcp: BTreeSet<u32>,
+    /// Namespaces whose pressure to read, in the order to read them.
+    pub pressure: Vec<u32>,
+}
+
+/// The time a job may spend on pressure: the namespaces past it are left for the next poll,
+/// which reads them first, so that a poll stays cheap however many namespaces there are.
+pub const PRESSURE_BUDGET: Duration = Duration::from_millis(8);
 
 /// What the namespace thread keeps: opening another process's `/proc/<pid>/ns/net` takes
 /// `CAP_SYS_PTRACE`, entering the namespace `CAP_SYS_ADMIN`, listing its links nothing.
@@ -295,13 +333,16 @@ impl NamespaceLister {
                 // alive by the agent itself, and never reported gone.
                 let home = File::open("/proc/thread-self/ns/net");
                 for (namespaces, answer) in queue {
+                    let mut spent = Duration::ZERO;
                     let listings = namespaces
                         .into_iter()
-                        .filter_map(|(netns, path, tcp)| match list(netns, &path, tcp) {
-                            Ok(listing) => Some((netns, listing)),
-                            Err(err) => {
-                                tracing::debug!(netns, "cannot list links: {err:#}");
-                                None
+                        .filter_map(|(netns, path, extras)| {
+                            match list(netns, &path, extras, &mut spent) {
+                                Ok(listing) => Some((netns, listing)),
+                                Err(err) => {
+                                    tracing::debug!(netns, "cannot list links: {err:#}");
+                                    None
+                                }
                             }
                         })
                         .collect();
@@ -309,7 +350,7 @@ impl NamespaceLister {
                     if let Err(err) = back {
                         tracing::warn!("the namespace thread cannot return home: {err}");
                     }
-                    let _ = answer.send(listings);
+                    let _ = answer.send((listings, spent));
                 }
             });
         match worker {
@@ -328,13 +369,15 @@ impl NamespaceLister {
 
     /// Names the links of each namespace in `found`: those of `own` (the agent's namespace,
     /// whose links the poll listed already) as given, the others listed by the thread, which
-    /// also dumps the TCP connections of those in `tcp` (a dump walks every socket table
-    /// of the host, however few sockets the namespace has: only where TCP was counted).
+    /// also dumps the TCP connections of those `wanted` names (a dump walks every socket
+    /// table of the host, however few sockets the namespace has: only where TCP was
+    /// counted), and reads the pressure of those it names, in its order, within
+    /// [`PRESSURE_BUDGET`].
     pub fn interface_names(
         &self,
         found: &BTreeMap<u32, PathBuf>,
         own: Option<(u32, Vec<(u32, String)>)>,
-        tcp: &BTreeSet<u32>,
+        wanted: &Wanted,
     ) -> anyhow::Result<InterfaceNames> {
         let mut names = InterfaceNames::default();
         let own_netns = own.as_ref().map(|(netns, _)| *netns);
@@ -346,14 +389,24 @@ impl NamespaceLister {
                     links,
                     cookie: None,
                     peers: LivePeers::new(),
+                    pressure: None,
                 },
             );
         }
-        let jobs: Vec<(u32, PathBuf, bool)> = found
+        let place: HashMap<u32, usize> = (wanted.pressure.iter().enumerate())
+            .map(|(place, netns)| (*netns, place))
+            .collect();
+        let extras = |netns: &u32| Extras {
+            tcp: wanted.tcp.contains(netns),
+            pressure: place.contains_key(netns),
+        };
+        // The namespaces whose pressure is wanted first, in the order asked.
+        let mut jobs: Vec<(u32, PathBuf, Extras)> = found
             .iter()
             .filter(|(netns, _)| Some(**netns) != own_netns)
-            .map(|(netns, path)| (*netns, path.clone(), tcp.contains(netns)))
+            .map(|(netns, path)| (*netns, path.clone(), extras(netns)))
             .collect();
+        jobs.sort_by_key(|(netns, _, _)| place.get(netns).copied().unwrap_or(usize::MAX));
         if jobs.is_empty() {
             return Ok(names);
         }
@@ -365,12 +418,13 @@ impl NamespaceLister {
         queue
             .send((jobs, answer))
             .map_err(|_| anyhow!("the namespace thread has ended"))?;
-        let listings = listings
+        let (listings, spent) = listings
             .recv()
             .map_err(|_| anyhow!("the namespace thread panicked"))?;
         for (netns, listing) in listings {
             names.add_listing(netns, listing);
         }
+        names.pressure_seconds = spent.as_secs_f64();
         Ok(names)
     }
 }
@@ -395,12 +449,13 @@ fn enter(file: &File) -> Result<(), String> {
     Ok(())
 }
 
-/// Lists the links of the namespace at `path`, from inside it, and its TCP connections where
-/// `tcp` asks.
-fn list(netns: u32, path: &Path, tcp: bool) -> anyhow::Result<Listing> {
+/// Lists the links of the namespace at `path`, from inside it, its TCP connections and its
+/// pressure where `extras` asks; the pressure while the job has `spent` less than
+/// [`PRESSURE_BUDGET`] on it, and adds its reading's time.
+fn list(netns: u32, path: &Path, extras: Extras, spent: &mut Duration) -> anyhow::Result<Listing> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     enter(&file).map_err(|e| anyhow!("entering {}: {e}", path.display()))?;
-    let peers = if tcp {
+    let peers = if extras.tcp {
         peer_sockets::live_peers(netns).unwrap_or_else(|err| {
             tracing::debug!(netns, "cannot dump the TCP connections: {err:#}");
             LivePeers::new()
@@ -408,10 +463,17 @@ fn list(netns: u32, path: &Path, tcp: bool) -> anyhow::Result<Listing> {
     } else {
         LivePeers::new()
     };
+    let pressure = (extras.pressure && *spent < PRESSURE_BUDGET).then(|| {
+        let start = Instant::now();
+        let pressure = pressure::namespace_pressure(netns);
+        *spent += start.elapsed();
+        pressure
+    });
     Ok(Listing {
         links: netlink::links()?,
         cookie: own_cookie(),
         peers,
+        pressure,
     })
 }
 
@@ -454,7 +516,7 @@ mod tests {
         assert_eq!(presence.gone, BTreeSet::from([unknown]));
         let lister = NamespaceLister::start();
         let names = lister
-            .interface_names(&presence.found, None, &BTreeSet::new())
+            .interface_names(&presence.found, None, &Wanted::default())
             .unwrap();
         assert_eq!(names.get(own, 1), Some("lo"));
         assert!(!names.is_gone(own, 1));
@@ -463,7 +525,7 @@ mod tests {
             .interface_names(
                 &presence.found,
                 Some((own, vec![(1, "lo".into())])),
-                &BTreeSet::new(),
+                &Wanted::default(),
             )
             .unwrap();
         assert_eq!(given.get(own, 1), Some("lo"));

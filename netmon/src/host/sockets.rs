@@ -3,17 +3,20 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::Context as _;
-use netlink_packet_core::Parseable as _;
-
+use netlink_packet_core::{NlasIterator, Parseable as _};
 use netlink_packet_sock_diag::{
     SockDiagMessage,
-    constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP},
+    constants::{AF_INET, AF_INET6, INET_DIAG_SKMEMINFO, IPPROTO_TCP, IPPROTO_UDP},
     inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
 };
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use netmon_common::iterators::TcpSocketTally;
 
-use crate::{host::netlink, model::EphemeralPorts, names};
+use crate::{
+    host::netlink,
+    model::{EphemeralPorts, pressure::ListenQueue},
+    names,
+};
 
 /// One socket as the dump shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +203,43 @@ pub fn listeners() -> anyhow::Result<Vec<Listener>> {
     })?;
     found.sort();
     Ok(found)
+}
+
+/// The accept queue of every TCP listener of the calling thread's namespace: its length and
+/// limit (a listener's receive and send queues in the dump, as `ss -ltn` shows them) and the
+/// socket's drops (`SK_MEMINFO_DROPS` of its memory attribute).
+pub fn listen_queues() -> anyhow::Result<Vec<ListenQueue>> {
+    let mut queues = Vec::new();
+    let memory = ExtensionFlags::SKMEMINFO;
+    dump_raw(
+        IPPROTO_TCP,
+        StateFlags::LISTEN,
+        memory,
+        |header, attributes| {
+            queues.push(ListenQueue {
+                address: header.socket_id.source_address.to_string(),
+                port: header.socket_id.source_port,
+                length: header.recv_queue.into(),
+                limit: header.send_queue.into(),
+                drops: socket_drops(attributes).unwrap_or(0),
+                inode: header.inode,
+                processes: Vec::new(),
+            });
+        },
+    )?;
+    queues.sort_by(|a, b| (a.port, &a.address).cmp(&(b.port, &b.address)));
+    Ok(queues)
+}
+
+/// The drops among a socket's attributes (`INET_DIAG_SKMEMINFO`: an array of 32-bit counts).
+fn socket_drops(attributes: &[u8]) -> Option<u64> {
+    const SK_MEMINFO_DROPS: usize = 8;
+    let memory = NlasIterator::new(attributes)
+        .map_while(Result::ok)
+        .find(|nla| nla.kind() == INET_DIAG_SKMEMINFO)?;
+    let at = SK_MEMINFO_DROPS * 4;
+    let bytes = memory.value().get(at..at + 4)?;
+    Some(u32::from_ne_bytes(bytes.try_into().ok()?).into())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod drops;
 pub mod kernel_tables;
 pub mod peer_names;
 pub mod peers;
+pub mod pressure;
 pub mod probes;
 pub mod processes;
 
@@ -294,6 +295,8 @@ pub struct Snapshot {
     pub socket_memo_error: Option<String>,
     pub listening: Vec<ListeningSocket>,
     pub kernel: KernelCounters,
+    /// The queues and tables that fill up before packets die.
+    pub pressure: pressure::Pressure,
     /// Socket I/O by process and cgroup.
     pub processes: processes::ProcessTraffic,
     pub probes: Vec<ProbeStatus>,

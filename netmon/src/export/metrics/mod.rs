@@ -6,6 +6,7 @@ mod format;
 mod host;
 mod kernel;
 mod peers;
+mod pressure;
 mod processes;
 
 pub use format::{OPENMETRICS_FORMAT, render_openmetrics, render_text, wants_openmetrics};
@@ -98,6 +99,7 @@ pub fn families(snapshot: &Snapshot, agent: &AgentStatus) -> Vec<MetricFamily> {
     host::families(snapshot, &mut out);
     kernel::families(snapshot, &mut out);
     peers::families(snapshot, &mut out);
+    pressure::families(snapshot, &mut out);
     processes::families(snapshot, &mut out);
     agent::families(snapshot, agent, &mut out);
     // Families with no sample are left out: the text format has nothing to say for them.
