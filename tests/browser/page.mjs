@@ -59,6 +59,8 @@ try {
     const column = [...table.querySelectorAll("thead th")].findIndex((th) => th.textContent === "open");
     return [...table.querySelectorAll("tbody tr")].map((tr) => tr.children[column].textContent);
   });
+  await page.waitForFunction(() => document.querySelectorAll("#pressure tbody tr").length > 0);
+  report.pressure = await page.$$eval("#pressure tbody tr td.name", (tds) => tds.map((td) => td.textContent));
   report.probes = await page.$$eval("#probes tbody tr", (trs) => trs.map((tr) => tr.textContent));
   report.markup = await page.evaluate(() => document.querySelectorAll("main b, main i, main script").length);
   report.connections = await page.$$eval("#connections tbody tr", (trs) => trs.length);

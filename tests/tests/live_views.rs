@@ -217,6 +217,13 @@ fn the_page_shows_the_host_live_in_chromium() {
     );
     assert_eq!(report["markup"], 0);
 
+    // The agent's own listener, in the queues and tables of its namespace.
+    let listener = format!("listen {}", scene.agent.addr);
+    assert!(
+        strings("pressure").iter().any(|q| q.starts_with(&listener)),
+        "{report:#}"
+    );
+
     // The rest of what the page shows.
     assert!(report["listening"].as_u64().unwrap() >= 1, "{report:#}");
     let probes = strings("probes");
@@ -379,9 +386,13 @@ fn netmon_top_shows_filters_and_quits_in_a_terminal() {
         "Connections",
         "Findings",
         "Peers",
+        "Queues",
     ] {
         assert!(screen.contains(section), "{section} missing:\n{screen}");
     }
+    // The agent's own listener among the queues.
+    let listener = format!("listen {}", scene.agent.addr);
+    tmux.wait_for("the agent's listener", |s| s.contains(&listener));
     // The busiest interface is selected, its History drawn.
     let screen = tmux.wait_for("the veth's history", |s| {
         s.contains(&format!("┌{veth} rx")) && !s.contains(&format!("┌{veth} rx 0B/s"))

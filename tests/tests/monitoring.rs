@@ -259,6 +259,8 @@ fn host(tag: &str) -> (Netns, Netns, Veth) {
     let x = Netns::new(&format!("{tag}-x"));
     let y = Netns::new(&format!("{tag}-y"));
     let veth = Veth::connect(&x, &y, 230);
+    // A queueing discipline that counts (a veth's own, noqueue, is left out of the metrics).
+    x.exec(&["tc", "qdisc", "add", "dev", &veth.a_dev, "root", "pfifo"]);
     (x, y, veth)
 }
 
@@ -391,6 +393,11 @@ fn a_real_prometheus_answers_every_rule_and_panel_with_data() {
         "Top Talkers",
         "Failing Peers",
         "Connects by Peer",
+        "Listen Overflows",
+        "Accept Queue Use",
+        "Connection Tracking Use",
+        "Queueing Discipline Drops",
+        "CPU Backlog Drops and Squeezes",
     ] {
         assert!(
             panels.iter().any(|p| p["title"] == title),

@@ -129,6 +129,72 @@ impl Peer {
     }
 }
 
+/// What fills up (`/api/v1/pressure`): the listeners and connection tracking of each
+/// namespace.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Pressure {
+    pub namespaces: Vec<NamespacePressure>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct NamespacePressure {
+    pub netns: u32,
+    pub listeners: Vec<ListenQueue>,
+    pub conntrack: Option<Conntrack>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct ListenQueue {
+    pub address: String,
+    pub port: u16,
+    pub length: u64,
+    pub limit: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct Conntrack {
+    pub entries: u64,
+    pub limit: u64,
+}
+
+/// A queue or table with what it holds and its limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Queue {
+    pub netns: u32,
+    /// `listen <address>:<port>`, or `conntrack`.
+    pub name: String,
+    pub used: u64,
+    pub limit: u64,
+}
+
+impl Pressure {
+    /// Every listener's queue and every connection tracking table, the fullest first.
+    pub fn fullest(&self) -> Vec<Queue> {
+        let mut queues = Vec::new();
+        for n in &self.namespaces {
+            for l in &n.listeners {
+                queues.push(Queue {
+                    netns: n.netns,
+                    name: format!("listen {}:{}", l.address, l.port),
+                    used: l.length,
+                    limit: l.limit,
+                });
+            }
+            if let Some(c) = &n.conntrack {
+                queues.push(Queue {
+                    netns: n.netns,
+                    name: "conntrack".to_string(),
+                    used: c.entries,
+                    limit: c.limit,
+                });
+            }
+        }
+        let fill = |q: &Queue| q.used as f64 / q.limit.max(1) as f64;
+        queues.sort_by(|a, b| fill(b).total_cmp(&fill(a)).then(b.used.cmp(&a.used)));
+        queues
+    }
+}
+
 /// One poll of the API.
 #[derive(Clone, Debug, Default)]
 pub struct Data {
@@ -137,6 +203,8 @@ pub struct Data {
     pub connections: BTreeMap<String, u64>,
     pub processes: Vec<Process>,
     pub peers: Vec<Peer>,
+    /// Queues and tables, the fullest first.
+    pub queues: Vec<Queue>,
     pub findings: Vec<Finding>,
     pub recent_drops: Vec<Sample>,
     /// The selected interface's History.
@@ -166,6 +234,7 @@ impl Data {
                 .collect(),
             processes: client.get::<Items<Process>>("/api/v1/processes")?.items,
             peers: client.get::<Items<Peer>>("/api/v1/tcp/peers")?.items,
+            queues: client.get::<Pressure>("/api/v1/pressure")?.fullest(),
             findings: client.get::<Diagnosis>("/api/v1/diagnosis")?.findings,
             recent_drops: client
                 .get::<Items<Sample>>("/api/v1/drops/recent?limit=10")?

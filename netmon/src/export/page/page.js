@@ -220,6 +220,35 @@ function renderPeers(peers) {
   fill(document.querySelector("#peers tbody"), rows);
 }
 
+// The queues and tables of every namespace, the fullest first: listeners' accept queues,
+// connection tracking and queueing disciplines that hold or dropped something.
+function renderPressure(pressure) {
+  const queues = [];
+  for (const n of pressure.namespaces) {
+    for (const l of n.listeners) {
+      const held = l.processes.map((p) => p.name + " (" + p.pid + ")").join(", ");
+      queues.push({ netns: n.netns, what: "listen " + l.address + ":" + l.port + (held ? " " + held : ""),
+        used: l.length, limit: l.limit, dropped: l.drops });
+    }
+    if (n.conntrack) {
+      const c = n.conntrack;
+      queues.push({ netns: n.netns, what: "conntrack", used: c.entries, limit: c.limit,
+        dropped: c.insert_failed + c.drop + c.early_drop });
+    }
+    for (const q of n.qdiscs.filter((q) => q.kind !== "noqueue" && (q.backlog_packets > 0 || q.drops > 0))) {
+      queues.push({ netns: n.netns, what: "qdisc " + q.interface + " " + q.kind + " " + q.handle,
+        used: q.backlog_packets, limit: null, dropped: q.drops });
+    }
+  }
+  const fill_of = (q) => (q.limit ? q.used / q.limit : 0);
+  queues.sort((a, b) => fill_of(b) - fill_of(a) || b.dropped - a.dropped);
+  const rows = queues.slice(0, 20).map((q) => row([
+    num(q.netns), el("td", q.what, "name"), num(human(q.used), q.limit && q.used >= q.limit ? "critical" : ""),
+    num(human(q.limit)), num(human(q.dropped), q.dropped > 0 ? "critical" : ""),
+  ]));
+  fill(document.querySelector("#pressure tbody"), rows);
+}
+
 function renderStatus(status) {
   state.thresholds = status.thresholds;
   document.getElementById("agent").textContent = "agent " + status.version;
@@ -237,10 +266,10 @@ async function showHistory() {
 async function refresh() {
   const problem = document.getElementById("problem");
   try {
-    const [status, interfaces, diagnosis, drops, recent, connections, listening, processes, peers] = await Promise.all([
+    const [status, interfaces, diagnosis, drops, recent, connections, listening, processes, peers, pressure] = await Promise.all([
       get("/api/v1/status"), get("/api/v1/interfaces"), get("/api/v1/diagnosis"), get("/api/v1/drops"),
       get("/api/v1/drops/recent?limit=15"), get("/api/v1/connections"), get("/api/v1/listening"),
-      get("/api/v1/processes"), get("/api/v1/tcp/peers"),
+      get("/api/v1/processes"), get("/api/v1/tcp/peers"), get("/api/v1/pressure"),
     ]);
     renderStatus(status);
     state.interfaces = interfaces.items;
@@ -253,6 +282,7 @@ async function refresh() {
     renderListening(listening);
     renderProcesses(processes);
     renderPeers(peers);
+    renderPressure(pressure);
     document.getElementById("updated").textContent =
       "updated " + new Date(status.snapshot_timestamp_ms).toLocaleTimeString();
     problem.hidden = true;

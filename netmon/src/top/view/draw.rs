@@ -1,5 +1,6 @@
 //! How the view is drawn with ratatui: the title, the interfaces with their trends, the
-//! selected one's history, processes, drops, connections, findings, peers and recent drops.
+//! selected one's history, processes, drops, connections, queues, findings, peers and recent
+//! drops.
 use ratatui::{
     Frame,
     layout::{Constraint, Layout, Rect},
@@ -26,15 +27,17 @@ impl App {
         self.render_title(frame, title);
         self.render_interfaces(frame, table);
         self.render_detail(frame, detail);
-        let [processes, drops, connections] = Layout::horizontal([
-            Constraint::Percentage(45),
-            Constraint::Percentage(30),
-            Constraint::Percentage(25),
+        let [processes, drops, connections, queues] = Layout::horizontal([
+            Constraint::Percentage(38),
+            Constraint::Percentage(22),
+            Constraint::Percentage(17),
+            Constraint::Percentage(23),
         ])
         .areas(middle);
         self.render_processes(frame, processes);
         self.render_drops(frame, drops);
         self.render_connections(frame, connections);
+        self.render_queues(frame, queues);
         let [findings, peers, recent] = Layout::horizontal([
             Constraint::Percentage(35),
             Constraint::Percentage(30),
@@ -241,6 +244,25 @@ impl App {
                     .style(Style::default().add_modifier(Modifier::BOLD)),
             )
             .block(Block::default().borders(Borders::ALL).title("Peers"));
+        frame.render_widget(table, area);
+    }
+
+    /// Listeners' accept queues and connection tracking, the fullest first; red when full.
+    fn render_queues(&self, frame: &mut Frame, area: Rect) {
+        let rows = self.data.queues.iter().map(|q| {
+            let style = if q.limit > 0 && q.used >= q.limit {
+                Style::default().fg(Color::Red)
+            } else {
+                Style::default()
+            };
+            Row::new(vec![
+                clean(&q.name),
+                format!("{}/{}", human(q.used as f64), human(q.limit as f64)),
+            ])
+            .style(style)
+        });
+        let table = Table::new(rows, [Constraint::Min(12), Constraint::Length(11)])
+            .block(Block::default().borders(Borders::ALL).title("Queues"));
         frame.render_widget(table, area);
     }
 
