@@ -117,10 +117,10 @@ pub fn note_syn_retry<M: Memory>(sk: u64, tcp: u64) {
     let family: u16 = M::read(sk, constant!(OFFSETS.sk_family)).unwrap_or(0);
     let key = retried_syn::<M>(sk, tcp, socket_namespace::<M>(sk), family);
     // Only the first retry stores: the later ones find their connect there.
-    if let Err(err) = RETRIED_SYNS.insert(&key, &first_us, BPF_NOEXIST as u64) {
-        if err == -E2BIG {
-            count(map_full(peers::TABLE.number));
-        }
+    if let Err(err) = RETRIED_SYNS.insert(key, first_us, BPF_NOEXIST as u64)
+        && err == -E2BIG
+    {
+        count(map_full(peers::TABLE.number));
     }
 }
 
@@ -153,8 +153,8 @@ fn forget_retried_syn<M: Memory, F: Fn() -> u64>(change: &Change<F>) -> Option<u
     }
     let key = retried_syn::<M>(change.sk, tcp, change.netns, change.family);
     // SAFETY: the value is copied out before the entry is removed.
-    let first_us = unsafe { RETRIED_SYNS.get(&key) }.copied()?;
-    let _ = RETRIED_SYNS.remove(&key);
+    let first_us = unsafe { RETRIED_SYNS.get(key) }.copied()?;
+    let _ = RETRIED_SYNS.remove(key);
     let now_us: u64 = M::read(tcp, constant!(OFFSETS.tcp_mstamp))?;
     Some(now_us.saturating_sub(first_us))
 }
