@@ -2,7 +2,7 @@
 //! application did not accept in time are dropped (`ListenOverflows`). By namespace, naming
 //! the listeners at their limit and their processes, with the drops the kernel gave the
 //! reason `TCP_LISTEN_OVERFLOW`.
-use super::{Finding, Severity, evidence, pressure_before, reason_drops};
+use super::{Baselines, Finding, Severity, evidence, reason_drops};
 use crate::{
     config::Thresholds,
     model::{
@@ -17,14 +17,13 @@ const DROP_REASON: &str = "TCP_LISTEN_OVERFLOW";
 pub(super) fn accept_queues(
     findings: &mut Vec<Finding>,
     thresholds: &Thresholds,
-    (oldest, newest): (&Snapshot, &Snapshot),
+    ((oldest, newest), baselines): ((&Snapshot, &Snapshot), &Baselines),
     window_seconds: f64,
 ) {
     for namespace in &newest.pressure.namespaces {
         let overflows = |n: &NamespacePressure| n.counters.get(OVERFLOWS).copied().unwrap_or(0);
-        // A namespace first read in the window counts what it has overflowed so far.
-        let before = pressure_before(oldest, namespace.netns);
-        let overflowed = overflows(namespace).saturating_sub(before.map_or(0, overflows));
+        let before = baselines.of_namespace(namespace.netns);
+        let overflowed = overflows(namespace).saturating_sub(before.map_or(u64::MAX, overflows));
         if overflowed < thresholds.listen_overflows.max(1) {
             continue;
         }

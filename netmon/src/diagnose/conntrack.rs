@@ -1,7 +1,7 @@
 //! Connection tracking near its limit, or failing: past `nf_conntrack_max` new connections
 //! are dropped (`drop`, `early_drop`, `insert_failed`), by namespace, with the drops the
 //! kernel gave the reason `NETFILTER_DROP`.
-use super::{Finding, Severity, evidence, pressure_before, reason_drops};
+use super::{Baselines, Finding, Severity, evidence, reason_drops};
 use crate::{
     config::Thresholds,
     model::{Snapshot, pressure::Conntrack},
@@ -10,16 +10,17 @@ use crate::{
 pub(super) fn conntrack(
     findings: &mut Vec<Finding>,
     thresholds: &Thresholds,
-    (oldest, newest): (&Snapshot, &Snapshot),
+    ((oldest, newest), baselines): ((&Snapshot, &Snapshot), &Baselines),
     window_seconds: f64,
 ) {
     for namespace in &newest.pressure.namespaces {
         let Some(now) = &namespace.conntrack else {
             continue;
         };
-        let before = pressure_before(oldest, namespace.netns).and_then(|n| n.conntrack.as_ref());
+        let before = baselines.of_namespace(namespace.netns);
+        let before = before.and_then(|n| n.conntrack.as_ref());
         let failures = |c: &Conntrack| c.insert_failed + c.drop + c.early_drop;
-        let failed = failures(now).saturating_sub(before.map_or(0, failures));
+        let failed = failures(now).saturating_sub(before.map_or(u64::MAX, failures));
         let percent = 100.0 * now.entries as f64 / now.limit.max(1) as f64;
         if failed == 0 && percent < thresholds.conntrack_percent {
             continue;

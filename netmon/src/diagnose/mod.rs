@@ -1,11 +1,12 @@
 //! The troubleshooting playbook of a network operator as rules that turn the History into
 //! findings: what is wrong, how badly, the numbers that show it, and what to do next.
 //! One rule (or a small family) a file; this file holds what they share. No I/O here.
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use serde::Serialize;
 
 mod accept_queues;
+mod baselines;
 mod connections;
 mod conntrack;
 mod ephemeral_ports;
@@ -19,11 +20,12 @@ mod softnet;
 mod udp_buffers;
 
 use crate::{
-    config::{Config, DiagnosisSettings},
-    model::{History, Snapshot, drops::RecentDrops, pressure::NamespacePressure},
+    config::{Config, DiagnosisSettings, Thresholds},
+    model::{History, Snapshot, drops::RecentDrops},
     rates::{self, Summary},
 };
 use accept_queues::accept_queues;
+use baselines::Baselines;
 use connections::connection_states;
 use conntrack::conntrack;
 use ephemeral_ports::ephemeral_ports;
@@ -145,12 +147,7 @@ pub fn diagnose_window(
     );
     ephemeral_ports(&mut findings, thresholds, newest);
     failing_peers(&mut findings, thresholds, (oldest, newest), window_seconds);
-    let ends: (&Snapshot, &Snapshot) = (oldest, newest);
-    accept_queues(&mut findings, thresholds, ends, window_seconds);
-    conntrack(&mut findings, thresholds, ends, window_seconds);
-    softnet(&mut findings, thresholds, ends, window_seconds);
-    qdisc_drops(&mut findings, thresholds, ends, window_seconds);
-    udp_buffers(&mut findings, thresholds, ends, window_seconds);
+    pressure(&mut findings, thresholds, &snapshots, window_seconds);
     connection_states(
         &mut findings,
         thresholds,
@@ -192,9 +189,23 @@ fn reason_drops(
     total(newest).saturating_sub(total(oldest))
 }
 
-/// A namespace's pressure in the oldest snapshot of the window, if it was read then.
-fn pressure_before(oldest: &Snapshot, netns: u32) -> Option<&NamespacePressure> {
-    oldest.pressure.namespaces.iter().find(|n| n.netns == netns)
+/// The rules of pressure before loss over the window's `snapshots`, oldest first.
+fn pressure(
+    findings: &mut Vec<Finding>,
+    thresholds: &Thresholds,
+    snapshots: &[&Arc<Snapshot>],
+    window_seconds: f64,
+) {
+    let (Some(oldest), Some(newest)) = (snapshots.first(), snapshots.last()) else {
+        return;
+    };
+    let ends: (&Snapshot, &Snapshot) = (oldest, newest);
+    let baselines = Baselines::of(snapshots);
+    accept_queues(findings, thresholds, (ends, &baselines), window_seconds);
+    conntrack(findings, thresholds, (ends, &baselines), window_seconds);
+    softnet(findings, thresholds, ends, window_seconds);
+    qdisc_drops(findings, thresholds, (ends, &baselines), window_seconds);
+    udp_buffers(findings, thresholds, (ends, &baselines), window_seconds);
 }
 
 /// Warning at the threshold, critical at `factor` times it.

@@ -1,6 +1,6 @@
 //! Queueing disciplines that drop: a queue full or over its rate limit, naming the
 //! interface and the discipline, with the drops the kernel gave the reason `QDISC_DROP`.
-use super::{Finding, Severity, evidence, graded, pressure_before, reason_drops};
+use super::{Baselines, Finding, Severity, evidence, graded, reason_drops};
 use crate::{
     config::Thresholds,
     model::{Snapshot, pressure::Qdisc},
@@ -9,15 +9,16 @@ use crate::{
 pub(super) fn qdisc_drops(
     findings: &mut Vec<Finding>,
     thresholds: &Thresholds,
-    (oldest, newest): (&Snapshot, &Snapshot),
+    ((oldest, newest), baselines): ((&Snapshot, &Snapshot), &Baselines),
     window_seconds: f64,
 ) {
     for namespace in &newest.pressure.namespaces {
-        let before = pressure_before(oldest, namespace.netns);
+        let before = baselines.of_namespace(namespace.netns);
         for qdisc in &namespace.qdiscs {
             let same = |q: &&Qdisc| q.ifindex == qdisc.ifindex && q.handle == qdisc.handle;
-            let earlier = before.and_then(|n| n.qdiscs.iter().find(same));
-            let dropped = qdisc.drops.saturating_sub(earlier.map_or(0, |q| q.drops));
+            // A discipline added in the window drops from nothing.
+            let earlier = before.map(|n| n.qdiscs.iter().find(same).map_or(0, |q| q.drops));
+            let dropped = qdisc.drops.saturating_sub(earlier.unwrap_or(u64::MAX));
             let threshold = thresholds.qdisc_drops.max(1) as f64;
             let Some(severity) = graded(dropped as f64, threshold, 100.0 * threshold) else {
                 continue;

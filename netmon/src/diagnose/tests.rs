@@ -507,6 +507,26 @@ mod pressure {
         assert_eq!(finding.evidence[1].value, 7.0);
     }
 
+    /// An agent that starts, or reads a namespace in its turn, sees counters the namespace
+    /// counted since it was made: they move from its first reading in the window.
+    #[test]
+    fn a_namespace_counts_from_its_first_reading_in_the_window() {
+        let errors = |count| NamespacePressure {
+            counters: counters(&[("Udp_RcvbufErrors", count)]),
+            ..NamespacePressure::default()
+        };
+        let calm = SoftnetCpu::default;
+        let unread = snapshot(0.0, quiet());
+        let first = under(5.0, errors(900), calm());
+        assert!(findings(unread.clone(), first.clone()).is_empty());
+        let snapshots = vec![unread, first, under(10.0, errors(912), calm())];
+        let found = run(&history(snapshots), &Config::default()).findings;
+        assert_eq!(
+            found[0].summary,
+            "netns 4026532000: 12 UDP datagrams dropped at full receive buffers in 10 s"
+        );
+    }
+
     #[test]
     fn conntrack_near_its_limit_or_failing() {
         let at = |entries, drop| NamespacePressure {

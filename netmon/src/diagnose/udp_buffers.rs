@@ -1,7 +1,7 @@
 //! UDP datagrams dropped at full receive buffers: an application reads slower than they
 //! come. By namespace (`Udp: RcvbufErrors`), with the drops the kernel gave the reason
 //! `SOCKET_RCVBUFF`.
-use super::{Finding, evidence, graded, pressure_before, reason_drops};
+use super::{Baselines, Finding, evidence, graded, reason_drops};
 use crate::{
     config::Thresholds,
     model::{Snapshot, pressure::NamespacePressure},
@@ -12,13 +12,14 @@ const ERRORS: &str = "Udp_RcvbufErrors";
 pub(super) fn udp_buffers(
     findings: &mut Vec<Finding>,
     thresholds: &Thresholds,
-    (oldest, newest): (&Snapshot, &Snapshot),
+    ((oldest, newest), baselines): ((&Snapshot, &Snapshot), &Baselines),
     window_seconds: f64,
 ) {
     for namespace in &newest.pressure.namespaces {
         let errors = |n: &NamespacePressure| n.counters.get(ERRORS).copied().unwrap_or(0);
-        // A namespace first read in the window counts what it has dropped so far.
-        let before = pressure_before(oldest, namespace.netns).map_or(0, errors);
+        let before = baselines
+            .of_namespace(namespace.netns)
+            .map_or(u64::MAX, errors);
         let dropped = errors(namespace).saturating_sub(before);
         let threshold = thresholds.udp_receive_buffer_errors.max(1) as f64;
         let Some(severity) = graded(dropped as f64, threshold, 100.0 * threshold) else {
