@@ -1,7 +1,8 @@
 //! The namespace judge: finds the namespaces the kernel counters were counted in, names their
 //! interfaces, and judges which counts belong to namespaces or interfaces that are gone (or to
 //! a dead namespace whose inode another took). What is gone leaves the poll's tables, and the
-//! probes free its slots.
+//! probes free its slots. The namespace thread that names the interfaces also reads the
+//! namespaces' pressure, in the turn `rotation.rs` gives them.
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     path::PathBuf,
