@@ -52,6 +52,17 @@ impl Netns {
     }
 
     /// Runs `f` on a thread that has entered this namespace: sockets it opens live there.
+    /// A counter of the namespace's own SNMP and netstat tables as `nstat` names it
+    /// (`TcpExtListenOverflows`), absolute.
+    pub fn nstat(&self, counter: &str) -> u64 {
+        let out = self.exec(&["nstat", "-asz", counter]);
+        out.lines()
+            .find_map(|line| line.strip_prefix(counter)?.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{counter} in {out}"))
+            .parse()
+            .unwrap()
+    }
+
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         run_in(&self.path(), f).unwrap_or_else(|e| panic!("entering {}: {e}", self.name))
     }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use netmon_tests::{
-    Agent, ConfigFile, LinkedNamespaces, Metrics, Netns, closed_info, require_root, sh, tcp_info,
+    Agent, ConfigFile, LinkedNamespaces, Metrics, closed_info, require_root, sh, tcp_info,
 };
 
 /// The ports of `b` the workload connects to: a listener, a closed port, one whose SYNs are
@@ -34,16 +34,6 @@ const RULES: &str = "table ip netmon_peers {
     }
 }
 ";
-
-/// A counter of the namespace's own SNMP (`nstat`), absolute.
-fn nstat(ns: &Netns, counter: &str) -> u64 {
-    let out = ns.exec(&["nstat", "-asz", counter]);
-    out.lines()
-        .find_map(|line| line.strip_prefix(counter)?.split_whitespace().next())
-        .unwrap_or_else(|| panic!("{counter} in {out}"))
-        .parse()
-        .unwrap()
-}
 
 /// Runs the workload from `a` to `b`, checking each connect's error as the application sees
 /// it. The successful connections are closed on both sides before the failing ones start: a
@@ -180,10 +170,10 @@ fn results_match_the_kernel(method: Option<&str>, tag: &str, subnet: u8) {
         let series = m.find("netmon_tcp_peer_connects_total", &labels);
         series.iter().map(|(_, v)| *v as u64).sum()
     };
-    exact(of_a(None), nstat(&pair.a, "TcpActiveOpens"));
+    exact(of_a(None), pair.a.nstat("TcpActiveOpens"));
     exact(
         of_a(None) - of_a(Some("ok")),
-        nstat(&pair.a, "TcpAttemptFails"),
+        pair.a.nstat("TcpAttemptFails"),
     );
     exact(of_a(None), OK + REFUSED + TIMEOUT + UNREACHABLE);
     let server = [
@@ -194,7 +184,7 @@ fn results_match_the_kernel(method: Option<&str>, tag: &str, subnet: u8) {
         ("result", "ok"),
     ];
     exact(m.counter("netmon_tcp_peer_connects_total", &server), OK);
-    assert_eq!(OK, nstat(&pair.b, "TcpPassiveOpens"));
+    assert_eq!(OK, pair.b.nstat("TcpPassiveOpens"));
     // Every retransmit of `a` is a SYN (how many a failing open takes is the kernel's
     // choice: an ICMP unreachable may bring one at once), counted as its socket closed.
     let retransmits = m.find(
@@ -202,7 +192,7 @@ fn results_match_the_kernel(method: Option<&str>, tag: &str, subnet: u8) {
         &[("netns", na.as_str())],
     );
     let retransmits = retransmits.iter().map(|(_, v)| *v as u64).sum();
-    exact(retransmits, nstat(&pair.a, "TcpRetransSegs"));
+    exact(retransmits, pair.a.nstat("TcpRetransSegs"));
     let to_dropped = [("netns", na.as_str()), ("port", "5433")];
     assert!(m.counter("netmon_tcp_peer_retransmits_total", &to_dropped) >= TIMEOUT);
     let times = [("netns", na.as_str()), ("port", "5432")];
@@ -256,7 +246,7 @@ fn past_top_peers_fold_into_other_and_keep_the_totals() {
     assert_eq!(series.len(), 21, "{series:?}");
     let total: f64 = series.iter().map(|(_, v)| v).sum();
     assert_eq!(total as u64, u64::from(PEERS));
-    assert_eq!(total as u64, nstat(&pair.a, "TcpAttemptFails"));
+    assert_eq!(total as u64, pair.a.nstat("TcpAttemptFails"));
     let other = [
         ("netns", na.as_str()),
         ("peer", "other"),
@@ -491,7 +481,7 @@ fn ipv6_peers_are_counted_by_their_address() {
     let all = m.find("netmon_tcp_peer_connects_total", &[("netns", na.as_str())]);
     exact(
         all.iter().map(|(_, v)| *v as u64).sum(),
-        nstat(&pair.a, "TcpActiveOpens"),
+        pair.a.nstat("TcpActiveOpens"),
     );
     let sent = [&to("6000")[..], &[("direction", "sent")]].concat();
     let sent = m.counter("netmon_tcp_peer_bytes_total", &sent);

@@ -9,17 +9,7 @@ use std::{
     time::Duration,
 };
 
-use netmon_tests::{Agent, LinkedNamespaces, Metrics, Netns, require_root};
-
-/// A counter of the namespace's own SNMP (`nstat`), absolute.
-fn nstat(ns: &Netns, counter: &str) -> u64 {
-    let out = ns.exec(&["nstat", "-asz", counter]);
-    out.lines()
-        .find_map(|line| line.strip_prefix(counter)?.split_whitespace().next())
-        .unwrap_or_else(|| panic!("{counter} in {out}"))
-        .parse()
-        .unwrap()
-}
+use netmon_tests::{Agent, LinkedNamespaces, Metrics, require_root};
 
 /// A counter of `netmon_netstat_total` in namespace `netns`.
 fn counted(m: &Metrics, netns: &str, counter: &str) -> u64 {
@@ -83,10 +73,10 @@ fn a_full_accept_queue_matches_ss_and_nstat() {
     // Read where the kernel's counters held still across a poll and the diagnosis.
     let mut settled = None;
     for _ in 0..20 {
-        let before = nstat(&pair.b, "TcpExtListenOverflows");
+        let before = pair.b.nstat("TcpExtListenOverflows");
         let m = agent.fresh_metrics();
         let finding = finding(&agent, "accept_queue_overflow", &format!("netns {nb}"));
-        if nstat(&pair.b, "TcpExtListenOverflows") == before {
+        if pair.b.nstat("TcpExtListenOverflows") == before {
             settled = Some((m, finding));
             break;
         }
@@ -104,13 +94,13 @@ fn a_full_accept_queue_matches_ss_and_nstat() {
     assert_eq!(value("netmon_listen_queue_length"), recv_q, "{ss}");
     assert_eq!(value("netmon_listen_queue_limit"), send_q, "{ss}");
     for counter in ["ListenOverflows", "ListenDrops"] {
-        let kernel = nstat(&pair.b, &format!("TcpExt{counter}"));
+        let kernel = pair.b.nstat(&format!("TcpExt{counter}"));
         assert!(kernel > 0, "{counter}");
         assert_eq!(counted(&m, &nb, &format!("TcpExt_{counter}")), kernel);
         assert_eq!(counted(&m, &na, &format!("TcpExt_{counter}")), 0);
     }
     // The finding names the namespace's overflows, the listener and the test, which holds it.
-    let overflows = nstat(&pair.b, "TcpExtListenOverflows");
+    let overflows = pair.b.nstat("TcpExtListenOverflows");
     let subject = format!("netns {nb}");
     let summary = finding["summary"].as_str().unwrap();
     let listener_named = format!("{}:7500 ({recv_q} of {send_q}), held by", pair.veth.b_ip);
@@ -152,7 +142,7 @@ fn a_flooded_receive_buffer_counts_its_errors() {
     netmon_tests::send_udp(&pair.a, &pair.veth.a_ip, &to, 200, 1000);
     thread::sleep(Duration::from_millis(200));
     let m = agent.fresh_metrics();
-    let kernel = nstat(&pair.b, "UdpRcvbufErrors");
+    let kernel = pair.b.nstat("UdpRcvbufErrors");
     assert!(kernel > 100, "{kernel}");
     let nb = pair.netns_b();
     assert_eq!(counted(&m, &nb, "Udp_RcvbufErrors"), kernel);
